@@ -1,0 +1,1 @@
+"""Training for vizcap: `python -m train shapes` reproduces the shipped ShapeScenes checkpoint."""

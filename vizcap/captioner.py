@@ -1,0 +1,197 @@
+"""`Captioner`: the model, its tokenizer and its preprocessing, saved and loaded as one directory.
+
+    checkpoint/
+      config.json        CaptionerConfig (plus a format version)
+      model.safetensors  the weights (never a pickle)
+      tokenizer.json     a `tokenizers` tokenizer
+
+`vizcap.load()` opens the shipped ShapeScenes checkpoint; `vizcap.load(path)` any directory that
+`train/` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+
+from .images import open_image, to_model_input
+from .model import CaptionerConfig, CaptionModel
+from .tokenizer import CaptionTokenizer
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "shapes"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(tmp_path) then move tmp_path over `path`, so a crash never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Captioner:
+    def __init__(self, model: CaptionModel, tokenizer: CaptionTokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.cfg = model.cfg
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.model.grid
+
+    # -- io ------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path, extra: dict | None = None) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"format_version": FORMAT_VERSION, **self.cfg.to_dict(), **(extra or {})}
+        atomic_write(directory / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_write(directory / "tokenizer.json", lambda p: self.tokenizer.save(p))
+        atomic_write(directory / "model.safetensors", lambda p: save_model(self.model, p))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path | None = None) -> "Captioner":
+        directory = Path(directory) if directory is not None else DEFAULT_CHECKPOINT
+        if not directory.is_dir():
+            raise CheckpointError(f"{directory}: not a checkpoint directory")
+        files = {name: directory / name for name in ("config.json", "model.safetensors", "tokenizer.json")}
+        for name, path in files.items():
+            if not path.is_file():
+                raise CheckpointError(f"{path}: missing ({name} is required in a checkpoint directory)")
+        try:
+            raw = json.loads(files["config.json"].read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            raw.pop("format_version", None)
+            for key in ("decoder_source",):  # informational keys written by train/
+                raw.pop(key, None)
+            cfg = CaptionerConfig.from_dict(raw)
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{files['config.json']}: {e}") from None
+        try:
+            tokenizer = CaptionTokenizer.from_file(files["tokenizer.json"])
+        except Exception as e:  # tokenizers raises its own Exception type
+            raise CheckpointError(f"{files['tokenizer.json']}: not a valid tokenizer ({e})") from None
+        if tokenizer.vocab_size != cfg.vocab_size:
+            raise CheckpointError(
+                f"{files['tokenizer.json']}: vocabulary of {tokenizer.vocab_size} tokens, "
+                f"but config.json says vocab_size {cfg.vocab_size}"
+            )
+        model = CaptionModel(cfg)
+        try:
+            state = load_file(files["model.safetensors"])
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{files['model.safetensors']}: unreadable ({e})") from None
+        _load_state(model, state, files["model.safetensors"])
+        return cls(model, tokenizer)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def pixels(self, images) -> torch.Tensor:
+        """Images (paths, PIL, arrays) -> the model's input batch [B, 3, S, S]."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        arrays = [
+            to_model_input(open_image(im), self.cfg.image_size, self.cfg.image_mean, self.cfg.image_std)
+            for im in images
+        ]
+        return torch.from_numpy(np.stack(arrays))
+
+    @torch.inference_mode()
+    def generate_greedy(self, pixels: torch.Tensor, max_tokens: int = 20) -> tuple[list[list[int]], list[list[float]]]:
+        """Greedy decoding of a batch with the KV cache: token ids and their probabilities."""
+        model = self.model
+        B = pixels.shape[0]
+        max_tokens = min(max_tokens, self.cfg.max_positions - self.cfg.n_prefix - 1)
+        memory = model.encode(pixels)
+        prefix, _ = model.prefix(memory)
+        ids = torch.full((B, 1), self.cfg.bos_id, dtype=torch.long)
+        out = model.decode(memory, prefix, ids, use_cache=True)
+        tokens = [[] for _ in range(B)]
+        probs = [[] for _ in range(B)]
+        done = torch.zeros(B, dtype=torch.bool)
+        for _ in range(max_tokens):
+            p = torch.softmax(out.logits[:, -1].float(), dim=-1)
+            best, nxt = p.max(dim=-1)
+            for b in range(B):
+                if not done[b]:
+                    tokens[b].append(int(nxt[b]))
+                    probs[b].append(float(best[b]))
+            done |= nxt == self.cfg.eos_id
+            if done.all():
+                break
+            cross = memory if self.cfg.mode != "prefix" else None
+            out = model.decoder(
+                inputs_embeds=model.decoder.transformer.wte(nxt[:, None]),
+                encoder_hidden_states=cross,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
+        return tokens, probs
+
+    def caption_batch(self, images, max_tokens: int = 20) -> list[str]:
+        tokens, _ = self.generate_greedy(self.pixels(images), max_tokens)
+        return [self.tokenizer.decode(t) for t in tokens]
+
+    def caption(self, image, max_tokens: int = 20) -> str:
+        """The greedy caption of one image (a path, a PIL image or an H×W×3 uint8 array)."""
+        return self.caption_batch([image], max_tokens)[0]
+
+    def caption_details(self, image, max_tokens: int = 20) -> dict:
+        """Caption plus its tokens and their probabilities (greedy)."""
+        tokens, probs = self.generate_greedy(self.pixels([image]), max_tokens)
+        ids, p = tokens[0], probs[0]
+        shown = [i for i in ids if i != self.cfg.eos_id]
+        return {
+            "caption": self.tokenizer.decode(ids),
+            "tokens": [self.tokenizer.token_text(i) for i in shown],
+            "token_probs": [round(float(x), 6) for x, i in zip(p, ids) if i != self.cfg.eos_id],
+            "grid": list(self.grid),
+        }
+
+
+def _load_state(model: CaptionModel, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = model.state_dict()
+    # GPT-2 ties lm_head to the word embeddings; safetensors stores the shared tensor once
+    if "decoder.lm_head.weight" not in state and "decoder.transformer.wte.weight" in state:
+        state = {**state, "decoder.lm_head.weight": state["decoder.transformer.wte.weight"]}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {len(missing)} tensors (e.g. {missing[0]})")
+        if unexpected:
+            detail.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{path}: does not match config.json: " + "; ".join(detail))
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {tuple(tensor.shape)}, config.json implies {tuple(own[name].shape)}"
+            )
+    model.load_state_dict(state, strict=True)
+
+
+def load(path: str | Path | None = None) -> Captioner:
+    """Load a checkpoint directory (default: the shipped ShapeScenes model)."""
+    return Captioner.from_pretrained(path)

@@ -1,0 +1,84 @@
+"""Caption quality: standard n-gram metrics (pycocoevalcap) and ShapeScenes' own exact scores.
+
+pycocoevalcap's BLEU, ROUGE-L and CIDEr scorers are pure Python and take already tokenised,
+lower-cased text; we tokenise by whitespace (the PTB tokenizer needs Java and changes nothing on
+ShapeScenes' vocabulary). CIDEr's document frequencies come from the references being scored, so a
+CIDEr on a few hundred images is not comparable with one on a full COCO test split.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .scenes import COLOURS, NUMBERS, PLURALS, SHAPES, SceneObject
+
+_SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
+_COUNT_WORDS = {word: n for n, word in NUMBERS.items()} | {"an": 1}
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def caption_metrics(predictions: dict, references: dict) -> dict[str, float]:
+    """BLEU-1…4, ROUGE-L and CIDEr of {id: caption} against {id: [reference captions]}."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    res = {k: [_normalise(v) or "<empty>"] for k, v in predictions.items()}
+    gts = {k: [_normalise(r) for r in refs] for k, refs in references.items()}
+    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    out = {f"bleu{i + 1}": float(b) for i, b in enumerate(bleu)}
+    out.update(rouge_l=float(rouge), cider=float(cider), tokenizer="whitespace")
+    return out
+
+
+def parse_objects(caption: str) -> list[tuple[str, str]]:
+    """The (colour, shape) of every object a ShapeScenes caption names, in order; counts expand
+    ("two red circles" -> two entries). Words outside the grammar are skipped."""
+    words = _normalise(caption).split()
+    objects: list[tuple[str, str]] = []
+    count, colour = 1, None
+    for w in words:
+        if w in _COUNT_WORDS:
+            count, colour = _COUNT_WORDS[w], None
+        elif w in COLOURS:
+            colour = w
+        elif w in SHAPES or w in _SINGULAR:
+            objects.extend([(colour or "?", _SINGULAR.get(w, w))] * count)
+            count, colour = 1, None
+    return objects
+
+
+def scene_scores(predictions: list[str], truths: list[list[SceneObject]], captions: list[str]) -> dict[str, float]:
+    """Exact match; colour and shape accuracy per object in caption order; count accuracy (the
+    caption names as many objects as the scene has); object recall (order-free)."""
+    n_obj = colour_ok = shape_ok = exact = count_ok = recalled = 0
+    for pred, objs, ref in zip(predictions, truths, captions):
+        exact += _normalise(pred) == _normalise(ref)
+        named = parse_objects(pred)
+        truth = parse_objects(ref)  # caption order, counts expanded
+        count_ok += len(named) == len(objs)
+        for i, (c, s) in enumerate(truth):
+            n_obj += 1
+            if i < len(named):
+                colour_ok += named[i][0] == c
+                shape_ok += named[i][1] == s
+        remaining = list(named)
+        for pair in truth:
+            if pair in remaining:
+                remaining.remove(pair)
+                recalled += 1
+    n = max(len(predictions), 1)
+    n_obj = max(n_obj, 1)
+    return {
+        "exact": exact / n,
+        "colour_acc": colour_ok / n_obj,
+        "shape_acc": shape_ok / n_obj,
+        "count_acc": count_ok / n,
+        "object_recall": recalled / n_obj,
+        "n_scenes": len(predictions),
+    }
