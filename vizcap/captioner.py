@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
+from .hooks import install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
 from .tokenizer import CaptionTokenizer
@@ -53,6 +54,7 @@ class Captioner:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.cfg = model.cfg
+        install_hook_points(self.model)  # stateless hooks; they record only inside capture()
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -97,7 +99,10 @@ class Captioner:
                 f"{files['tokenizer.json']}: vocabulary of {tokenizer.vocab_size} tokens, "
                 f"but config.json says vocab_size {cfg.vocab_size}"
             )
-        model = CaptionModel(cfg)
+        try:
+            model = CaptionModel(cfg)
+        except Exception as e:  # e.g. an unknown timm encoder name or an impossible feature stage
+            raise CheckpointError(f"{files['config.json']}: cannot build the model ({type(e).__name__}: {e})") from None
         try:
             state = load_file(files["model.safetensors"])
         except (SafetensorError, OSError, ValueError) as e:
@@ -130,8 +135,10 @@ class Captioner:
         tokens = [[] for _ in range(B)]
         probs = [[] for _ in range(B)]
         done = torch.zeros(B, dtype=torch.bool)
+        banned = sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id})  # never valid outputs
         for _ in range(max_tokens):
             p = torch.softmax(out.logits[:, -1].float(), dim=-1)
+            p[:, banned] = -1.0
             best, nxt = p.max(dim=-1)
             for b in range(B):
                 if not done[b]:
@@ -157,6 +164,17 @@ class Captioner:
         """The greedy caption of one image (a path, a PIL image or an H×W×3 uint8 array)."""
         return self.caption_batch([image], max_tokens)[0]
 
+    def explain(self, image, strategy: str = "greedy", beams: int = 1, top_k: int = 0, top_p: float = 1.0,
+                temperature: float = 1.0, length_penalty: float = 1.0, seed: int | None = None,
+                max_tokens: int = 20):
+        """Caption `image` and capture every attention map behind every word (see vizcap.explain)."""
+        from .decoding import DecodingParams
+        from .explain import explain
+
+        params = DecodingParams(strategy=strategy, beams=beams, top_k=top_k, top_p=top_p, temperature=temperature,
+                                length_penalty=length_penalty, seed=seed, max_tokens=max_tokens)
+        return explain(self, image, params)
+
     def caption_details(self, image, max_tokens: int = 20) -> dict:
         """Caption plus its tokens and their probabilities (greedy)."""
         tokens, probs = self.generate_greedy(self.pixels([image]), max_tokens)
@@ -172,9 +190,11 @@ class Captioner:
 
 def _load_state(model: CaptionModel, state: dict[str, torch.Tensor], path: Path) -> None:
     own = model.state_dict()
-    # GPT-2 ties lm_head to the word embeddings; safetensors stores the shared tensor once
-    if "decoder.lm_head.weight" not in state and "decoder.transformer.wte.weight" in state:
-        state = {**state, "decoder.lm_head.weight": state["decoder.transformer.wte.weight"]}
+    # GPT-2 ties lm_head to the word embeddings; safetensors stores the shared tensor under one name
+    tied = ("decoder.lm_head.weight", "decoder.transformer.wte.weight")
+    for a, b in (tied, tied[::-1]):
+        if a in own and a not in state and b in state:
+            state = {**state, a: state[b]}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

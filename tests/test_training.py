@@ -1,0 +1,255 @@
+"""The `shapes` training preset: it learns, it is bitwise reproducible, a killed run resumes to the
+very same weights, and its command line fails cleanly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from conftest import run_module
+from train.loop import LoopConfig
+from train.shapes import HELDOUT_FIRST_SEED, ShapesArgs, run
+
+STEPS, SAVE_EVERY, KILL_AT = 40, 10, 28  # killed after step 28: state saved at 20, log written at 25
+FAST = dict(batch_size=8, workers=0, threads=1, eval_n=8)
+
+
+def _log(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _same_weights(a: Path, b: Path) -> None:
+    ta, tb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert ta.keys() == tb.keys()
+    differing = [k for k in ta if not torch.equal(ta[k], tb[k])]
+    assert not differing, f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted 40-step run (in this process)."""
+    out = tmp_path_factory.mktemp("reference_run")
+    record = run(ShapesArgs(out=str(out), steps=STEPS, save_every=SAVE_EVERY, **FAST))
+    torch.set_num_threads(1)
+    return out, record
+
+
+def test_loss_goes_down(reference):
+    out, _ = reference
+    log = _log(out)
+    assert LoopConfig(steps=1, lr=0, warmup=0, weight_decay=0).log_every == 25
+    assert [r["step"] for r in log] == [25, 40]  # every log_every steps, and the last step
+    first, last = log[0], log[-1]
+    for key in ("loss", "caption_loss", "aux_loss", "lr", "samples_per_s"):
+        assert key in first and key in last
+    assert last["loss"] < 0.95 * first["loss"], log
+    assert last["caption_loss"] < first["caption_loss"], log
+
+
+def test_metrics_json(reference):
+    out, record = reference
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(record))  # what run() returns is what it wrote
+    assert metrics["command"] == "python -m train shapes"
+    held = metrics["heldout"]
+    assert held["n_scenes"] == FAST["eval_n"]
+    for key in ("exact", "colour_acc", "shape_acc", "count_acc", "object_recall", "bleu4", "rouge_l", "cider"):
+        assert isinstance(held[key], (int, float)), key
+    for key in ("exact", "colour_acc", "shape_acc", "count_acc", "object_recall", "bleu4", "rouge_l"):
+        assert 0.0 <= held[key] <= 1.0, key
+    assert metrics["heldout_first_seed"] == HELDOUT_FIRST_SEED
+    assert metrics["samples_seen"] == STEPS * FAST["batch_size"]
+    assert metrics["args"]["steps"] == STEPS and metrics["args"]["batch_size"] == FAST["batch_size"]
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "train_log.jsonl"} <= names
+    assert "resume.safetensors" not in names  # removed once the run has finished
+
+
+def test_metrics_are_recomputable(reference):
+    """The held-out figures in metrics.json are those of the weights in the directory."""
+    from train.shapes import evaluate_scenes, heldout_seeds
+    from vizcap.captioner import Captioner
+
+    out, record = reference
+    again = evaluate_scenes(Captioner.from_pretrained(out), heldout_seeds(FAST["eval_n"]), progress=False)
+    assert again == record["heldout"]
+
+
+def test_identical_runs_are_bitwise_equal(tmp_path):
+    args = dict(steps=5, save_every=1000, seed=1, **{**FAST, "eval_n": 2})
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run(ShapesArgs(out=str(a), **args))
+    run(ShapesArgs(out=str(b), **args))
+    run(ShapesArgs(out=str(c), **{**args, "seed": 2}))
+    torch.set_num_threads(1)
+    _same_weights(a, b)
+    assert [r["loss"] for r in _log(a)] == [r["loss"] for r in _log(b)]
+    assert (a / "config.json").read_bytes() == (b / "config.json").read_bytes()
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    # …and the check has teeth: another run seed gives other weights
+    ta, tc = load_file(a / "model.safetensors"), load_file(c / "model.safetensors")
+    assert not torch.equal(ta["project.weight"], tc["project.weight"])
+
+
+# A real `python -m train shapes ...` process that SIGKILLs itself (no cleanup, no handlers) just
+# before step KILL_AT, i.e. at a deterministic point between the save at step 20 and the end.
+_KILLER = """
+import os, signal, sys
+import train.shapes as shapes
+kill_at = int(os.environ["VIZCAP_TEST_KILL_AT"])
+real_train = shapes.train
+def train(model, batches, *args, **kwargs):
+    def killing(start):
+        for step, batch in enumerate(batches(start), start):
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield batch
+    return real_train(model, killing, *args, **kwargs)
+shapes.train = train
+from train.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_run_resumes_to_the_same_bits(reference, tmp_path, monkeypatch):
+    ref_out, ref_record = reference
+    out = tmp_path / "interrupted"
+    cli = ["shapes", "--out", str(out), "--steps", str(STEPS), "--save-every", str(SAVE_EVERY),
+           "--batch-size", str(FAST["batch_size"]), "--workers", "0", "--threads", "1",
+           "--eval-n", str(FAST["eval_n"])]
+    monkeypatch.setenv("VIZCAP_TEST_KILL_AT", str(KILL_AT))
+    killed = run_module("-c", _KILLER, *cli)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    state = out / "resume.safetensors"
+    assert state.exists()
+    assert not (out / "model.safetensors").exists()
+    with safe_open(str(state), "pt") as f:
+        assert f.metadata()["step"] == "20"
+    assert [r["step"] for r in _log(out)] == [25]  # logged before the kill, after the last save
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+    resumed = run_module("-m", "train", *cli, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr
+    assert "resuming from step 20" in resumed.stdout
+    _same_weights(ref_out, out)
+    # the log reads as if the run had never stopped: step 25 once, and the same losses
+    ref_log, log = _log(ref_out), _log(out)
+    assert [r["step"] for r in log] == [r["step"] for r in ref_log]
+    assert [(r["loss"], r["caption_loss"], r["aux_loss"], r["lr"]) for r in log] == [
+        (r["loss"], r["caption_loss"], r["aux_loss"], r["lr"]) for r in ref_log
+    ]
+    assert not state.exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["heldout"] == ref_record["heldout"]
+    assert metrics["command"] == "python -m train shapes " + " ".join(cli[1:] + ["--resume"])
+
+
+def test_resume_without_state_starts_fresh(tmp_path):
+    """--resume with nothing to resume from is an ordinary run from step 0."""
+    out = tmp_path / "fresh"
+    args = ShapesArgs(out=str(out), steps=3, save_every=1000, seed=1, **{**FAST, "eval_n": 2})
+    run(args)
+    first = load_file(out / "model.safetensors")
+    run(ShapesArgs(**{**asdict(args), "resume": True}))
+    torch.set_num_threads(1)
+    second = load_file(out / "model.safetensors")
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert [r["step"] for r in _log(out)] == [3]
+
+
+# -- the command line fails cleanly ----------------------------------------------------------------
+
+
+def test_steps_zero_exits_2_without_traceback(tmp_path):
+    proc = run_module("-m", "train", "shapes", "--steps", "0", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--steps" in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["shapes", "--batch-size", "0"], ["shapes", "--steps", "ten"], ["nopreset"], ["shapes", "--bogus"], []],
+)
+def test_bad_arguments_exit_2(argv, capsys):
+    from train.__main__ import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err
+
+
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    from train.__main__ import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    code = main(["shapes", "--out", str(blocker), "--steps", "1", "--threads", "1", "--workers", "0"])
+    torch.set_num_threads(1)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "Traceback" not in err
+
+
+def test_corrupt_resume_state_exits_2(tmp_path, capsys):
+    from train.__main__ import main
+
+    out = tmp_path / "corrupt"
+    out.mkdir()
+    (out / "resume.safetensors").write_bytes(b"\x00" * 64)
+    code = main(["shapes", "--out", str(out), "--steps", "2", "--threads", "1", "--workers", "0", "--resume"])
+    torch.set_num_threads(1)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "resume.safetensors" in err and "Traceback" not in err
+
+
+def _exit_code(argv: list[str]) -> int:
+    """train.__main__.main's exit status, whether it returns it or raises SystemExit (argparse);
+    any other exception (a traceback for the user) fails the test."""
+    from train.__main__ import main
+
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    finally:
+        torch.set_num_threads(1)
+    return code
+
+
+def _tiny_argv(out: Path, *extra: str) -> list[str]:
+    return ["shapes", "--out", str(out), "--steps", "2", "--batch-size", "2", "--workers", "0", "--threads", "1",
+            "--eval-n", "2", *extra]
+
+
+@pytest.mark.parametrize("flag", ["--save-every", "--threads"])
+def test_zero_counts_exit_2(flag, tmp_path, capsys):
+    """--save-every 0 / --threads 0 are bad arguments: status 2 and a message, not a traceback
+    from deep inside the loop (ZeroDivisionError) or torch (RuntimeError)."""
+    out = tmp_path / "o"
+    assert _exit_code(_tiny_argv(out, flag, "0")) == 2
+    assert flag in capsys.readouterr().err
+    assert not (out / "model.safetensors").exists()
+
+
+def test_eval_n_zero_is_refused_up_front_or_skipped(tmp_path, capsys):
+    """--eval-n 0 must not train the whole run and only then fail: either it is refused before
+    training (status 2) or the run completes (status 0, metrics.json written)."""
+    out = tmp_path / "o"
+    code = _exit_code(_tiny_argv(out, "--eval-n", "0"))
+    err = capsys.readouterr().err
+    if code == 2:
+        assert not (out / "model.safetensors").exists(), f"trained the whole run, then failed: {err}"
+    else:
+        assert code == 0 and (out / "metrics.json").exists()

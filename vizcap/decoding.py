@@ -1,0 +1,201 @@
+"""Decoding strategies (greedy, beam search, sampling) with the per-step bookkeeping that
+explanations need.
+
+One loop serves every strategy. It keeps K live hypotheses (K = 1 for greedy and sampling), runs
+the decoder one token at a time with the KV cache, and for every step records which captured
+attention row produced which token. A hypothesis carries its own list of (step, row) references,
+which is the beam's parent-pointer chain unrolled: after beam search, the chosen sequence's maps are
+gathered row by row, so they are always the maps of *that* sequence, never of whichever beam
+happened to sit in the same slot.
+
+Scores: a finished hypothesis of n generated tokens (its <eos> included) with summed
+log-probability S scores S / n**length_penalty, which is what `teacher_forced_logprob` checks.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+
+import torch
+
+STRATEGIES = ("greedy", "beam", "sample")
+MAX_BEAMS = 16
+
+
+@dataclass(frozen=True)
+class DecodingParams:
+    """Every decoding knob, validated in one place for the API, the CLI and the app."""
+
+    strategy: str = "greedy"
+    beams: int = 1
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    temperature: float = 1.0
+    length_penalty: float = 1.0
+    seed: int | None = None
+    max_tokens: int = 20
+
+    def __post_init__(self):
+        problems = validate(self)
+        if problems:
+            raise ValueError(problems[0])
+
+
+def validate(p: DecodingParams) -> list[str]:
+    """One-line messages for every invalid value (empty if all are fine)."""
+    out = []
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if p.strategy not in STRATEGIES:
+        out.append(f"strategy must be one of {', '.join(STRATEGIES)}; got {p.strategy!r}")
+    if not is_int(p.beams) or not 1 <= p.beams <= MAX_BEAMS:
+        out.append(f"beams must be a whole number from 1 to {MAX_BEAMS}; got {p.beams!r}")
+    if not is_int(p.top_k) or p.top_k < 0:
+        out.append(f"top_k must be a whole number >= 0 (0 = off); got {p.top_k!r}")
+    if not is_num(p.top_p) or not 0 < p.top_p <= 1:
+        out.append(f"top_p must be in (0, 1] (1 = off); got {p.top_p!r}")
+    if not is_num(p.temperature) or p.temperature <= 0 or p.temperature > 100:
+        out.append(f"temperature must be > 0 and <= 100; got {p.temperature!r}")
+    if not is_num(p.length_penalty) or abs(p.length_penalty) > 10:
+        out.append(f"length_penalty must be a number from -10 to 10; got {p.length_penalty!r}")
+    if p.seed is not None and (not is_int(p.seed) or not 0 <= p.seed < 2**63):
+        out.append(f"seed must be a whole number >= 0 or None; got {p.seed!r}")
+    if not is_int(p.max_tokens) or not 1 <= p.max_tokens <= 256:
+        out.append(f"max_tokens must be a whole number from 1 to 256; got {p.max_tokens!r}")
+    return out
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Temperature, then top-k, then nucleus (top-p) filtering; removed entries become -inf.
+    Pure function: the app uses it to redraw distributions without re-running the model."""
+    logits = logits / temperature
+    if top_k and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p  # keep until mass reaches p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int] = field(default_factory=list)
+    logps: list[float] = field(default_factory=list)  # log-probability of each token under the model
+    rows: list[tuple[int, int]] = field(default_factory=list)  # (step, row) that produced each token
+    finished: bool = False
+
+    @property
+    def logp(self) -> float:
+        return float(sum(self.logps))
+
+    def score(self, length_penalty: float) -> float:
+        return self.logp / max(len(self.tokens), 1) ** length_penalty
+
+    def extend(self, token: int, logp: float, row: tuple[int, int]) -> "Hypothesis":
+        return Hypothesis(self.tokens + [token], self.logps + [logp], self.rows + [row])
+
+
+@dataclass
+class BeamStep:
+    """One step of the beam tree: the live beams after the step and the ones that ended in it."""
+
+    tokens: list[int]
+    parents: list[int]  # index into the previous step's live beams
+    scores: list[float]  # cumulative log-probability
+    finished: list[dict]  # {"parent": i, "token": eos, "logp": ..., "score": ...}
+
+
+@dataclass
+class SearchResult:
+    best: Hypothesis
+    steps: list[dict]  # per step: "logp" [K, V] and the captured tensors {name: [K, heads, q, k]}
+    tree: list[BeamStep]
+    candidates: list[tuple[Hypothesis, float]]  # finished hypotheses and their scores, best first
+    seed: int | None
+
+
+def search(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned: tuple[int, ...] = ()) -> SearchResult:
+    """Run one decoding strategy. Tokens in `banned` (<pad>, <bos>: never valid outputs) are never
+    chosen; reported probabilities stay the model's own. `step_fn(tokens, parents)` advances the decoder: tokens is None
+    at the first step (the prompt), else the [K] new tokens, and parents the [K] rows of the
+    previous step that they extend; it returns (logits [K, V], captured {name: tensor})."""
+    beam = params.strategy == "beam"
+    K = params.beams if beam else 1
+    seed = params.seed
+    generator = None
+    if params.strategy == "sample":
+        seed = secrets.randbelow(2**31) if seed is None else seed
+        generator = torch.Generator().manual_seed(seed)
+    live = [Hypothesis()]
+    finished: list[Hypothesis] = []
+    steps, tree = [], []
+    logits, captured = step_fn(None, None)
+    for t in range(params.max_tokens):
+        logp = torch.log_softmax(logits.float(), dim=-1)  # [K_live, V]
+        steps.append({"logp": logp, "captured": captured})
+        choice = logp.clone()
+        if banned:
+            choice[:, list(banned)] = float("-inf")
+        if beam:
+            total = torch.tensor([h.logp for h in live])[:, None] + choice
+            flat_scores, flat = total.flatten().topk(min(2 * K, total.numel()))
+            new_live, ends = [], []
+            for rank, (idx, _) in enumerate(zip(flat.tolist(), flat_scores.tolist())):
+                i, tok = divmod(idx, vocab_size)
+                hyp = live[i].extend(tok, float(logp[i, tok]), (t, i))
+                if tok == eos_id:
+                    if rank < K:  # an <eos> only counts when it is among the K best candidates
+                        hyp.finished = True
+                        finished.append(hyp)
+                        ends.append({"parent": i, "token": tok, "logp": hyp.logp, "score": hyp.score(params.length_penalty)})
+                elif len(new_live) < K:
+                    new_live.append(hyp)
+                if len(new_live) == K and rank >= K - 1:
+                    break
+            parents = [h.rows[-1][1] for h in new_live]
+            tree.append(BeamStep([h.tokens[-1] for h in new_live], parents, [h.logp for h in new_live], ends))
+            live = new_live
+            if finished and len(finished) >= K:
+                best_done = max(h.score(params.length_penalty) for h in finished)
+                best_live = max((h.score(params.length_penalty) for h in live), default=-math.inf)
+                if best_done >= best_live:
+                    break
+        else:
+            if params.strategy == "greedy":
+                tok = int(choice[0].argmax())
+            else:
+                allowed = logits[0:1].float().masked_fill(torch.isinf(choice[0:1]), float("-inf"))
+                filtered = filter_logits(allowed, params.temperature, params.top_k, params.top_p)
+                tok = int(torch.multinomial(torch.softmax(filtered, -1), 1, generator=generator))
+            hyp = live[0].extend(tok, float(logp[0, tok]), (t, 0))
+            tree.append(BeamStep([tok], [0], [hyp.logp], []))
+            if tok == eos_id:
+                hyp.finished = True
+                finished.append(hyp)
+                live = []
+                break
+            live = [hyp]
+            parents = [0]
+        if not live or t == params.max_tokens - 1:
+            break
+        logits, captured = step_fn(torch.tensor([h.tokens[-1] for h in live]), torch.tensor(parents))
+    pool = finished + live  # hypotheses cut by max_tokens compete too
+    ranked = sorted(pool, key=lambda h: h.score(params.length_penalty), reverse=True)
+    return SearchResult(
+        best=ranked[0],
+        steps=steps,
+        tree=tree,
+        candidates=[(h, h.score(params.length_penalty)) for h in ranked],
+        seed=seed,
+    )

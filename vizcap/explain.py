@@ -1,0 +1,336 @@
+"""`explain`: caption an image with any decoding strategy and keep every attention map behind
+every generated word, captured from this one call (see hooks.py).
+
+For each generated token j the maps are taken at the decoder position that *produced* it (the
+position whose logits chose token j), which is where the model "looked" to write that word.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import maps as mapping
+from .decoding import DecodingParams, SearchResult, search
+from .hooks import capture, install_hook_points
+from .images import open_image
+
+TOP_K_ALTERNATIVES = 10
+
+
+@dataclass
+class Explanation:
+    image: Image.Image  # the RGB input, before resizing
+    tokens: list[str]
+    token_ids: list[int]
+    probs: np.ndarray  # [T] model probability of each chosen token
+    top_ids: np.ndarray  # [T, 10] the ten most likely tokens at each step
+    top_probs: np.ndarray  # [T, 10]
+    top_tokens: list[list[str]]
+    grid: tuple[int, int]
+    n_prefix: int
+    mode: str
+    cross: np.ndarray | None  # [T, L, H, N] cross-attention of the producing position
+    self_prefix: np.ndarray | None  # [T, L, H, P] self-attention of the producing position to the prefix
+    self_full: np.ndarray  # [L, H, S, S] full causal self-attention of the final sequence, S = P + T
+    cross_full: np.ndarray | None  # [L, H, S, N]
+    mapper: np.ndarray | None  # [heads, P, N] each prefix token's attention over the patches
+    encoder: np.ndarray | None  # [layers, heads, tokens, tokens] (ViT encoders only)
+    params: DecodingParams
+    seed: int | None
+    score: float  # the chosen sequence's score (beam: with length penalty)
+    logprob: float  # its summed log-probability (its <eos> included when it ended)
+    ended: bool  # it ended with <eos> (False: cut by max_tokens)
+    beam_tree: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)  # finished sequences, best first
+    hook_names: list[str] = field(default_factory=list)
+    _captioner: object = field(default=None, repr=False)
+    _relevancy: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def caption(self) -> str:
+        return " ".join(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    # -- maps ----------------------------------------------------------------------------------
+
+    def maps(
+        self,
+        method: str = "cross_attention",
+        layer: int | None = None,
+        head: int | None = None,
+        normalize: str = "none",
+        discount_sinks: bool = False,
+    ) -> np.ndarray:
+        """One heatmap per token, [T, gh, gw] (see vizcap.maps for the methods)."""
+        raw = self._raw_maps(method, layer, head)
+        if discount_sinks:
+            raw = mapping.discount_sinks(raw)
+        return mapping.normalize(raw, normalize).reshape(len(self.tokens), *self.grid)
+
+    def _raw_maps(self, method: str, layer: int | None, head: int | None) -> np.ndarray:
+        if method not in mapping.METHODS:
+            raise ValueError(f"method must be one of {', '.join(mapping.METHODS)}; got {method!r}")
+        T, N = len(self.tokens), self.grid[0] * self.grid[1]
+        if T == 0:
+            return np.zeros((0, N))
+        if method == "cross_attention":
+            if self.cross is None:
+                raise ValueError("this model has no cross-attention (mode 'prefix'): use method 'prefix'")
+            return mapping.select(self.cross, layer, head)
+        if method == "prefix":
+            if self.self_prefix is None:
+                raise ValueError("this model has no prefix tokens (mode 'cross'): use method 'cross_attention'")
+            to_prefix = mapping.select(self.self_prefix, layer, head)  # [T, P]
+            to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
+            return to_prefix @ self.mapper.mean(0)
+        if layer is not None or head is not None:
+            raise ValueError(f"method {method!r} combines all layers and heads; layer/head apply to cross_attention and prefix")
+        if method == "rollout":
+            relevance = mapping.propagate(
+                self.self_full.mean(1),
+                None if self.cross_full is None else self.cross_full.mean(1),
+                None if self.mapper is None else self.mapper.mean(0),
+                self.n_prefix,
+            )
+            return relevance[self.n_prefix : self.n_prefix + T]
+        if self._relevancy is None:
+            if self._captioner is None:
+                raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
+            self._relevancy = relevancy(self._captioner, self)
+        return self._relevancy
+
+    # -- export --------------------------------------------------------------------------------
+
+    def to_dict(self, methods: tuple[str, ...] = (), normalize: str = "none") -> dict:
+        return {
+            "caption": self.caption,
+            "tokens": self.tokens,
+            "token_ids": self.token_ids,
+            "token_probs": [round(float(p), 6) for p in self.probs],
+            "alternatives": [
+                [{"token": t, "prob": round(float(p), 6)} for t, p in zip(toks, probs)]
+                for toks, probs in zip(self.top_tokens, self.top_probs)
+            ],
+            "grid": list(self.grid),
+            "strategy": self.params.strategy,
+            "params": {k: getattr(self.params, k) for k in self.params.__dataclass_fields__},
+            "seed": self.seed,
+            "score": round(self.score, 6),
+            "logprob": round(self.logprob, 6),
+            "ended": self.ended,
+            "beam_tree": self.beam_tree,
+            "candidates": self.candidates,
+            "maps": {m: np.round(self.maps(m, normalize=normalize), 6).tolist() for m in methods},
+        }
+
+    def to_json(self, methods: tuple[str, ...] = ("cross_attention",), normalize: str = "none") -> str:
+        return json.dumps(self.to_dict(methods, normalize))
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def explain(captioner, image, params: DecodingParams | None = None, **kwargs) -> Explanation:
+    """Caption `image` with `params` (or keyword arguments of DecodingParams) and capture every map."""
+    params = params or DecodingParams(**kwargs)
+    model, cfg = captioner.model, captioner.cfg
+    install_hook_points(model)
+    img = open_image(image)
+    pixels = captioner.pixels([img])
+    max_tokens = min(params.max_tokens, cfg.max_positions - cfg.n_prefix - 1)
+    if max_tokens != params.max_tokens:
+        params = DecodingParams(**{**params.__dict__, "max_tokens": max_tokens})
+    P = cfg.n_prefix
+    cross_on = cfg.mode != "prefix"
+    with torch.inference_mode(), capture() as cache:
+        memory = model.encode(pixels)
+        prefix, _ = model.prefix(memory)
+        front = cache.pop_all()  # encoder and mapper maps
+        state: dict = {}
+
+        def step(tokens, parents):
+            if tokens is None:
+                bos = torch.full((1, 1), cfg.bos_id, dtype=torch.long)
+                out = model.decode(memory, prefix, bos, use_cache=True)
+            else:
+                past = state["past"]
+                if parents.numel() != state["rows"] or not torch.equal(parents, torch.arange(state["rows"])):
+                    past.reorder_cache(parents)  # beams: follow each survivor's parent
+                out = model.decoder(
+                    inputs_embeds=model.decoder.transformer.wte(tokens[:, None]),
+                    encoder_hidden_states=memory.expand(len(tokens), -1, -1) if cross_on else None,
+                    past_key_values=past,
+                    use_cache=True,
+                )
+            state["past"], state["rows"] = out.past_key_values, out.logits.shape[0]
+            return out.logits[:, -1], cache.pop_all()
+
+        banned = tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
+        result = search(step, params, cfg.eos_id, cfg.vocab_size, banned)
+    return _assemble(captioner, img, params, result, front)
+
+
+def _assemble(captioner, img, params: DecodingParams, result: SearchResult, front: dict) -> Explanation:
+    cfg, tok = captioner.cfg, captioner.tokenizer
+    P = cfg.n_prefix
+    n_layers = cfg.decoder_layers
+    best = result.best
+    ended = bool(best.tokens) and best.tokens[-1] == cfg.eos_id and best.finished
+    T = len(best.tokens) - (1 if ended else 0)
+    ids = best.tokens[:T]
+    rows = best.rows[:T]
+    cross_on = cfg.mode != "prefix"
+
+    def layer_rows(name_fmt: str, t: int, r: int, query: int | slice = -1) -> np.ndarray:
+        return np.stack([result.steps[t]["captured"][name_fmt.format(l)][0][r, :, query].numpy() for l in range(n_layers)])
+
+    cross = self_prefix = cross_full = None
+    S = P + T
+    H = cfg.decoder_heads
+    N = captioner.grid[0] * captioner.grid[1]
+    self_full = np.zeros((n_layers, H, S, S), dtype=np.float32)
+    if cross_on:
+        cross_full = np.zeros((n_layers, H, S, N), dtype=np.float32)
+    if T:
+        first = np.stack([result.steps[0]["captured"][f"decoder.h.{l}.attn"][0][0].numpy() for l in range(n_layers)])
+        self_full[:, :, : P + 1, : P + 1] = first  # step 0 saw the prefix and <bos> at once
+        if cross_on:
+            cross_full[:, :, : P + 1] = np.stack(
+                [result.steps[0]["captured"][f"decoder.h.{l}.crossattention"][0][0].numpy() for l in range(n_layers)]
+            )
+        for j in range(1, T):  # position P + j produced token j; its row was computed at step j
+            t, r = rows[j]
+            self_full[:, :, P + j, : P + j + 1] = layer_rows("decoder.h.{}.attn", t, r)
+            if cross_on:
+                cross_full[:, :, P + j] = layer_rows("decoder.h.{}.crossattention", t, r)
+        producing = np.arange(P, P + T)
+        if cross_on:
+            cross = cross_full[:, :, producing].transpose(2, 0, 1, 3)  # T, L, H, N
+        if P:
+            self_prefix = self_full[:, :, producing, :P].transpose(2, 0, 1, 3)  # T, L, H, P
+    top_ids = np.zeros((T, TOP_K_ALTERNATIVES), dtype=np.int64)
+    top_probs = np.zeros((T, TOP_K_ALTERNATIVES), dtype=np.float64)
+    for j, (t, r) in enumerate(rows):
+        p = result.steps[t]["logp"][r].exp()
+        values, indices = p.topk(min(TOP_K_ALTERNATIVES, p.numel()))
+        top_ids[j, : len(indices)], top_probs[j, : len(values)] = indices.numpy(), values.numpy()
+    mapper = front["mapper.attn"][0][0].numpy() if "mapper.attn" in front else None
+    enc_names = sorted((n for n in front if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
+    encoder = np.stack([front[n][0][0].numpy() for n in enc_names]) if enc_names else None
+    tree = [
+        {
+            "tokens": [tok.token_text(i) for i in s.tokens],
+            "token_ids": s.tokens,
+            "parents": s.parents,
+            "scores": [round(x, 6) for x in s.scores],
+            "finished": s.finished,
+        }
+        for s in result.tree
+    ]
+    candidates = [
+        {"caption": tok.decode(h.tokens), "score": round(score, 6), "logprob": round(h.logp, 6), "ended": h.finished}
+        for h, score in result.candidates[:10]
+    ]
+    return Explanation(
+        image=img,
+        tokens=[tok.token_text(i) for i in ids],
+        token_ids=list(ids),
+        probs=np.exp(np.array(best.logps[:T], dtype=np.float64)),
+        top_ids=top_ids,
+        top_probs=top_probs,
+        top_tokens=[[tok.token_text(int(i)) for i in row] for row in top_ids],
+        grid=tuple(captioner.grid),
+        n_prefix=P,
+        mode=cfg.mode,
+        cross=cross,
+        self_prefix=self_prefix,
+        self_full=self_full,
+        cross_full=cross_full,
+        mapper=mapper,
+        encoder=encoder,
+        params=params,
+        seed=result.seed,
+        score=float(best.score(params.length_penalty)),
+        logprob=best.logp,
+        ended=ended,
+        beam_tree=tree,
+        candidates=candidates,
+        hook_names=sorted(set(front) | set(result.steps[0]["captured"])) if result.steps else sorted(front),
+        _captioner=captioner,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def teacher_forced(captioner, image, token_ids: list[int], keep_grad: bool = False):
+    """One forward pass over [prefix; <bos>; token_ids[:-1]] with every map captured: the
+    independent reference that decoding traces are tested against. Returns (logits [S, V], cache)."""
+    model, cfg = captioner.model, captioner.cfg
+    install_hook_points(model)
+    pixels = captioner.pixels([image])
+    ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]], dtype=torch.long)
+    with torch.inference_mode(), capture() as cache:
+        memory = model.encode(pixels)
+        prefix, _ = model.prefix(memory)
+        logits = model.decode(memory, prefix, ids, use_cache=False).logits[0]
+    return logits, cache
+
+
+def teacher_forced_logprob(captioner, image, token_ids: list[int]) -> float:
+    """Summed log-probability of `token_ids` (include the <eos> if the sequence ended)."""
+    logits, _ = teacher_forced(captioner, image, token_ids)
+    P = captioner.cfg.n_prefix
+    logp = torch.log_softmax(logits[P : P + len(token_ids)].float(), -1)
+    return float(logp[torch.arange(len(token_ids)), torch.tensor(token_ids)].sum())
+
+
+def relevancy(captioner, exp: Explanation) -> np.ndarray:
+    """Gradient-weighted relevancy (Chefer et al. 2021) for every token, [T, N].
+
+    The final sequence is run once as a batch of T copies; copy j back-propagates the logit of
+    token j at the position that produced it, so a single backward pass gives every token's
+    attention gradients."""
+    model, cfg = captioner.model, captioner.cfg
+    P, T = cfg.n_prefix, len(exp.tokens)
+    install_hook_points(model)
+    pixels = captioner.pixels([exp.image])
+    ids = torch.tensor([[cfg.bos_id, *exp.token_ids[:-1]]] * T, dtype=torch.long)
+    with torch.enable_grad(), capture(keep_grad=True) as cache:
+        with torch.no_grad():
+            memory = model.encode(pixels)
+        memory = memory.expand(T, -1, -1).clone().requires_grad_(True)
+        prefix, _ = model.prefix(memory)
+        logits = model.decode(memory, prefix, ids, use_cache=False).logits  # [T, S, V]
+        positions = torch.arange(T) + P
+        target = logits[torch.arange(T), positions, torch.tensor(exp.token_ids)].sum()
+        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.attn"))]
+        tensors = [cache[n][0] for n in names]
+        # autograd.grad, not backward(): the shared model's .grad fields are never touched
+        grads = dict(zip(names, torch.autograd.grad(target, tensors, allow_unused=True)))
+
+    def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] per copy
+        a, g = cache[name][0], grads[name]
+        if g is None:
+            g = torch.zeros_like(a)
+        return (g * a).clamp(min=0).mean(1).detach().numpy()
+
+    self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(cfg.decoder_layers)], 1)  # T, L, S, S
+    cross_w = (
+        np.stack([weighted(f"decoder.h.{l}.crossattention") for l in range(cfg.decoder_layers)], 1)
+        if cfg.mode != "prefix"
+        else None
+    )
+    mapper_w = weighted("mapper.attn") if "mapper.attn" in cache else None  # T, P, N
+    out = np.zeros((T, captioner.grid[0] * captioner.grid[1]))
+    for j in range(T):
+        r = mapping.propagate(self_w[j], None if cross_w is None else cross_w[j], None if mapper_w is None else mapper_w[j], P)
+        out[j] = r[P + j]
+    return out

@@ -1,0 +1,111 @@
+"""Named hook points for attention weights, captured per call.
+
+Every attention module of the captioner gets a stable, readable name that mirrors its module path
+(TransformerLens style):
+
+    encoder.blocks.{i}.attn             timm ViT self-attention   [B, heads, 1+N, 1+N]  (ViT encoders only)
+    mapper.attn                         prefix queries -> patches [B, heads, P, N]
+    mapper.blocks.{i}.attn              self-attention over the prefix
+    decoder.h.{i}.attn                  GPT-2 causal self-attention [B, heads, q, k]
+    decoder.h.{i}.crossattention        GPT-2 cross-attention to the patches [B, heads, q, N]
+
+`install_hook_points(model)` attaches one forward hook per module, once, when a model is loaded.
+The hooks hold no data: they write into the cache of the innermost active `capture()` context,
+which lives in a `contextvars.ContextVar`. Each thread (and each asyncio task) has its own context,
+so two Streamlit sessions explaining different images at the same moment never see each other's
+maps, and outside a `capture()` block the hooks do nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
+import torch
+
+
+class ActivationCache:
+    """What one call captured: hook name -> list of tensors (one per forward pass, in call order)."""
+
+    def __init__(self, keep_grad: bool = False):
+        self.keep_grad = keep_grad
+        self.store: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        if self.keep_grad:  # kept in the graph, for torch.autograd.grad
+            self.store[name].append(tensor)
+        else:
+            self.store[name].append(tensor.detach())
+
+    def __getitem__(self, name: str) -> list[torch.Tensor]:
+        return self.store[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.store
+
+    def names(self) -> list[str]:
+        return list(self.store)
+
+    def pop_all(self) -> dict[str, list[torch.Tensor]]:
+        """Take everything captured so far and start empty (one decoding step at a time)."""
+        out, self.store = dict(self.store), defaultdict(list)
+        return out
+
+
+_ACTIVE: ContextVar[ActivationCache | None] = ContextVar("vizcap_capture", default=None)
+
+
+@contextmanager
+def capture(keep_grad: bool = False) -> Iterator[ActivationCache]:
+    """Capture every named attention map computed inside the block, in this context only."""
+    cache = ActivationCache(keep_grad)
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _make_hook(name: str, index: int | None):
+    def hook(module, inputs, output):
+        cache = _ACTIVE.get()
+        if cache is None:
+            return
+        weights = output if index is None else output[index]
+        if weights is not None:
+            cache.add(name, weights)
+
+    return hook
+
+
+def hook_point_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, int | None]]:
+    """Hook name -> (module, which output holds the weights) for a CaptionModel."""
+    points: dict[str, tuple[torch.nn.Module, int | None]] = {}
+    enc = model.encoder.model
+    for i, block in enumerate(getattr(enc, "blocks", []) or []):
+        attn = getattr(block, "attn", None)
+        if attn is not None and hasattr(attn, "attn_drop") and hasattr(attn, "fused_attn"):
+            attn.fused_attn = False  # the fused SDPA path computes no weights we could read
+            points[f"encoder.blocks.{i}.attn"] = (attn.attn_drop, None)  # sees the post-softmax weights
+    if model.mapper is not None:
+        points["mapper.attn"] = (model.mapper.attn, 1)
+        for i, block in enumerate(model.mapper.blocks):
+            points[f"mapper.blocks.{i}.attn"] = (block.attn, 1)
+    for i, block in enumerate(model.decoder.transformer.h):
+        points[f"decoder.h.{i}.attn"] = (block.attn, 1)
+        if hasattr(block, "crossattention"):
+            points[f"decoder.h.{i}.crossattention"] = (block.crossattention, 1)
+    return points
+
+
+def install_hook_points(model: torch.nn.Module) -> list[str]:
+    """Attach the capture hooks (idempotent); returns the hook names."""
+    if getattr(model, "_vizcap_hook_names", None) is not None:
+        return model._vizcap_hook_names
+    points = hook_point_modules(model)
+    for name, (module, index) in points.items():
+        module.register_forward_hook(_make_hook(name, index))
+    model._vizcap_hook_names = list(points)
+    return model._vizcap_hook_names
