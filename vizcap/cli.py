@@ -1,17 +1,23 @@
 """The `vizcap` command line (also `python -m vizcap`).
 
-    vizcap caption PATH... [--checkpoint DIR] [--max-tokens N] [--json]
+    vizcap caption PATH... [--checkpoint DIR] [--strategy greedy|beam|sample] [--beams N]
+                   [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
+                   [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global]
+                   [--export DIR] [--json]
+    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--json]
 
-With --json, exactly one JSON object per input on its own line, in input order; a failed input
-gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every input
-was captioned, 2 if any failed or the arguments/checkpoint were bad. Never a Python traceback.
+caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
+input gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every
+input was captioned, 2 if any failed or the arguments or the checkpoint were bad. Never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from pathlib import Path
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,43 +27,127 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive(value: str) -> int:
+def _int(value: str) -> int:
     try:
-        n = int(value)
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
+
+
+def _float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vizcap", description="See where an image captioner looks while it writes each word.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    cap = sub.add_parser("caption", help="caption images (greedy)")
+
+    cap = sub.add_parser("caption", help="caption images and explain every word")
     cap.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     cap.add_argument("--checkpoint", metavar="DIR", default=None, help="checkpoint directory (default: shipped model)")
-    cap.add_argument("--max-tokens", type=_positive, default=20, metavar="N", help="longest caption (default 20)")
+    cap.add_argument("--strategy", default="greedy", help="greedy | beam | sample (default greedy)")
+    cap.add_argument("--beams", type=_int, default=None, metavar="N", help="beam width (strategy beam; default 3)")
+    cap.add_argument("--top-k", type=_int, default=0, metavar="K", help="sample only from the K likeliest words (0 = off)")
+    cap.add_argument("--top-p", type=_float, default=1.0, metavar="P", help="nucleus sampling mass (1 = off)")
+    cap.add_argument("--temperature", type=_float, default=1.0, metavar="T", help="sampling temperature (> 0)")
+    cap.add_argument("--length-penalty", type=_float, default=1.0, metavar="L", help="beam score = logp / length**L")
+    cap.add_argument("--seed", type=_int, default=None, metavar="S", help="sampling seed (same seed, same caption)")
+    cap.add_argument("--max-tokens", type=_int, default=20, metavar="N", help="longest caption (default 20)")
+    cap.add_argument("--maps", default="", metavar="M1,M2", help="map methods to output: cross_attention, prefix, rollout, relevancy")
+    cap.add_argument("--normalize", default="none", help="map scaling: none | max | sum | global (default none)")
+    cap.add_argument("--export", metavar="DIR", default=None, help="write PNG overlays, a GIF and JSON per image into DIR")
     cap.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
+
+    ev = sub.add_parser("eval", help="caption metrics and heatmap trust metrics on held-out ShapeScenes")
+    ev.add_argument("--checkpoint", metavar="DIR", default=None)
+    ev.add_argument("--n", type=_int, default=100, metavar="N", help="held-out scenes (default 100)")
+    ev.add_argument("--curves-n", type=_int, default=30, metavar="N", help="scenes for deletion/insertion and the sanity check")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _params(args):
+    from .decoding import DecodingParams
+
+    beams = args.beams if args.beams is not None else (3 if args.strategy == "beam" else 1)
+    return DecodingParams(strategy=args.strategy, beams=beams, top_k=args.top_k, top_p=args.top_p,
+                          temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
+                          max_tokens=args.max_tokens)
+
+
+def _methods(spec: str) -> tuple[str, ...]:
+    from .maps import METHODS
+
+    methods = tuple(m.strip() for m in spec.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown map method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str) -> None:
+    from .captioner import atomic_write
+    from .render import caption_gif, overlay
+
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
+    directory.mkdir(parents=True, exist_ok=True)
+    method = methods[0] if methods else ("cross_attention" if exp.cross is not None else "prefix")
+    maps = exp.maps(method, normalize=normalize)
+    for j, word in enumerate(exp.tokens):
+        name = f"{stem}.{j:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', word)}.{method}.png"
+        atomic_write(directory / name, lambda p, j=j: overlay(exp.image, maps[j]).save(p, "PNG"))
+    gif = caption_gif(exp.image, exp.tokens, maps)
+    atomic_write(directory / f"{stem}.{method}.gif", lambda p: Path(p).write_bytes(gif))
+    atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(exp.to_json(methods or (method,), normalize)))
 
 
 def _caption(args) -> int:
     from . import CheckpointError, ImageError, load
+    from .maps import NORMALIZATIONS
 
+    try:
+        params = _params(args)
+        methods = _methods(args.maps)
+        if args.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
+    except ValueError as e:
+        print(f"vizcap: error: {e}", file=sys.stderr)
+        return 2
     try:
         captioner = load(args.checkpoint)
     except CheckpointError as e:
         print(f"vizcap: error: {e}", file=sys.stderr)
         return 2
+    unsupported = [m for m in methods if (m == "cross_attention" and captioner.cfg.mode == "prefix")
+                   or (m == "prefix" and captioner.cfg.mode == "cross")]
+    if unsupported:
+        print(f"vizcap: error: this checkpoint (mode {captioner.cfg.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
+        return 2
     failed = 0
     for path in args.paths:
         try:
-            details = captioner.caption_details(path, max_tokens=args.max_tokens)
-            record = {"image": path, **details, "maps": {}}
+            exp = captioner.explain(path, **{k: getattr(params, k) for k in params.__dataclass_fields__})
+            record = {
+                "image": path,
+                "caption": exp.caption,
+                "tokens": exp.tokens,
+                "token_probs": [round(float(p), 6) for p in exp.probs],
+                "grid": list(exp.grid),
+                "maps": {m: exp.maps(m, normalize=args.normalize).round(6).tolist() for m in methods},
+            }
+            if args.strategy != "greedy":
+                record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
+            if args.export:
+                _export(exp, path, Path(args.export), methods, args.normalize)
         except ImageError as e:
             failed += 1
             record = {"image": path, "error": str(e)}
+        except OSError as e:
+            failed += 1
+            record = {"image": path, "error": f"{path}: cannot write export ({e.strerror or e})"}
         except Exception as e:  # one bad input never stops the batch
             failed += 1
             record = {"image": path, "error": f"{path}: {type(e).__name__}: {e}".splitlines()[0]}
@@ -70,11 +160,66 @@ def _caption(args) -> int:
     return 2 if failed else 0
 
 
+def _eval(args) -> int:
+    from . import CheckpointError, load
+    from .trust import evaluate_trust
+
+    if args.n < 1 or args.curves_n < 0:
+        print("vizcap: error: --n must be at least 1 and --curves-n at least 0", file=sys.stderr)
+        return 2
+    try:
+        captioner = load(args.checkpoint)
+    except CheckpointError as e:
+        print(f"vizcap: error: {e}", file=sys.stderr)
+        return 2
+    result = evaluate_trust(captioner, n=args.n, curves_n=min(args.curves_n, args.n), progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(format_report(result))
+    return 0
+
+
+def format_report(r: dict) -> str:
+    c = r["caption"]
+    lines = [
+        f"held-out ShapeScenes: {r['n_scenes']} scenes, {r['n_words']} correctly named objects, grid {r['grid'][0]}x{r['grid'][1]}",
+        "",
+        "caption quality",
+        f"  exact {c['exact']:.3f}   colour {c['colour_acc']:.3f}   shape {c['shape_acc']:.3f}   "
+        f"count {c['count_acc']:.3f}   object recall {c['object_recall']:.3f}",
+        f"  BLEU-1 {c['bleu1']:.3f}  BLEU-2 {c['bleu2']:.3f}  BLEU-3 {c['bleu3']:.3f}  BLEU-4 {c['bleu4']:.3f}  "
+        f"ROUGE-L {c['rouge_l']:.3f}  CIDEr {c['cider']:.3f}  (tokenizer: {c['tokenizer']})",
+        "",
+        f"{'method':<16}{'pointing':>9}{'chance':>8}{'colour-word':>12}{'mass':>7}{'chance':>8}{'sanity ρ':>10}"
+        f"{'del map':>9}{'del rnd':>9}{'ins map':>9}{'ins rnd':>9}",
+    ]
+    for m, p in r["pointing"].items():
+        cur = r["curves"].get(m, {})
+        lines.append(
+            f"{m:<16}{p['hit']:>9.3f}{p['chance']:>8.3f}{r['pointing_colour_word'][m]['hit']:>12.3f}"
+            f"{r['mass_in_box'][m]['mass']:>7.3f}{r['mass_in_box'][m]['chance']:>8.3f}{r['sanity_spearman'][m]:>10.3f}"
+            f"{cur.get('deletion_map_auc', float('nan')):>9.3f}{cur.get('deletion_random_auc', float('nan')):>9.3f}"
+            f"{cur.get('insertion_map_auc', float('nan')):>9.3f}{cur.get('insertion_random_auc', float('nan')):>9.3f}"
+        )
+    lines += [
+        "",
+        f"best method by pointing game: {r['best_method']}",
+        "pointing: the map's hottest cell touches the object's box (chance: share of cells that touch it);",
+        "mass: share of the map on the object; sanity ρ: rank correlation with a model whose mapper and decoder",
+        "are re-initialised (lower = the map depends on what the model learned); del/ins: area under the word's",
+        "probability as cells are greyed out / revealed in map order vs random order.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "caption":
             return _caption(args)
+        if args.command == "eval":
+            return _eval(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

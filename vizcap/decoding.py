@@ -125,11 +125,21 @@ class SearchResult:
     seed: int | None
 
 
-def search(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned: tuple[int, ...] = ()) -> SearchResult:
-    """Run one decoding strategy. Tokens in `banned` (<pad>, <bos>: never valid outputs) are never
-    chosen; reported probabilities stay the model's own. `step_fn(tokens, parents)` advances the decoder: tokens is None
-    at the first step (the prompt), else the [K] new tokens, and parents the [K] rows of the
-    previous step that they extend; it returns (logits [K, V], captured {name: tensor})."""
+def search(
+    step_fn,
+    params: DecodingParams,
+    eos_id: int,
+    vocab_size: int,
+    banned: tuple[int, ...] = (),
+    forced: list[int] | None = None,
+) -> SearchResult:
+    """Run one decoding strategy.
+
+    `step_fn(tokens, parents)` advances the decoder: tokens is None at the first step (the prompt),
+    else the [K] new tokens, and parents the [K] rows of the previous step that they extend; it
+    returns (logits [K, V], captured {name: tensor}). Tokens in `banned` (<pad>, <bos>: never valid
+    outputs) are never chosen; reported probabilities stay the model's own. `forced` replays a given
+    token sequence instead of choosing (the maps a model has for someone else's caption)."""
     beam = params.strategy == "beam"
     K = params.beams if beam else 1
     seed = params.seed
@@ -172,7 +182,9 @@ def search(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned
                 if best_done >= best_live:
                     break
         else:
-            if params.strategy == "greedy":
+            if forced is not None:
+                tok = forced[t]
+            elif params.strategy == "greedy":
                 tok = int(choice[0].argmax())
             else:
                 allowed = logits[0:1].float().masked_fill(torch.isinf(choice[0:1]), float("-inf"))
@@ -180,8 +192,8 @@ def search(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned
                 tok = int(torch.multinomial(torch.softmax(filtered, -1), 1, generator=generator))
             hyp = live[0].extend(tok, float(logp[0, tok]), (t, 0))
             tree.append(BeamStep([tok], [0], [hyp.logp], []))
-            if tok == eos_id:
-                hyp.finished = True
+            if tok == eos_id or (forced is not None and t == len(forced) - 1):
+                hyp.finished = tok == eos_id
                 finished.append(hyp)
                 live = []
                 break

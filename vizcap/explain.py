@@ -137,9 +137,14 @@ class Explanation:
 # ------------------------------------------------------------------------------------------------
 
 
-def explain(captioner, image, params: DecodingParams | None = None, **kwargs) -> Explanation:
-    """Caption `image` with `params` (or keyword arguments of DecodingParams) and capture every map."""
+def explain(captioner, image, params: DecodingParams | None = None, forced: list[int] | None = None, **kwargs) -> Explanation:
+    """Caption `image` with `params` (or keyword arguments of DecodingParams) and capture every map.
+    With `forced` token ids, the model reads that caption instead of choosing its own."""
     params = params or DecodingParams(**kwargs)
+    if forced is not None:
+        if not forced:
+            raise ValueError("forced caption is empty")
+        params = DecodingParams(strategy="greedy", max_tokens=len(forced))
     model, cfg = captioner.model, captioner.cfg
     install_hook_points(model)
     img = open_image(image)
@@ -173,7 +178,7 @@ def explain(captioner, image, params: DecodingParams | None = None, **kwargs) ->
             return out.logits[:, -1], cache.pop_all()
 
         banned = tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
-        result = search(step, params, cfg.eos_id, cfg.vocab_size, banned)
+        result = search(step, params, cfg.eos_id, cfg.vocab_size, banned, forced)
     return _assemble(captioner, img, params, result, front)
 
 

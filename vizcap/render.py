@@ -1,0 +1,94 @@
+"""Heatmaps drawn on the image, as pictures (PNG overlay, GIF animation). Pure functions.
+
+A map cell (r, c) of a gh×gw map covers rows r·H/gh … (r+1)·H/gh and columns c·W/gw … (c+1)·W/gw of
+the H×W image, because preprocessing squashes the whole image (no crop); upsampling the map to the
+image size therefore puts every cell back where it came from."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+# Colour-blind-safe sequential scales (perceptually uniform): anchor colours sampled from the
+# matplotlib/plotly originals, interpolated linearly.
+COLORMAPS: dict[str, list[tuple[int, int, int]]] = {
+    "viridis": [(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)],
+    "cividis": [(0, 32, 77), (65, 77, 107), (124, 123, 120), (188, 175, 111), (255, 234, 70)],
+    "magma": [(0, 0, 4), (81, 18, 124), (183, 55, 121), (252, 137, 97), (252, 253, 191)],
+    "inferno": [(0, 0, 4), (87, 16, 110), (188, 55, 84), (249, 142, 9), (252, 255, 164)],
+}
+
+
+def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """values in [0, 1] (any shape) -> uint8 RGB (shape + (3,))."""
+    if cmap not in COLORMAPS:
+        raise ValueError(f"colormap must be one of {', '.join(COLORMAPS)}; got {cmap!r}")
+    anchors = np.asarray(COLORMAPS[cmap], dtype=np.float64)
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0, 1) * (len(anchors) - 1)
+    lo = np.floor(v).astype(int).clip(0, len(anchors) - 2)
+    frac = (v - lo)[..., None]
+    return (anchors[lo] * (1 - frac) + anchors[lo + 1] * frac).round().astype(np.uint8)
+
+
+def upsample(heatmap: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """gh×gw map -> H×W float array (size = (W, H)), each cell stretched over its image region."""
+    img = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    return np.asarray(img.resize(size, Image.BILINEAR if smooth else Image.NEAREST), dtype=np.float64)
+
+
+def overlay(
+    image: Image.Image,
+    heatmap: np.ndarray,
+    alpha: float = 0.55,
+    cmap: str = "viridis",
+    vmax: float | None = None,
+    smooth: bool = True,
+) -> Image.Image:
+    """The image with `heatmap` (gh×gw, non-negative) blended on top. vmax fixes the colour scale
+    (default: the map's own maximum, i.e. per-token max scaling)."""
+    image = image.convert("RGB")
+    hm = upsample(heatmap, image.size, smooth)
+    top = vmax if vmax is not None else float(np.max(heatmap)) if np.size(heatmap) else 1.0
+    colours = colorize(hm / max(top, 1e-12), cmap)
+    base = np.asarray(image, dtype=np.float64)
+    return Image.fromarray((base * (1 - alpha) + colours * alpha).round().astype(np.uint8))
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def caption_frame(image: Image.Image, tokens: list[str], current: int, heatmap: np.ndarray, **kw) -> Image.Image:
+    """One animation frame: the overlay for token `current` above the caption so far, the current
+    word highlighted."""
+    over = overlay(image, heatmap, **kw)
+    w = max(over.width, 320)
+    scale = w / over.width
+    over = over.resize((w, int(over.height * scale)), Image.BILINEAR)
+    font = _font(18)
+    frame = Image.new("RGB", (w, over.height + 56), (255, 255, 255))
+    frame.paste(over, (0, 0))
+    draw = ImageDraw.Draw(frame)
+    x, y = 8, over.height + 16
+    for i, word in enumerate(tokens[: current + 1]):
+        colour = (200, 30, 30) if i == current else (30, 30, 30)
+        draw.text((x, y), word, fill=colour, font=font)
+        x += int(draw.textlength(word + " ", font=font))
+    return frame
+
+
+def caption_gif(image: Image.Image, tokens: list[str], maps: np.ndarray, ms_per_word: int = 700, **kw) -> bytes:
+    """Animated GIF: the caption appearing word by word, each frame with that word's map."""
+    if len(tokens) == 0:
+        frames = [image.convert("RGB")]
+    else:
+        vmax = kw.pop("vmax", float(np.max(maps)) if np.size(maps) else 1.0)
+        frames = [caption_frame(image, tokens, i, maps[i], vmax=vmax, **kw) for i in range(len(tokens))]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=ms_per_word, loop=0)
+    return buf.getvalue()

@@ -1,0 +1,229 @@
+"""How far can each heatmap be trusted? Measured on ShapeScenes, where every object's box is known.
+
+For every correctly named object in a generated caption we take the map of its shape word (and,
+separately, its colour word), at the step that produced that word, and ask:
+
+pointing game   does the map's hottest cell touch the object's box? Chance = the share of cells
+                that touch it (what a map pointing at a random cell would score).
+mass in box     the share of the map's mass on the object (cells weighted by how much of them the
+                box covers) vs chance = the object's share of the image.
+sanity check    (Adebayo et al. 2018) the same maps from a model whose mapper and decoder are
+                re-initialised, reading the same caption: a method whose maps barely change
+                (high rank correlation) shows the image, not what the model learned.
+deletion /      (Petsiuk et al. 2018) grey out cells in the map's order (or reveal them, starting
+insertion       from a grey image) and follow the word's probability; compare with a random order.
+                A faithful map makes the probability fall fast on deletion and rise fast on insertion.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .evaluate import caption_metrics, parse_objects, scene_scores
+from .explain import explain
+from .maps import METHODS
+from .scenes import COLOURS, PLURALS, SHAPES, Scene, render_scene
+
+HELDOUT_FIRST_SEED = 2_000_000_000  # the same held-out range as train/shapes.py
+FRACTIONS = np.linspace(0, 1, 9)
+_SHAPE_WORDS = set(SHAPES) | set(PLURALS.values())
+
+
+def word_targets(tokens: list[str], scene: Scene) -> list[tuple[int, int, list[int]]]:
+    """(shape-token index, colour-token index, object indices) for every object phrase of the
+    generated caption that names the scene's object group at the same position correctly."""
+    groups: list[tuple[str, str, list[int]]] = []  # truth groups in caption order
+    for i, obj in enumerate(scene.objects):
+        for g in groups:
+            if (g[0], g[1]) == (obj.colour, obj.shape):
+                g[2].append(i)
+                break
+        else:
+            groups.append((obj.colour, obj.shape, [i]))
+    out, k, colour_at = [], 0, None
+    for j, word in enumerate(tokens):
+        if word in COLOURS:
+            colour_at = j
+        elif word in _SHAPE_WORDS:
+            if k < len(groups) and colour_at is not None:
+                colour, shape, members = groups[k]
+                named = parse_objects(f"{tokens[colour_at]} {word}")
+                if named and named[0] == (colour, shape):
+                    out.append((j, colour_at, members))
+            k += 1
+            colour_at = None
+    return out
+
+
+def _coverage(scene: Scene, members: list[int], grid: tuple[int, int]) -> np.ndarray:
+    """[gh, gw]: the fraction of each cell covered by the members' boxes."""
+    gh, gw = grid
+    W, H = scene.image.size
+    cov = np.zeros(grid)
+    for m in members:
+        x0, y0, x1, y1 = scene.objects[m].box
+        for r in range(gh):
+            top, bottom = r * H / gh, (r + 1) * H / gh
+            dy = max(0.0, min(bottom, y1) - max(top, y0))
+            for c in range(gw):
+                left, right = c * W / gw, (c + 1) * W / gw
+                dx = max(0.0, min(right, x1) - max(left, x0))
+                cov[r, c] = max(cov[r, c], dx * dy / ((bottom - top) * (right - left)))
+    return cov
+
+
+def pointing(heatmap: np.ndarray, coverage: np.ndarray) -> tuple[bool, float]:
+    """(hit, chance) of the pointing game for one map."""
+    touch = coverage > 0
+    r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
+    return bool(touch[r, c]), float(touch.mean())
+
+
+def mass_in_box(heatmap: np.ndarray, coverage: np.ndarray) -> tuple[float, float]:
+    total = float(heatmap.sum())
+    mass = float((heatmap * coverage).sum() / total) if total > 0 else 0.0
+    return mass, float(coverage.mean())
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra = np.argsort(np.argsort(a.ravel())).astype(float)
+    rb = np.argsort(np.argsort(b.ravel())).astype(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def randomized_copy(captioner, seed: int = 1234):
+    """The captioner with its mapper and decoder re-initialised (encoder kept): for the sanity check."""
+    clone = copy.copy(captioner)
+    clone.model = copy.deepcopy(captioner.model)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in clone.model.named_parameters():
+            if name.startswith(("mapper.", "decoder.")):
+                if p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                elif name.endswith("weight") and ("ln" in name or "norm" in name):
+                    p.fill_(1.0)
+                elif name.endswith("queries"):
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                else:
+                    p.zero_()
+    return clone
+
+
+@torch.inference_mode()
+def _word_probability(captioner, pixels: torch.Tensor, token_ids: list[int], j: int) -> np.ndarray:
+    """Probability of token j (given tokens < j) for a batch of images [B, 3, S, S]."""
+    model, cfg = captioner.model, captioner.cfg
+    ids = torch.tensor([[cfg.bos_id, *token_ids[:j]]] * len(pixels), dtype=torch.long)
+    memory = model.encode(pixels)
+    prefix, _ = model.prefix(memory)
+    logits = model.decode(memory, prefix, ids, use_cache=False).logits[:, cfg.n_prefix + j]
+    return torch.softmax(logits.float(), -1)[:, token_ids[j]].numpy()
+
+
+def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int], insertion: bool) -> torch.Tensor:
+    """For each fraction in FRACTIONS, a copy of `pixels` with the first k cells of `order` greyed out
+    (deletion) or with only those cells visible (insertion). Grey = 0 after normalisation = the mean."""
+    S = pixels.shape[-1]
+    gh, gw = grid
+    out = []
+    for f in FRACTIONS:
+        k = int(round(f * len(order)))
+        keep = np.ones(gh * gw, bool)
+        keep[order[:k]] = False
+        if insertion:
+            keep = ~keep
+        mask = torch.from_numpy(keep.reshape(gh, gw).astype(np.float32))
+        mask = torch.nn.functional.interpolate(mask[None, None], size=(S, S), mode="nearest")[0]
+        out.append(pixels[0] * mask)
+    return torch.stack(out)
+
+
+def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED, curves_n: int = 30,
+                   methods: tuple[str, ...] | None = None, progress: bool = True, seed: int = 0) -> dict:
+    """Every figure of this module on n held-out scenes (curves and sanity check on the first curves_n)."""
+    methods = tuple(m for m in (methods or METHODS) if _supports(captioner, m))
+    rng = np.random.default_rng(seed)
+    randomized = randomized_copy(captioner)
+    grid = captioner.grid
+    hits = {m: [] for m in methods}
+    colour_hits = {m: [] for m in methods}
+    chances, colour_chances, masses = [], [], {m: [] for m in methods}
+    mass_chance = []
+    sanity = {m: [] for m in methods}
+    curves = {m: {k: [] for k in ("deletion_map", "deletion_random", "insertion_map", "insertion_random")} for m in methods}
+    preds, truths, refs = [], [], []
+    for i in tqdm(range(n), desc="trust", unit="scene", disable=not progress):
+        scene = render_scene(first_seed + i)
+        exp = explain(captioner, scene.image, max_tokens=24)
+        preds.append(exp.caption)
+        truths.append(scene.objects)
+        refs.append(scene.caption)
+        targets = word_targets(exp.tokens, scene)
+        if not targets:
+            continue
+        all_maps = {m: exp.maps(m) for m in methods}
+        rand_maps = None
+        if i < curves_n:
+            forced = exp.token_ids + ([captioner.cfg.eos_id] if exp.ended else [])
+            rand_exp = explain(randomized, scene.image, forced=forced)
+            rand_maps = {m: rand_exp.maps(m) for m in methods}
+            pixels = captioner.pixels([scene.image])
+        for shape_j, colour_j, members in targets:
+            cov = _coverage(scene, members, grid)
+            chances.append(pointing(np.ones(grid), cov)[1])
+            colour_chances.append(chances[-1])
+            mass_chance.append(float(cov.mean()))
+            for m in methods:
+                hits[m].append(pointing(all_maps[m][shape_j], cov)[0])
+                colour_hits[m].append(pointing(all_maps[m][colour_j], cov)[0])
+                masses[m].append(mass_in_box(all_maps[m][shape_j], cov)[0])
+                if rand_maps is not None:
+                    sanity[m].append(spearman(all_maps[m][shape_j], rand_maps[m][shape_j]))
+                    order = np.argsort(-all_maps[m][shape_j].ravel(), kind="stable")
+                    shuffled = rng.permutation(len(order))
+                    for kind, ins in (("deletion", False), ("insertion", True)):
+                        batch = torch.cat([_masked_batch(pixels, order, grid, ins), _masked_batch(pixels, shuffled, grid, ins)])
+                        probs = _word_probability(captioner, batch, exp.token_ids, shape_j)
+                        curves[m][f"{kind}_map"].append(probs[: len(FRACTIONS)])
+                        curves[m][f"{kind}_random"].append(probs[len(FRACTIONS) :])
+    scores = scene_scores(preds, truths, refs)
+    scores.update(caption_metrics(dict(enumerate(preds)), {i: [r] for i, r in enumerate(refs)}))
+    result: dict = {"n_scenes": n, "n_words": len(chances), "grid": list(grid), "caption": _round(scores)}
+    chance = float(np.mean(chances)) if chances else float("nan")
+    result["pointing"] = {m: {"hit": _mean(hits[m]), "chance": chance} for m in methods}
+    result["pointing_colour_word"] = {m: {"hit": _mean(colour_hits[m]), "chance": float(np.mean(colour_chances)) if colour_chances else float("nan")} for m in methods}
+    result["mass_in_box"] = {m: {"mass": _mean(masses[m]), "chance": _mean(mass_chance)} for m in methods}
+    result["sanity_spearman"] = {m: _mean(sanity[m]) for m in methods}
+    result["curves"] = {"fractions": FRACTIONS.tolist()}
+    for m in methods:
+        c = {k: (np.mean(v, axis=0).tolist() if v else []) for k, v in curves[m].items()}
+        c.update({f"{k}_auc": float(np.trapezoid(np.mean(v, axis=0), FRACTIONS)) if v else float("nan") for k, v in curves[m].items()})
+        result["curves"][m] = c
+    result["best_method"] = max(methods, key=lambda m: result["pointing"][m]["hit"]) if chances else None
+    return _round(result)
+
+
+def _supports(captioner, method: str) -> bool:
+    mode = captioner.cfg.mode
+    return not ((method == "cross_attention" and mode == "prefix") or (method == "prefix" and mode == "cross"))
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _round(obj):
+    if isinstance(obj, float):
+        return round(obj, 4)
+    if isinstance(obj, dict):
+        return {k: _round(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_round(v) for v in obj]
+    return obj
