@@ -173,17 +173,27 @@ def _eval(args) -> int:
         print(f"vizcap: error: {e}", file=sys.stderr)
         return 2
     result = evaluate_trust(captioner, n=args.n, curves_n=min(args.curves_n, args.n), progress=not args.json)
-    if args.json:
-        print(json.dumps(result))
+    if args.json:  # strict JSON: an undefined figure (no correctly named object: NaN) is null
+        print(json.dumps(_finite_or_null(result), allow_nan=False))
         return 0
     print(format_report(result))
     return 0
 
 
+def _finite_or_null(obj):
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
 def format_report(r: dict) -> str:
     c = r["caption"]
     lines = [
-        f"held-out ShapeScenes: {r['n_scenes']} scenes, {r['n_words']} correctly named objects, grid {r['grid'][0]}x{r['grid'][1]}",
+        f"{r.get('source', 'held-out ShapeScenes')}: {r['n_scenes']} scenes, {r['n_words']} correctly named objects, grid {r['grid'][0]}x{r['grid'][1]}",
         "",
         "caption quality",
         f"  exact {c['exact']:.3f}   colour {c['colour_acc']:.3f}   shape {c['shape_acc']:.3f}   "

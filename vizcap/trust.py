@@ -89,9 +89,20 @@ def mass_in_box(heatmap: np.ndarray, coverage: np.ndarray) -> tuple[float, float
     return mass, float(coverage.mean())
 
 
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks; tied values share the mean of their ranks (as Spearman's rho requires)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a.ravel())).astype(float)
-    rb = np.argsort(np.argsort(b.ravel())).astype(float)
+    """Spearman's rank correlation (ties get average ranks; 0.0 when either map is constant)."""
+    ra, rb = _ranks(a), _ranks(b)
     if ra.std() == 0 or rb.std() == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
@@ -146,8 +157,11 @@ def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int]
 
 
 def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED, curves_n: int = 30,
-                   methods: tuple[str, ...] | None = None, progress: bool = True, seed: int = 0) -> dict:
-    """Every figure of this module on n held-out scenes (curves and sanity check on the first curves_n)."""
+                   methods: tuple[str, ...] | None = None, progress: bool = True, seed: int = 0,
+                   scene_fn=None, source: str = "held-out ShapeScenes") -> dict:
+    """Every figure of this module on n held-out scenes (curves and sanity check on the first curves_n).
+    `scene_fn(i) -> Scene` replaces the held-out ShapeScenes (e.g. scenes from another renderer)."""
+    scene_fn = scene_fn or (lambda i: render_scene(first_seed + i))
     methods = tuple(m for m in (methods or METHODS) if _supports(captioner, m))
     rng = np.random.default_rng(seed)
     randomized = randomized_copy(captioner)
@@ -160,7 +174,7 @@ def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED
     curves = {m: {k: [] for k in ("deletion_map", "deletion_random", "insertion_map", "insertion_random")} for m in methods}
     preds, truths, refs = [], [], []
     for i in tqdm(range(n), desc="trust", unit="scene", disable=not progress):
-        scene = render_scene(first_seed + i)
+        scene = scene_fn(i)
         exp = explain(captioner, scene.image, max_tokens=24)
         preds.append(exp.caption)
         truths.append(scene.objects)
@@ -195,7 +209,7 @@ def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED
                         curves[m][f"{kind}_random"].append(probs[len(FRACTIONS) :])
     scores = scene_scores(preds, truths, refs)
     scores.update(caption_metrics(dict(enumerate(preds)), {i: [r] for i, r in enumerate(refs)}))
-    result: dict = {"n_scenes": n, "n_words": len(chances), "grid": list(grid), "caption": _round(scores)}
+    result: dict = {"source": source, "n_scenes": n, "n_words": len(chances), "grid": list(grid), "caption": _round(scores)}
     chance = float(np.mean(chances)) if chances else float("nan")
     result["pointing"] = {m: {"hit": _mean(hits[m]), "chance": chance} for m in methods}
     result["pointing_colour_word"] = {m: {"hit": _mean(colour_hits[m]), "chance": float(np.mean(colour_chances)) if colour_chances else float("nan")} for m in methods}
