@@ -1,71 +1,154 @@
-"""vizcap home page: pick an example scene or upload an image, and read its caption.
+"""vizcap, the app: `streamlit run streamlit_app.py`.
 
-Thin page: everything it shows comes from `vizcap` functions. The model is loaded once per process
-(st.cache_resource) and shared read-only by all sessions; results live in st.session_state."""
+This file is the entry point and the Home page; it registers the pages (st.navigation). The pages
+live in pages/, each self-contained (see pages/common/ for why), their shared glue in pages/common/. Thin pages: everything shown comes from `vizcap` functions and `vizcap.figures`.
+
+Environment: VIZCAP_CHECKPOINT=DIR opens that checkpoint directory by default (tests and demos use
+a tiny one); otherwise the shipped ShapeScenes model is used.
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
-import vizcap
-from vizcap.scenes import render_scene
+from pages import common
+from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, Placement, compose_scene
+from vizcap.decoding import DecodingParams
+from vizcap.scenes import COLOURS, SHAPES
 
-MAX_UPLOAD_MB = 20
+GALLERY = (7, 11, 23, 42, 101, 256, 1234, 2024)
+EXAMPLE_OBJECTS = [("red", "star", 0.25, 0.5, 0.3), ("blue", "circle", 0.75, 0.5, 0.3),
+                   ("green", "square", 0.5, 0.2, 0.2), ("yellow", "triangle", 0.5, 0.8, 0.2),
+                   ("purple", "cross", 0.2, 0.2, 0.2), ("orange", "circle", 0.8, 0.8, 0.2)]
+
+
+def home() -> None:
+    st.title("vizcap — where does the captioner look?")
+    st.markdown(
+        "An image captioner writes its caption **one word at a time**. For every word, vizcap shows **where in "
+        "the image the model was looking** (its attention), how sure it was, and which other words it "
+        "considered. The default model was trained on **ShapeScenes**: pictures of coloured shapes that vizcap "
+        "draws itself, so the truth of every scene is known and the heatmaps can be *checked*, not just admired."
+    )
+    st.markdown(
+        "**1.** Choose an image below (an example, your own file, or a scene you compose to test an idea) · "
+        "**2.** read its caption · **3.** open a page from the sidebar to see how the caption was made."
+    )
+    common.sidebar()
+    captioner, ckpt = common.require_captioner()
+    cfg = captioner.cfg
+    st.caption(f"Model: `{ckpt}` · encoder {cfg.encoder} · {captioner.grid[0]}×{captioner.grid[1]} map grid · "
+               f"{cfg.decoder_layers} decoder layers × {cfg.decoder_heads} heads · mode {cfg.mode}")
+
+    source = st.segmented_control("Image", ["Examples", "Upload", "Compose"], default="Examples", key="vz_source",
+                                  required=True)
+    if source == "Examples":
+        gallery()
+    elif source == "Upload":
+        upload()
+    else:
+        compose()
+
+    st.divider()
+    show_caption(captioner, ckpt)
+
+
+def gallery() -> None:
+    st.write("ShapeScenes examples (each number always draws the same scene):")
+    columns = st.columns(len(GALLERY))
+    current = common.current_image()["id"]
+    for col, seed in zip(columns, GALLERY):
+        col.image(common.thumbnail(seed), width="stretch")
+        chosen = current == f"scene:{seed}"
+        col.button(f"#{seed}", key=f"vz_use_{seed}", icon=":material/check:" if chosen else None, on_click=common.set_scene, args=(seed,),
+                   type="primary" if chosen else "secondary", width="stretch")
+    left, right, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+    seed = left.number_input("Or any example number", min_value=0, max_value=2**31 - 1, value=5, step=1, key="vz_seed")
+    right.button("Use this example", key="vz_use_seed",  # the number as it is now, not when the button was drawn
+                 on_click=lambda: common.set_scene(int(st.session_state.get("vz_seed", seed))))
+
+
+def upload() -> None:
+    file = st.file_uploader(f"Upload an image (PNG, JPEG, WebP, BMP, GIF, TIFF; up to {common.MAX_UPLOAD_MB} MB)",
+                            type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"], key="vz_upload")
+    if file is None:
+        st.caption("The model was trained on coloured shapes: on photos its captions will be shapes too. "
+                   "That is a lesson in itself.")
+        return
+    data = file.getvalue()
+    image, image_id, error = common.read_upload(file.name, data, file.size)
+    if error:
+        st.error(f"Cannot use this file. {error}")
+        return
+    if common.current_image()["id"] != image_id:
+        common.set_image(image_id, image, f"your upload “{file.name}” ({image.width}×{image.height})")
+
+
+def compose() -> None:
+    st.write("Place shapes to test a hypothesis — e.g. *does it still say “star” when the star is small and in a "
+             "corner?* Positions are fractions of the width and height; the training sizes are 0.15–0.40.")
+    top = st.columns([1, 1, 3])
+    n = top[0].number_input("Objects", 1, MAX_OBJECTS, 2, key="vz_n_objects")
+    background = top[1].selectbox("Background", list(BACKGROUNDS), key="vz_background")
+    placements = []
+    for i in range(int(n)):
+        colour, shape, x, y, size = EXAMPLE_OBJECTS[i % len(EXAMPLE_OBJECTS)]
+        c = st.columns([1, 1, 2, 2, 2, 2], vertical_alignment="bottom")
+        colour = c[0].selectbox(f"Colour {i + 1}", list(COLOURS), index=list(COLOURS).index(colour), key=f"vz_c{i}")
+        shape = c[1].selectbox(f"Shape {i + 1}", SHAPES, index=SHAPES.index(shape), key=f"vz_s{i}")
+        x = c[2].slider(f"x {i + 1} (left → right)", 0.0, 1.0, x, 0.05, key=f"vz_x{i}")
+        y = c[3].slider(f"y {i + 1} (top → bottom)", 0.0, 1.0, y, 0.05, key=f"vz_y{i}")
+        size = c[4].slider(f"size {i + 1}", 0.05, 0.6, size, 0.05, key=f"vz_z{i}")
+        angle = c[5].slider(f"rotation {i + 1} (°)", -180, 180, 0, 15, key=f"vz_a{i}")
+        placements.append(Placement(colour, shape, x, y, size, float(angle)))
+    try:
+        scene = compose_scene(placements, background=background)
+    except ValueError as e:
+        st.error(f"Cannot draw this scene: {e}")
+        return
+    key = repr((placements, background)).encode()
+    image_id = "compose:" + hashlib.sha1(key).hexdigest()[:16]
+    if common.current_image()["id"] != image_id:
+        common.set_image(image_id, scene.image, "your composed scene", scene.caption)
+
+
+def show_caption(captioner, ckpt: str) -> None:
+    img = common.current_image()
+    left, right = st.columns([2, 3])
+    left.image(img["image"], caption=img["label"], width="stretch")
+    exp = common.explanation(captioner, ckpt, img, DecodingParams())
+    with right:
+        st.subheader("The model's caption")
+        st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{exp.caption or '(empty caption)'}</p>",
+                    unsafe_allow_html=True)
+        if img.get("truth"):
+            same = exp.caption == img["truth"]
+            (st.success if same else st.warning)(
+                f"True caption: *{img['truth']}* — " + ("the model got it exactly right." if same else
+                                                        "the model's caption differs. Where did it look?"))
+        if len(exp):
+            st.caption("How sure the model was of each word (greedy decoding):")
+            st.dataframe({"word": exp.tokens, "probability": [float(p) for p in exp.probs]}, hide_index=True,
+                         height=min(35 * (len(exp) + 1) + 3, 320),
+                         column_config={"probability": st.column_config.ProgressColumn(
+                             "probability", min_value=0.0, max_value=1.0, format="%.3f")})
+        st.markdown("**Explore:**")
+        st.page_link("pages/explorer.py", label="Where it looked, word by word", icon=":material/visibility:")
+        st.page_link("pages/decoding_lab.py", label="Greedy, beam search and sampling side by side",
+                     icon=":material/casino:")
+        st.page_link("pages/how_it_works.py", label="How the model works", icon=":material/settings:")
+        st.page_link("pages/training_and_trust.py", label="Training, and can we trust the heatmaps?",
+                     icon=":material/monitoring:")
+
 
 st.set_page_config(page_title="vizcap", page_icon="🔍", layout="wide")
-
-
-@st.cache_resource(show_spinner="Loading the captioner…")
-def get_captioner(path: str | None) -> vizcap.Captioner:
-    return vizcap.load(path)
-
-
-def example_image(seed: int):
-    return render_scene(seed).image
-
-
-st.title("vizcap — where does the captioner look?")
-st.write(
-    "vizcap captions an image word by word. The default model was trained on **ShapeScenes**, a world of "
-    "coloured shapes that vizcap draws itself, so it works offline and we know the truth of every scene."
-)
-
-with st.sidebar:
-    checkpoint = st.text_input("Checkpoint directory", value="", placeholder="shipped default",
-                               help="Leave empty for the shipped ShapeScenes model, or give a directory trained by train/.")
-
-try:
-    captioner = get_captioner(checkpoint.strip() or None)
-except vizcap.CheckpointError as e:
-    st.error(f"Cannot load the checkpoint: {e}")
-    st.stop()
-
-source = st.radio("Image", ["Example scene", "Upload"], horizontal=True)
-image = None
-if source == "Example scene":
-    seed = st.number_input("Example number", min_value=0, max_value=10_000, value=7, step=1)
-    image = example_image(int(seed))
-else:
-    upload = st.file_uploader("Upload an image", type=None, help=f"Up to {MAX_UPLOAD_MB} MB")
-    if upload is not None:
-        if upload.size > MAX_UPLOAD_MB * 1024 * 1024:
-            st.error(f"{upload.name}: {upload.size / 1e6:.1f} MB is over the {MAX_UPLOAD_MB} MB limit.")
-        else:
-            try:
-                image = vizcap.open_image(upload.getvalue(), name=upload.name)
-            except vizcap.ImageError as e:
-                st.error(str(e))
-
-if image is not None:
-    left, right = st.columns([1, 1])
-    with left:
-        st.image(image, caption="Input image", width="stretch")
-    with right:
-        details = captioner.caption_details(image)
-        st.subheader("Caption")
-        st.markdown(f"### {details['caption'] or '(empty)'}")
-        st.caption(f"Greedy decoding · map grid {details['grid'][0]}×{details['grid'][1]}")
-        st.dataframe(
-            {"token": details["tokens"], "probability": [round(p, 3) for p in details["token_probs"]]},
-            hide_index=True,
-        )
+PAGES = {
+    "home": st.Page(home, title="Home", icon=":material/home:", default=True),
+    "explorer": st.Page(common.PAGE_FILES["explorer"], title="Caption & attention explorer", icon=":material/visibility:", url_path="explorer"),
+    "decoding": st.Page(common.PAGE_FILES["decoding"], title="Decoding lab", icon=":material/casino:", url_path="decoding_lab"),
+    "how": st.Page(common.PAGE_FILES["how"], title="How it works", icon=":material/settings:", url_path="how_it_works"),
+    "trust": st.Page(common.PAGE_FILES["trust"], title="Training & trust", icon=":material/monitoring:", url_path="training_and_trust"),
+}
+st.navigation(list(PAGES.values())).run()

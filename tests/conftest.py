@@ -99,3 +99,93 @@ def scene_files(tmp_path_factory) -> list[Path]:
         render_scene(seed).image.save(p)
         paths.append(p)
     return paths
+
+
+# -- small random captioners for the explanation tests (decoding, maps, trust, CLI) ---------------
+
+# name -> make_tiny_captioner keyword arguments
+TINY_MODELS = {
+    "both": {},
+    "prefix": {"mode": "prefix"},
+    "cross": {"mode": "cross"},
+    "vit": {"vit": True},
+    "ending": {"eos_bias": 1.0},
+}
+
+
+def make_tiny_captioner(mode: str = "both", vit: bool = False, eos_bias: float = 0.0, seed: int = 5):
+    """An untrained captioner small enough to explain in milliseconds: 64 px, d_model 32, 3 prefix
+    tokens, 2 mapper heads, 2 GPT-2 layers × 4 heads, weights jolted so that captions are long.
+
+    vit: timm's "test_vit" encoder (6 blocks × 2 heads, 16-px patches -> a 4×4 grid plus a class
+    token) read with forward_features, so that the encoder.blocks.{i}.attn hook points exist.
+    eos_bias > 0 pushes <eos> up (through ln_f's bias along the <eos> embedding) so that captions
+    end: with 1.0 greedy and beam search stop after 19 words and samples stop early."""
+    from vizcap.captioner import Captioner
+    from vizcap.model import CaptionerConfig, CaptionModel
+    from vizcap.scenes import VOCABULARY
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tok = CaptionTokenizer.word_level(VOCABULARY)
+    encoder = dict(encoder="test_vit", encoder_kwargs={"img_size": 64}, feature_index=None) if vit else {}
+    cfg = CaptionerConfig(image_size=64, d_model=32, n_prefix=3, mapper_heads=2, decoder_layers=2, decoder_heads=4,
+                          vocab_size=tok.vocab_size, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
+                          mode=mode, **encoder)
+    torch.manual_seed(seed)
+    model = CaptionModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        if eos_bias:
+            w = model.decoder.transformer.wte.weight[tok.eos_id]
+            model.decoder.transformer.ln_f.bias.add_(eos_bias * w / w.norm() ** 2)
+    return Captioner(model, tok)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """tiny_model_dir(name) -> a saved checkpoint of make_tiny_captioner(**TINY_MODELS[name]),
+    written on first use (names: both, prefix, cross, vit, ending). Treat them as read-only."""
+    dirs: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in dirs:
+            out = tmp_path_factory.mktemp(f"{name}_checkpoint")
+            make_tiny_captioner(**TINY_MODELS[name]).save_pretrained(out)
+            dirs[name] = out
+        return dirs[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """tiny_model(name) -> the Captioner loaded from tiny_model_dir(name) (one per session; do not modify)."""
+    from vizcap.captioner import Captioner
+
+    loaded: dict[str, object] = {}
+
+    def get(name: str):
+        if name not in loaded:
+            loaded[name] = Captioner.from_pretrained(tiny_model_dir(name))
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def prefix_checkpoint(tiny_model_dir) -> Path:
+    """Mode "prefix": the decoder sees the image only through the prefix (no cross-attention)."""
+    return tiny_model_dir("prefix")
+
+
+@pytest.fixture(scope="session")
+def cross_checkpoint(tiny_model_dir) -> Path:
+    """Mode "cross": no prefix tokens, the image only through cross-attention."""
+    return tiny_model_dir("cross")
+
+
+@pytest.fixture(scope="session")
+def vit_checkpoint(tiny_model_dir) -> Path:
+    """A timm ViT encoder ("test_vit"), so that the encoder's attention is captured too."""
+    return tiny_model_dir("vit")

@@ -57,13 +57,22 @@ def discount_sinks(maps: np.ndarray) -> np.ndarray:
     return np.clip(maps - np.median(maps, axis=0, keepdims=True), 0, None)
 
 
+def check_layer_head(layer, head, n_layers: int, n_heads: int) -> None:
+    """ValueError (one line) unless layer / head are None or whole numbers in range (negative = from the end)."""
+    for what, value, n in (("layer", layer, n_layers), ("head", head, n_heads)):
+        if value is None:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not -n <= value < n:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise ValueError(f"{what} must be a whole number in 0..{n - 1}; got {shown}")
+
+
 def select(attn: np.ndarray, layer: int | None, head: int | None) -> np.ndarray:
     """[T, L, H, X] -> [T, X]: one layer/head, or the mean over the ones not chosen."""
     n_layers, n_heads = attn.shape[1], attn.shape[2]
-    if layer is not None and not -n_layers <= layer < n_layers:
-        raise ValueError(f"layer must be in 0..{n_layers - 1}; got {layer}")
-    if head is not None and not -n_heads <= head < n_heads:
-        raise ValueError(f"head must be in 0..{n_heads - 1}; got {head}")
+    check_layer_head(layer, head, n_layers, n_heads)
+    layer = None if layer is None else int(layer)
+    head = None if head is None else int(head)
     a = attn[:, layer : layer + 1 if layer != -1 else None] if layer is not None else attn
     a = a[:, :, head : head + 1 if head != -1 else None] if head is not None else a
     return a.mean(axis=(1, 2))

@@ -1,0 +1,255 @@
+"""Streamlit glue shared by the app's pages: the checkpoint picker, the model (st.cache_resource), the
+current image, and the explanations kept in st.session_state.
+
+This is a sub-package of pages/, not a page: Streamlit lists only pages/*.py as pages, never
+sub-directories. Everything shown comes from `vizcap`; nothing here computes.
+
+Streamlit 1.67 and pages/: streamlit_app.py registers the pages with st.navigation, but while a
+process has not yet run the entry point (a first visit straight to /explorer, and every AppTest
+run), Streamlit falls back to the pages/ directory and runs the page file *without* the entry
+point. So every page is self-contained: it calls `sidebar()` itself, and links name page files.
+
+Keys in st.session_state (all prefixed "vz_"):
+  vz_image        {"id", "label", "image", "truth"}: the picture every page explains
+  vz_explanations {(image id, checkpoint, decoding params): Explanation}, the newest 16
+  vz_model_calls  how many times this session asked the model to explain an image
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+from collections import OrderedDict
+from dataclasses import astuple, fields
+from pathlib import Path
+from types import SimpleNamespace
+
+import streamlit as st
+
+import vizcap
+from vizcap.captioner import DEFAULT_CHECKPOINT
+from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, validate
+from vizcap.scenes import render_scene
+
+CHECKPOINT_ENV = "VIZCAP_CHECKPOINT"  # a checkpoint directory the app opens by default (tests, demos)
+MAX_UPLOAD_MB = 20
+DEFAULT_SCENE = 7
+MAX_EXPLANATIONS = 16
+PAGE_FILES = {
+    "explorer": "pages/explorer.py",
+    "decoding": "pages/decoding_lab.py",
+    "how": "pages/how_it_works.py",
+    "trust": "pages/training_and_trust.py",
+}
+# -- the model -----------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the captioner…", max_entries=4)
+def _load(path: str) -> vizcap.Captioner:
+    return vizcap.load(path)
+
+
+def keep(key: str) -> None:
+    """Call before drawing the widget `key` (drawn with on_change=remember(key)): it gets back the value
+    it had on another page. Streamlit forgets a widget's value when a run does not draw it, and treats
+    the same key drawn by another page as a new widget; a shadow copy in st.session_state bridges it."""
+    shadow = f"_keep_{key}"
+    if shadow in st.session_state:
+        st.session_state[key] = st.session_state[shadow]
+
+
+def remember(key: str):
+    """on_change callback for a kept widget: runs before the script, so keep() sees the new value."""
+    return lambda: st.session_state.__setitem__(f"_keep_{key}", st.session_state.get(key))
+
+
+def kept(key: str):
+    """Call after drawing the widget `key`: its first value becomes the shadow copy."""
+    st.session_state.setdefault(f"_keep_{key}", st.session_state.get(key))
+    return st.session_state.get(key)
+
+
+def sidebar() -> None:
+    """Every page calls this first: the checkpoint picker in the sidebar (the shipped model or a
+    directory). Pages draw it themselves, so that each page also works when run on its own."""
+    env = os.environ.get(CHECKPOINT_ENV, "").strip()
+    for key in ("vz_ckpt_choice", "vz_ckpt_dir"):
+        keep(key)
+    if "vz_ckpt_choice" not in st.session_state:
+        st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
+        st.session_state["vz_ckpt_dir"] = env
+    with st.sidebar:
+        st.radio("Model", ["shipped", "directory"], key="vz_ckpt_choice",
+                 format_func={"shipped": "Shipped ShapeScenes model", "directory": "A checkpoint directory"}.get,
+                 help="The shipped model was trained on ShapeScenes. A directory written by `python -m train` "
+                      "(config.json, model.safetensors, tokenizer.json) loads the same way.",
+                 on_change=remember("vz_ckpt_choice"))
+        if st.session_state["vz_ckpt_choice"] == "directory":
+            st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
+                          on_change=remember("vz_ckpt_dir"))
+    kept("vz_ckpt_choice")
+    if st.session_state["vz_ckpt_choice"] == "directory":
+        kept("vz_ckpt_dir")
+
+
+def checkpoint_path() -> str:
+    """The chosen checkpoint directory, resolved (the cache key of the model and its explanations)."""
+    if st.session_state.get("vz_ckpt_choice", "shipped") == "directory":
+        text = (st.session_state.get("vz_ckpt_dir") or "").strip()
+        return str(Path(text).expanduser().resolve()) if text else ""
+    return str(DEFAULT_CHECKPOINT.resolve())
+
+
+def require_captioner() -> tuple[vizcap.Captioner, str]:
+    """The loaded captioner and its path, or a friendly st.error and a stopped page."""
+    path = checkpoint_path()
+    if not path:
+        st.info("Type the path of a checkpoint directory in the sidebar (or choose the shipped model).")
+        st.stop()
+    try:
+        return _load(path), path
+    except vizcap.CheckpointError as e:
+        shipped = path == str(DEFAULT_CHECKPOINT.resolve())
+        st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
+                 + f": {e}. " + ("Choose a checkpoint directory in the sidebar." if shipped else
+                                 "Pick another directory in the sidebar, or the shipped model."))
+    except Exception as e:  # never a traceback for a bad directory
+        st.error(f"This checkpoint cannot be loaded: {type(e).__name__}: {e}. Pick another one in the sidebar.")
+    st.stop()
+    raise AssertionError  # st.stop() does not return
+
+
+# -- the current image ---------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def scene_image(seed: int):
+    scene = render_scene(int(seed))
+    return scene.image, scene.caption
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnail(seed: int, side: int = 160):
+    """The example scene letter-boxed to a square, so that a gallery row lines up."""
+    from PIL import ImageOps
+
+    return ImageOps.pad(scene_image(int(seed))[0], (side, side), color=(255, 255, 255))
+
+
+def set_image(image_id: str, image, label: str, truth: str | None = None) -> None:
+    st.session_state["vz_image"] = {"id": image_id, "image": image, "label": label, "truth": truth}
+
+
+def set_scene(seed: int) -> None:
+    image, caption = scene_image(int(seed))
+    set_image(f"scene:{int(seed)}", image, f"ShapeScenes example {int(seed)}", caption)
+
+
+def current_image() -> dict:
+    if "vz_image" not in st.session_state:
+        set_scene(DEFAULT_SCENE)
+    return st.session_state["vz_image"]
+
+
+def read_upload(name: str, data: bytes, size: int | None = None):
+    """(image, image id, None) or (None, None, a one-line message): never raises."""
+    size = len(data) if size is None else size
+    if size > MAX_UPLOAD_MB * 1024 * 1024:
+        return None, None, f"{name}: {size / 1024 / 1024:.1f} MB is over the {MAX_UPLOAD_MB} MB limit."
+    try:
+        image = vizcap.open_image(data, name=name)
+    except vizcap.ImageError as e:
+        return None, None, str(e)
+    except Exception as e:  # a decoder bug must not reach the student as a traceback
+        return None, None, f"{name}: cannot be read as an image ({type(e).__name__})."
+    return image, "upload:" + hashlib.sha1(data).hexdigest()[:16], None
+
+
+def image_header(captioner, ckpt: str) -> dict:
+    """A strip naming the current image and the model's (greedy) caption: every page explains the same one."""
+    img = current_image()
+    exp = explanation(captioner, ckpt, img, DecodingParams())
+    left, right = st.columns([1, 7], vertical_alignment="center")
+    left.image(img["image"], width=96)
+    with right:
+        st.markdown(f"**Image:** {img['label']}" + (f" · true caption: *{img['truth']}*" if img.get("truth") else ""))
+        st.markdown("**Model's caption (greedy):** "
+                    f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>",
+                    unsafe_allow_html=True)
+        st.caption("Choose another image on the Home page.")
+    return img
+
+
+# -- decoding parameters and explanations ---------------------------------------------------------
+
+
+def params_or_error(**values) -> DecodingParams | None:
+    """DecodingParams from widget values, validated by vizcap.decoding.validate (errors shown)."""
+    problems = validate(SimpleNamespace(**{**{f.name: f.default for f in fields(DecodingParams)}, **values}))
+    if problems:
+        for p in problems:
+            st.error(p)
+        return None
+    return DecodingParams(**values)
+
+
+def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | None:
+    """Strategy and its knobs. Changing them asks the model again (once per new combination)."""
+    with st.expander("Decoding: how the caption is chosen", expanded=expanded):
+        c1, c2, c3, c4 = st.columns(4)
+        strategy = c1.selectbox("Strategy", STRATEGIES, key=f"{prefix}_strategy",
+                                format_func={"greedy": "greedy", "beam": "beam search", "sample": "sampling"}.get)
+        beams = c2.number_input("Beams", 1, MAX_BEAMS, 3, key=f"{prefix}_beams", disabled=strategy != "beam")
+        length_penalty = c3.number_input("Length penalty", -10.0, 10.0, 1.0, 0.1, key=f"{prefix}_lp",
+                                         disabled=strategy != "beam")
+        max_tokens = c4.number_input("Max words", 1, 40, 20, key=f"{prefix}_max")
+        c5, c6, c7, c8 = st.columns(4)
+        sampling = strategy == "sample"
+        temperature = c5.number_input("Temperature", 0.05, 5.0, 1.0, 0.05, key=f"{prefix}_temp", disabled=not sampling)
+        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, 0, key=f"{prefix}_topk", disabled=not sampling)
+        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, 1.0, 0.05, key=f"{prefix}_topp", disabled=not sampling)
+        seed = c8.number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed", disabled=not sampling)
+    values = {"strategy": strategy, "beams": int(beams) if strategy == "beam" else 1,
+              "top_k": int(top_k) if sampling else 0, "top_p": float(top_p) if sampling else 1.0,
+              "temperature": float(temperature) if sampling else 1.0,
+              "length_penalty": float(length_penalty) if strategy == "beam" else 1.0,
+              "seed": int(seed) if sampling else None, "max_tokens": int(max_tokens)}
+    return params_or_error(**values)
+
+
+def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
+    """The explanation of the current image under `params`, from st.session_state when this exact
+    (image, checkpoint, parameters) was explained before; the model runs only for a new combination."""
+    store: OrderedDict = st.session_state.setdefault("vz_explanations", OrderedDict())
+    key = (img["id"], ckpt, astuple(params))
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    with st.spinner("The model is writing the caption…"):
+        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)})
+    st.session_state["vz_model_calls"] = st.session_state.get("vz_model_calls", 0) + 1
+    store[key] = exp
+    while len(store) > MAX_EXPLANATIONS:
+        store.popitem(last=False)
+    return exp
+
+
+def session_memo(name: str, key, compute):
+    """A small per-session memo for other model-derived values (anatomy, full next-word logits)."""
+    memo = st.session_state.setdefault(f"vz_memo_{name}", OrderedDict())
+    if key not in memo:
+        memo[key] = compute()
+        while len(memo) > 8:
+            memo.popitem(last=False)
+    return memo[key]
+
+
+def show(fig, key: str | None = None) -> None:
+    """A figure from vizcap.figures with its plain-language description underneath (and as alt text)."""
+    from vizcap.figures import description
+
+    text = description(fig)
+    st.plotly_chart(fig, key=key, alt=text or None, config={"displaylogo": False})
+    if text:
+        st.caption(text)

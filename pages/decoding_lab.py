@@ -1,0 +1,123 @@
+"""Decoding lab: the same model, five ways of choosing words, side by side.
+
+Each strategy's caption is explained once per setting (kept in st.session_state). The live plot at
+the bottom redraws the next-word distribution from stored logits with vizcap.decoding.filter_logits:
+moving its sliders never runs the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from pages import common
+from vizcap import figures
+from vizcap.decoding import MAX_BEAMS
+from vizcap.explain import teacher_forced
+
+st.title("Decoding lab")
+st.write("At every step the model gives a probability to every word of its vocabulary. **How** the next word is "
+         "picked from that distribution is a separate choice — and it changes the caption.")
+common.sidebar()
+captioner, ckpt = common.require_captioner()
+img = common.image_header(captioner, ckpt)
+
+
+def _new_seed() -> None:
+    st.session_state["dl_seed"] = int(st.session_state.get("dl_seed", 0)) + 1
+
+
+with st.container(border=True):
+    c = st.columns(7, vertical_alignment="bottom")
+    beams = c[0].number_input("Beams", 2, MAX_BEAMS, 4, key="dl_beams")
+    length_penalty = c[1].number_input("Length penalty", -2.0, 3.0, 1.0, 0.1, key="dl_lp",
+                                       help="Beam score = log p / length^penalty: higher favours longer captions.")
+    top_k = c[2].number_input("Top-k", 1, 1000, 3, key="dl_topk")
+    top_p = c[3].number_input("Top-p", 0.05, 1.0, 0.8, 0.05, key="dl_topp")
+    temperature = c[4].number_input("Temperature", 0.05, 5.0, 1.5, 0.05, key="dl_temp")
+    seed = c[5].number_input("Seed", 0, 2**31 - 1, 0, key="dl_seed", help="Same seed, same sampled caption.")
+    c[6].button("New seed", key="dl_reseed", on_click=_new_seed, width="stretch", icon=":material/casino:")
+    max_tokens = 20
+
+settings = {
+    "greedy": dict(strategy="greedy"),
+    f"beam search ({beams} beams)": dict(strategy="beam", beams=int(beams), length_penalty=float(length_penalty)),
+    f"top-k sampling (k = {top_k})": dict(strategy="sample", top_k=int(top_k), seed=int(seed)),
+    f"top-p sampling (p = {top_p:g})": dict(strategy="sample", top_p=float(top_p), seed=int(seed)),
+    f"temperature sampling (T = {temperature:g})": dict(strategy="sample", temperature=float(temperature), seed=int(seed)),
+}
+params = {name: common.params_or_error(max_tokens=max_tokens, **kw) for name, kw in settings.items()}
+if any(p is None for p in params.values()):
+    st.stop()
+runs = {name: common.explanation(captioner, ckpt, img, p) for name, p in params.items()}
+
+columns = st.columns(len(runs))
+for col, (name, exp) in zip(columns, runs.items()):
+    with col.container(border=True):
+        st.markdown(f"**{name}**")
+        st.markdown(f"<p style='font-size:1.15rem' class='vz-run-caption'>{exp.caption or '(empty)'}</p>",
+                    unsafe_allow_html=True)
+        detail = f"log p = {exp.logprob:.3g}"
+        if exp.params.strategy == "beam":
+            detail += f" · score {exp.score:.3g}"
+        if exp.seed is not None:
+            detail += f" · seed {exp.seed}"
+        if not exp.ended:
+            detail += " · cut at max words"
+        st.caption(detail)
+        if img.get("truth"):
+            st.caption("✓ matches the truth" if exp.caption == img["truth"] else "✗ differs from the truth")
+
+if len({e.caption for e in runs.values()}) == 1:
+    st.info("Every strategy wrote the same caption: the model is very sure about this picture. Raise the "
+            "temperature, lower top-p, or try an uploaded photo (far from what it was trained on) to see them part.")
+
+st.subheader("Search tree")
+tree_run = st.selectbox("Tree of", list(runs), index=1, key="dl_tree_run",
+                        help="Greedy and sampling keep one hypothesis, so their tree is a single chain.")
+chosen = runs[tree_run]
+common.show(figures.beam_tree(chosen.beam_tree, chosen.token_ids, chosen.ended), key="dl_tree")
+if chosen.candidates and chosen.params.strategy == "beam":
+    st.caption("Finished candidates, best first:")
+    st.dataframe([{"caption": c["caption"], "score": c["score"], "log p": c["logprob"], "ended": c["ended"]}
+                  for c in chosen.candidates], hide_index=True)
+
+st.subheader("Per-step probabilities")
+common.show(figures.step_probabilities({name: (e.tokens, list(e.probs)) for name, e in runs.items()}), key="dl_steps")
+
+st.subheader("Live: how temperature, top-k and top-p reshape the next word")
+greedy = runs["greedy"]
+ids = greedy.token_ids + ([captioner.cfg.eos_id] if greedy.ended else [])
+if not ids:
+    st.info("The greedy caption is empty, so there is no step to look at.")
+    st.stop()
+
+
+def _logits() -> np.ndarray:
+    logits, _ = teacher_forced(captioner, img["image"], ids)  # one pass, kept in session_state
+    P = captioner.cfg.n_prefix
+    out = logits[P : P + len(ids)].float().numpy().astype(np.float64)
+    banned = sorted({captioner.cfg.pad_id, captioner.cfg.bos_id} - {captioner.cfg.eos_id})
+    out[:, banned] = -np.inf  # never valid outputs, as in decoding
+    return out
+
+
+step_logits = common.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logits)
+words = [captioner.tokenizer.token_text(i) for i in range(captioner.cfg.vocab_size)]
+words[captioner.cfg.eos_id] = "<end>"
+context = ["<start>", *greedy.tokens]
+if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
+    # a new caption: start at its least certain step, where the knobs visibly matter
+    st.session_state["dl_live_for"] = (img["id"], ckpt, tuple(ids))
+    p = np.exp(step_logits - step_logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(-1)
+    st.session_state["dl_live_step"] = int(np.argmax(entropy))
+c = st.columns([3, 2, 2, 2, 1.4], vertical_alignment="bottom")
+step = c[0].select_slider("Next word after", options=list(range(len(ids))), key="dl_live_step",
+                          format_func=lambda i: " ".join(context[: i + 1][-4:]))
+live_t = c[1].slider("Temperature", 0.1, 3.0, 1.5, 0.05, key="dl_live_temp")
+live_k = c[2].slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk")
+live_p = c[3].slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp")
+log_scale = c[4].toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
+common.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
+                                         context=" ".join(context[: step + 1]), log_scale=log_scale), key="dl_live")

@@ -1,0 +1,170 @@
+"""Caption & attention explorer: the caption word by word, and where the model looked for each word.
+
+Only the decoding controls ask the model for a new explanation; every other widget here (word,
+method, layer, head, normalisation, sinks, opacity, colour scale, play) redraws the stored one."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import streamlit as st
+
+from pages import common
+from vizcap import figures, render
+from vizcap.maps import NORMALIZATIONS, select
+
+PLAY_SECONDS = float(os.environ.get("VIZCAP_PLAY_SECONDS", "0.7"))
+METHOD_HELP = {
+    "cross_attention": "the decoder's cross-attention from the word's position to the image cells",
+    "prefix": "attention to the prefix tokens, each carrying its own map of the image",
+    "rollout": "attention flow through all layers at once (heads averaged)",
+    "relevancy": "gradient-weighted attention flow for this word (one backward pass, computed on first use)",
+}
+NORM_HELP = ("none: raw weights (a weak map stays weak) · max: each word's map scaled to its own maximum · "
+             "sum: each map sums to 1 · global: divided by the maximum over all words")
+
+st.title("Caption & attention explorer")
+common.sidebar()
+captioner, ckpt = common.require_captioner()
+img = common.image_header(captioner, ckpt)
+params = common.decoding_controls("ex")
+if params is None:
+    st.stop()
+exp = common.explanation(captioner, ckpt, img, params)
+T = len(exp)
+if T == 0:
+    st.warning("The model wrote an empty caption for this image, so there is no word to explain. "
+               "Try another image, or sampling in the decoding settings.")
+    st.stop()
+
+# -- display settings (never call the model) -----------------------------------------------------
+methods = [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
+           if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
+L, H = captioner.cfg.decoder_layers, captioner.cfg.decoder_heads
+with st.container(border=True):
+    c = st.columns([3, 2, 2, 2, 2])
+    method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: m.replace("_", " "),
+                            help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods))
+    per_head = method in ("cross_attention", "prefix")
+    layer = c[1].selectbox("Layer", [None, *range(L)], key="ex_layer", disabled=not per_head,
+                           format_func=lambda v: "all (mean)" if v is None else f"layer {v}")
+    head = c[2].selectbox("Head", [None, *range(H)], key="ex_head", disabled=not per_head,
+                          format_func=lambda v: "all (mean)" if v is None else f"head {v}")
+    normalize = c[3].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP)
+    cmap = c[4].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.")
+    c = st.columns([3, 3, 3])
+    opacity = c[0].slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="ex_opacity")
+    sinks = c[1].toggle("Discount attention sinks", key="ex_sinks",
+                        help="Transformers park spare attention on a few cells whatever the word. This subtracts "
+                             "each cell's median over the caption, keeping what is specific to each word.")
+if not per_head:
+    layer = head = None
+
+with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
+    maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
+vmax = float(maps.max()) if maps.size else 1.0
+
+
+def caption_html(j: int) -> str:
+    words = []
+    for i, w in enumerate(exp.tokens):
+        w = html.escape(w)
+        if i == j:
+            words.append(f"<span style='background:#0072B2;color:white;padding:0 .25em;border-radius:.25em'>{w}</span>")
+        elif i < j:
+            words.append(f"<span>{w}</span>")
+        else:
+            words.append(f"<span style='color:#b8b8b8'>{w}</span>")
+    return f"<p style='font-size:1.5rem;line-height:2.2rem' id='vz-caption'>{' '.join(words)}</p>"
+
+
+# -- the word: step, play, choose ------------------------------------------------------------------
+FUNCTION_WORDS = {"a", "an", "the", "two", "three", "and", "of", "left", "right", "above", "below", "is", "on", "in",
+                  "with", "to", "at", "next"}
+if st.session_state.get("ex_for") != id(exp) or st.session_state.get("ex_tok", 0) >= T:
+    # a new caption: start on its first content word (the first "a" says little about where it looked)
+    st.session_state["ex_for"] = id(exp)
+    st.session_state["ex_tok"] = next((i for i, w in enumerate(exp.tokens) if w.lower() not in FUNCTION_WORDS), 0)
+
+
+def _step(delta: int) -> None:
+    st.session_state["ex_tok"] = int(np.clip(st.session_state.get("ex_tok", 0) + delta, 0, T - 1))
+
+
+def _play() -> None:
+    st.session_state["ex_play"] = True
+
+
+top = st.container()
+left, right = st.columns([3, 2])
+caption_slot = top.empty()
+map_slot = left.empty()
+if st.session_state.pop("ex_play", False):
+    for j in range(T):  # the caption appears word by word, each word with its map
+        caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
+        frame = render.overlay(exp.image, maps[j], alpha=opacity, cmap=cmap, vmax=vmax)
+        map_slot.image(frame, caption=f"{j + 1}/{T}: “{exp.tokens[j]}”", width=420)
+        time.sleep(PLAY_SECONDS)
+    st.session_state["ex_tok"] = T - 1
+
+with top:
+    b = st.columns([1.2, 1.2, 1.2, 6], vertical_alignment="bottom")
+    b[0].button("Back", key="ex_prev", on_click=_step, args=(-1,), width="stretch", icon=":material/arrow_back:")
+    b[1].button("Next", key="ex_next", on_click=_step, args=(1,), width="stretch", icon=":material/arrow_forward:")
+    b[2].button("Play", key="ex_play_btn", on_click=_play, width="stretch", icon=":material/play_arrow:",
+                help="Write the caption word by word, each word with its map")
+    j = b[3].select_slider("Word", options=list(range(T)), key="ex_tok",
+                           format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
+caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
+word = exp.tokens[j]
+with map_slot.container():
+    common.show(figures.attention_overlay(exp.image, maps[j], word, opacity, cmap, vmax, method), key="ex_overlay")
+with right:
+    p = float(exp.probs[j])
+    st.metric(f"Probability of “{word}”", f"{p:.2f}",
+              help="The model's probability for the word it wrote, given the image and the words before.")
+    common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], word, j), key="ex_alternatives")
+
+# -- more views ------------------------------------------------------------------------------------
+tab_heads, tab_prefix, tab_export = st.tabs(["All heads of a layer", "Prefix tokens", "Export"])
+with tab_heads:
+    head_method = method if per_head else ("cross_attention" if "cross_attention" in methods else "prefix")
+    if not per_head:
+        st.caption(f"{method} combines every head, so this grid shows the {head_method.replace('_', ' ')} heads.")
+    grid_layer = st.selectbox("Layer", list(range(L)), index=layer if layer is not None else L - 1, key="ex_grid_layer",
+                              format_func=lambda v: f"layer {v}")
+    per_head_maps = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks)[j] for h in range(H)])
+    common.show(figures.heads_grid(exp.image, per_head_maps, word, grid_layer, head_method, opacity, cmap),
+                key="ex_heads")
+with tab_prefix:
+    if exp.mapper is None or exp.self_prefix is None:
+        st.info("This model has no prefix tokens (mode “cross”): it reads the image only through cross-attention.")
+    else:
+        common.show(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid, opacity, cmap), key="ex_prefix_maps")
+        to_prefix = select(exp.self_prefix, layer, head)
+        common.show(figures.word_prefix_heatmap(exp.tokens, to_prefix, cmap), key="ex_word_prefix")
+with tab_export:
+    st.write("Download what you see, for a report or a slide.")
+    stem = f"vizcap-{img['id'].replace(':', '-')}-{method}"
+    e = st.columns(3)
+
+    def png() -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        shown = exp.image if max(exp.image.size) >= 384 else exp.image.resize(
+            (exp.image.width * 2, exp.image.height * 2))
+        render.overlay(shown, maps[j], alpha=opacity, cmap=cmap, vmax=vmax).save(buf, "PNG")
+        return buf.getvalue()
+
+    e[0].download_button("PNG: this word's overlay", png, file_name=f"{stem}-{j + 1}-{word}.png", mime="image/png",
+                         key="ex_dl_png", on_click="ignore")
+    e[1].download_button("GIF: the caption, word by word",
+                         lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap),
+                         file_name=f"{stem}.gif", mime="image/gif", key="ex_dl_gif", on_click="ignore")
+    e[2].download_button("JSON: caption, probabilities, maps", lambda: exp.to_json((method,), normalize),
+                         file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")

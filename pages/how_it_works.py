@@ -1,0 +1,94 @@
+"""How it works: the captioner's parts with the live tensor shapes of the loaded model, and how
+training (teacher forcing, the loss mask on the prefix, the auxiliary dense loss) differs from
+writing a caption."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from pages import common
+from vizcap import anatomy, figures
+from vizcap.decoding import DecodingParams
+
+st.title("How it works")
+common.sidebar()
+captioner, ckpt = common.require_captioner()
+img = common.image_header(captioner, ckpt)
+cfg = captioner.cfg
+greedy = common.explanation(captioner, ckpt, img, DecodingParams())
+caption = img.get("truth") or greedy.caption or "a"
+info = common.session_memo("anatomy", (img["id"], ckpt, caption), lambda: anatomy.trace(captioner, img["image"], caption))
+shapes = info["shapes"]
+gh, gw = shapes["grid"]
+P = info["n_prefix"]
+
+st.header("1 · The parts, and the shape of every tensor")
+common.show(figures.architecture(shapes), key="how_arch")
+a, b, c = st.columns(3)
+a.markdown(f"**Encoder.** `{cfg.encoder}` turns the image, squashed (never cropped) to {cfg.image_size}×"
+           f"{cfg.image_size} pixels, into a **{gh}×{gw} grid** of {gh * gw} feature vectors. Each grid cell "
+           f"covers the same share of the picture: these cells are the squares of every heatmap.")
+if cfg.mode != "cross":
+    b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the whole grid with attention and become "
+               f"**{P} prefix tokens**: a summary of the image written in the decoder's own language, placed "
+               f"before the words. Each prefix token has its own map over the image (see the explorer).")
+else:
+    b.markdown("**No prefix.** This model (mode “cross”) has no prefix tokens: the decoder reads the image only "
+               "through cross-attention.")
+c.markdown(f"**Decoder.** A GPT-2 with {cfg.decoder_layers} layers × {cfg.decoder_heads} heads reads "
+           + ("the prefix and the words so far" if cfg.mode != "cross" else "the words so far")
+           + (", and looks at the grid directly through **cross-attention**" if cfg.mode != "prefix" else "")
+           + f". It outputs a score (logit) for each of the {cfg.vocab_size} words of its vocabulary.")
+
+st.header("2 · Training vs writing a caption")
+left, right = st.columns(2)
+with left:
+    st.markdown(
+        "**Training: teacher forcing.** The model reads the *true* caption in one pass, and at every position it "
+        "must predict the *next* word. Because of the causal mask, no position can peek ahead, so a whole caption "
+        "trains every step at once. The prefix positions have nothing to predict: their label is **-100**, which "
+        "the loss ignores (`model.labels()`), and so is the position after `<eos>`.")
+with right:
+    st.markdown(
+        "**Writing a caption: one word at a time.** There is no true caption. The model starts from `<bos>`, "
+        "picks a word from its prediction (greedy, beam search or sampling — see the Decoding lab), appends it "
+        "and runs again, keeping earlier work in a *KV cache*, until it writes `<eos>` or reaches the word limit. "
+        "Its own mistakes become its input: the gap between training and inference called *exposure bias*.")
+source = "the true caption of this scene" if img.get("truth") else "the model's own caption (this image has no known truth)"
+st.markdown(f"Teacher forcing on this image with {source}: **“{info['caption']}”** — caption loss "
+            f"**{info['loss']:.3f}** (mean cross-entropy over the positions whose label is not -100).")
+rows = [{"position": r["position"], "reads": r["input"], "label": r["label"], "must predict": r["target"],
+         "model's top guess": "—" if r["label"] == -100 else r["predicted"],
+         "p(label)": r["p_target"]} for r in info["positions"]]
+st.dataframe(rows, hide_index=True, height=min(36 * (len(rows) + 1) + 3, 420))
+st.caption(f"Positions 0–{P - 1} are the prefix (label -100: ignored by the loss). Position {P} reads `<bos>` and "
+           f"must predict the first word; the last position reads `<eos>` and is ignored too." if P else
+           "This model has no prefix; position 0 reads `<bos>` and must predict the first word.")
+
+st.header("3 · The auxiliary dense loss (ShapeScenes)")
+metrics_path = Path(ckpt) / "metrics.json"
+aux_weight = None
+if metrics_path.is_file():
+    try:
+        aux_weight = json.loads(metrics_path.read_text()).get("args", {}).get("aux_weight")
+    except (ValueError, OSError):
+        aux_weight = None
+st.markdown(
+    "A small encoder trained from scratch on a few thousand pictures has no reason to keep *where* things are. "
+    "So the ShapeScenes model gets extra help while training: **auxiliary heads** read the memory grid and "
+    "predict, for every cell, the shape and the colour of the object under it (or background). Their "
+    "cross-entropy is added to the caption loss"
+    + (f" with weight {aux_weight}" if aux_weight is not None else "")
+    + ": `loss = caption loss + weight × aux loss`. This dense supervision stands in for a pretrained encoder; "
+    "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
+    "the image — which is what makes the heatmaps meaningful.")
+if info["aux"]:
+    cols = st.columns(len(info["aux"]))
+    for col, (name, aux) in zip(cols, info["aux"].items()):
+        with col:
+            common.show(figures.aux_predictions(img["image"], aux["classes"], aux["names"], name), key=f"how_aux_{name}")
+else:
+    st.info("This checkpoint has no auxiliary heads (photo models start from a pretrained encoder instead).")

@@ -1,0 +1,130 @@
+"""Training & trust: the loss curve and the evaluation of the loaded checkpoint, and measurements of
+how far its heatmaps can be trusted (pointing game, sanity check, deletion/insertion), read from the
+checkpoint's trust.json or measured here on a few held-out scenes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import streamlit as st
+
+from pages import common
+from vizcap import figures
+from vizcap.trust import evaluate_trust
+
+METRIC_NOTES = {
+    "exact": "captions exactly equal to the truth",
+    "object_recall": "objects named with the right colour and shape",
+    "colour_acc": "colour words right", "shape_acc": "shape words right", "count_acc": "object counts right",
+    "bleu1": "word overlap with the truth (single words)", "bleu2": "overlap of word pairs",
+    "bleu3": "overlap of three-word runs", "bleu4": "overlap of four-word runs",
+    "rouge_l": "longest common word sequence", "cider": "consensus score (higher is better)",
+    "n_scenes": "held-out scenes evaluated",
+}
+
+st.title("Training & trust")
+common.sidebar()
+captioner, ckpt = common.require_captioner()
+common.image_header(captioner, ckpt)
+folder = Path(ckpt)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+st.header("Training")
+log = folder / "train_log.jsonl"
+rows = read_jsonl(log) if log.is_file() else []
+if rows:
+    common.show(figures.loss_curve(rows), key="tt_loss")
+else:
+    st.info(f"No training log in this checkpoint ({log.name} is missing or empty).")
+
+metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+if metrics:
+    heldout = metrics.get("heldout") or {}
+    table = [{"metric": k, "value": v, "what it means": METRIC_NOTES.get(k, "")} for k, v in heldout.items()
+             if isinstance(v, (int, float))]
+    st.subheader("Evaluation on held-out scenes")
+    st.dataframe(table, hide_index=True)
+    args = metrics.get("args", {})
+    st.caption(" · ".join(s for s in (
+        f"{args['steps']} steps" if "steps" in args else "", f"batch {args['batch_size']}" if "batch_size" in args else "",
+        f"{metrics['samples_seen']:,} training pictures" if "samples_seen" in metrics else "",
+        f"{metrics['train_seconds'] / 60:.1f} min of training" if "train_seconds" in metrics else "",
+        f"command: `{metrics['command']}`" if "command" in metrics else "") if s))
+else:
+    st.info("No metrics.json in this checkpoint.")
+
+st.header("Can the heatmaps be trusted?")
+st.markdown(
+    "On ShapeScenes we know where every object is, so a heatmap can be **tested**: for each object the model "
+    "names correctly, does the map of its word point at it? Would a scrambled model draw the same map? Does "
+    "hiding the hot cells make the word less likely?")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def measure(path: str, n: int) -> dict:
+    """evaluate_trust on n held-out scenes, cached per checkpoint path and n."""
+    return evaluate_trust(common._load(path), n=n, curves_n=min(n, 6), progress=False)
+
+
+saved = read_json(folder / "trust.json") if (folder / "trust.json").is_file() else None
+result = saved
+if saved:
+    st.caption(f"Measured when the checkpoint was made (trust.json, {saved.get('n_scenes', '?')} scenes).")
+else:
+    measured = st.session_state.setdefault("vz_trust", {})
+    c = st.columns([2, 1, 3], vertical_alignment="bottom")
+    n = c[0].slider("Held-out scenes to measure on", 4, 60, 12, 4, key="tt_n",
+                    help="More scenes, steadier numbers; roughly a second or two per scene on a laptop CPU.")
+    if c[1].button("Measure now", key="tt_measure", type="primary"):
+        with st.spinner(f"Measuring on {n} held-out scenes…"):
+            measured[ckpt] = measure(ckpt, int(n))
+    result = measured.get(ckpt)
+    if result is None:
+        st.info("This checkpoint has no trust.json. Press **Measure now** to measure its maps on a few held-out "
+                "scenes.")
+if result:
+    st.subheader("In plain words")
+    for sentence in figures.trust_verdict(result):
+        st.markdown(sentence)
+    if result.get("n_words"):
+        a, b = st.columns(2)
+        with a:
+            common.show(figures.pointing_game(result), key="tt_pointing")
+        with b:
+            common.show(figures.mass_in_box(result), key="tt_mass")
+        a, b = st.columns(2)
+        with a:
+            common.show(figures.sanity_check(result), key="tt_sanity")
+        with b:
+            methods = [m for m in result.get("curves", {}) if m != "fractions"]
+            best = result.get("best_method")
+            method = st.selectbox("Curves for", methods, index=methods.index(best) if best in methods else 0,
+                                  key="tt_curve_method", format_func=lambda m: m.replace("_", " "))
+            common.show(figures.deletion_insertion(result, method), key="tt_curves")
+    chance = [v.get("chance") for v in result.get("pointing", {}).values()]
+    if chance and all(isinstance(v, float) and math.isnan(v) for v in chance):
+        st.caption("No object was named correctly, so no map could be scored.")
+    st.download_button("Download these numbers (JSON)", json.dumps(result, indent=2), file_name="trust.json",
+                       mime="application/json", key="tt_download", on_click="ignore")

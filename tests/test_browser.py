@@ -1,0 +1,185 @@
+"""The app in a real browser: `streamlit run streamlit_app.py` on 127.0.0.1 and Debian's chromium
+driven by Playwright. Every page is visited through the sidebar navigation; on each, the model's
+caption must be visible and no exception box shown. Screenshots go to docs/screenshots/ (or
+$VIZCAP_SCREENSHOTS).
+
+Needs /usr/bin/chromium (`apt-get install chromium`) and the `playwright` package
+(requirements-dev.txt; never `playwright install`: the system chromium is used). Without them the
+test is skipped locally, and fails when CI=true.
+
+The app opens the shipped model when it is present, otherwise a small random checkpoint (or
+VIZCAP_CHECKPOINT when set)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import make_random_captioner
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(os.environ.get("VIZCAP_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+START_TIMEOUT_S = 300  # the first run imports torch and loads the model
+PAGE_TIMEOUT_MS = 300_000
+VIEWPORT = {"width": 1400, "height": 950}
+PAGES = [  # (title in the sidebar, screenshot name, what the page must show)
+    ("Caption & attention explorer", "explorer", "Where the model looked"),
+    ("Decoding lab", "decoding_lab", "Search tree"),
+    ("How it works", "how_it_works", "Training vs writing a caption"),
+    ("Training & trust", "training_and_trust", "Can the heatmaps be trusted?"),
+]
+
+
+def _requirements() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package is missing (pip install -r requirements-dev.txt)")
+    if missing:
+        reason = "browser test needs: " + "; ".join(missing)
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _checkpoint(tmp_path_factory) -> str | None:
+    """None: the app's own default (the shipped model)."""
+    if os.environ.get("VIZCAP_CHECKPOINT"):
+        return os.environ["VIZCAP_CHECKPOINT"]
+    from vizcap.captioner import DEFAULT_CHECKPOINT
+
+    if all((DEFAULT_CHECKPOINT / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json")):
+        return None
+    out = tmp_path_factory.mktemp("browser_checkpoint")
+    make_random_captioner("both").save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _requirements()
+    port = _free_port()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    checkpoint = _checkpoint(tmp_path_factory)
+    env.pop("VIZCAP_CHECKPOINT", None)
+    if checkpoint:
+        env["VIZCAP_CHECKPOINT"] = checkpoint
+    log = tmp_path_factory.mktemp("streamlit_log") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"streamlit did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def _settle(page) -> None:
+    """Wait until the script run is over (the "running" indicator gone) and the page has drawn."""
+    page.wait_for_timeout(800)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " && !document.querySelector('[data-testid=\"stSpinner\"]')",
+        timeout=PAGE_TIMEOUT_MS)
+    page.wait_for_timeout(1500)  # plotly draws after the run ends
+
+
+def _check(page, name: str, must_show: str, caption: str) -> None:
+    page.get_by_text(must_show).first.wait_for(state="visible")
+    _settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0, f"{name}: an exception box is shown"
+    errors = page.locator("[data-testid='stAlertContentError']")
+    assert errors.count() == 0, f"{name}: error shown: {errors.first.inner_text()}"
+    assert page.get_by_text(caption, exact=False).first.is_visible(), f"{name}: caption {caption!r} not visible"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    # Streamlit scrolls inside its main container, not the document: grow the window to the content
+    height = page.evaluate("""() => Math.max(...['stMain', 'stAppViewContainer', 'stMainBlockContainer']
+        .map(id => document.querySelector(`[data-testid="${id}"]`)).filter(Boolean).map(e => e.scrollHeight))""")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(height + 40, VIEWPORT["height"]), 7000))})
+    page.wait_for_timeout(2500)  # plotly redraws at the new size
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+    _shrink(path)
+
+
+def _shrink(path: Path) -> None:
+    """Screenshots go into the repository: a 256-colour palette (median cut, dithered so that heatmap
+    gradients stay smooth) keeps each one near 100 KB."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                              dither=Image.Dither.FLOYDSTEINBERG)
+    small.save(path, optimize=True)
+
+
+def test_every_page_in_a_browser(server, browser_page):
+    page = browser_page
+    page.goto(server)
+    caption_el = page.locator("#vz-caption")
+    caption_el.wait_for(state="visible")
+    _settle(page)
+    caption = caption_el.inner_text().strip()
+    assert caption and caption != "(empty caption)", "the home page shows the model's caption"
+    _check(page, "home", "where does the captioner look?", caption)
+    for title, name, must_show in PAGES:
+        page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).click()
+        _check(page, name, must_show, caption)

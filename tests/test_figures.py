@@ -1,0 +1,275 @@
+"""vizcap.figures (and the app's other pure helpers: compose, anatomy) without a browser: every
+figure has a title and a description, shows the data it was given, and tolerates missing numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from conftest import make_random_captioner, run_module
+from vizcap import anatomy, figures
+from vizcap.compose import Placement, compose_scene, problems
+from vizcap.decoding import filter_logits
+from vizcap.model import IGNORE
+from vizcap.scenes import render_scene
+
+
+@pytest.fixture(scope="module")
+def captioner():
+    return make_random_captioner("both")
+
+
+@pytest.fixture(scope="module")
+def exp(captioner):
+    return captioner.explain(render_scene(3).image, max_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def beam(captioner):
+    return captioner.explain(render_scene(3).image, strategy="beam", beams=3, max_tokens=6)
+
+
+def trust_result(n_words: int = 5, nan: bool = False) -> dict:
+    v = float("nan") if nan else None
+    methods = ("cross_attention", "prefix", "rollout", "relevancy")
+    fr = np.linspace(0, 1, 9).tolist()
+    return {
+        "n_scenes": 8, "n_words": n_words, "grid": [4, 4],
+        "caption": {"exact": 0.5, "object_recall": 0.75},
+        "pointing": {m: {"hit": v if nan else 0.9 - 0.2 * i, "chance": v if nan else 0.3} for i, m in enumerate(methods)},
+        "pointing_colour_word": {m: {"hit": v if nan else 0.5, "chance": v if nan else 0.3} for m in methods},
+        "mass_in_box": {m: {"mass": v if nan else 0.4, "chance": v if nan else 0.1} for m in methods},
+        "sanity_spearman": {m: v if nan else 0.2 + 0.2 * i for i, m in enumerate(methods)},
+        "curves": {"fractions": fr, **{m: {
+            "deletion_map": [] if nan else list(np.linspace(0.9, 0.1, 9)),
+            "deletion_random": [] if nan else list(np.linspace(0.9, 0.5, 9)),
+            "insertion_map": [] if nan else list(np.linspace(0.1, 0.9, 9)),
+            "insertion_random": [] if nan else list(np.linspace(0.1, 0.5, 9)),
+            "deletion_map_auc": v if nan else 0.4, "deletion_random_auc": v if nan else 0.7,
+            "insertion_map_auc": v if nan else 0.6, "insertion_random_auc": v if nan else 0.3} for m in methods}},
+        "best_method": None if nan else "cross_attention",
+    }
+
+
+def check(fig: go.Figure) -> go.Figure:
+    assert isinstance(fig, go.Figure)
+    assert figures.title(fig), "every figure has a title"
+    assert len(figures.description(fig)) > 40, "every figure has a plain-language description"
+    fig.to_json()  # serialisable, as st.plotly_chart needs
+    return fig
+
+
+def test_attention_overlay_places_the_map_over_the_image(exp):
+    maps = exp.maps("cross_attention")
+    fig = check(figures.attention_overlay(exp.image, maps[0], exp.tokens[0], opacity=0.3, colorscale="cividis",
+                                          vmax=float(maps.max())))
+    image, heat = fig.data
+    assert isinstance(image, go.Image) and isinstance(heat, go.Heatmap)
+    H, W = np.asarray(image.z).shape[:2]
+    gh, gw = exp.grid
+    assert heat.dx == pytest.approx(W / gw) and heat.dy == pytest.approx(H / gh)
+    assert heat.opacity == 0.3
+    np.testing.assert_allclose(np.asarray(heat.z), maps[0])
+    assert fig.layout.coloraxis.cmax == pytest.approx(float(maps.max()))
+    assert exp.tokens[0] in figures.title(fig)
+
+
+def test_overlay_describes_where_the_hottest_cell_is():
+    heat = np.zeros((4, 4))
+    heat[0, 3] = 1.0
+    from PIL import Image
+
+    fig = figures.attention_overlay(Image.new("RGB", (64, 64)), heat, "star")
+    assert "row 1 of 4, column 4 of 4 (top right)" in figures.description(fig)
+
+
+def test_heads_grid_and_prefix_maps_have_one_panel_per_head_or_token(exp, captioner):
+    H = captioner.cfg.decoder_heads
+    per_head = np.stack([exp.maps("cross_attention", 0, h)[0] for h in range(H)])
+    fig = check(figures.heads_grid(exp.image, per_head, exp.tokens[0], 0))
+    assert sum(isinstance(t, go.Heatmap) for t in fig.data) == H
+    P = captioner.cfg.n_prefix
+    fig = check(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid))
+    assert sum(isinstance(t, go.Heatmap) for t in fig.data) == P
+
+
+def test_word_prefix_heatmap_rows_are_words_and_sum_to_one(exp):
+    from vizcap.maps import select
+
+    to_prefix = select(exp.self_prefix, None, None)
+    fig = check(figures.word_prefix_heatmap(exp.tokens, to_prefix))
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (len(exp.tokens), exp.n_prefix + 1)
+    np.testing.assert_allclose(z.sum(1), 1.0, atol=1e-5)
+
+
+def test_alternatives_bar_highlights_the_written_word(exp):
+    fig = check(figures.alternatives_bar(exp.top_tokens[0], exp.top_probs[0], exp.tokens[0], 0))
+    bar = fig.data[0]
+    chosen = list(bar.y).index(exp.tokens[0])
+    assert bar.marker.color[chosen] == figures.OKABE_ITO[0]
+    assert sorted(bar.x, reverse=True) == pytest.approx(list(exp.top_probs[0]))
+
+
+def test_step_probabilities_one_row_per_run(exp, beam):
+    fig = check(figures.step_probabilities({"greedy": (exp.tokens, list(exp.probs)),
+                                            "beam": (beam.tokens, list(beam.probs))}))
+    assert len(fig.data) == 2
+    assert list(fig.data[0].y) == pytest.approx(list(exp.probs))
+
+
+def test_beam_tree_draws_every_hypothesis_and_the_chosen_path(beam):
+    fig = check(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended))
+    nodes = next(t for t in fig.data if t.name == "live hypothesis")
+    assert len(nodes.x) == 1 + sum(len(s["tokens"]) for s in beam.beam_tree)
+    path = next(t for t in fig.data if t.name == "chosen caption")
+    assert len(path.x) == 1 + len(beam.token_ids) + (1 if beam.ended else 0)
+
+
+def test_beam_tree_of_a_chain(exp):
+    fig = check(figures.beam_tree(exp.beam_tree, exp.token_ids, exp.ended))
+    nodes = next(t for t in fig.data if t.name == "live hypothesis")
+    assert set(nodes.y) == {0.0}
+
+
+def test_distribution_reshape_matches_filter_logits():
+    words = ["a", "b", "c", "d", "e"]
+    logits = np.array([3.0, 2.0, 1.0, 0.0, -np.inf])
+    fig = check(figures.distribution_reshape(words, logits, temperature=0.5, top_k=0, top_p=0.9, context="x"))
+    before, after = fig.data
+    expected = torch.softmax(filter_logits(torch.tensor(logits)[None], 0.5, 0, 0.9)[0], -1).numpy()
+    order = [words.index(w) for w in after.x]
+    assert list(after.y) == pytest.approx(expected[order].tolist())
+    assert list(before.y) == pytest.approx(torch.softmax(torch.tensor(logits), -1).numpy()[order].tolist())
+    assert "temperature 0.5" in figures.description(fig)
+
+
+def test_distribution_log_scale_shows_the_tail():
+    fig = check(figures.distribution_reshape(list("abc"), np.array([5.0, 0.0, -5.0]), log_scale=True))
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_aux_predictions_leave_background_clear_and_use_true_colours():
+    from PIL import Image
+
+    classes = np.array([[0, 1], [2, 0]])
+    fig = check(figures.aux_predictions(Image.new("RGB", (32, 32)), classes, ["background", "red", "blue"], "colour"))
+    z = np.asarray(fig.data[1].z, dtype=float)
+    assert np.isnan(z[0, 0]) and np.isnan(z[1, 1]) and not np.isnan(z[0, 1])
+    assert "#dc2828" in str(fig.data[1].colorscale)  # red is drawn red
+
+
+def test_temperature_flattens_and_sharpens():
+    words = list("abcd")
+    logits = np.array([2.0, 1.0, 0.0, -1.0])
+    hot = figures.distribution_reshape(words, logits, temperature=3.0).data[1].y[0]
+    cold = figures.distribution_reshape(words, logits, temperature=0.3).data[1].y[0]
+    assert cold > hot
+
+
+def test_architecture_and_labels_from_a_real_forward_pass(captioner):
+    scene = render_scene(3)
+    info = anatomy.trace(captioner, scene.image, scene.caption)
+    s = info["shapes"]
+    P, cfg = captioner.cfg.n_prefix, captioner.cfg
+    n_words = len(captioner.tokenizer.encode(scene.caption))
+    assert s["memory"] == [1, captioner.grid[0] * captioner.grid[1], cfg.d_model]
+    assert s["prefix"] == [1, P, cfg.d_model]
+    assert s["logits"] == [1, P + n_words + 2, cfg.vocab_size]
+    labels = [r["label"] for r in info["positions"]]
+    assert labels[:P] == [IGNORE] * P and labels[-1] == IGNORE
+    assert [r["target"] for r in info["positions"][P : P + n_words]] == scene.caption.split()
+    assert math.isfinite(info["loss"])
+    assert set(info["aux"]) == {"shape"}
+    fig = check(figures.architecture(s))
+    text = figures.description(fig)
+    assert "×".join(map(str, s["memory"])) in text and "cross-attention" in text
+    check(figures.aux_predictions(scene.image, info["aux"]["shape"]["classes"], info["aux"]["shape"]["names"], "shape"))
+
+
+@pytest.mark.parametrize("mode", ["prefix", "cross"])
+def test_architecture_other_modes(mode):
+    cap = make_random_captioner(mode)
+    s = anatomy.trace(cap, render_scene(1).image, "a red circle")["shapes"]
+    text = figures.description(check(figures.architecture(s)))
+    assert ("cross-attention" in text) == (mode == "cross")
+    assert ("prefix" in text) == (mode == "prefix")
+
+
+def test_loss_curve_plots_each_logged_loss():
+    rows = [{"step": s, "loss": 5 / s, "caption_loss": 3 / s, "aux_loss": 2 / s, "lr": 1e-3} for s in range(1, 6)]
+    fig = check(figures.loss_curve(rows))
+    assert [t.name for t in fig.data] == ["loss", "caption loss", "aux loss"]
+    assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
+    assert "from 5.00 to 1.00" in figures.description(fig)
+    check(figures.loss_curve([]))
+
+
+def test_trust_figures_and_verdict():
+    r = trust_result()
+    fig = check(figures.pointing_game(r))
+    assert list(fig.data[0].y) == pytest.approx([0.9, 0.7, 0.5, 0.3])
+    check(figures.mass_in_box(r))
+    check(figures.sanity_check(r))
+    fig = check(figures.deletion_insertion(r, "rollout"))
+    assert len(fig.data) == 4
+    text = " ".join(figures.trust_verdict(r))
+    assert "90%" in text and "30%" in text and "Sanity check passed" in text and "Faithfulness." in text
+
+
+def test_trust_verdict_is_driven_by_the_numbers():
+    r = trust_result()
+    r["pointing"]["cross_attention"]["hit"] = 0.32
+    r["sanity_spearman"]["cross_attention"] = 0.9
+    r["curves"]["cross_attention"]["deletion_map_auc"] = 0.8
+    text = " ".join(figures.trust_verdict(r))
+    assert "no better than pointing at a random cell" in text
+    assert "Sanity check warning" in text and "Faithfulness not shown" in text
+
+
+def test_trust_with_nothing_measured_has_no_fake_numbers():
+    r = trust_result(n_words=0, nan=True)
+    for make in (figures.pointing_game, figures.mass_in_box, figures.sanity_check):
+        fig = check(make(r))
+        assert all(v is None for v in fig.data[0].y)
+    check(figures.deletion_insertion(r, "prefix"))
+    assert "Too little to measure" in " ".join(figures.trust_verdict(r))
+
+
+def test_compose_scene_draws_what_was_asked():
+    scene = compose_scene([Placement("blue", "circle", 0.75, 0.5, 0.3), Placement("red", "star", 0.25, 0.5, 0.3)],
+                          width=200, height=120)
+    assert scene.image.size == (200, 120)
+    assert scene.caption == "a red star left of a blue circle"  # caption order: left to right
+    assert [o.name for o in scene.objects] == ["red star", "blue circle"]
+    star = np.asarray(scene.image)[scene.mask == 1].mean(0)
+    assert star[0] > 150 and star[2] < 100  # the red object is where the mask says
+    again = compose_scene([Placement("blue", "circle", 0.75, 0.5, 0.3), Placement("red", "star", 0.25, 0.5, 0.3)],
+                          width=200, height=120)
+    assert np.array_equal(np.asarray(scene.image), np.asarray(again.image))  # pure
+
+
+def test_compose_scene_counts_and_keeps_objects_inside():
+    scene = compose_scene([Placement("green", "square", 0.0, 0.0, 0.3), Placement("green", "square", 1.0, 1.0, 0.3)])
+    assert scene.caption == "two green squares"
+    for obj in scene.objects:
+        x0, y0, x1, y1 = obj.box
+        assert x0 >= 0 and y0 >= 0 and x1 <= 256 and y1 <= 256
+
+
+def test_compose_refuses_bad_values():
+    assert problems([]) and problems([Placement("teal", "circle")]) and problems([Placement("red", "blob")])
+    assert problems([Placement("red", "circle", x=1.5)])
+    with pytest.raises(ValueError, match="colour"):
+        compose_scene([Placement("teal", "circle")])
+
+
+def test_vizcap_never_imports_streamlit():
+    code = ("import sys, vizcap, vizcap.figures, vizcap.compose, vizcap.anatomy, vizcap.render, vizcap.trust; "
+            "assert 'streamlit' not in sys.modules, 'vizcap imported streamlit'")
+    result = run_module("-c", code)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,98 @@
+"""Heatmaps drawn on images (vizcap.render): colour scales, overlays that put every map cell back
+over the part of the image it came from, and the word-by-word GIF."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vizcap.render import COLORMAPS, caption_gif, colorize, overlay
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A non-square noisy image, 213 × 100 (W × H): the 3 × 5 grid's cells are not whole pixels (and no
+    cell border falls on a pixel centre, where nearest-neighbour resizing could go either way)."""
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (100, 213, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("cmap", sorted(COLORMAPS))
+def test_colorize_hits_the_anchors(cmap):
+    anchors = np.array(COLORMAPS[cmap], dtype=np.uint8)
+    k = len(anchors) - 1
+    at_anchors = colorize(np.arange(k + 1) / k, cmap)
+    assert at_anchors.dtype == np.uint8 and at_anchors.shape == (k + 1, 3)
+    np.testing.assert_array_equal(at_anchors, anchors)
+    np.testing.assert_array_equal(colorize(np.array([0.0]), cmap)[0], anchors[0])
+    np.testing.assert_array_equal(colorize(np.array([1.0]), cmap)[0], anchors[-1])
+    # outside [0, 1] and NaN are clipped to the ends
+    np.testing.assert_array_equal(colorize(np.array([-3.0, 7.0, np.nan]), cmap), anchors[[0, -1, 0]])
+    # halfway between two anchors is their mean
+    mid = colorize(np.array([0.5 / k]), cmap)[0].astype(int)
+    assert np.all(np.abs(mid - (anchors[0].astype(int) + anchors[1]) / 2) <= 0.5)
+    assert colorize(np.zeros((2, 3, 4)), cmap).shape == (2, 3, 4, 3)
+
+
+def test_colorize_rejects_unknown_scales():
+    with pytest.raises(ValueError, match="colormap"):
+        colorize(np.zeros(3), "jet")
+
+
+def test_overlay_keeps_the_image_size(photo):
+    hm = np.random.default_rng(1).uniform(size=(3, 4))
+    for smooth in (True, False):
+        out = overlay(photo, hm, smooth=smooth)
+        assert out.size == photo.size and out.mode == "RGB"
+    grey = photo.convert("L")
+    assert overlay(grey, hm).size == grey.size
+
+
+def test_overlay_alpha(photo):
+    hm = np.random.default_rng(2).uniform(size=(3, 4))
+    np.testing.assert_array_equal(np.asarray(overlay(photo, hm, alpha=0.0)), np.asarray(photo))
+    full = np.asarray(overlay(photo, hm, alpha=1.0, smooth=False))
+    assert set(map(tuple, full.reshape(-1, 3))) <= set(map(tuple, colorize(np.linspace(0, 1, 1001)).reshape(-1, 3)))
+
+
+def _region(r: int, c: int, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Pixels (by their centres) of cell (r, c): rows r·H/gh … (r+1)·H/gh, cols c·W/gw … (c+1)·W/gw."""
+    (gh, gw), (W, H) = grid, size
+    ys = np.arange(H) + 0.5
+    xs = np.arange(W) + 0.5
+    rows = (ys >= r * H / gh) & (ys < (r + 1) * H / gh)
+    cols = (xs >= c * W / gw) & (xs < (c + 1) * W / gw)
+    return rows[:, None] & cols[None, :]
+
+
+@pytest.mark.parametrize("cell", [(0, 0), (1, 2), (2, 3), (2, 0), (0, 4)])
+def test_a_hot_cell_lights_up_its_own_region(photo, cell):
+    grid = (3, 5)
+    hot = np.zeros(grid)
+    hot[cell] = 1.0
+    cold = np.zeros(grid)
+    region = _region(*cell, grid, photo.size)
+    for smooth in (False, True):
+        base = np.asarray(overlay(photo, cold, vmax=1.0, smooth=smooth), dtype=float)
+        lit = np.asarray(overlay(photo, hot, vmax=1.0, smooth=smooth), dtype=float)
+        change = np.abs(lit - base).sum(-1)  # [H, W]
+        assert change.max() > 0
+        y, x = np.unravel_index(change.argmax(), change.shape)
+        assert region[y, x], (smooth, (y, x))
+        assert change[region].mean() > 3 * change[~region].mean(), smooth
+        if not smooth:  # nearest: exactly the cell's pixels change
+            np.testing.assert_array_equal(change > 0, region)
+
+
+def test_caption_gif_has_one_frame_per_word(photo):
+    tokens = ["a", "red", "circle", "left", "of", "a", "blue", "star"]
+    maps = np.random.default_rng(3).uniform(size=(len(tokens), 3, 4))
+    data = caption_gif(photo, tokens, maps, ms_per_word=300)
+    with Image.open(io.BytesIO(data)) as gif:
+        assert gif.format == "GIF" and gif.n_frames == len(tokens)
+        assert gif.info.get("duration") == 300
+    with Image.open(io.BytesIO(caption_gif(photo, [], np.zeros((0, 3, 4))))) as empty:
+        assert empty.n_frames == 1  # no words: the picture alone

@@ -1,0 +1,599 @@
+"""Every figure of the app, as pure functions: data in, a plotly figure out.
+
+Each figure has a title and a plain-language description of what it shows (an alt text, read with
+`description(fig)`; the app shows it under the chart and passes it to the browser as `alt`). Nothing
+here calls the model or imports streamlit, so the figures are tested without a browser.
+
+Colour scales are colour-blind safe and perceptually uniform (viridis, cividis); categorical
+colours come from the Okabe–Ito palette.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
+
+COLORSCALES = ("viridis", "cividis")
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+GREY = "#9a9a9a"
+DISPLAY_SIDE = 320  # images are shown (and sent to the browser) at most this many pixels wide
+
+
+def description(fig: go.Figure) -> str:
+    """The figure's plain-language description (its alt text)."""
+    meta = fig.layout.meta
+    return meta.get("description", "") if isinstance(meta, dict) else ""
+
+
+def title(fig: go.Figure) -> str:
+    return fig.layout.title.text or ""
+
+
+def _finish(fig: go.Figure, title_text: str, text: str, height: int | None = None) -> go.Figure:
+    fig.update_layout(title={"text": title_text, "x": 0.0, "xanchor": "left"}, meta={"description": text},
+                      margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    if height:
+        fig.update_layout(height=height)
+    return fig
+
+
+def _clean(values) -> list:
+    """Floats for plotly, NaN -> None (a gap, never a fake zero)."""
+    out = []
+    for v in values:
+        v = None if v is None else float(v)
+        out.append(None if v is None or math.isnan(v) else v)
+    return out
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%"
+
+
+def _display_image(image: Image.Image) -> np.ndarray:
+    image = image.convert("RGB")
+    scale = min(1.0, DISPLAY_SIDE / max(image.size))
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    return np.asarray(image)
+
+
+def _image_and_map(fig, pixels: np.ndarray, heatmap: np.ndarray, opacity: float, row=None, col=None,
+                   coloraxis: str = "coloraxis", name: str = "") -> None:
+    """The image, and the gh×gw map stretched over it cell by cell (cell (r, c) covers rows r·H/gh…)."""
+    H, W = pixels.shape[:2]
+    gh, gw = heatmap.shape
+    where = {} if row is None else {"row": row, "col": col}
+    fig.add_trace(go.Image(z=pixels, hoverinfo="skip", name="image"), **where)
+    fig.add_trace(
+        go.Heatmap(
+            z=np.asarray(heatmap, dtype=float),
+            x0=W / gw / 2 - 0.5, dx=W / gw, y0=H / gh / 2 - 0.5, dy=H / gh,
+            opacity=opacity, coloraxis=coloraxis, zsmooth="best", name=name,
+            hovertemplate="row %{customdata[0]}, column %{customdata[1]}<br>value %{z:.3f}<extra>" + name + "</extra>",
+            customdata=np.stack(np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij"), -1),
+        ),
+        **where,
+    )
+
+
+def _hide_axes(fig, n: int = 1) -> None:
+    for i in range(1, n + 1):
+        suffix = "" if i == 1 else str(i)
+        fig.update_layout({f"xaxis{suffix}": {"visible": False, "constrain": "domain"},
+                           f"yaxis{suffix}": {"visible": False, "scaleanchor": f"x{suffix}", "autorange": "reversed",
+                                              "constrain": "domain"}})
+
+
+# ------------------------------------------------------------------------------------------------
+# Attention maps
+
+
+def attention_overlay(image: Image.Image, heatmap: np.ndarray, word: str = "", opacity: float = 0.5,
+                      colorscale: str = "viridis", vmax: float | None = None, method: str = "cross_attention",
+                      height: int = 430) -> go.Figure:
+    """One word's map (gh×gw) over the image. vmax fixes the top of the colour scale (default: the
+    map's own maximum), so that maps of different words can be compared."""
+    heatmap = np.asarray(heatmap, dtype=float)
+    pixels = _display_image(image)
+    top = float(vmax) if vmax is not None else float(heatmap.max()) if heatmap.size else 1.0
+    fig = go.Figure()
+    _image_and_map(fig, pixels, heatmap, opacity, name=word)
+    fig.update_layout(coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
+                                 "colorbar": {"title": {"text": "weight"}, "thickness": 12}})
+    _hide_axes(fig)
+    r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape) if heatmap.size else (0, 0)
+    gh, gw = heatmap.shape
+    text = (f"The image with a {gh}×{gw} grid of {method.replace('_', ' ')} weights for the word '{word}' laid "
+            f"over it; brighter cells weighed more when the model wrote that word. The hottest cell is in row "
+            f"{r + 1} of {gh}, column {c + 1} of {gw} ({_where(r, c, gh, gw)}).")
+    return _finish(fig, f"Where the model looked to write “{word}”", text, height)
+
+
+def _where(r: int, c: int, gh: int, gw: int) -> str:
+    vertical = ("top", "middle", "bottom")[min(2, 3 * r // max(gh, 1))]
+    horizontal = ("left", "centre", "right")[min(2, 3 * c // max(gw, 1))]
+    return "centre" if (vertical, horizontal) == ("middle", "centre") else f"{vertical} {horizontal}"
+
+
+def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_text: str, text: str,
+             opacity: float = 0.5, colorscale: str = "viridis", columns: int = 4, shared_scale: bool = True) -> go.Figure:
+    """Small multiples: one map per panel over the same image (heads of a layer, prefix tokens)."""
+    heatmaps = np.asarray(heatmaps, dtype=float)
+    n = len(heatmaps)
+    columns = max(1, min(columns, n))
+    rows = max(1, math.ceil(n / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=labels, horizontal_spacing=0.02, vertical_spacing=0.08)
+    pixels = _display_image(image)
+    for i in range(n):
+        _image_and_map(fig, pixels, heatmaps[i] if shared_scale else heatmaps[i] / max(heatmaps[i].max(), 1e-12),
+                       opacity, row=i // columns + 1, col=i % columns + 1, name=labels[i])
+    top = float(heatmaps.max()) if shared_scale and heatmaps.size else 1.0
+    fig.update_layout(coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
+                                 "colorbar": {"title": {"text": "weight"}, "thickness": 12}})
+    _hide_axes(fig, rows * columns)
+    return _finish(fig, title_text, text, height=60 + 230 * rows)
+
+
+def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, method: str = "cross_attention",
+               opacity: float = 0.5, colorscale: str = "viridis") -> go.Figure:
+    """Every head of one layer, for one word: heatmaps [heads, gh, gw]."""
+    n = len(heatmaps)
+    peak = [float(h.max()) for h in np.asarray(heatmaps, dtype=float)]
+    sharpest = int(np.argmax(peak)) if n else 0
+    text = (f"{n} panels, one per attention head of decoder layer {layer}, each showing that head's "
+            f"{method.replace('_', ' ')} weights for the word '{word}' on one shared colour scale. Heads "
+            f"specialise: some look at the object, some spread out or park their attention on a few cells. "
+            f"Head {sharpest} has the strongest single cell.")
+    return map_grid(image, heatmaps, [f"head {h}" for h in range(n)], f"All heads of layer {layer} for “{word}”",
+                    text, opacity, colorscale)
+
+
+def prefix_maps(image: Image.Image, mapper: np.ndarray, grid: tuple[int, int], opacity: float = 0.5,
+                colorscale: str = "viridis") -> go.Figure:
+    """Each prefix token's own map over the patches: mapper [P, N] (mean over the mapper's heads)."""
+    mapper = np.asarray(mapper, dtype=float)
+    P = len(mapper)
+    maps = mapper.reshape(P, *grid)
+    text = (f"{P} panels, one per prefix token. Each prefix token is a learned query that reads the image "
+            f"through attention before the decoder starts; the panel shows which cells it read (one shared "
+            f"colour scale). The decoder sees the image partly through these {P} summaries.")
+    return map_grid(image, maps, [f"prefix {p}" for p in range(P)], "What each prefix token reads from the image",
+                    text, opacity, colorscale, columns=min(P, 6))
+
+
+def word_prefix_heatmap(tokens: list[str], to_prefix: np.ndarray, colorscale: str = "viridis") -> go.Figure:
+    """How much each written word attends to each prefix token: to_prefix [T, P] (self-attention
+    weights, mean over the chosen layers and heads). The rest of each row's attention goes to <bos>
+    and earlier words."""
+    to_prefix = np.asarray(to_prefix, dtype=float)
+    T, P = to_prefix.shape if to_prefix.ndim == 2 else (0, 0)
+    rest = 1.0 - to_prefix.sum(1) if T else np.zeros(0)
+    z = np.concatenate([to_prefix, rest[:, None]], 1) if T else np.zeros((0, P + 1))
+    x = [f"prefix {p}" for p in range(P)] + ["<bos> & words"]
+    y = [f"{j + 1}. {w}" for j, w in enumerate(tokens)]
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmin=0, zmax=1,
+                               hovertemplate="%{y} → %{x}: %{z:.2f}<extra></extra>",
+                               colorbar={"title": {"text": "share"}, "thickness": 12}))
+    fig.update_yaxes(autorange="reversed")
+    share = float(to_prefix.sum(1).mean()) if T else float("nan")
+    text = (f"A table of colours: one row per written word, one column per prefix token (and a last column "
+            f"for <bos> and the earlier words). Each row shows how the word's self-attention is shared out; "
+            f"on average {_pct(share)} of it goes to the image's prefix tokens.")
+    return _finish(fig, "How much each word attends to each prefix token", text, height=120 + 28 * max(T, 3))
+
+
+def alternatives_bar(top_tokens: list[str], top_probs, chosen: str, step: int) -> go.Figure:
+    """The model's most likely next words at one step; the one it wrote is highlighted."""
+    probs = [float(p) for p in top_probs]
+    colours = [OKABE_ITO[0] if t == chosen else GREY for t in top_tokens]
+    fig = go.Figure(go.Bar(x=probs[::-1], y=[f"{t}" for t in top_tokens][::-1], orientation="h",
+                           marker_color=colours[::-1], text=[f"{p:.2f}" for p in probs][::-1], textposition="auto",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], title_text="probability")
+    p_chosen = probs[top_tokens.index(chosen)] if chosen in top_tokens else float("nan")
+    runner = next(((t, p) for t, p in zip(top_tokens, probs) if t != chosen), (None, float("nan")))
+    text = (f"Horizontal bars of the {len(probs)} most likely words at step {step + 1}. The written word "
+            f"'{chosen}' (blue) had probability {p_chosen:.2f}; the runner-up "
+            f"'{runner[0]}' had {runner[1]:.2f}.")
+    return _finish(fig, f"Step {step + 1}: “{chosen}” and its alternatives", text, height=90 + 26 * len(probs))
+
+
+def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Figure:
+    """One row per decoding run: the probability the model gave each word it wrote."""
+    names = list(runs)
+    rows = max(1, len(names))
+    spacing = min(0.45 / rows, 1 / (rows - 1) - 0.01) if rows > 1 else 0.0
+    fig = make_subplots(rows=rows, cols=1, subplot_titles=names, vertical_spacing=spacing)
+    lowest = []
+    for i, name in enumerate(names):
+        tokens, probs = runs[name]
+        probs = [float(p) for p in probs]
+        fig.add_trace(go.Bar(x=[f"{j + 1}. {t}" for j, t in enumerate(tokens)], y=probs,
+                             marker_color=OKABE_ITO[i % len(OKABE_ITO)], name=name, showlegend=False,
+                             text=[f"{p:.2f}" for p in probs], textposition="auto",
+                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"), row=i + 1, col=1)
+        fig.update_yaxes(range=[0, 1], title_text="p", row=i + 1, col=1)
+        if probs:
+            j = int(np.argmin(probs))
+            lowest.append(f"{name}: least sure of '{tokens[j]}' ({probs[j]:.2f})")
+    text = ("One bar chart per decoding strategy: each bar is a word the strategy wrote, its height the "
+            "probability the model gave that word at that step. " + "; ".join(lowest) + ".")
+    return _finish(fig, "How sure the model was of each word", text, height=80 + 190 * rows)
+
+
+def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool = False) -> go.Figure:
+    """The search tree: one column per step, one node per live hypothesis (its cumulative log-probability
+    on hover), edges to the parent, ended hypotheses (<eos>) as diamonds, the chosen caption in orange."""
+    xs, ys, labels, hovers = [0], [0.0], ["<bos>"], ["start"]
+    edge_x, edge_y = [], []
+    end_x, end_y, end_hover = [], [], []
+    for t, step in enumerate(tree):
+        for i, (tok, parent, score) in enumerate(zip(step["tokens"], step["parents"], step["scores"])):
+            xs.append(t + 1)
+            ys.append(float(i))
+            labels.append(tok)
+            hovers.append(f"step {t + 1}, beam {i}: '{tok}'<br>log p (sum) = {score:.3f}")
+            edge_x += [t, t + 1, None]
+            edge_y += [float(parent) if t else 0.0, float(i), None]
+        for k, fin in enumerate(step.get("finished", [])):
+            y = float(fin["parent"]) + 0.35 + 0.1 * k
+            end_x.append(t + 1)
+            end_y.append(y)
+            end_hover.append(f"step {t + 1}: ended after beam {fin['parent']}<br>log p {fin['logp']:.3f}, "
+                             f"score {fin['score']:.3f}")
+            edge_x += [t, t + 1, None]
+            edge_y += [float(fin["parent"]) if t else 0.0, y, None]
+    path_x, path_y = _chosen_path(tree, chosen_ids or [], ended)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=edge_x, y=edge_y, mode="lines", line={"color": "#c8c8c8", "width": 1},
+                             hoverinfo="skip", showlegend=False))
+    if path_x:
+        fig.add_trace(go.Scatter(x=path_x, y=path_y, mode="lines", line={"color": OKABE_ITO[1], "width": 4},
+                                 name="chosen caption", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=labels, textposition="top center",
+                             marker={"size": 9, "color": OKABE_ITO[0]}, hovertext=hovers, hoverinfo="text",
+                             name="live hypothesis"))
+    if end_x:
+        fig.add_trace(go.Scatter(x=end_x, y=end_y, mode="markers",
+                                 marker={"size": 10, "symbol": "diamond", "color": OKABE_ITO[5]},
+                                 hovertext=end_hover, hoverinfo="text", name="ended (<eos>)"))
+    fig.update_yaxes(autorange="reversed", title_text="beam (best first)", dtick=1)
+    fig.update_xaxes(title_text="step", dtick=1)
+    fig.update_layout(legend={"orientation": "h", "y": -0.15})
+    width = max((len(s["tokens"]) for s in tree), default=1)
+    text = (f"A tree read left to right: each column is a decoding step, each dot a hypothesis kept at that "
+            f"step (up to {width}), labelled with its newest word and linked to the hypothesis it extends. "
+            f"Diamonds mark hypotheses that ended (hover for their length-normalised score); the orange line is the "
+            f"caption that was chosen.")
+    return _finish(fig, "How the search grew: every hypothesis it kept, step by step", text, height=220 + 45 * width)
+
+
+def _chosen_path(tree: list[dict], ids: list[int], ended: bool) -> tuple[list, list]:
+    xs, ys, prev = [0], [0.0], 0
+    for t, tok in enumerate(ids):
+        if t >= len(tree):
+            return [], []
+        step = tree[t]
+        match = [i for i, (tid, par) in enumerate(zip(step["token_ids"], step["parents"]))
+                 if tid == tok and (t == 0 or par == prev)]
+        if not match:
+            return [], []
+        prev = match[0]
+        xs.append(t + 1)
+        ys.append(float(prev))
+    if ended and len(ids) < len(tree):
+        fins = tree[len(ids)].get("finished", [])
+        for k, fin in enumerate(fins):
+            if fin["parent"] == prev or not ids:
+                xs.append(len(ids) + 1)
+                ys.append(float(fin["parent"]) + 0.35 + 0.1 * k)
+                break
+    return xs, ys
+
+
+def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                         context: str = "", n_show: int = 12, log_scale: bool = False) -> go.Figure:
+    """The next-word distribution before (grey) and after (blue) temperature, top-k and top-p, as
+    `vizcap.decoding.filter_logits` applies them when sampling. logits [V] over `words` (-inf for
+    tokens that can never be chosen)."""
+    import torch
+
+    from .decoding import filter_logits
+
+    logits = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    before = torch.softmax(logits, -1).numpy()
+    after = torch.softmax(filter_logits(logits[None], temperature, top_k, top_p)[0], -1).numpy()
+    order = np.argsort(-before, kind="stable")[: max(1, min(n_show, len(words)))]
+    names = [words[i] for i in order]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=names, y=before[order], name="model (T = 1)", marker_color=GREY,
+                         hovertemplate="%{x}: %{y:.3f}<extra>model</extra>"))
+    fig.add_trace(go.Bar(x=names, y=after[order], name="what sampling draws from", marker_color=OKABE_ITO[0],
+                         hovertemplate="%{x}: %{y:.3f}<extra>reshaped</extra>"))
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
+    if log_scale:  # the tail that top-k and top-p cut becomes visible
+        ticks = [1, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6]
+        fig.update_yaxes(type="log", range=[-6, 0.05], tickvals=ticks,
+                         ticktext=["1", "0.1", "0.01", "0.001", "10⁻⁴", "10⁻⁵", "10⁻⁶"],
+                         title_text="probability (log scale)")
+    else:
+        fig.update_yaxes(range=[0, 1], title_text="probability")
+    kept = int((after > 0).sum())
+    settings = f"temperature {temperature:g}, top-k {top_k or 'off'}, top-p {top_p:g}"
+    text = (f"Paired bars for the {len(order)} likeliest next words{' after ' + repr(context) if context else ''}: "
+            f"grey is the model's own distribution, blue the one sampling draws from with {settings}. "
+            f"{kept} of {len(words)} words keep a chance; the top word's share goes from "
+            f"{before[order[0]]:.2f} to {after[order[0]]:.2f}. Temperature below 1 sharpens the distribution, above 1 "
+            f"flattens it; top-k and top-p cut the tail.")
+    heading = f"The next word after “{context}”" if context else "The next word"
+    return _finish(fig, heading + f" ({settings})", text, height=380)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model anatomy
+
+
+def architecture(shapes: dict) -> go.Figure:
+    """The captioner as boxes and arrows, labelled with the live tensor shapes of the loaded model.
+    `shapes` comes from `vizcap.anatomy.trace` (keys: encoder, pixels, features, grid, memory, prefix,
+    mapper_attention, decoder_input, logits, decoder_layers, decoder_heads, mode)."""
+    mode = shapes["mode"]
+    has_prefix = mode != "cross"
+    has_cross = mode != "prefix"
+    fmt = lambda s: "×".join(str(v) for v in s)  # noqa: E731
+    gh, gw = shapes["grid"]
+    boxes = [
+        ("image", 0.0, 0.5, f"<b>Image</b><br>{fmt(shapes['pixels'])}<br>squashed to {shapes['pixels'][-1]} px"),
+        ("encoder", 1.0, 0.5, f"<b>Encoder</b><br>{shapes['encoder']}<br>{fmt(shapes['features'])}<br>{gh}×{gw} grid"),
+        ("memory", 2.0, 0.5, f"<b>Memory</b><br>{fmt(shapes['memory'])}<br>project + position"),
+    ]
+    if has_prefix:
+        boxes.append(("mapper", 3.0, 0.85, f"<b>Mapper</b><br>{shapes['prefix'][1]} queries<br>attn {fmt(shapes['mapper_attention'])}"))
+        boxes.append(("prefix", 4.0, 0.85, f"<b>Prefix</b><br>{fmt(shapes['prefix'])}"))
+    boxes.append(("decoder", 5.0, 0.5, f"<b>GPT-2 decoder</b><br>{shapes['decoder_layers']} layers × "
+                                        f"{shapes['decoder_heads']} heads<br>input {fmt(shapes['decoder_input'])}"))
+    boxes.append(("words", 5.0, 0.05, "<b>Words so far</b><br>&lt;bos&gt; w1 w2 …"))
+    boxes.append(("logits", 6.0, 0.5, f"<b>Next-word logits</b><br>{fmt(shapes['logits'])}"))
+    pos = {name: (x, y) for name, x, y, _ in boxes}
+    arrows = [("image", "encoder"), ("encoder", "memory"), ("words", "decoder"), ("decoder", "logits")]
+    if has_prefix:
+        arrows += [("memory", "mapper"), ("mapper", "prefix"), ("prefix", "decoder")]
+    if has_cross:
+        arrows.append(("memory", "decoder"))
+    fig = go.Figure()
+    for a, b in arrows:
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        if x1 == x0:  # vertical: from the edge of one box to the edge of the other
+            sign = 1 if y1 > y0 else -1
+            head, tail = (x1, y1 - sign * 0.15), (x0, y0 + sign * 0.15)
+        else:
+            head, tail = (x1 - 0.43, y1), (x0 + 0.43, y0)
+        fig.add_annotation(x=head[0], y=head[1], ax=tail[0], ay=tail[1], xref="x", yref="y", axref="x", ayref="y",
+                           showarrow=True, arrowhead=3, arrowwidth=1.6, arrowcolor="#555", text="")
+        if (a, b) == ("memory", "decoder"):
+            fig.add_annotation(x=3.5, y=0.45, text="<i>cross-attention</i>", showarrow=False,
+                               font={"size": 12, "color": "#555"})
+    for name, x, y, label in boxes:
+        colour = OKABE_ITO[{"image": 4, "encoder": 0, "memory": 4, "mapper": 2, "prefix": 2, "decoder": 1,
+                            "words": 6, "logits": 3}[name]]
+        fig.add_shape(type="rect", x0=x - 0.42, x1=x + 0.42, y0=y - 0.14, y1=y + 0.14, line={"color": colour, "width": 2},
+                      fillcolor=colour, opacity=0.18, layer="below")
+        fig.add_annotation(x=x, y=y, text=label, showarrow=False, font={"size": 12, "color": "#222"})
+    fig.update_xaxes(visible=False, range=[-0.5, 6.5])
+    fig.update_yaxes(visible=False, range=[-0.15, 1.05])
+    fig.update_layout(plot_bgcolor="white")
+    N = gh * gw
+    text = (f"A block diagram, left to right. The image ({fmt(shapes['pixels'])}) goes through the encoder "
+            f"{shapes['encoder']}, which cuts it into a {gh}×{gw} grid of {N} feature vectors "
+            f"({fmt(shapes['features'])}); they are projected to the memory {fmt(shapes['memory'])}. "
+            + (f"The mapper's {shapes['prefix'][1]} learned queries read the memory and become the prefix "
+               f"{fmt(shapes['prefix'])}, placed before the words. " if has_prefix else "")
+            + ("The decoder also reads the memory directly through cross-attention. " if has_cross else "")
+            + f"The GPT-2 decoder ({shapes['decoder_layers']} layers, {shapes['decoder_heads']} heads) turns its "
+            f"input {fmt(shapes['decoder_input'])} into next-word logits {fmt(shapes['logits'])}.")
+    return _finish(fig, "The captioner, with the shapes of its tensors for this image", text, height=440)
+
+
+def aux_predictions(image: Image.Image, classes: np.ndarray, names: list[str], head: str) -> go.Figure:
+    """What an auxiliary dense head predicts for each grid cell (classes [gh, gw] of indices into names)."""
+    from .scenes import COLOURS
+
+    classes = np.asarray(classes)
+    gh, gw = classes.shape
+    n = len(names)
+    if all(name in COLOURS for name in names[1:]):  # the colour head: each class in its own colour
+        palette = ["#ffffff"] + ["#%02x%02x%02x" % COLOURS[name] for name in names[1:]]
+    else:
+        palette = ["#ffffff"] + [OKABE_ITO[k % len(OKABE_ITO)] for k in range(n - 1)]
+    scale = []
+    for k in range(n):
+        scale += [[k / n, palette[k]], [(k + 1) / n, palette[k]]]
+    pixels = _display_image(image)
+    H, W = pixels.shape[:2]
+    fig = go.Figure()
+    fig.add_trace(go.Image(z=pixels, hoverinfo="skip"))
+    z = np.where(classes > 0, classes + 0.5, np.nan)  # background cells stay transparent
+    fig.add_trace(go.Heatmap(z=z, x0=W / gw / 2 - 0.5, dx=W / gw, y0=H / gh / 2 - 0.5, dy=H / gh,
+                             zmin=0, zmax=n, colorscale=scale, opacity=0.6, hoverongaps=False,
+                             customdata=np.array(names, dtype=object)[classes],
+                             hovertemplate="%{customdata}<extra></extra>",
+                             colorbar={"tickvals": [k + 0.5 for k in range(n)], "ticktext": names, "thickness": 12}))
+    _hide_axes(fig)
+    found = sorted({names[k] for k in classes.ravel() if k})
+    text = (f"The image with each of its {gh}×{gw} cells coloured by the {head} that the auxiliary head "
+            f"predicts for it (cells it calls background are left clear). Found: {', '.join(found) or 'nothing but background'}.")
+    return _finish(fig, f"Auxiliary head “{head}”: one label per cell", text, height=380)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and trust
+
+
+def loss_curve(rows: list[dict]) -> go.Figure:
+    """Training losses against the optimizer step, from a checkpoint's train_log.jsonl."""
+    keys = [k for k in ("loss", "caption_loss", "aux_loss", "val_loss") if any(k in r for r in rows)]
+    fig = go.Figure()
+    for i, k in enumerate(keys):
+        pts = [(r["step"], r[k]) for r in rows if "step" in r and isinstance(r.get(k), (int, float))]
+        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=k.replace("_", " "),
+                                 line={"color": OKABE_ITO[i % len(OKABE_ITO)], "width": 2}))
+    fig.update_xaxes(title_text="optimizer step")
+    fig.update_yaxes(title_text="loss (cross-entropy, log scale)", type="log", dtick=1)
+    fig.update_layout(legend={"orientation": "h", "y": -0.2})
+    steps = [r["step"] for r in rows if "step" in r]
+    first = next((r.get("loss") for r in rows if "loss" in r), None)
+    last = next((r.get("loss") for r in reversed(rows) if "loss" in r), None)
+    text = (f"Lines (on a logarithmic scale) of the training losses over {max(steps) if steps else 0} optimizer steps "
+            f"({', '.join(k.replace('_', ' ') for k in keys) or 'none logged'}). "
+            + (f"The total loss fell from {first:.2f} to {last:.2f}. " if first is not None and last is not None else "")
+            + "The caption loss is the cross-entropy of the next word; the aux loss that of the per-cell labels.")
+    return _finish(fig, "Training loss", text, height=360)
+
+
+def _methods(result: dict, key: str) -> list[str]:
+    return list(result.get(key, {}))
+
+
+def pointing_game(result: dict) -> go.Figure:
+    """Pointing-game hit rate per method (shape words and colour words) against chance."""
+    methods = _methods(result, "pointing")
+    shape = _clean(result["pointing"][m]["hit"] for m in methods)
+    colour = _clean(result.get("pointing_colour_word", {}).get(m, {}).get("hit", float("nan")) for m in methods)
+    chance = _clean([result["pointing"][m]["chance"] for m in methods][:1] or [float("nan")])[0]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=methods, y=shape, name="shape word", marker_color=OKABE_ITO[0],
+                         text=[_pct(v) for v in shape], textposition="auto"))
+    fig.add_trace(go.Bar(x=methods, y=colour, name="colour word", marker_color=OKABE_ITO[2],
+                         text=[_pct(v) for v in colour], textposition="auto"))
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dash", line_color=OKABE_ITO[5])
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"chance ({_pct(chance)})",
+                                 line={"dash": "dash", "color": OKABE_ITO[5]}))
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    fig.update_yaxes(range=[0, 1], title_text="hottest cell on the object", tickformat=".0%")
+    pairs = ", ".join(f"{m} {_pct(v)}" for m, v in zip(methods, shape))
+    text = (f"Bars per map method: how often the hottest cell of a word's map lies on the object the word names "
+            f"(pointing game, {result.get('n_words', 0)} words in {result.get('n_scenes', 0)} held-out scenes). "
+            f"Shape words: {pairs}. The dashed line is chance ({_pct(chance)}): a map pointing at a random cell.")
+    return _finish(fig, "Pointing game: hottest cell on the object?", text, height=380)
+
+
+def mass_in_box(result: dict) -> go.Figure:
+    methods = _methods(result, "mass_in_box")
+    mass = _clean(result["mass_in_box"][m]["mass"] for m in methods)
+    chance = _clean(result["mass_in_box"][m]["chance"] for m in methods)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=methods, y=mass, name="map mass on the object", marker_color=OKABE_ITO[0],
+                         text=[_pct(v) for v in mass], textposition="auto"))
+    fig.add_trace(go.Bar(x=methods, y=chance, name="object's share of the image (chance)", marker_color=GREY,
+                         text=[_pct(v) for v in chance], textposition="auto"))
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    text = ("Bars per map method: the share of the map's total weight that falls on the named object (blue) "
+            "against the object's share of the image (grey), which a flat map would score. "
+            + ", ".join(f"{m} {_pct(v)} vs {_pct(c)}" for m, v, c in zip(methods, mass, chance)) + ".")
+    return _finish(fig, "Mass in box: map weight on the object", text, height=360)
+
+
+def sanity_check(result: dict) -> go.Figure:
+    methods = _methods(result, "sanity_spearman")
+    values = _clean(result["sanity_spearman"][m] for m in methods)
+    colours = [OKABE_ITO[2] if v is not None and v < 0.5 else OKABE_ITO[5] for v in values]
+    fig = go.Figure(go.Bar(x=methods, y=values, marker_color=colours, text=[_fmt(v) for v in values], textposition="auto"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#777", annotation_text="0.5", annotation_position="top left")
+    fig.update_yaxes(range=[-1, 1], title_text="rank correlation with a scrambled model")
+    text = ("Bars per map method: the rank correlation between the map of the trained model and the map of a copy "
+            "whose mapper and decoder were re-initialised (same image, same caption). Low (green) means the map "
+            "depends on what the model learned; high (orange) means it mostly reflects the image or the "
+            "architecture. " + ", ".join(f"{m} {_fmt(v)}" for m, v in zip(methods, values)) + ".")
+    return _finish(fig, "Sanity check: a scrambled model's map", text, height=340)
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def deletion_insertion(result: dict, method: str) -> go.Figure:
+    """Deletion and insertion curves of one method against a random order of the cells."""
+    curves = result.get("curves", {})
+    fractions = curves.get("fractions", [])
+    c = curves.get(method, {})
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (hottest cells first)",
+                                                        "Insertion (hottest cells first)"))
+    for col, kind in ((1, "deletion"), (2, "insertion")):
+        for suffix, colour, dash, name in (("map", OKABE_ITO[0], "solid", "map order"),
+                                           ("random", GREY, "dash", "random order")):
+            y = c.get(f"{kind}_{suffix}", [])
+            auc = c.get(f"{kind}_{suffix}_auc", float("nan"))
+            fig.add_trace(go.Scatter(x=fractions[: len(y)], y=_clean(y), mode="lines+markers",
+                                     name=f"{kind}, {name} (area {_fmt(_clean([auc])[0])})", legendgroup=kind,
+                                     line={"color": colour, "dash": dash}), row=1, col=col)
+        fig.update_xaxes(title_text="fraction of cells", tickformat=".0%", row=1, col=col)
+    fig.update_yaxes(title_text="probability of the word", rangemode="tozero")
+    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    d_map, d_rand = c.get("deletion_map_auc", float("nan")), c.get("deletion_random_auc", float("nan"))
+    i_map, i_rand = c.get("insertion_map_auc", float("nan")), c.get("insertion_random_auc", float("nan"))
+    text = (f"Two line charts for the {method.replace('_', ' ')} maps. Left: the word's probability as more and more "
+            f"cells are greyed out, hottest first (solid) or in random order (dashed); a faithful map makes it fall "
+            f"faster than random (area {_fmt(_clean([d_map])[0])} vs {_fmt(_clean([d_rand])[0])}, lower is better). "
+            f"Right: cells revealed on a grey image; faithful maps make it rise faster (area "
+            f"{_fmt(_clean([i_map])[0])} vs {_fmt(_clean([i_rand])[0])}, higher is better).")
+    return _finish(fig, f"Deletion and insertion ({method.replace('_', ' ')})", text, height=380)
+
+
+def trust_verdict(result: dict) -> list[str]:
+    """Plain-language sentences, driven by the measured numbers, on how far the heatmaps can be trusted."""
+    out = []
+    n_words = result.get("n_words", 0)
+    caption = result.get("caption", {})
+    recall = caption.get("object_recall")
+    if recall is not None:
+        out.append(f"**Captions.** On {result.get('n_scenes', 0)} held-out scenes the model named "
+                   f"{_pct(recall)} of the objects correctly"
+                   + (f" and wrote {_pct(caption.get('exact'))} of the captions exactly right." if caption.get("exact") is not None else "."))
+    if not n_words:
+        out.append("**Too little to measure.** The model named no object correctly in these scenes, so there is no "
+                   "word whose map can be checked against the truth. Treat every heatmap of this model as unverified.")
+        return out
+    pointing = result.get("pointing", {})
+    best = result.get("best_method") or max(pointing, key=lambda m: pointing[m]["hit"])
+    hit, chance = pointing[best]["hit"], pointing[best]["chance"]
+    margin = hit - chance
+    if margin >= 0.3:
+        level = "can be trusted to point at the object the word names"
+    elif margin >= 0.1:
+        level = "point at the right object more often than chance, but miss often: read them as hints"
+    else:
+        level = "are no better than pointing at a random cell: do not read them as “where the model looked”"
+    out.append(f"**Pointing.** The best method, *{best.replace('_', ' ')}*, puts its hottest cell on the named object "
+               f"{_pct(hit)} of the time against {_pct(chance)} by chance ({n_words} words): its maps {level}.")
+    weak = [m for m in pointing if m != best and pointing[m]["hit"] - pointing[m]["chance"] < 0.1]
+    if weak:
+        out.append(f"The maps of {', '.join(w.replace('_', ' ') for w in weak)} do little better than chance here.")
+    sanity = result.get("sanity_spearman", {}).get(best)
+    if sanity is not None and not math.isnan(sanity):
+        if sanity < 0.5:
+            out.append(f"**Sanity check passed.** Scrambling the model's learned weights changes the {best.replace('_', ' ')} "
+                       f"map a lot (rank correlation {sanity:.2f}), so the map reflects what the model learned.")
+        else:
+            out.append(f"**Sanity check warning.** A scrambled model gives a similar {best.replace('_', ' ')} map (rank "
+                       f"correlation {sanity:.2f}): part of the picture comes from the image and the architecture, "
+                       f"not from what the model learned.")
+    c = result.get("curves", {}).get(best, {})
+    d_map, d_rand = c.get("deletion_map_auc"), c.get("deletion_random_auc")
+    if d_map is not None and d_rand is not None and not (math.isnan(d_map) or math.isnan(d_rand)):
+        if d_map < d_rand - 0.02:
+            out.append(f"**Faithfulness.** Greying out the map's hottest cells lowers the word's probability faster than "
+                       f"greying out random cells (area {d_map:.2f} vs {d_rand:.2f}): the marked cells matter to the model.")
+        else:
+            out.append(f"**Faithfulness not shown.** Greying out the map's hottest cells hurts the word no more than random "
+                       f"cells (area {d_map:.2f} vs {d_rand:.2f}): the map does not show what the model needs.")
+    out.append("These numbers hold for ShapeScenes, where the truth is known; on other images a heatmap is a hint "
+               "about the model, not a proof.")
+    return out
