@@ -169,12 +169,7 @@ def decoder_dir(spec: str) -> tuple[Path, str]:
     try:
         config = hub_file(spec, "config.json")
         hub_file(spec, "tokenizer.json")
-        try:
-            hub_file(spec, "model.safetensors")
-        except HubUnavailable:
-            raise
-        except Exception:  # older repositories hold only a pickle
-            hub_file(spec, "pytorch_model.bin")
+        hub_file(spec, "model.safetensors")  # safetensors only: weights never run code when loaded
     except HubUnavailable:
         raise HubUnavailable(
             f"cannot fetch GPT-2 {spec!r} from the Hugging Face hub (offline, and not in the local cache): "
@@ -212,7 +207,8 @@ def load_decoder(directory: Path, mode: str, dropout: float | None):
     import transformers
     from transformers import GPT2LMHeadModel
 
-    kwargs = {"add_cross_attention": mode != "prefix", "attn_implementation": "eager", "dtype": torch.float32}
+    kwargs = {"add_cross_attention": mode != "prefix", "attn_implementation": "eager", "dtype": torch.float32,
+              "use_safetensors": True}
     if dropout is not None:
         kwargs.update(resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout)
     verbosity = transformers.logging.get_verbosity()
@@ -286,6 +282,8 @@ def encoder_weights(name: str, spec: str) -> tuple[str | None, str]:
         path = Path(spec)
         if not path.is_file():
             raise ValueError(f"--encoder-weights {spec}: no such file (pass hub, none, or a .safetensors file)")
+        if path.suffix != ".safetensors":
+            raise ValueError(f"--encoder-weights {spec}: only .safetensors weight files are loaded")
         return str(path.resolve()), f"file:sha256:{feature_cache.file_digest(path)}"
     try:
         pcfg = timm.get_pretrained_cfg(name)
@@ -295,11 +293,10 @@ def encoder_weights(name: str, spec: str) -> tuple[str | None, str]:
     if pcfg is None or not (pcfg.hf_hub_id or pcfg.url):
         raise ValueError(f"--encoder {name}: timm knows no pretrained weights for it; {hint}")
     if not pcfg.hf_hub_id:
-        if not hub_online():
-            raise HubUnavailable(f"cannot download the weights of encoder {name!r} (offline); {hint}")
-        return "", f"timm:{pcfg.url}"  # timm downloads them itself
-    filenames = [pcfg.hf_hub_filename] if getattr(pcfg, "hf_hub_filename", None) else ["model.safetensors",
-                                                                                    "pytorch_model.bin"]
+        raise ValueError(f"--encoder {name}: timm's weights for it are not safetensors on the Hugging Face hub "
+                         f"(only safetensors weight files are loaded); {hint}")
+    hub_filename = getattr(pcfg, "hf_hub_filename", None)
+    filenames = [hub_filename] if hub_filename and hub_filename.endswith(".safetensors") else ["model.safetensors"]
     repo = pcfg.hf_hub_id.split("@")[0]
     last = None
     for filename in filenames:

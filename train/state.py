@@ -1,4 +1,4 @@
-"""Resume state in one safetensors file (no pickle): model and optimizer tensors, RNG states, and
+"""Resume state in one safetensors file (tensors and JSON metadata only): model and optimizer tensors, RNG states, and
 the step (which is also the data position and the learning-rate schedule's position).
 
 Written to a temporary file and moved into place with os.replace, so a kill during a save leaves

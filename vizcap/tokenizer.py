@@ -43,7 +43,9 @@ class CaptionTokenizer:
         return cls(tok, pad="<|endoftext|>", bos="<|endoftext|>", eos="<|endoftext|>")
 
     def save(self, path: str | Path) -> None:
-        self.tokenizer.save(str(path))
+        from .captioner import atomic_write  # a reader never sees half a tokenizer.json
+
+        atomic_write(path, lambda p: self.tokenizer.save(str(p)))
 
     @property
     def vocab_size(self) -> int:
