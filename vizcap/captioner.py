@@ -2,7 +2,7 @@
 
     checkpoint/
       config.json        CaptionerConfig (plus a format version)
-      model.safetensors  the weights (never a pickle)
+      model.safetensors  the weights (safetensors: plain tensors, no executable code)
       tokenizer.json     a `tokenizers` tokenizer
 
 `vizcap.load()` opens the shipped ShapeScenes checkpoint; `vizcap.load(path)` any directory that
@@ -21,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
+from .decoding import CachedSteps
 from .hooks import install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
@@ -41,6 +42,8 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:  # on disk before it takes the name: a power cut keeps the old file
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
         os.replace(tmp, path)
     except BaseException:
@@ -81,32 +84,37 @@ class Captioner:
             if not path.is_file():
                 raise CheckpointError(f"{path}: missing ({name} is required in a checkpoint directory)")
         try:
-            raw = json.loads(files["config.json"].read_text())
+            raw = json.loads(files["config.json"].read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
                 raise ValueError("expected a JSON object")
             raw.pop("format_version", None)
             for key in ("decoder_source",):  # informational keys written by train/
                 raw.pop(key, None)
+            _check_config(raw)
             cfg = CaptionerConfig.from_dict(raw)
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(f"{files['config.json']}: {e}") from None
+            _check_token_ids(cfg)
+        except OSError as e:
+            raise CheckpointError(f"{files['config.json']}: cannot read ({e.strerror or e})") from None
+        except Exception as e:  # bad JSON, unknown keys, values of the wrong type or range
+            raise CheckpointError(_one_line(f"{files['config.json']}: {e}")) from None
         try:
             tokenizer = CaptionTokenizer.from_file(files["tokenizer.json"])
         except Exception as e:  # tokenizers raises its own Exception type
-            raise CheckpointError(f"{files['tokenizer.json']}: not a valid tokenizer ({e})") from None
+            raise CheckpointError(_one_line(f"{files['tokenizer.json']}: not a valid tokenizer ({e})")) from None
         if tokenizer.vocab_size != cfg.vocab_size:
             raise CheckpointError(
                 f"{files['tokenizer.json']}: vocabulary of {tokenizer.vocab_size} tokens, "
                 f"but config.json says vocab_size {cfg.vocab_size}"
             )
+        _check_header(cfg, files["model.safetensors"])  # before building: a config that lies costs nothing
         try:
             model = CaptionModel(cfg)
         except Exception as e:  # e.g. an unknown timm encoder name or an impossible feature stage
-            raise CheckpointError(f"{files['config.json']}: cannot build the model ({type(e).__name__}: {e})") from None
+            raise CheckpointError(_one_line(f"{files['config.json']}: cannot build the model ({type(e).__name__}: {e})")) from None
         try:
             state = load_file(files["model.safetensors"])
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{files['model.safetensors']}: unreadable ({e})") from None
+            raise CheckpointError(_one_line(f"{files['model.safetensors']}: unreadable ({e})")) from None
         _load_state(model, state, files["model.safetensors"])
         return cls(model, tokenizer)
 
@@ -131,29 +139,36 @@ class Captioner:
         memory = model.encode(pixels)
         prefix, _ = model.prefix(memory)
         ids = torch.full((B, 1), self.cfg.bos_id, dtype=torch.long)
-        out = model.decode(memory, prefix, ids, use_cache=True)
+        # logits of the last position only: the prefix positions predict nothing
+        out = model.decode(memory, prefix, ids, use_cache=True, logits_to_keep=1)
+        logits = out.logits
+        fast = CachedSteps.attach(model.decoder, out.past_key_values)  # None: keep calling the decoder
         tokens = [[] for _ in range(B)]
         probs = [[] for _ in range(B)]
-        done = torch.zeros(B, dtype=torch.bool)
-        banned = sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id})  # never valid outputs
+        done = [False] * B
+        banned = torch.tensor(sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id}), dtype=torch.long)
         for _ in range(max_tokens):
-            p = torch.softmax(out.logits[:, -1].float(), dim=-1)
-            p[:, banned] = -1.0
+            p = torch.softmax(logits[:, -1].float(), dim=-1)
+            p.index_fill_(1, banned, -1.0)  # never valid outputs
             best, nxt = p.max(dim=-1)
+            nxt_ids, best_p = nxt.tolist(), best.tolist()  # one conversion per step, not one per row
             for b in range(B):
                 if not done[b]:
-                    tokens[b].append(int(nxt[b]))
-                    probs[b].append(float(best[b]))
-            done |= nxt == self.cfg.eos_id
-            if done.all():
+                    tokens[b].append(nxt_ids[b])
+                    probs[b].append(best_p[b])
+                    done[b] = nxt_ids[b] == self.cfg.eos_id
+            if all(done):
                 break
-            cross = memory if self.cfg.mode != "prefix" else None
-            out = model.decoder(
-                inputs_embeds=model.decoder.transformer.wte(nxt[:, None]),
-                encoder_hidden_states=cross,
-                past_key_values=out.past_key_values,
-                use_cache=True,
-            )
+            if fast is not None:
+                logits = fast(nxt)  # bitwise the decoder's own step, without its per-call overhead
+            else:
+                out = model.decoder(
+                    inputs_embeds=model.decoder.transformer.wte(nxt[:, None]),
+                    encoder_hidden_states=memory if self.cfg.mode != "prefix" else None,
+                    past_key_values=out.past_key_values,
+                    use_cache=True,
+                )
+                logits = out.logits
         return tokens, probs
 
     def caption_batch(self, images, max_tokens: int = 20) -> list[str]:
@@ -186,6 +201,63 @@ class Captioner:
             "token_probs": [round(float(x), 6) for x, i in zip(p, ids) if i != self.cfg.eos_id],
             "grid": list(self.grid),
         }
+
+
+# timm.create_model keywords that would read weights from a file or the network: a config.json must
+# never make loading a checkpoint open anything but its own model.safetensors.
+_LOADING_KWARGS = ("checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+MAX_IMAGE_SIZE = 2048  # the model's square input side; images are kept at most this large anyway
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split("\n")).strip()[:500]
+
+
+def _check_config(raw: dict) -> None:
+    """Values that train/ never writes, refused before anything is built: a ValueError naming the key."""
+    if "encoder" in raw and (not isinstance(raw["encoder"], str) or not raw["encoder"]):
+        raise ValueError(f"encoder must be a timm model name; got {raw['encoder']!r}")
+    kwargs = raw.get("encoder_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"encoder_kwargs must be an object; got {type(kwargs).__name__}")
+    loading = sorted(k for k in kwargs if k in _LOADING_KWARGS)
+    if loading:
+        raise ValueError(f"encoder_kwargs {loading[0]!r} is not allowed (weights come only from model.safetensors)")
+    sizes = {"image_size": (1, MAX_IMAGE_SIZE), "d_model": (1, 1 << 16), "decoder_layers": (1, 1024),
+             "decoder_heads": (1, 1024), "mapper_heads": (1, 1024), "mapper_layers": (0, 1024),
+             "max_positions": (1, 1 << 20), "vocab_size": (1, 1 << 24), "n_prefix": (0, 1 << 12)}
+    for name, (lo, hi) in sizes.items():
+        value = raw.get(name, lo)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise ValueError(f"{name} must be a whole number from {lo} to {hi}; got {value!r}"[:300])
+
+
+def _check_token_ids(cfg: CaptionerConfig) -> None:
+    for name in ("bos_id", "eos_id", "pad_id"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < cfg.vocab_size:
+            raise ValueError(f"{name} must be a token id below vocab_size {cfg.vocab_size}; got {value!r}"[:300])
+
+
+def _check_header(cfg: CaptionerConfig, path: Path) -> None:
+    """The decoder's size read from the safetensors header (no tensor data) must match config.json,
+    so that a config describing a giant model is refused before that model is built."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(_one_line(f"{path}: unreadable ({e})")) from None
+    expected = {"decoder.transformer.wte.weight": (cfg.vocab_size, cfg.d_model),
+                "decoder.lm_head.weight": (cfg.vocab_size, cfg.d_model),
+                "decoder.transformer.wpe.weight": (cfg.max_positions, cfg.d_model)}
+    for name, shape in expected.items():
+        if name in shapes and shapes[name] != shape:
+            raise CheckpointError(f"{path}: tensor {name} has shape {shapes[name]}, config.json implies {shape}")
+    layers = {k.split(".")[3] for k in shapes if k.startswith("decoder.transformer.h.")}
+    if layers and len(layers) != cfg.decoder_layers:
+        raise CheckpointError(f"{path}: {len(layers)} decoder layers, config.json says decoder_layers {cfg.decoder_layers}")
 
 
 def _load_state(model: CaptionModel, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from . import maps as mapping
-from .decoding import DecodingParams, SearchResult, search
+from .decoding import CachedSteps, DecodingParams, SearchResult, search
 from .hooks import capture, install_hook_points
-from .images import open_image
+from .images import open_image, to_model_input
 
 TOP_K_ALTERNATIVES = 10
 
@@ -50,6 +50,7 @@ class Explanation:
     hook_names: list[str] = field(default_factory=list)
     _captioner: object = field(default=None, repr=False)
     _relevancy: np.ndarray | None = field(default=None, repr=False)
+    _memory: torch.Tensor | None = field(default=None, repr=False)  # the encoder's output, reused by relevancy
 
     @property
     def caption(self) -> str:
@@ -78,20 +79,23 @@ class Explanation:
         if method not in mapping.METHODS:
             raise ValueError(f"method must be one of {', '.join(mapping.METHODS)}; got {method!r}")
         T, N = len(self.tokens), self.grid[0] * self.grid[1]
+        # every argument is checked before the empty-caption shortcut, so a bad request fails the same
+        # way whatever the caption (an empty caption has no cross/self_prefix arrays to look at)
+        if method == "cross_attention" and (self.mode == "prefix" or (T and self.cross is None)):
+            raise ValueError("this model has no cross-attention (mode 'prefix'): use method 'prefix'")
+        if method == "prefix" and (self.mode == "cross" or not self.n_prefix or (T and self.self_prefix is None)):
+            raise ValueError("this model has no prefix tokens (mode 'cross'): use method 'cross_attention'")
+        if method in ("rollout", "relevancy") and (layer is not None or head is not None):
+            raise ValueError(f"method {method!r} combines all layers and heads; layer/head apply to cross_attention and prefix")
+        mapping.check_layer_head(layer, head, self.self_full.shape[0], self.self_full.shape[1])
         if T == 0:
             return np.zeros((0, N))
         if method == "cross_attention":
-            if self.cross is None:
-                raise ValueError("this model has no cross-attention (mode 'prefix'): use method 'prefix'")
             return mapping.select(self.cross, layer, head)
         if method == "prefix":
-            if self.self_prefix is None:
-                raise ValueError("this model has no prefix tokens (mode 'cross'): use method 'cross_attention'")
             to_prefix = mapping.select(self.self_prefix, layer, head)  # [T, P]
             to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
             return to_prefix @ self.mapper.mean(0)
-        if layer is not None or head is not None:
-            raise ValueError(f"method {method!r} combines all layers and heads; layer/head apply to cross_attention and prefix")
         if method == "rollout":
             relevance = mapping.propagate(
                 self.self_full.mean(1),
@@ -148,7 +152,7 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
     model, cfg = captioner.model, captioner.cfg
     install_hook_points(model)
     img = open_image(image)
-    pixels = captioner.pixels([img])
+    pixels = _pixels(captioner, img)
     max_tokens = min(params.max_tokens, cfg.max_positions - cfg.n_prefix - 1)
     if max_tokens != params.max_tokens:
         params = DecodingParams(**{**params.__dict__, "max_tokens": max_tokens})
@@ -163,23 +167,41 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
         def step(tokens, parents):
             if tokens is None:
                 bos = torch.full((1, 1), cfg.bos_id, dtype=torch.long)
-                out = model.decode(memory, prefix, bos, use_cache=True)
+                # logits of the last position only: the prefix positions predict nothing
+                out = model.decode(memory, prefix, bos, use_cache=True, logits_to_keep=1)
+                state["past"], logits = out.past_key_values, out.logits
+                state["fast"] = CachedSteps.attach(model.decoder, state["past"])  # None: call the decoder
             else:
-                past = state["past"]
-                if parents.numel() != state["rows"] or not torch.equal(parents, torch.arange(state["rows"])):
-                    past.reorder_cache(parents)  # beams: follow each survivor's parent
-                out = model.decoder(
-                    inputs_embeds=model.decoder.transformer.wte(tokens[:, None]),
-                    encoder_hidden_states=memory.expand(len(tokens), -1, -1) if cross_on else None,
-                    past_key_values=past,
-                    use_cache=True,
-                )
-            state["past"], state["rows"] = out.past_key_values, out.logits.shape[0]
-            return out.logits[:, -1], cache.pop_all()
+                fast, past = state["fast"], state["past"]
+                if parents.tolist() != list(range(state["rows"])):  # beams: follow each survivor's parent
+                    if fast is not None:
+                        fast.reorder(parents)
+                    else:
+                        past.reorder_cache(parents)
+                if fast is not None:
+                    logits = fast(tokens)  # bitwise the decoder's own step, without its per-call overhead
+                else:
+                    out = model.decoder(
+                        inputs_embeds=model.decoder.transformer.wte(tokens[:, None]),
+                        encoder_hidden_states=memory.expand(len(tokens), -1, -1) if cross_on else None,
+                        past_key_values=past,
+                        use_cache=True,
+                    )
+                    state["past"], logits = out.past_key_values, out.logits
+            state["rows"] = logits.shape[0]
+            return logits[:, -1], cache.pop_all()
 
         banned = tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
         result = search(step, params, cfg.eos_id, cfg.vocab_size, banned, forced)
-    return _assemble(captioner, img, params, result, front)
+    exp = _assemble(captioner, img, params, result, front)
+    exp._memory = memory
+    return exp
+
+
+def _pixels(captioner, img: Image.Image) -> torch.Tensor:
+    """captioner.pixels([img]) for an image that open_image already returned (no second copy)."""
+    cfg = captioner.cfg
+    return torch.from_numpy(np.stack([to_model_input(img, cfg.image_size, cfg.image_mean, cfg.image_std)]))
 
 
 def _assemble(captioner, img, params: DecodingParams, result: SearchResult, front: dict) -> Explanation:
@@ -192,10 +214,6 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
     ids = best.tokens[:T]
     rows = best.rows[:T]
     cross_on = cfg.mode != "prefix"
-
-    def layer_rows(name_fmt: str, t: int, r: int, query: int | slice = -1) -> np.ndarray:
-        return np.stack([result.steps[t]["captured"][name_fmt.format(l)][0][r, :, query].numpy() for l in range(n_layers)])
-
     cross = self_prefix = cross_full = None
     S = P + T
     H = cfg.decoder_heads
@@ -203,35 +221,50 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
     self_full = np.zeros((n_layers, H, S, S), dtype=np.float32)
     if cross_on:
         cross_full = np.zeros((n_layers, H, S, N), dtype=np.float32)
-    if T:
-        first = np.stack([result.steps[0]["captured"][f"decoder.h.{l}.attn"][0][0].numpy() for l in range(n_layers)])
-        self_full[:, :, : P + 1, : P + 1] = first  # step 0 saw the prefix and <bos> at once
-        if cross_on:
-            cross_full[:, :, : P + 1] = np.stack(
-                [result.steps[0]["captured"][f"decoder.h.{l}.crossattention"][0][0].numpy() for l in range(n_layers)]
-            )
-        for j in range(1, T):  # position P + j produced token j; its row was computed at step j
-            t, r = rows[j]
-            self_full[:, :, P + j, : P + j + 1] = layer_rows("decoder.h.{}.attn", t, r)
+    if result.steps:  # step 0 saw the prefix and <bos> at once; an empty caption (S = P) keeps the prefix rows
+        n0 = min(P + 1, S)
+        first = result.steps[0]["captured"]
+        # position P + j produced token j (j >= 1); its row was computed at step t = j, in row r
+        later = [(result.steps[t]["captured"], r) for t, r in rows[1:]]
+        # self-attention rows grow by one key per step: row j fills columns 0 … P + j
+        causal = np.arange(S)[None, :] <= np.arange(P + 1, P + T)[:, None]  # [T - 1, S]
+        for layer in range(n_layers):
+            name = f"decoder.h.{layer}.attn"
+            self_full[layer, :, :n0, :n0] = first[name][0][0, :, :n0, :n0].numpy()
+            if later:
+                flat = torch.cat([c[name][0][r, :, -1] for c, r in later], dim=-1)  # [H, Σ row lengths]
+                block = self_full[layer, :, P + 1 : P + T]  # a view: [H, T - 1, S]
+                block[:, causal] = flat.numpy()
             if cross_on:
-                cross_full[:, :, P + j] = layer_rows("decoder.h.{}.crossattention", t, r)
-        producing = np.arange(P, P + T)
-        if cross_on:
-            cross = cross_full[:, :, producing].transpose(2, 0, 1, 3)  # T, L, H, N
-        if P:
-            self_prefix = self_full[:, :, producing, :P].transpose(2, 0, 1, 3)  # T, L, H, P
+                name = f"decoder.h.{layer}.crossattention"
+                cross_full[layer, :, :n0] = first[name][0][0, :, :n0].numpy()
+                if later:
+                    rows_x = torch.stack([c[name][0][r, :, -1] for c, r in later], dim=1)  # [H, T - 1, N]
+                    cross_full[layer, :, P + 1 : P + T] = rows_x.numpy()
+    producing = np.arange(P, P + T)  # empty caption: [0, L, H, ...] arrays, still None only where the mode has none
+    if cross_on:
+        cross = cross_full[:, :, producing].transpose(2, 0, 1, 3)  # T, L, H, N
+    if P:
+        self_prefix = self_full[:, :, producing, :P].transpose(2, 0, 1, 3)  # T, L, H, P
     top_ids = np.zeros((T, TOP_K_ALTERNATIVES), dtype=np.int64)
     top_probs = np.zeros((T, TOP_K_ALTERNATIVES), dtype=np.float64)
-    for j, (t, r) in enumerate(rows):
-        p = result.steps[t]["logp"][r].exp()
-        values, indices = p.topk(min(TOP_K_ALTERNATIVES, p.numel()))
-        top_ids[j, : len(indices)], top_probs[j, : len(values)] = indices.numpy(), values.numpy()
+    if T:
+        p = torch.stack([result.steps[t]["logp"][r].exp() for t, r in rows])  # [T, V]
+        values, indices = p.topk(min(TOP_K_ALTERNATIVES, p.shape[-1]), dim=-1)
+        top_ids[:, : indices.shape[1]], top_probs[:, : values.shape[1]] = indices.numpy(), values.numpy()
+    names: dict[int, str] = {}
+
+    def text(i: int) -> str:  # each distinct token's text once
+        if i not in names:
+            names[i] = tok.token_text(i)
+        return names[i]
+
     mapper = front["mapper.attn"][0][0].numpy() if "mapper.attn" in front else None
     enc_names = sorted((n for n in front if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
     encoder = np.stack([front[n][0][0].numpy() for n in enc_names]) if enc_names else None
     tree = [
         {
-            "tokens": [tok.token_text(i) for i in s.tokens],
+            "tokens": [text(i) for i in s.tokens],
             "token_ids": s.tokens,
             "parents": s.parents,
             "scores": [round(x, 6) for x in s.scores],
@@ -245,12 +278,12 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
     ]
     return Explanation(
         image=img,
-        tokens=[tok.token_text(i) for i in ids],
+        tokens=[text(i) for i in ids],
         token_ids=list(ids),
         probs=np.exp(np.array(best.logps[:T], dtype=np.float64)),
         top_ids=top_ids,
         top_probs=top_probs,
-        top_tokens=[[tok.token_text(int(i)) for i in row] for row in top_ids],
+        top_tokens=[[text(i) for i in row] for row in top_ids.tolist()],
         grid=tuple(captioner.grid),
         n_prefix=P,
         mode=cfg.mode,
@@ -306,16 +339,25 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
     model, cfg = captioner.model, captioner.cfg
     P, T = cfg.n_prefix, len(exp.tokens)
     install_hook_points(model)
-    pixels = captioner.pixels([exp.image])
     ids = torch.tensor([[cfg.bos_id, *exp.token_ids[:-1]]] * T, dtype=torch.long)
-    with torch.enable_grad(), capture(keep_grad=True) as cache:
+    memory = exp._memory if captioner is exp._captioner else None  # explain's encoder output: no second pass
+    if memory is None:
         with torch.no_grad():
-            memory = model.encode(pixels)
+            memory = model.encode(_pixels(captioner, exp.image))  # exp.image is open_image's output already
+    with torch.enable_grad(), capture(keep_grad=True) as cache:
         memory = memory.expand(T, -1, -1).clone().requires_grad_(True)
         prefix, _ = model.prefix(memory)
-        logits = model.decode(memory, prefix, ids, use_cache=False).logits  # [T, S, V]
+        # GPT2LMHeadModel = transformer + lm_head; only position P + j of copy j needs its logits, so
+        # the vocabulary projection is applied to those T rows, not to all T × S positions
+        embeds = model.decoder.transformer.wte(ids)
+        if prefix is not None:
+            embeds = torch.cat([prefix, embeds], dim=1)
+        hidden = model.decoder.transformer(
+            inputs_embeds=embeds, encoder_hidden_states=memory if cfg.mode != "prefix" else None, use_cache=False
+        ).last_hidden_state  # [T, S, d]
         positions = torch.arange(T) + P
-        target = logits[torch.arange(T), positions, torch.tensor(exp.token_ids)].sum()
+        logits = model.decoder.lm_head(hidden[torch.arange(T), positions])  # [T, V]
+        target = logits[torch.arange(T), torch.tensor(exp.token_ids)].sum()
         names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.attn"))]
         tensors = [cache[n][0] for n in names]
         # autograd.grad, not backward(): the shared model's .grad fields are never touched

@@ -68,6 +68,15 @@ def capture(keep_grad: bool = False) -> Iterator[ActivationCache]:
         _ACTIVE.reset(token)
 
 
+def record(name: str, weights: torch.Tensor) -> None:
+    """Store `weights` under hook point `name` in the active capture (if any), exactly as that hook
+    point's hook would: for code that computes an attention module's weights without calling the
+    module (vizcap.decoding.CachedSteps)."""
+    cache = _ACTIVE.get()
+    if cache is not None:
+        cache.add(name, weights)
+
+
 def _make_hook(name: str, index: int | None):
     def hook(module, inputs, output):
         cache = _ACTIVE.get()
@@ -77,6 +86,7 @@ def _make_hook(name: str, index: int | None):
         if weights is not None:
             cache.add(name, weights)
 
+    hook._vizcap_hook_point = name  # marks vizcap's own hooks (CachedSteps checks that no other hook is bypassed)
     return hook
 
 
