@@ -105,22 +105,15 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
 
 
 def _caption(args) -> int:
-    from . import CheckpointError, ImageError, load
+    from . import ImageError, load
     from .maps import NORMALIZATIONS
 
-    try:
-        params = _params(args)
-        methods = _methods(args.maps)
-        if args.normalize not in NORMALIZATIONS:
-            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
-    except ValueError as e:
-        print(f"vizcap: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        captioner = load(args.checkpoint)
-    except CheckpointError as e:
-        print(f"vizcap: error: {e}", file=sys.stderr)
-        return 2
+    # bad values and bad checkpoints raise ValueError / CheckpointError: main() prints one line, exit 2
+    params = _params(args)
+    methods = _methods(args.maps)
+    if args.normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
+    captioner = load(args.checkpoint)
     unsupported = [m for m in methods if (m == "cross_attention" and captioner.cfg.mode == "prefix")
                    or (m == "prefix" and captioner.cfg.mode == "cross")]
     if unsupported:
@@ -161,17 +154,12 @@ def _caption(args) -> int:
 
 
 def _eval(args) -> int:
-    from . import CheckpointError, load
+    from . import load
     from .trust import evaluate_trust
 
     if args.n < 1 or args.curves_n < 0:
-        print("vizcap: error: --n must be at least 1 and --curves-n at least 0", file=sys.stderr)
-        return 2
-    try:
-        captioner = load(args.checkpoint)
-    except CheckpointError as e:
-        print(f"vizcap: error: {e}", file=sys.stderr)
-        return 2
+        raise ValueError("--n must be at least 1 and --curves-n at least 0")
+    captioner = load(args.checkpoint)
     result = evaluate_trust(captioner, n=args.n, curves_n=min(args.curves_n, args.n), progress=not args.json)
     if args.json:  # strict JSON: an undefined figure (no correctly named object: NaN) is null
         print(json.dumps(_finite_or_null(result), allow_nan=False))
@@ -234,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except ValueError as e:  # invalid values, unusable checkpoints (CheckpointError): one line, exit 2
+        print(f"vizcap: error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
     except Exception as e:  # last resort: a one-line message, never a traceback
         print(f"vizcap: error: {type(e).__name__}: {e}".splitlines()[0], file=sys.stderr)
         return 2

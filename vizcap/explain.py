@@ -156,7 +156,6 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
     max_tokens = min(params.max_tokens, cfg.max_positions - cfg.n_prefix - 1)
     if max_tokens != params.max_tokens:
         params = DecodingParams(**{**params.__dict__, "max_tokens": max_tokens})
-    P = cfg.n_prefix
     cross_on = cfg.mode != "prefix"
     with torch.inference_mode(), capture() as cache:
         memory = model.encode(pixels)
