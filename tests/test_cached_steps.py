@@ -1,0 +1,93 @@
+"""vizcap.decoding.CachedSteps, the one-token decoder step used by explain() and generate_greedy():
+its logits, probabilities and captured attention must be bitwise those of calling the transformers
+decoder, for every mode and strategy, and it must stand aside whenever that is not certain."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vizcap.decoding as decoding
+from conftest import make_tiny_captioner
+from vizcap.explain import explain
+from vizcap.scenes import render_scene
+
+STRATEGIES = [dict(strategy="greedy"), dict(strategy="beam", beams=3, length_penalty=0.7),
+              dict(strategy="sample", seed=4, top_k=5)]
+FIELDS = ("token_ids", "probs", "top_ids", "top_probs", "self_full", "cross_full", "mapper", "encoder", "score")
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [render_scene(seed).image for seed in (200, 201)]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is not None and b is not None and a.shape == b.shape and np.array_equal(a, b)
+    return a == b
+
+
+def _without_fast_path(monkeypatch):
+    monkeypatch.setattr(decoding.CachedSteps, "attach", classmethod(lambda cls, decoder, past: None))
+
+
+@pytest.mark.parametrize("model", ["both", "prefix", "cross", "vit"])
+def test_explanations_are_bitwise_those_of_the_decoder(tiny_model, images, model, monkeypatch):
+    cap = tiny_model(model)
+    fast = [explain(cap, img, max_tokens=8, **p) for img in images for p in STRATEGIES]
+    fast_captions = cap.generate_greedy(cap.pixels(images), 8)
+    with monkeypatch.context() as m:
+        _without_fast_path(m)
+        slow = [explain(cap, img, max_tokens=8, **p) for img in images for p in STRATEGIES]
+        slow_captions = cap.generate_greedy(cap.pixels(images), 8)
+    assert fast_captions == slow_captions
+    for a, b in zip(fast, slow):
+        for name in FIELDS:
+            assert _same(getattr(a, name), getattr(b, name)), (model, a.params.strategy, name)
+        assert a.beam_tree == b.beam_tree and a.candidates == b.candidates
+        if len(a):
+            assert np.array_equal(a.maps("relevancy"), b.maps("relevancy"))
+
+
+def test_it_is_used_for_the_models_vizcap_builds(tiny_model, images, monkeypatch):
+    attached = []
+    original = decoding.CachedSteps.attach.__func__
+
+    def spy(cls, decoder, past):
+        attached.append(original(cls, decoder, past))
+        return attached[-1]
+
+    monkeypatch.setattr(decoding.CachedSteps, "attach", classmethod(spy))
+    for model in ("both", "prefix", "cross"):
+        explain(tiny_model(model), images[0], max_tokens=4)
+    assert len(attached) == 3 and all(a is not None for a in attached)
+
+
+def test_it_stands_aside_for_a_foreign_hook(images):
+    cap = make_tiny_captioner()  # a private one: the hook must not reach other tests
+    seen = []
+    handle = cap.model.decoder.transformer.h[0].mlp.register_forward_hook(lambda mod, inp, out: seen.append(1))
+    try:
+        with torch.inference_mode():
+            memory = cap.model.encode(cap.pixels([images[0]]))
+            prefix, _ = cap.model.prefix(memory)
+            bos = torch.full((1, 1), cap.cfg.bos_id)
+            out = cap.model.decode(memory, prefix, bos, use_cache=True)
+        assert decoding.CachedSteps.attach(cap.model.decoder, out.past_key_values) is None
+        seen.clear()
+        e = explain(cap, images[0], max_tokens=5)
+        assert len(seen) == len(e.beam_tree)  # the hook saw every step: the decoder itself was called
+    finally:
+        handle.remove()
+
+
+def test_it_stands_aside_in_training_mode(images):
+    cap = make_tiny_captioner()
+    with torch.inference_mode():
+        memory = cap.model.encode(cap.pixels([images[0]]))
+        prefix, _ = cap.model.prefix(memory)
+        out = cap.model.decode(memory, prefix, torch.full((1, 1), cap.cfg.bos_id), use_cache=True)
+    cap.model.decoder.train()
+    assert decoding.CachedSteps.attach(cap.model.decoder, out.past_key_values) is None
