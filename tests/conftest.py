@@ -189,3 +189,15 @@ def cross_checkpoint(tiny_model_dir) -> Path:
 def vit_checkpoint(tiny_model_dir) -> Path:
     """A timm ViT encoder ("test_vit"), so that the encoder's attention is captured too."""
     return tiny_model_dir("vit")
+
+
+@pytest.fixture
+def ckpt_copy(tiny_checkpoint, tmp_path):
+    """A private copy of the tiny checkpoint's three files, free to damage."""
+    import shutil
+
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(tiny_checkpoint / name, d / name)
+    return d

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,15 +25,6 @@ def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module):
     for k in sa:
         assert sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]), k
 
-
-@pytest.fixture
-def ckpt_copy(tiny_checkpoint, tmp_path) -> Path:
-    """A private copy of the three checkpoint files, free to damage."""
-    d = tmp_path / "ckpt"
-    d.mkdir()
-    for name in FILES:
-        shutil.copy(tiny_checkpoint / name, d / name)
-    return d
 
 
 def _load_error(directory) -> str:

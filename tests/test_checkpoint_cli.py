@@ -25,14 +25,6 @@ from conftest import run_module
 FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
-@pytest.fixture
-def ckpt(tiny_checkpoint, tmp_path) -> Path:
-    d = tmp_path / "ckpt"
-    d.mkdir()
-    for name in FILES:
-        shutil.copy(tiny_checkpoint / name, d / name)
-    return d
-
 
 @pytest.fixture(scope="module")
 def scene_png(tmp_path_factory) -> Path:
@@ -127,9 +119,9 @@ DAMAGES = ["missing_directory", "file_not_directory", "missing_config", "missing
 
 
 @pytest.mark.parametrize("how", DAMAGES)
-def test_cli_caption_with_a_broken_checkpoint(ckpt, scene_png, capsys, how):
-    named = _damage(ckpt, how)
-    status = main(["caption", str(scene_png), "--checkpoint", str(ckpt), "--json"])
+def test_cli_caption_with_a_broken_checkpoint(ckpt_copy, scene_png, capsys, how):
+    named = _damage(ckpt_copy, how)
+    status = main(["caption", str(scene_png), "--checkpoint", str(ckpt_copy), "--json"])
     out, err = capsys.readouterr()
     assert status == 2
     assert out == ""  # no half-written records
@@ -140,19 +132,19 @@ def test_cli_caption_with_a_broken_checkpoint(ckpt, scene_png, capsys, how):
 
 
 @pytest.mark.parametrize("how", ["truncated_weights", "unknown_config_key", "missing_directory"])
-def test_cli_eval_with_a_broken_checkpoint(ckpt, capsys, how):
-    named = _damage(ckpt, how)
-    status = main(["eval", "--checkpoint", str(ckpt), "--n", "2", "--curves-n", "0", "--json"])
+def test_cli_eval_with_a_broken_checkpoint(ckpt_copy, capsys, how):
+    named = _damage(ckpt_copy, how)
+    status = main(["eval", "--checkpoint", str(ckpt_copy), "--n", "2", "--curves-n", "0", "--json"])
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(named) in lines[0], err
 
 
-def test_cli_subprocess_broken_checkpoint(ckpt, scene_png):
+def test_cli_subprocess_broken_checkpoint(ckpt_copy, scene_png):
     """A fresh interpreter, as a user runs it: exit 2, one line, no traceback."""
-    named = _damage(ckpt, "truncated_weights")
-    proc = run_module("-m", "vizcap", "caption", str(scene_png), "--checkpoint", str(ckpt), "--json")
+    named = _damage(ckpt_copy, "truncated_weights")
+    proc = run_module("-m", "vizcap", "caption", str(scene_png), "--checkpoint", str(ckpt_copy), "--json")
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
@@ -186,16 +178,16 @@ def _error(d: Path) -> str:
     ({"eos_id": 10**9}, "eos_id"),
     ({"encoder": 42}, "encoder"),
 ])
-def test_config_values_that_train_never_writes(ckpt, changes, field):
-    _edit_config(ckpt, **changes)
+def test_config_values_that_train_never_writes(ckpt_copy, changes, field):
+    _edit_config(ckpt_copy, **changes)
     started = time.process_time()
-    message = _error(ckpt)
-    assert str(ckpt / "config.json") in message
+    message = _error(ckpt_copy)
+    assert str(ckpt_copy / "config.json") in message
     assert field in message, message
     assert time.process_time() - started < 10  # refused before anything big is built
 
 
-def test_a_config_describing_a_giant_model_is_refused_from_the_header(ckpt, monkeypatch):
+def test_a_config_describing_a_giant_model_is_refused_from_the_header(ckpt_copy, monkeypatch):
     """d_model 65536 passes the config's bounds; the safetensors header (read without the tensors)
     shows that the weights are 128 wide, before a 65536-wide model would be allocated."""
     import vizcap.captioner as captioner_module
@@ -204,12 +196,12 @@ def test_a_config_describing_a_giant_model_is_refused_from_the_header(ckpt, monk
         raise AssertionError("the model was built")
 
     monkeypatch.setattr(captioner_module, "CaptionModel", no_building)
-    _edit_config(ckpt, d_model=65536, decoder_heads=4, mapper_heads=4)
-    message = _error(ckpt)
-    assert str(ckpt / "model.safetensors") in message and "65536" in message
+    _edit_config(ckpt_copy, d_model=65536, decoder_heads=4, mapper_heads=4)
+    message = _error(ckpt_copy)
+    assert str(ckpt_copy / "model.safetensors") in message and "65536" in message
 
 
-def test_unreadable_config(ckpt, monkeypatch):
+def test_unreadable_config(ckpt_copy, monkeypatch):
     """As root, chmod 000 does not stop reading; the permission error is simulated."""
     real = Path.read_text
 
@@ -219,8 +211,8 @@ def test_unreadable_config(ckpt, monkeypatch):
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", guarded)
-    message = _error(ckpt)
-    assert str(ckpt / "config.json") in message and "Permission denied" in message
+    message = _error(ckpt_copy)
+    assert str(ckpt_copy / "config.json") in message and "Permission denied" in message
 
 
 def test_checkpoint_through_a_broken_symlink(tmp_path):
@@ -229,16 +221,16 @@ def test_checkpoint_through_a_broken_symlink(tmp_path):
     assert str(link) in _error(link)
 
 
-def test_weights_file_that_is_a_directory(ckpt):
-    (ckpt / "model.safetensors").unlink()
-    (ckpt / "model.safetensors").mkdir()
-    message = _error(ckpt)
+def test_weights_file_that_is_a_directory(ckpt_copy):
+    (ckpt_copy / "model.safetensors").unlink()
+    (ckpt_copy / "model.safetensors").mkdir()
+    message = _error(ckpt_copy)
     assert "model.safetensors" in message and "missing" in message
 
 
-def test_good_checkpoint_still_loads(ckpt, tiny_captioner, scene_png, capsys):
-    assert Captioner.from_pretrained(ckpt).cfg == tiny_captioner.cfg
-    assert main(["caption", str(scene_png), "--checkpoint", str(ckpt), "--json"]) == 0
+def test_good_checkpoint_still_loads(ckpt_copy, tiny_captioner, scene_png, capsys):
+    assert Captioner.from_pretrained(ckpt_copy).cfg == tiny_captioner.cfg
+    assert main(["caption", str(scene_png), "--checkpoint", str(ckpt_copy), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["caption"] == tiny_captioner.caption(str(scene_png))
 
@@ -246,12 +238,12 @@ def test_good_checkpoint_still_loads(ckpt, tiny_captioner, scene_png, capsys):
 # -- every write is atomic ---------------------------------------------------------------------------
 
 
-def test_interrupted_save_keeps_the_old_checkpoint(ckpt, tiny_captioner, monkeypatch):
+def test_interrupted_save_keeps_the_old_checkpoint(ckpt_copy, tiny_captioner, monkeypatch):
     """A save that dies half-way through the weights leaves the previous checkpoint loadable and no
     temporary files behind."""
     import vizcap.captioner as captioner_module
 
-    before = {n: (ckpt / n).read_bytes() for n in FILES}
+    before = {n: (ckpt_copy / n).read_bytes() for n in FILES}
 
     def dies_half_way(model, path):
         Path(path).write_bytes(b"half a file")
@@ -259,11 +251,11 @@ def test_interrupted_save_keeps_the_old_checkpoint(ckpt, tiny_captioner, monkeyp
 
     monkeypatch.setattr(captioner_module, "save_model", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        tiny_captioner.save_pretrained(ckpt)
+        tiny_captioner.save_pretrained(ckpt_copy)
     monkeypatch.undo()
-    assert sorted(p.name for p in ckpt.iterdir()) == sorted(FILES)  # no .tmp left
-    assert (ckpt / "model.safetensors").read_bytes() == before["model.safetensors"]
-    Captioner.from_pretrained(ckpt)
+    assert sorted(p.name for p in ckpt_copy.iterdir()) == sorted(FILES)  # no .tmp left
+    assert (ckpt_copy / "model.safetensors").read_bytes() == before["model.safetensors"]
+    Captioner.from_pretrained(ckpt_copy)
 
 
 def test_tokenizer_save_is_atomic(tiny_captioner, tmp_path, monkeypatch):
