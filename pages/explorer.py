@@ -129,25 +129,35 @@ with right:
               help="The model's probability for the word it wrote, given the image and the words before.")
     common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], word, j), key="ex_alternatives")
 
-# -- more views ------------------------------------------------------------------------------------
-tab_heads, tab_prefix, tab_export = st.tabs(["All heads of a layer", "Prefix tokens", "Export"])
-with tab_heads:
+# -- more views: only the open tab is drawn ---------------------------------------------------------
+# (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.
+
+
+def heads_view() -> None:
     head_method = method if per_head else ("cross_attention" if "cross_attention" in methods else "prefix")
     if not per_head:
         st.caption(f"{method} combines every head, so this grid shows the {head_method.replace('_', ' ')} heads.")
-    grid_layer = st.selectbox("Layer", list(range(L)), index=layer if layer is not None else L - 1, key="ex_grid_layer",
-                              format_func=lambda v: f"layer {v}")
+    common.keep("ex_grid_layer")  # its value outlives a visit to another tab, which does not draw it
+    if st.session_state.get("ex_grid_layer") not in range(L):
+        st.session_state["ex_grid_layer"] = layer if layer is not None else L - 1
+    grid_layer = st.selectbox("Layer", list(range(L)), key="ex_grid_layer", format_func=lambda v: f"layer {v}",
+                              on_change=common.remember("ex_grid_layer"))
+    common.kept("ex_grid_layer")
     per_head_maps = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks)[j] for h in range(H)])
     common.show(figures.heads_grid(exp.image, per_head_maps, word, grid_layer, head_method, opacity, cmap),
                 key="ex_heads")
-with tab_prefix:
+
+
+def prefix_view() -> None:
     if exp.mapper is None or exp.self_prefix is None:
         st.info("This model has no prefix tokens (mode “cross”): it reads the image only through cross-attention.")
-    else:
-        common.show(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid, opacity, cmap), key="ex_prefix_maps")
-        to_prefix = select(exp.self_prefix, layer, head)
-        common.show(figures.word_prefix_heatmap(exp.tokens, to_prefix, cmap), key="ex_word_prefix")
-with tab_export:
+        return
+    common.show(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid, opacity, cmap), key="ex_prefix_maps")
+    common.show(figures.word_prefix_heatmap(exp.tokens, select(exp.self_prefix, layer, head), cmap),
+                key="ex_word_prefix")
+
+
+def export_view() -> None:
     st.write("Download what you see, for a report or a slide.")
     stem = f"vizcap-{img['id'].replace(':', '-')}-{method}"
     e = st.columns(3)
@@ -168,3 +178,10 @@ with tab_export:
                          file_name=f"{stem}.gif", mime="image/gif", key="ex_dl_gif", on_click="ignore")
     e[2].download_button("JSON: caption, probabilities, maps", lambda: exp.to_json((method,), normalize),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")
+
+
+for tab, view in zip(st.tabs(["All heads of a layer", "Prefix tokens", "Export"], key="ex_view", on_change="rerun"),
+                     (heads_view, prefix_view, export_view)):
+    if tab.open:
+        with tab:
+            view()

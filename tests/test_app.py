@@ -203,10 +203,19 @@ def test_explorer_default_flow(app):
     at = explorer(app)
     assert at.title[0].value == "Caption & attention explorer"
     assert "background:#0072B2" in caption_of(at)  # the chosen word is highlighted
-    charts = at.get("plotly_chart")
-    assert len(charts) >= 4  # overlay, alternatives, heads grid, prefix maps (+ word→prefix)
     assert at.metric[0].label.startswith("Probability of")
-    assert len(at.get("download_button")) == 3
+    # only the open tab is drawn: overlay, alternatives and the heads grid
+    assert [t.label for t in at.tabs] == ["All heads of a layer", "Prefix tokens", "Export"]
+    assert len(at.get("plotly_chart")) == 3 and not at.get("download_button")
+    at.session_state["ex_view"] = "Prefix tokens"
+    ok(at.run())
+    assert len(at.get("plotly_chart")) == 4  # overlay, alternatives, prefix maps, word→prefix
+    at.session_state["ex_view"] = "Export"
+    ok(at.run())
+    assert len(at.get("plotly_chart")) == 2 and len(at.get("download_button")) == 3
+    at.session_state["ex_view"] = "All heads of a layer"
+    ok(at.run())
+    assert len(at.get("plotly_chart")) == 3
 
 
 def test_explorer_every_display_widget(app):
@@ -269,6 +278,10 @@ def test_display_widgets_never_call_the_model(app, calls):
     ok(at.slider(key="ex_opacity").set_value(0.9).run())
     ok(at.selectbox(key="ex_cmap").set_value("cividis").run())
     ok(at.selectbox(key="ex_grid_layer").set_value(0).run())
+    for view in ("Prefix tokens", "Export", "All heads of a layer"):
+        at.session_state["ex_view"] = view
+        ok(at.run())
+    assert at.selectbox(key="ex_grid_layer").value == 0  # kept while another tab was open
     assert calls == before, "a display-only widget ran the model"
     assert at.session_state["vz_model_calls"] == 1
 

@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from PIL import Image
 
 from conftest import make_random_captioner, run_module
 from vizcap import anatomy, figures
@@ -69,7 +70,12 @@ def test_attention_overlay_places_the_map_over_the_image(exp):
                                           vmax=float(maps.max())))
     image, heat = fig.data
     assert isinstance(image, go.Image) and isinstance(heat, go.Heatmap)
-    H, W = np.asarray(image.z).shape[:2]
+    pixels = figures.image_pixels(image)  # what the browser is sent: the image itself, shrunk to fit
+    H, W = pixels.shape[:2]
+    assert max(H, W) == min(figures.DISPLAY_SIDE, max(exp.image.size))
+    shown = np.asarray(exp.image.convert("RGB").resize((W, H), Image.BILINEAR)) if (W, H) != exp.image.size \
+        else np.asarray(exp.image.convert("RGB"))
+    np.testing.assert_array_equal(pixels, shown)  # a ShapeScene has few colours: PNG, lossless
     gh, gw = exp.grid
     assert heat.dx == pytest.approx(W / gw) and heat.dy == pytest.approx(H / gh)
     assert heat.opacity == 0.3
@@ -95,6 +101,43 @@ def test_heads_grid_and_prefix_maps_have_one_panel_per_head_or_token(exp, captio
     P = captioner.cfg.n_prefix
     fig = check(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid))
     assert sum(isinstance(t, go.Heatmap) for t in fig.data) == P
+
+
+def test_grid_panels_each_pair_an_image_with_its_own_map_on_separate_axes(exp, captioner):
+    H = captioner.cfg.decoder_heads
+    per_head = np.stack([exp.maps("cross_attention", 0, h)[0] for h in range(H)])
+    fig = figures.heads_grid(exp.image, per_head, exp.tokens[0], 0)
+    images = [t for t in fig.data if isinstance(t, go.Image)]
+    heats = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(images) == len(heats) == H
+    axes = [(t.xaxis, t.yaxis) for t in heats]
+    assert axes == [(t.xaxis, t.yaxis) for t in images] and len(set(axes)) == H
+    for h, heat in enumerate(heats):
+        np.testing.assert_allclose(np.asarray(heat.z), per_head[h])
+    boxes = []
+    for x, y in axes:
+        xa, ya = fig.layout[x.replace("x", "xaxis", 1)], fig.layout[y.replace("y", "yaxis", 1)]
+        assert ya.autorange == "reversed" and ya.scaleanchor == x  # square pixels, image upright
+        boxes.append((*xa.domain, *ya.domain))
+    for i, a in enumerate(boxes):  # no two panels overlap
+        for b in boxes[i + 1:]:
+            assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]
+    assert [a.text for a in fig.layout.annotations] == [f"head {h}" for h in range(H)]
+
+
+def test_image_source_photos_are_shrunk_jpegs_and_scenes_lossless_pngs():
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (900, 1200, 3), dtype=np.uint8))
+    uri, w, h = figures.image_source(photo)
+    assert uri.startswith("data:image/jpeg;base64,") and (w, h) == (figures.DISPLAY_SIDE, 240)
+    assert figures.image_source(photo)[0] is uri  # encoded once per image object
+    scene = render_scene(3).image
+    uri2, w2, h2 = figures.image_source(scene)
+    assert uri2.startswith("data:image/png;base64,") and (w2, h2) == scene.size
+    fig = figures.attention_overlay(scene, np.ones((4, 4)), "x")
+    np.testing.assert_array_equal(figures.image_pixels(fig.data[0]), np.asarray(scene.convert("RGB")))
+    other = render_scene(4).image
+    assert figures.image_source(other)[0] != uri2
 
 
 def test_word_prefix_heatmap_rows_are_words_and_sum_to_one(exp):

@@ -10,7 +10,10 @@ colours come from the Okabe–Ito palette.
 
 from __future__ import annotations
 
+import base64
+import io
 import math
+import weakref
 
 import numpy as np
 import plotly.graph_objects as go
@@ -34,11 +37,17 @@ def title(fig: go.Figure) -> str:
     return fig.layout.title.text or ""
 
 
-def _finish(fig: go.Figure, title_text: str, text: str, height: int | None = None) -> go.Figure:
-    fig.update_layout(title={"text": title_text, "x": 0.0, "xanchor": "left"}, meta={"description": text},
-                      margin={"l": 10, "r": 10, "t": 60, "b": 10})
+def _layout(title_text: str, text: str, height: int | None = None, **more) -> dict:
+    """A figure's layout: its title, its description (alt text) in `meta`, and `more`."""
+    layout = {"title": {"text": title_text, "x": 0.0, "xanchor": "left"}, "meta": {"description": text},
+              "margin": {"l": 10, "r": 10, "t": 60, "b": 10}, **more}
     if height:
-        fig.update_layout(height=height)
+        layout["height"] = height
+    return layout
+
+
+def _finish(fig: go.Figure, title_text: str, text: str, height: int | None = None) -> go.Figure:
+    fig.update_layout(_layout(title_text, text, height))
     return fig
 
 
@@ -55,39 +64,82 @@ def _pct(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%"
 
 
-def _display_image(image: Image.Image) -> np.ndarray:
-    image = image.convert("RGB")
-    scale = min(1.0, DISPLAY_SIDE / max(image.size))
+# ------------------------------------------------------------------------------------------------
+# Images in figures. An image goes to the browser as a PNG/JPEG data URI (`go.Image(source=...)`,
+# ~10 KB) rather than as pixel lists (`z=`, ~250 KB of JSON per panel), and the encoded image is
+# remembered per image object: redrawing a map for another word or opacity re-encodes nothing.
+
+_SOURCES: dict[int, tuple[weakref.ref, str, int, int]] = {}
+_SOURCES_KEPT = 32
+
+
+def image_source(image: Image.Image) -> tuple[str, int, int]:
+    """(data URI, width, height) of `image` as figures show it: at most DISPLAY_SIDE pixels on its
+    long side; PNG (lossless) when it has few colours like a ShapeScene, JPEG for photographs."""
+    entry = _SOURCES.get(id(image))
+    if entry is not None and entry[0]() is image:  # the same live object (ids of dead ones are reused)
+        return entry[1:]
+    shown = image.convert("RGB")
+    scale = min(1.0, DISPLAY_SIDE / max(shown.size))
     if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
-    return np.asarray(image)
+        shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
+                             Image.BILINEAR)
+    buf = io.BytesIO()
+    if shown.getcolors(256) is not None:
+        shown.save(buf, "PNG", optimize=False)
+        mime = "image/png"
+    else:
+        shown.save(buf, "JPEG", quality=88)
+        mime = "image/jpeg"
+    uri = f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    try:
+        ref = weakref.ref(image)
+    except TypeError:  # not weak-referenceable: encode it every time
+        return uri, shown.width, shown.height
+    for key in [k for k, v in _SOURCES.items() if v[0]() is None]:  # forget images that are gone
+        _SOURCES.pop(key, None)
+    while len(_SOURCES) >= _SOURCES_KEPT:
+        _SOURCES.pop(next(iter(_SOURCES)), None)
+    _SOURCES[id(image)] = (ref, uri, shown.width, shown.height)
+    return uri, shown.width, shown.height
 
 
-def _image_and_map(fig, pixels: np.ndarray, heatmap: np.ndarray, opacity: float, row=None, col=None,
-                   coloraxis: str = "coloraxis", name: str = "") -> None:
-    """The image, and the gh×gw map stretched over it cell by cell (cell (r, c) covers rows r·H/gh…)."""
-    H, W = pixels.shape[:2]
+def image_pixels(trace: go.Image) -> np.ndarray:
+    """The pixels [H, W, 3] an image trace shows (decoded from its data URI, or its `z`)."""
+    if trace.source:
+        data = base64.b64decode(trace.source.split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.asarray(trace.z)
+
+
+def _image_and_map(image: Image.Image, heatmap: np.ndarray, opacity: float, axis: str = "",
+                   coloraxis: str = "coloraxis", name: str = "") -> list[dict]:
+    """Two traces: the image, and the gh×gw map stretched over it cell by cell (cell (r, c) covers
+    rows r·H/gh…), on the axes x<axis>/y<axis>."""
+    source, W, H = image_source(image)
     gh, gw = heatmap.shape
-    where = {} if row is None else {"row": row, "col": col}
-    fig.add_trace(go.Image(z=pixels, hoverinfo="skip", name="image"), **where)
-    fig.add_trace(
-        go.Heatmap(
-            z=np.asarray(heatmap, dtype=float),
-            x0=W / gw / 2 - 0.5, dx=W / gw, y0=H / gh / 2 - 0.5, dy=H / gh,
-            opacity=opacity, coloraxis=coloraxis, zsmooth="best", name=name,
-            hovertemplate="row %{customdata[0]}, column %{customdata[1]}<br>value %{z:.3f}<extra>" + name + "</extra>",
-            customdata=np.stack(np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij"), -1),
-        ),
-        **where,
-    )
+    xy = {"xaxis": f"x{axis}", "yaxis": f"y{axis}"}
+    rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    return [
+        {"type": "image", "source": source, "hoverinfo": "skip", "name": "image", **xy},
+        {"type": "heatmap", "z": np.asarray(heatmap, dtype=float),
+         "x0": W / gw / 2 - 0.5, "dx": W / gw, "y0": H / gh / 2 - 0.5, "dy": H / gh,
+         "opacity": opacity, "coloraxis": coloraxis, "zsmooth": "best", "name": name,
+         "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}<br>value %{z:.3f}<extra>" + name + "</extra>",
+         "customdata": np.stack([rows, cols], -1), **xy},
+    ]
 
 
-def _hide_axes(fig, n: int = 1) -> None:
-    for i in range(1, n + 1):
-        suffix = "" if i == 1 else str(i)
-        fig.update_layout({f"xaxis{suffix}": {"visible": False, "constrain": "domain"},
-                           f"yaxis{suffix}": {"visible": False, "scaleanchor": f"x{suffix}", "autorange": "reversed",
-                                              "constrain": "domain"}})
+def _image_axes(axis: str = "", x_domain=(0.0, 1.0), y_domain=(0.0, 1.0)) -> dict:
+    """Hidden axes for an image panel: square pixels, y downwards."""
+    return {f"xaxis{axis}": {"visible": False, "constrain": "domain", "domain": list(x_domain), "anchor": f"y{axis}"},
+            f"yaxis{axis}": {"visible": False, "scaleanchor": f"x{axis}", "autorange": "reversed",
+                             "constrain": "domain", "domain": list(y_domain), "anchor": f"x{axis}"}}
+
+
+def _colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dict:
+    return {"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
+            "colorbar": {"title": {"text": title_text}, "thickness": 12}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -100,19 +152,15 @@ def attention_overlay(image: Image.Image, heatmap: np.ndarray, word: str = "", o
     """One word's map (gh×gw) over the image. vmax fixes the top of the colour scale (default: the
     map's own maximum), so that maps of different words can be compared."""
     heatmap = np.asarray(heatmap, dtype=float)
-    pixels = _display_image(image)
     top = float(vmax) if vmax is not None else float(heatmap.max()) if heatmap.size else 1.0
-    fig = go.Figure()
-    _image_and_map(fig, pixels, heatmap, opacity, name=word)
-    fig.update_layout(coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
-                                 "colorbar": {"title": {"text": "weight"}, "thickness": 12}})
-    _hide_axes(fig)
     r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape) if heatmap.size else (0, 0)
     gh, gw = heatmap.shape
     text = (f"The image with a {gh}×{gw} grid of {method.replace('_', ' ')} weights for the word '{word}' laid "
             f"over it; brighter cells weighed more when the model wrote that word. The hottest cell is in row "
             f"{r + 1} of {gh}, column {c + 1} of {gw} ({_where(r, c, gh, gw)}).")
-    return _finish(fig, f"Where the model looked to write “{word}”", text, height)
+    layout = _layout(f"Where the model looked to write “{word}”", text, height,
+                     coloraxis=_colour_axis(colorscale, top), **_image_axes())
+    return go.Figure(data=_image_and_map(image, heatmap, opacity, name=word), layout=layout)
 
 
 def _where(r: int, c: int, gh: int, gw: int) -> str:
@@ -123,21 +171,28 @@ def _where(r: int, c: int, gh: int, gw: int) -> str:
 
 def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_text: str, text: str,
              opacity: float = 0.5, colorscale: str = "viridis", columns: int = 4, shared_scale: bool = True) -> go.Figure:
-    """Small multiples: one map per panel over the same image (heads of a layer, prefix tokens)."""
+    """Small multiples: one map per panel over the same image (heads of a layer, prefix tokens).
+    The panels' axes are laid out here directly (plotly's make_subplots costs ~10 ms a figure)."""
     heatmaps = np.asarray(heatmaps, dtype=float)
     n = len(heatmaps)
     columns = max(1, min(columns, n))
     rows = max(1, math.ceil(n / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=labels, horizontal_spacing=0.02, vertical_spacing=0.08)
-    pixels = _display_image(image)
+    h_gap, v_gap = 0.02, 0.08 if rows > 1 else 0.0
+    width, height = (1 - h_gap * (columns - 1)) / columns, (1 - v_gap * (rows - 1)) / rows
+    traces, axes, titles = [], {}, []
     for i in range(n):
-        _image_and_map(fig, pixels, heatmaps[i] if shared_scale else heatmaps[i] / max(heatmaps[i].max(), 1e-12),
-                       opacity, row=i // columns + 1, col=i % columns + 1, name=labels[i])
+        r, c = divmod(i, columns)
+        axis = "" if i == 0 else str(i + 1)
+        x0, y1 = c * (width + h_gap), 1 - r * (height + v_gap)
+        axes.update(_image_axes(axis, (x0, x0 + width), (y1 - height, y1)))
+        panel = heatmaps[i] if shared_scale else heatmaps[i] / max(heatmaps[i].max(), 1e-12)
+        traces += _image_and_map(image, panel, opacity, axis, name=labels[i])
+        titles.append({"text": labels[i], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
+                       "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
     top = float(heatmaps.max()) if shared_scale and heatmaps.size else 1.0
-    fig.update_layout(coloraxis={"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
-                                 "colorbar": {"title": {"text": "weight"}, "thickness": 12}})
-    _hide_axes(fig, rows * columns)
-    return _finish(fig, title_text, text, height=60 + 230 * rows)
+    layout = _layout(title_text, text, 60 + 230 * rows, coloraxis=_colour_axis(colorscale, top),
+                     annotations=titles, **axes)
+    return go.Figure(data=traces, layout=layout)
 
 
 def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, method: str = "cross_attention",
@@ -177,31 +232,32 @@ def word_prefix_heatmap(tokens: list[str], to_prefix: np.ndarray, colorscale: st
     z = np.concatenate([to_prefix, rest[:, None]], 1) if T else np.zeros((0, P + 1))
     x = [f"prefix {p}" for p in range(P)] + ["<bos> & words"]
     y = [f"{j + 1}. {w}" for j, w in enumerate(tokens)]
-    fig = go.Figure(go.Heatmap(z=z, x=x, y=y, colorscale=colorscale, zmin=0, zmax=1,
-                               hovertemplate="%{y} → %{x}: %{z:.2f}<extra></extra>",
-                               colorbar={"title": {"text": "share"}, "thickness": 12}))
-    fig.update_yaxes(autorange="reversed")
     share = float(to_prefix.sum(1).mean()) if T else float("nan")
     text = (f"A table of colours: one row per written word, one column per prefix token (and a last column "
             f"for <bos> and the earlier words). Each row shows how the word's self-attention is shared out; "
             f"on average {_pct(share)} of it goes to the image's prefix tokens.")
-    return _finish(fig, "How much each word attends to each prefix token", text, height=120 + 28 * max(T, 3))
+    heat = {"type": "heatmap", "z": z, "x": x, "y": y, "colorscale": colorscale, "zmin": 0, "zmax": 1,
+            "hovertemplate": "%{y} → %{x}: %{z:.2f}<extra></extra>",
+            "colorbar": {"title": {"text": "share"}, "thickness": 12}}
+    return go.Figure(data=[heat], layout=_layout("How much each word attends to each prefix token", text,
+                                                 120 + 28 * max(T, 3), yaxis={"autorange": "reversed"}))
 
 
 def alternatives_bar(top_tokens: list[str], top_probs, chosen: str, step: int) -> go.Figure:
     """The model's most likely next words at one step; the one it wrote is highlighted."""
     probs = [float(p) for p in top_probs]
     colours = [OKABE_ITO[0] if t == chosen else GREY for t in top_tokens]
-    fig = go.Figure(go.Bar(x=probs[::-1], y=[f"{t}" for t in top_tokens][::-1], orientation="h",
-                           marker_color=colours[::-1], text=[f"{p:.2f}" for p in probs][::-1], textposition="auto",
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], title_text="probability")
     p_chosen = probs[top_tokens.index(chosen)] if chosen in top_tokens else float("nan")
     runner = next(((t, p) for t, p in zip(top_tokens, probs) if t != chosen), (None, float("nan")))
     text = (f"Horizontal bars of the {len(probs)} most likely words at step {step + 1}. The written word "
             f"'{chosen}' (blue) had probability {p_chosen:.2f}; the runner-up "
             f"'{runner[0]}' had {runner[1]:.2f}.")
-    return _finish(fig, f"Step {step + 1}: “{chosen}” and its alternatives", text, height=90 + 26 * len(probs))
+    bar = {"type": "bar", "x": probs[::-1], "y": [f"{t}" for t in top_tokens][::-1], "orientation": "h",
+           "marker": {"color": colours[::-1]}, "text": [f"{p:.2f}" for p in probs][::-1], "textposition": "auto",
+           "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}
+    return go.Figure(data=[bar], layout=_layout(f"Step {step + 1}: “{chosen}” and its alternatives", text,
+                                                90 + 26 * len(probs),
+                                                xaxis={"range": [0, 1], "title": {"text": "probability"}}))
 
 
 def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Figure:
@@ -414,17 +470,15 @@ def aux_predictions(image: Image.Image, classes: np.ndarray, names: list[str], h
     scale = []
     for k in range(n):
         scale += [[k / n, palette[k]], [(k + 1) / n, palette[k]]]
-    pixels = _display_image(image)
-    H, W = pixels.shape[:2]
-    fig = go.Figure()
-    fig.add_trace(go.Image(z=pixels, hoverinfo="skip"))
+    source, W, H = image_source(image)
+    fig = go.Figure(layout=_image_axes())
+    fig.add_trace(go.Image(source=source, hoverinfo="skip"))
     z = np.where(classes > 0, classes + 0.5, np.nan)  # background cells stay transparent
     fig.add_trace(go.Heatmap(z=z, x0=W / gw / 2 - 0.5, dx=W / gw, y0=H / gh / 2 - 0.5, dy=H / gh,
                              zmin=0, zmax=n, colorscale=scale, opacity=0.6, hoverongaps=False,
                              customdata=np.array(names, dtype=object)[classes],
                              hovertemplate="%{customdata}<extra></extra>",
                              colorbar={"tickvals": [k + 0.5 for k in range(n)], "ticktext": names, "thickness": 12}))
-    _hide_axes(fig)
     found = sorted({names[k] for k in classes.ravel() if k})
     text = (f"The image with each of its {gh}×{gw} cells coloured by the {head} that the auxiliary head "
             f"predicts for it (cells it calls background are left clear). Found: {', '.join(found) or 'nothing but background'}.")
