@@ -140,6 +140,16 @@ def test_image_source_photos_are_shrunk_jpegs_and_scenes_lossless_pngs():
     assert figures.image_source(other)[0] != uri2
 
 
+def test_image_source_from_many_threads_gives_each_image_its_own_uri():
+    from concurrent.futures import ThreadPoolExecutor
+
+    scenes = [render_scene(seed).image for seed in range(40)]  # more than the cache keeps
+    expected = [figures.image_source(im.copy())[0] for im in scenes]  # fresh objects: no cached answers
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda im: figures.image_source(im)[0], scenes)) == expected
+
+
 def test_word_prefix_heatmap_rows_are_words_and_sum_to_one(exp):
     from vizcap.maps import select
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -71,12 +72,15 @@ def _pct(v) -> str:
 
 _SOURCES: dict[int, tuple[weakref.ref, str, int, int]] = {}
 _SOURCES_KEPT = 32
+_SOURCES_LOCK = threading.Lock()  # Streamlit sessions draw figures from several threads
 
 
 def image_source(image: Image.Image) -> tuple[str, int, int]:
     """(data URI, width, height) of `image` as figures show it: at most DISPLAY_SIDE pixels on its
-    long side; PNG (lossless) when it has few colours like a ShapeScene, JPEG for photographs."""
-    entry = _SOURCES.get(id(image))
+    long side; PNG (lossless) when it has few colours like a ShapeScene, JPEG for photographs.
+    Remembered per live image object: an image must not be drawn on in place once it was shown."""
+    with _SOURCES_LOCK:
+        entry = _SOURCES.get(id(image))
     if entry is not None and entry[0]() is image:  # the same live object (ids of dead ones are reused)
         return entry[1:]
     shown = image.convert("RGB")
@@ -96,11 +100,12 @@ def image_source(image: Image.Image) -> tuple[str, int, int]:
         ref = weakref.ref(image)
     except TypeError:  # not weak-referenceable: encode it every time
         return uri, shown.width, shown.height
-    for key in [k for k, v in _SOURCES.items() if v[0]() is None]:  # forget images that are gone
-        _SOURCES.pop(key, None)
-    while len(_SOURCES) >= _SOURCES_KEPT:
-        _SOURCES.pop(next(iter(_SOURCES)), None)
-    _SOURCES[id(image)] = (ref, uri, shown.width, shown.height)
+    with _SOURCES_LOCK:
+        for key in [k for k, v in _SOURCES.items() if v[0]() is None]:  # forget images that are gone
+            del _SOURCES[key]
+        while len(_SOURCES) >= _SOURCES_KEPT:
+            del _SOURCES[next(iter(_SOURCES))]
+        _SOURCES[id(image)] = (ref, uri, shown.width, shown.height)
     return uri, shown.width, shown.height
 
 
