@@ -42,25 +42,35 @@ if T == 0:
     st.stop()
 
 # -- display settings (never call the model) -----------------------------------------------------
+# common.persistent(key, default) runs before each widget (an argument is evaluated first): the
+# settings start at their defaults and come back as they were after a visit to another page.
 methods = [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
            if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
 L, H = captioner.cfg.decoder_layers, captioner.cfg.decoder_heads
 with st.container(border=True):
     c = st.columns([3, 2, 2, 2, 2])
+    layers, heads = [None, *range(L)], [None, *range(H)]
     method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: m.replace("_", " "),
-                            help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods))
+                            help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods),
+                            on_change=common.persistent("ex_method", methods[0], methods))
     per_head = method in ("cross_attention", "prefix")
-    layer = c[1].selectbox("Layer", [None, *range(L)], key="ex_layer", disabled=not per_head,
-                           format_func=lambda v: "all (mean)" if v is None else f"layer {v}")
-    head = c[2].selectbox("Head", [None, *range(H)], key="ex_head", disabled=not per_head,
-                          format_func=lambda v: "all (mean)" if v is None else f"head {v}")
-    normalize = c[3].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP)
-    cmap = c[4].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.")
+    layer = c[1].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
+                           format_func=lambda v: "all (mean)" if v is None else f"layer {v}",
+                           on_change=common.persistent("ex_layer", None, layers))
+    head = c[2].selectbox("Head", heads, key="ex_head", disabled=not per_head,
+                          format_func=lambda v: "all (mean)" if v is None else f"head {v}",
+                          on_change=common.persistent("ex_head", None, heads))
+    normalize = c[3].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP,
+                               on_change=common.persistent("ex_norm", NORMALIZATIONS[0], NORMALIZATIONS))
+    cmap = c[4].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.",
+                          on_change=common.persistent("ex_cmap", figures.COLORSCALES[0], figures.COLORSCALES))
     c = st.columns([3, 3, 3])
-    opacity = c[0].slider("Heatmap opacity", 0.0, 1.0, 0.55, 0.05, key="ex_opacity")
+    opacity = c[0].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
+                          on_change=common.persistent("ex_opacity", 0.55))
     sinks = c[1].toggle("Discount attention sinks", key="ex_sinks",
                         help="Transformers park spare attention on a few cells whatever the word. This subtracts "
-                             "each cell's median over the caption, keeping what is specific to each word.")
+                             "each cell's median over the caption, keeping what is specific to each word.",
+                        on_change=common.persistent("ex_sinks", False))
 if not per_head:
     layer = head = None
 
@@ -137,12 +147,9 @@ def heads_view() -> None:
     head_method = method if per_head else ("cross_attention" if "cross_attention" in methods else "prefix")
     if not per_head:
         st.caption(f"{method} combines every head, so this grid shows the {head_method.replace('_', ' ')} heads.")
-    common.keep("ex_grid_layer")  # its value outlives a visit to another tab, which does not draw it
-    if st.session_state.get("ex_grid_layer") not in range(L):
-        st.session_state["ex_grid_layer"] = layer if layer is not None else L - 1
     grid_layer = st.selectbox("Layer", list(range(L)), key="ex_grid_layer", format_func=lambda v: f"layer {v}",
-                              on_change=common.remember("ex_grid_layer"))
-    common.kept("ex_grid_layer")
+                              on_change=common.persistent("ex_grid_layer", layer if layer is not None else L - 1,
+                                                          range(L)))
     per_head_maps = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks)[j] for h in range(H)])
     common.show(figures.heads_grid(exp.image, per_head_maps, word, grid_layer, head_method, opacity, cmap),
                 key="ex_heads")

@@ -245,6 +245,24 @@ def test_explorer_every_display_widget(app):
     ok(at.selectbox(key="ex_method").set_value("prefix").run())
 
 
+def test_explorer_display_settings_survive_a_visit_to_another_page(app):
+    at = explorer(app)
+    assert at.slider(key="ex_opacity").value == 0.55 and at.selectbox(key="ex_method").value == "cross_attention"
+    ok(at.selectbox(key="ex_method").set_value("prefix").run())
+    ok(at.selectbox(key="ex_layer").set_value(0).run())
+    ok(at.selectbox(key="ex_head").set_value(1).run())
+    ok(at.selectbox(key="ex_norm").set_value("sum").run())
+    ok(at.selectbox(key="ex_cmap").set_value("cividis").run())
+    ok(at.slider(key="ex_opacity").set_value(0.2).run())
+    ok(at.toggle(key="ex_sinks").set_value(True).run())
+    ok(at.switch_page("pages/decoding_lab.py").run())
+    at = ok(at.switch_page("pages/explorer.py").run())
+    assert (at.selectbox(key="ex_method").value, at.selectbox(key="ex_layer").value, at.selectbox(key="ex_head").value,
+            at.selectbox(key="ex_norm").value, at.selectbox(key="ex_cmap").value, at.slider(key="ex_opacity").value,
+            at.toggle(key="ex_sinks").value) == ("prefix", 0, 1, "sum", "cividis", 0.2, True)
+    assert not at.warning, [w.value for w in at.warning]
+
+
 def test_explorer_decoding_controls(app):
     at = explorer(app)
     ok(at.selectbox(key="ex_strategy").set_value("beam").run())

@@ -70,6 +70,18 @@ def kept(key: str):
     return st.session_state.get(key)
 
 
+def persistent(key: str, default, options=None):
+    """Call right before drawing the widget `key`, drawn with on_change=<the returned callback> and
+    without a default of its own (value=/index=): it starts at `default`, and keeps its value across
+    visits to other pages and tabs. A kept value that is no longer among `options` (another model)
+    goes back to `default`."""
+    keep(key)
+    if key not in st.session_state or (options is not None and st.session_state[key] not in options):
+        st.session_state[key] = default
+        st.session_state[f"_keep_{key}"] = default
+    return remember(key)
+
+
 def sidebar() -> None:
     """Every page calls this first: the checkpoint picker in the sidebar (the shipped model or a
     directory). Pages draw it themselves, so that each page also works when run on its own."""
