@@ -102,8 +102,15 @@ def _logits() -> np.ndarray:
 
 
 step_logits = common.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logits)
-words = [captioner.tokenizer.token_text(i) for i in range(captioner.cfg.vocab_size)]
-words[captioner.cfg.eos_id] = "<end>"
+
+
+def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once per checkpoint
+    shown = [captioner.tokenizer.token_text(i) for i in range(captioner.cfg.vocab_size)]
+    shown[captioner.cfg.eos_id] = "<end>"
+    return shown
+
+
+words = common.session_memo("words", ckpt, _words)
 context = ["<start>", *greedy.tokens]
 if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
     # a new caption: start at its least certain step, where the knobs visibly matter
@@ -112,12 +119,20 @@ if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
     p /= p.sum(-1, keepdims=True)
     entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(-1)
     st.session_state["dl_live_step"] = int(np.argmax(entropy))
-c = st.columns([3, 2, 2, 2, 1.4], vertical_alignment="bottom")
-step = c[0].select_slider("Next word after", options=list(range(len(ids))), key="dl_live_step",
-                          format_func=lambda i: " ".join(context[: i + 1][-4:]))
-live_t = c[1].slider("Temperature", 0.1, 3.0, 1.5, 0.05, key="dl_live_temp")
-live_k = c[2].slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk")
-live_p = c[3].slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp")
-log_scale = c[4].toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
-common.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
-                                         context=" ".join(context[: step + 1]), log_scale=log_scale), key="dl_live")
+
+
+@st.fragment
+def live() -> None:
+    """Moving these knobs re-runs only this function in the browser (a fragment), not the page."""
+    c = st.columns([3, 2, 2, 2, 1.4], vertical_alignment="bottom")
+    step = c[0].select_slider("Next word after", options=list(range(len(ids))), key="dl_live_step",
+                              format_func=lambda i: " ".join(context[: i + 1][-4:]))
+    live_t = c[1].slider("Temperature", 0.1, 3.0, 1.5, 0.05, key="dl_live_temp")
+    live_k = c[2].slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk")
+    live_p = c[3].slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp")
+    log_scale = c[4].toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
+    common.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
+                                             context=" ".join(context[: step + 1]), log_scale=log_scale), key="dl_live")
+
+
+live()

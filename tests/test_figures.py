@@ -175,6 +175,28 @@ def test_step_probabilities_one_row_per_run(exp, beam):
     assert list(fig.data[0].y) == pytest.approx(list(exp.probs))
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 12])
+def test_panels_never_overlap_and_stay_inside_the_figure(n):
+    rows = figures.step_probabilities({f"run {i}": (["a", "b"], [0.5, 0.25]) for i in range(n)})
+    grid = figures.map_grid(Image.new("RGB", (32, 24)), np.random.default_rng(n).random((n, 3, 4)),
+                            [f"panel {i}" for i in range(n)], "t", "a description of the panels", columns=min(n, 6))
+    for fig in (rows, grid):
+        boxes = []
+        for trace in fig.data:
+            if isinstance(trace, go.Heatmap) or isinstance(trace, go.Bar):
+                xa = fig.layout[trace.xaxis.replace("x", "xaxis", 1)]
+                ya = fig.layout[trace.yaxis.replace("y", "yaxis", 1)]
+                x0, x1 = xa.domain
+                y0, y1 = ya.domain
+                assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
+                boxes.append((x0, x1, y0, y1))
+        assert len(boxes) == n
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]
+    assert [a.text for a in rows.layout.annotations] == [f"run {i}" for i in range(n)]
+
+
 def test_beam_tree_draws_every_hypothesis_and_the_chosen_path(beam):
     fig = check(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended))
     nodes = next(t for t in fig.data if t.name == "live hypothesis")

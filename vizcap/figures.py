@@ -137,9 +137,14 @@ def _image_and_map(image: Image.Image, heatmap: np.ndarray, opacity: float, axis
 
 def _image_axes(axis: str = "", x_domain=(0.0, 1.0), y_domain=(0.0, 1.0)) -> dict:
     """Hidden axes for an image panel: square pixels, y downwards."""
-    return {f"xaxis{axis}": {"visible": False, "constrain": "domain", "domain": list(x_domain), "anchor": f"y{axis}"},
+    return {f"xaxis{axis}": {"visible": False, "constrain": "domain", "domain": _span(*x_domain), "anchor": f"y{axis}"},
             f"yaxis{axis}": {"visible": False, "scaleanchor": f"x{axis}", "autorange": "reversed",
-                             "constrain": "domain", "domain": list(y_domain), "anchor": f"x{axis}"}}
+                             "constrain": "domain", "domain": _span(*y_domain), "anchor": f"x{axis}"}}
+
+
+def _span(lo: float, hi: float) -> list[float]:
+    """An axis domain inside [0, 1] (sums of fractions can land a hair outside it)."""
+    return [min(1.0, max(0.0, round(lo, 9))), min(1.0, max(0.0, round(hi, 9)))]
 
 
 def _colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dict:
@@ -269,23 +274,31 @@ def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Fig
     """One row per decoding run: the probability the model gave each word it wrote."""
     names = list(runs)
     rows = max(1, len(names))
-    spacing = min(0.45 / rows, 1 / (rows - 1) - 0.01) if rows > 1 else 0.0
-    fig = make_subplots(rows=rows, cols=1, subplot_titles=names, vertical_spacing=spacing)
-    lowest = []
-    for i, name in enumerate(names):
+    gap = min(0.45 / rows, 1 / (rows - 1) - 0.01) if rows > 1 else 0.0
+    height = (1 - gap * (rows - 1)) / rows
+    traces, axes, titles, lowest = [], {}, [], []
+    for i, name in enumerate(names):  # one row of axes per run, laid out here (make_subplots is slow)
         tokens, probs = runs[name]
         probs = [float(p) for p in probs]
-        fig.add_trace(go.Bar(x=[f"{j + 1}. {t}" for j, t in enumerate(tokens)], y=probs,
-                             marker_color=OKABE_ITO[i % len(OKABE_ITO)], name=name, showlegend=False,
-                             text=[f"{p:.2f}" for p in probs], textposition="auto",
-                             hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>"), row=i + 1, col=1)
-        fig.update_yaxes(range=[0, 1], title_text="p", row=i + 1, col=1)
+        axis = "" if i == 0 else str(i + 1)
+        y1 = 1 - i * (height + gap)
+        axes[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [0.0, 1.0]}
+        axes[f"yaxis{axis}"] = {"anchor": f"x{axis}", "domain": _span(y1 - height, y1), "range": [0, 1],
+                                "title": {"text": "p"}}
+        traces.append({"type": "bar", "x": [f"{j + 1}. {t}" for j, t in enumerate(tokens)], "y": probs,
+                       "marker": {"color": OKABE_ITO[i % len(OKABE_ITO)]}, "name": name, "showlegend": False,
+                       "text": [f"{p:.2f}" for p in probs], "textposition": "auto",
+                       "hovertemplate": "%{x}: %{y:.3f}<extra>" + name + "</extra>",
+                       "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
+        titles.append({"text": name, "x": 0.5, "y": y1, "xref": "paper", "yref": "paper", "xanchor": "center",
+                       "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
         if probs:
             j = int(np.argmin(probs))
             lowest.append(f"{name}: least sure of '{tokens[j]}' ({probs[j]:.2f})")
     text = ("One bar chart per decoding strategy: each bar is a word the strategy wrote, its height the "
             "probability the model gave that word at that step. " + "; ".join(lowest) + ".")
-    return _finish(fig, "How sure the model was of each word", text, height=80 + 190 * rows)
+    return go.Figure(data=traces, layout=_layout("How sure the model was of each word", text, 80 + 190 * rows,
+                                                 annotations=titles, **axes))
 
 
 def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool = False) -> go.Figure:
@@ -311,28 +324,27 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
             edge_x += [t, t + 1, None]
             edge_y += [float(fin["parent"]) if t else 0.0, y, None]
     path_x, path_y = _chosen_path(tree, chosen_ids or [], ended)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=edge_x, y=edge_y, mode="lines", line={"color": "#c8c8c8", "width": 1},
-                             hoverinfo="skip", showlegend=False))
+    traces = [{"type": "scatter", "x": edge_x, "y": edge_y, "mode": "lines", "line": {"color": "#c8c8c8", "width": 1},
+               "hoverinfo": "skip", "showlegend": False}]
     if path_x:
-        fig.add_trace(go.Scatter(x=path_x, y=path_y, mode="lines", line={"color": OKABE_ITO[1], "width": 4},
-                                 name="chosen caption", hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", text=labels, textposition="top center",
-                             marker={"size": 9, "color": OKABE_ITO[0]}, hovertext=hovers, hoverinfo="text",
-                             name="live hypothesis"))
+        traces.append({"type": "scatter", "x": path_x, "y": path_y, "mode": "lines",
+                       "line": {"color": OKABE_ITO[1], "width": 4}, "name": "chosen caption", "hoverinfo": "skip"})
+    traces.append({"type": "scatter", "x": xs, "y": ys, "mode": "markers+text", "text": labels,
+                   "textposition": "top center", "marker": {"size": 9, "color": OKABE_ITO[0]}, "hovertext": hovers,
+                   "hoverinfo": "text", "name": "live hypothesis"})
     if end_x:
-        fig.add_trace(go.Scatter(x=end_x, y=end_y, mode="markers",
-                                 marker={"size": 10, "symbol": "diamond", "color": OKABE_ITO[5]},
-                                 hovertext=end_hover, hoverinfo="text", name="ended (<eos>)"))
-    fig.update_yaxes(autorange="reversed", title_text="beam (best first)", dtick=1)
-    fig.update_xaxes(title_text="step", dtick=1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.15})
+        traces.append({"type": "scatter", "x": end_x, "y": end_y, "mode": "markers",
+                       "marker": {"size": 10, "symbol": "diamond", "color": OKABE_ITO[5]},
+                       "hovertext": end_hover, "hoverinfo": "text", "name": "ended (<eos>)"})
     width = max((len(s["tokens"]) for s in tree), default=1)
     text = (f"A tree read left to right: each column is a decoding step, each dot a hypothesis kept at that "
             f"step (up to {width}), labelled with its newest word and linked to the hypothesis it extends. "
             f"Diamonds mark hypotheses that ended (hover for their length-normalised score); the orange line is the "
             f"caption that was chosen.")
-    return _finish(fig, "How the search grew: every hypothesis it kept, step by step", text, height=220 + 45 * width)
+    layout = _layout("How the search grew: every hypothesis it kept, step by step", text, 220 + 45 * width,
+                     yaxis={"autorange": "reversed", "title": {"text": "beam (best first)"}, "dtick": 1},
+                     xaxis={"title": {"text": "step"}, "dtick": 1}, legend={"orientation": "h", "y": -0.15})
+    return go.Figure(data=traces, layout=layout)
 
 
 def _chosen_path(tree: list[dict], ids: list[int], ended: bool) -> tuple[list, list]:
@@ -372,19 +384,17 @@ def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top
     after = torch.softmax(filter_logits(logits[None], temperature, top_k, top_p)[0], -1).numpy()
     order = np.argsort(-before, kind="stable")[: max(1, min(n_show, len(words)))]
     names = [words[i] for i in order]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=names, y=before[order], name="model (T = 1)", marker_color=GREY,
-                         hovertemplate="%{x}: %{y:.3f}<extra>model</extra>"))
-    fig.add_trace(go.Bar(x=names, y=after[order], name="what sampling draws from", marker_color=OKABE_ITO[0],
-                         hovertemplate="%{x}: %{y:.3f}<extra>reshaped</extra>"))
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
+    traces = [{"type": "bar", "x": names, "y": before[order], "name": "model (T = 1)", "marker": {"color": GREY},
+               "hovertemplate": "%{x}: %{y:.3f}<extra>model</extra>"},
+              {"type": "bar", "x": names, "y": after[order], "name": "what sampling draws from",
+               "marker": {"color": OKABE_ITO[0]}, "hovertemplate": "%{x}: %{y:.3f}<extra>reshaped</extra>"}]
     if log_scale:  # the tail that top-k and top-p cut becomes visible
         ticks = [1, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6]
-        fig.update_yaxes(type="log", range=[-6, 0.05], tickvals=ticks,
-                         ticktext=["1", "0.1", "0.01", "0.001", "10⁻⁴", "10⁻⁵", "10⁻⁶"],
-                         title_text="probability (log scale)")
+        yaxis = {"type": "log", "range": [-6, 0.05], "tickvals": ticks,
+                 "ticktext": ["1", "0.1", "0.01", "0.001", "10⁻⁴", "10⁻⁵", "10⁻⁶"],
+                 "title": {"text": "probability (log scale)"}}
     else:
-        fig.update_yaxes(range=[0, 1], title_text="probability")
+        yaxis = {"range": [0, 1], "title": {"text": "probability"}}
     kept = int((after > 0).sum())
     settings = f"temperature {temperature:g}, top-k {top_k or 'off'}, top-p {top_p:g}"
     text = (f"Paired bars for the {len(order)} likeliest next words{' after ' + repr(context) if context else ''}: "
@@ -393,7 +403,8 @@ def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top
             f"{before[order[0]]:.2f} to {after[order[0]]:.2f}. Temperature below 1 sharpens the distribution, above 1 "
             f"flattens it; top-k and top-p cut the tail.")
     heading = f"The next word after “{context}”" if context else "The next word"
-    return _finish(fig, heading + f" ({settings})", text, height=380)
+    return go.Figure(data=traces, layout=_layout(heading + f" ({settings})", text, 380, yaxis=yaxis, barmode="group",
+                                                 legend={"orientation": "h", "y": -0.25}))
 
 
 # ------------------------------------------------------------------------------------------------
