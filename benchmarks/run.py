@@ -412,11 +412,14 @@ def bench_app(args) -> dict:
     saved_env = os.environ.get("VIZCAP_CHECKPOINT")
     try:
         with tempfile.TemporaryDirectory(prefix="vizcap-bench-ckpt-") as tmp:
-            if not saved_env and not (DEFAULT_CHECKPOINT / "model.safetensors").is_file():
-                shipped_or_random()[0].save_pretrained(tmp)  # no shipped model yet: a random one
-                os.environ["VIZCAP_CHECKPOINT"] = tmp
-            out["default"] = app_rerender(args, "random default-config checkpoint" if not saved_env and
-                                          os.environ.get("VIZCAP_CHECKPOINT") == tmp else "shipped")
+            if saved_env:
+                label = f"VIZCAP_CHECKPOINT={saved_env}"
+            elif (DEFAULT_CHECKPOINT / "model.safetensors").is_file():
+                label = "shipped"
+            else:  # no shipped model yet: a random one
+                shipped_or_random()[0].save_pretrained(tmp)
+                os.environ["VIZCAP_CHECKPOINT"], label = tmp, "random default-config checkpoint"
+            out["default"] = app_rerender(args, label)
         with tempfile.TemporaryDirectory(prefix="vizcap-bench-base-") as tmp:
             vizcap_vit(BASE).save_pretrained(tmp)
             os.environ["VIZCAP_CHECKPOINT"] = tmp

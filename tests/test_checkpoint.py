@@ -177,31 +177,31 @@ def test_tokenizer_garbage(ckpt_copy):
     assert "tokenizer.json" in _load_error(ckpt_copy)
 
 
-def test_tensor_of_wrong_shape(ckpt_copy):
+def _error_after_editing_tensors(ckpt_copy, edit) -> str:
+    """The load error after `edit(state)` changed the checkpoint's tensors in place."""
     path = ckpt_copy / "model.safetensors"
     state = load_file(path)
-    assert "pos" in state
-    state["pos"] = torch.zeros(1, state["pos"].shape[1] + 1, state["pos"].shape[2])
+    edit(state)
     save_file(state, path)
-    message = _load_error(ckpt_copy)
+    return _load_error(ckpt_copy)
+
+
+def test_tensor_of_wrong_shape(ckpt_copy):
+    def widen(state):
+        assert "pos" in state
+        state["pos"] = torch.zeros(1, state["pos"].shape[1] + 1, state["pos"].shape[2])
+
+    message = _error_after_editing_tensors(ckpt_copy, widen)
     assert "model.safetensors" in message and "pos" in message
 
 
 def test_missing_and_unexpected_tensors(ckpt_copy):
-    path = ckpt_copy / "model.safetensors"
-    state = load_file(path)
-    del state["project.weight"]
-    save_file(state, path)
-    message = _load_error(ckpt_copy)
+    message = _error_after_editing_tensors(ckpt_copy, lambda state: state.pop("project.weight"))
     assert "model.safetensors" in message and "project.weight" in message
 
 
 def test_unexpected_tensor(ckpt_copy):
-    path = ckpt_copy / "model.safetensors"
-    state = load_file(path)
-    state["stray.tensor"] = torch.zeros(2)
-    save_file(state, path)
-    message = _load_error(ckpt_copy)
+    message = _error_after_editing_tensors(ckpt_copy, lambda state: state.__setitem__("stray.tensor", torch.zeros(2)))
     assert "model.safetensors" in message and "stray.tensor" in message
 
 

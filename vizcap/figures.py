@@ -147,6 +147,12 @@ def _span(lo: float, hi: float) -> list[float]:
     return [min(1.0, max(0.0, round(lo, 9))), min(1.0, max(0.0, round(hi, 9)))]
 
 
+def _panel_title(text: str, x: float, y: float) -> dict:
+    """A small multiple's title, centred above its panel (x, y in figure fractions)."""
+    return {"text": text, "x": x, "y": y, "xref": "paper", "yref": "paper", "xanchor": "center",
+            "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
+
+
 def _colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dict:
     return {"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
             "colorbar": {"title": {"text": title_text}, "thickness": 12}}
@@ -197,8 +203,7 @@ def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_
         axes.update(_image_axes(axis, (x0, x0 + width), (y1 - height, y1)))
         panel = heatmaps[i] if shared_scale else heatmaps[i] / max(heatmaps[i].max(), 1e-12)
         traces += _image_and_map(image, panel, opacity, axis, name=labels[i])
-        titles.append({"text": labels[i], "x": x0 + width / 2, "y": y1, "xref": "paper", "yref": "paper",
-                       "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
+        titles.append(_panel_title(labels[i], x0 + width / 2, y1))
     top = float(heatmaps.max()) if shared_scale and heatmaps.size else 1.0
     layout = _layout(title_text, text, 60 + 230 * rows, coloraxis=_colour_axis(colorscale, top),
                      annotations=titles, **axes)
@@ -290,8 +295,7 @@ def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Fig
                        "text": [f"{p:.2f}" for p in probs], "textposition": "auto",
                        "hovertemplate": "%{x}: %{y:.3f}<extra>" + name + "</extra>",
                        "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
-        titles.append({"text": name, "x": 0.5, "y": y1, "xref": "paper", "yref": "paper", "xanchor": "center",
-                       "yanchor": "bottom", "showarrow": False, "font": {"size": 14}})
+        titles.append(_panel_title(name, 0.5, y1))
         if probs:
             j = int(np.argmin(probs))
             lowest.append(f"{name}: least sure of '{tokens[j]}' ({probs[j]:.2f})")
