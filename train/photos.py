@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vizcap.captioner import Captioner, atomic_write
+from vizcap.decoding import start_steps
 from vizcap.evaluate import caption_metrics
 from vizcap.model import IGNORE, CaptionerConfig, CaptionModel
 from vizcap.tokenizer import CaptionTokenizer
@@ -403,20 +404,19 @@ def greedy(model: CaptionModel, memory: torch.Tensor, max_tokens: int) -> list[l
     B = memory.shape[0]
     max_tokens = min(max_tokens, cfg.max_positions - cfg.n_prefix - 1)
     prefix, _ = model.prefix(memory)
-    ids = torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=memory.device)
-    out = model.decode(memory, prefix, ids, use_cache=True)
-    cross = memory if cfg.mode != "prefix" else None
+    bos = model.decoder.transformer.wte(torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=memory.device))
+    embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+    logits, decoder_steps = start_steps(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
     done = torch.zeros(B, dtype=torch.bool, device=memory.device)
     steps = []
     for _ in range(max_tokens):
-        nxt = out.logits[:, -1].float().argmax(dim=-1)
+        nxt = logits.float().argmax(dim=-1)
         nxt = torch.where(done, torch.full_like(nxt, cfg.eos_id), nxt)
         steps.append(nxt)
         done |= nxt == cfg.eos_id
         if bool(done.all()):
             break
-        out = model.decoder(inputs_embeds=model.decoder.transformer.wte(nxt[:, None]), encoder_hidden_states=cross,
-                            past_key_values=out.past_key_values, use_cache=True)
+        logits = decoder_steps(nxt)
     return torch.stack(steps, dim=1).tolist()
 
 

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from .decoding import CachedSteps
+from .decoding import start_steps
 from .hooks import install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
@@ -138,17 +138,15 @@ class Captioner:
         max_tokens = min(max_tokens, self.cfg.max_positions - self.cfg.n_prefix - 1)
         memory = model.encode(pixels)
         prefix, _ = model.prefix(memory)
-        ids = torch.full((B, 1), self.cfg.bos_id, dtype=torch.long)
-        # logits of the last position only: the prefix positions predict nothing
-        out = model.decode(memory, prefix, ids, use_cache=True, logits_to_keep=1)
-        logits = out.logits
-        fast = CachedSteps.attach(model.decoder, out.past_key_values)  # None: keep calling the decoder
+        bos = model.decoder.transformer.wte(torch.full((B, 1), self.cfg.bos_id, dtype=torch.long))
+        embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+        logits, steps = start_steps(model.decoder, embeds, memory if self.cfg.mode != "prefix" else None)
         tokens = [[] for _ in range(B)]
         probs = [[] for _ in range(B)]
         done = [False] * B
         banned = torch.tensor(sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id}), dtype=torch.long)
         for _ in range(max_tokens):
-            p = torch.softmax(logits[:, -1].float(), dim=-1)
+            p = torch.softmax(logits.float(), dim=-1)
             p.index_fill_(1, banned, -1.0)  # never valid outputs
             best, nxt = p.max(dim=-1)
             nxt_ids, best_p = nxt.tolist(), best.tolist()  # one conversion per step, not one per row
@@ -159,16 +157,7 @@ class Captioner:
                     done[b] = nxt_ids[b] == self.cfg.eos_id
             if all(done):
                 break
-            if fast is not None:
-                logits = fast(nxt)  # bitwise the decoder's own step, without its per-call overhead
-            else:
-                out = model.decoder(
-                    inputs_embeds=model.decoder.transformer.wte(nxt[:, None]),
-                    encoder_hidden_states=memory if self.cfg.mode != "prefix" else None,
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
-                )
-                logits = out.logits
+            logits = steps(nxt)
         return tokens, probs
 
     def caption_batch(self, images, max_tokens: int = 20) -> list[str]:

@@ -14,6 +14,7 @@ log-probability S scores S / n**length_penalty, which is what `teacher_forced_lo
 
 from __future__ import annotations
 
+import inspect
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -227,31 +228,93 @@ def search(
 # One token at a time, without the per-call machinery
 
 
+def start_steps(decoder, inputs_embeds: torch.Tensor, encoder_hidden_states: torch.Tensor | None):
+    """The decoder's first pass over the prompt [B, S, d] (prefix tokens and <bos>), then a stepper.
+
+    Returns (logits of the last prompt position [B, V], steps) where `steps(tokens [K]) -> logits
+    [K, V]` appends one token per row and `steps.reorder(parents [K])` makes row k continue row
+    parents[k] (beam search). The attention maps of every pass go to the active capture() under the
+    hook-point names. The stepper is `CachedSteps` whenever it is certain to be bitwise the decoder's
+    own step (the normal case), else `DecoderCacheSteps`, which calls the decoder with transformers'
+    own cache object. Both use only public interfaces (hidden states, module attributes, the Cache
+    object's reorder_cache), never a cache's internal layout."""
+    fast = CachedSteps.supports(decoder)
+    out = decoder(
+        inputs_embeds=inputs_embeds,
+        encoder_hidden_states=encoder_hidden_states,
+        use_cache=not fast,
+        output_hidden_states=fast,
+        logits_to_keep=1,  # the prefix positions predict nothing
+    )
+    if fast:
+        steps = CachedSteps.from_first_pass(decoder, out.hidden_states, encoder_hidden_states)
+    else:
+        steps = DecoderCacheSteps(decoder, _output_cache(out), encoder_hidden_states)
+    return out.logits[:, -1], steps
+
+
+def _cache_keyword(decoder) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` (the old name warns): use the one this
+    version's forward() declares."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def _output_cache(out):
+    return out["cache"] if "cache" in out.keys() else out["past_key_values"]
+
+
+class DecoderCacheSteps:
+    """One token per call through the decoder's own forward() and transformers' Cache object: the
+    slow, always-correct route (used when CachedSteps cannot be sure of bitwise equality, e.g. a
+    foreign hook on the decoder or training mode)."""
+
+    def __init__(self, decoder, cache, memory: torch.Tensor | None):
+        self.decoder, self.cache, self.memory = decoder, cache, memory
+        self.keyword = _cache_keyword(decoder)
+
+    def reorder(self, parents: torch.Tensor) -> None:
+        self.cache.reorder_cache(parents)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        memory = self.memory
+        if memory is not None and memory.shape[0] != len(tokens):  # one image, K beams
+            memory = memory.expand(len(tokens), -1, -1)
+        out = self.decoder(
+            inputs_embeds=self.decoder.transformer.wte(tokens[:, None]),
+            encoder_hidden_states=memory,
+            use_cache=True,
+            **{self.keyword: self.cache},
+        )
+        self.cache = _output_cache(out)
+        return out.logits[:, -1]
+
+
 class CachedSteps:
     """Advances a GPT-2 decoder (transformers GPT2LMHeadModel, eager attention, eval mode) by one
-    token per call from the KV cache of its first pass.
+    token per call, with its own keys and values.
 
     A transformers forward pass spends most of a one-token step on per-call machinery (building
     attention masks, cache objects, output records): about 0.9 ms a step on the default model,
     whose arithmetic takes a fraction of that. This runs the very same operations of GPT2Model's
     eager path on the very same tensors (each block's own LayerNorm, Conv1D and MLP modules; the
     attention written as transformers' eager_attention_forward; keys and values appended with
-    torch.cat as DynamicLayer does), so logits and attention weights are bitwise those of
-    `decoder(inputs_embeds=…, past_key_values=…)`. For a single new query every cached key is
-    visible, so the causal mask (zeros) is not added. The attention weights go to the active
-    capture() under the hook-point names, as the hooks would record them.
+    torch.cat), so logits and attention weights are bitwise those of the decoder's own cached step.
+    The first pass's keys and values are recomputed from its hidden states (each block's input, a
+    public output of the decoder) with the block's own ln_1 and c_attn, which is what the block did;
+    no cache object is read. For a single new query every cached key is visible, so the causal mask
+    (zeros) is not added. The attention weights go to the active capture() under the hook-point
+    names, as the hooks would record them.
 
-    `attach` returns None whenever that equivalence is not certain (another attention
-    implementation, training mode, other hooks on the decoder, an unfamiliar cache layout);
-    callers then keep calling the decoder."""
+    `supports(decoder)` is False whenever that equivalence is not certain (another attention
+    implementation, training mode, other hooks on the decoder, an unfamiliar module layout)."""
 
     def __init__(self, decoder, self_kv: list[list[torch.Tensor]], cross_kv: list[list[torch.Tensor]] | None):
         self.decoder = decoder
         self.self_kv = self_kv  # per layer [keys, values], [K, heads, S, head_dim]
         self.cross_kv = cross_kv  # per layer [keys, values] of the memory, or None (mode "prefix")
 
-    @classmethod
-    def attach(cls, decoder, past) -> "CachedSteps | None":
+    @staticmethod
+    def supports(decoder) -> bool:
         try:
             config = decoder.config
             blocks = list(decoder.transformer.h)
@@ -262,56 +325,68 @@ class CachedSteps:
                 or getattr(config, "reorder_and_upcast_attn", False)
                 or not _only_vizcap_hooks(decoder)
             ):
-                return None
-            self_cache = getattr(past, "self_attention_cache", past)
-            cross_cache = getattr(past, "cross_attention_cache", None)
-            self_kv = [[layer.keys, layer.values] for layer in self_cache.layers]
-            cross = all(hasattr(b, "crossattention") for b in blocks) and cross_cache is not None
-            cross_kv = [[layer.keys, layer.values] for layer in cross_cache.layers] if cross else None
-            tensors = [t for kv in self_kv + (cross_kv or []) for t in kv]
-            if len(self_kv) != len(blocks) or (cross and len(cross_kv) != len(blocks)) or not all(
-                isinstance(t, torch.Tensor) and t.dim() == 4 and t.numel() for t in tensors
-            ):
-                return None
+                return False
             for b in blocks:
-                for a in [b.attn] + ([b.crossattention] if cross else []):
-                    if not all(hasattr(a, n) for n in ("c_proj", "scaling", "head_dim", "split_size")):
-                        return None
+                attns = [b.attn] + ([b.crossattention] if hasattr(b, "crossattention") else [])
+                for a in attns:
+                    if not all(hasattr(a, n) for n in ("c_attn", "c_proj", "scaling", "head_dim", "split_size")):
+                        return False
+                if not all(hasattr(b, n) for n in ("ln_1", "ln_2", "mlp")):
+                    return False
+            return all(hasattr(decoder.transformer, n) for n in ("wte", "wpe", "drop", "ln_f"))
         except AttributeError:
-            return None
-        return cls(decoder, self_kv, cross_kv)
+            return False
+
+    @classmethod
+    def from_first_pass(cls, decoder, hidden_states, memory: torch.Tensor | None) -> "CachedSteps":
+        """Keys and values of the prompt from the first pass's hidden states (hidden_states[i] is
+        block i's input), and of the memory for cross-attention."""
+        blocks = list(decoder.transformer.h)
+        self_kv, cross_kv = [], []
+        for block, h in zip(blocks, hidden_states):
+            attn = block.attn
+            _, key, value = attn.c_attn(block.ln_1(h)).split(attn.split_size, dim=2)
+            self_kv.append([_heads(key, attn.head_dim), _heads(value, attn.head_dim)])
+            if memory is not None and hasattr(block, "crossattention"):
+                cross = block.crossattention
+                key, value = cross.c_attn(memory).split(cross.split_size, dim=2)
+                cross_kv.append([_heads(key, cross.head_dim), _heads(value, cross.head_dim)])
+        return cls(decoder, self_kv, cross_kv if len(cross_kv) == len(blocks) else None)
 
     def reorder(self, parents: torch.Tensor) -> None:
-        """Beam search: row k continues row parents[k] (as Cache.reorder_cache)."""
+        """Beam search: row k continues row parents[k]."""
         for kv in self.self_kv + (self.cross_kv or []):
             kv[0], kv[1] = kv[0].index_select(0, parents), kv[1].index_select(0, parents)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [K] -> logits [K, 1, V]; the K/V cache grows by one position."""
+        """tokens [K] -> logits [K, V]; the keys and values grow by one position."""
         transformer = self.decoder.transformer
         past = self.self_kv[0][0].shape[-2]
         hidden = transformer.wte(tokens[:, None])
-        hidden = hidden + transformer.wpe(torch.arange(past, past + 1).unsqueeze(0))
+        hidden = hidden + transformer.wpe(torch.arange(past, past + 1, device=tokens.device).unsqueeze(0))
         hidden = transformer.drop(hidden)
         for i, block in enumerate(transformer.h):
             residual = hidden
             attn = block.attn
             query, key, value = attn.c_attn(block.ln_1(hidden)).split(attn.split_size, dim=2)
-            shape = (*key.shape[:-1], -1, attn.head_dim)
-            query, key, value = (x.view(shape).transpose(1, 2) for x in (query, key, value))
+            query, key, value = (_heads(x, attn.head_dim) for x in (query, key, value))
             kv = self.self_kv[i]
             kv[0], kv[1] = torch.cat([kv[0], key], dim=-2), torch.cat([kv[1], value], dim=-2)
             hidden = _attend(attn, query, kv[0], kv[1], f"decoder.h.{i}.attn") + residual
             if self.cross_kv is not None:
                 residual = hidden
                 cross = block.crossattention
-                query = cross.q_attn(block.ln_cross_attn(hidden))
-                query = query.view((*query.shape[:-1], -1, cross.head_dim)).transpose(1, 2)
+                query = _heads(cross.q_attn(block.ln_cross_attn(hidden)), cross.head_dim)
                 keys, values = self.cross_kv[i]
                 hidden = residual + _attend(cross, query, keys, values, f"decoder.h.{i}.crossattention")
             residual = hidden
             hidden = residual + block.mlp(block.ln_2(hidden))
-        return self.decoder.lm_head(transformer.ln_f(hidden))
+        return self.decoder.lm_head(transformer.ln_f(hidden))[:, -1]
+
+
+def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """[B, S, heads·head_dim] -> [B, heads, S, head_dim], as GPT2Attention reshapes."""
+    return x.view((*x.shape[:-1], -1, head_dim)).transpose(1, 2)
 
 
 def _attend(attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, name: str) -> torch.Tensor:
@@ -327,7 +402,8 @@ def _attend(attn, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
 
 
 def _only_vizcap_hooks(module: torch.nn.Module) -> bool:
-    """No hook on the decoder but vizcap's own recording hooks (which CachedSteps replaces)."""
+    """No hook on the decoder but vizcap's own recording hooks (which CachedSteps replaces) and
+    transformers' inert output recorders."""
     from torch.nn.modules import module as torch_module
 
     if any(getattr(torch_module, n, None) for n in ("_global_forward_hooks", "_global_forward_pre_hooks")):
@@ -335,6 +411,13 @@ def _only_vizcap_hooks(module: torch.nn.Module) -> bool:
     for m in module.modules():
         if m._forward_pre_hooks:
             return False
-        if any(not hasattr(h, "_vizcap_hook_point") for h in m._forward_hooks.values()):
+        if any(not (hasattr(h, "_vizcap_hook_point") or _inert_recorder(h)) for h in m._forward_hooks.values()):
             return False
     return True
+
+
+def _inert_recorder(hook) -> bool:
+    """transformers' own output recorders, installed the first time a model is asked for hidden states
+    or attentions: they record only while that model's forward() collects outputs, which a
+    CachedSteps step never asks for, so skipping them loses nothing."""
+    return getattr(hook, "__module__", "") == "transformers.utils.output_capturing"

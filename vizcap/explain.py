@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from . import maps as mapping
-from .decoding import CachedSteps, DecodingParams, SearchResult, search
+from .decoding import DecodingParams, SearchResult, search, start_steps
 from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
 
@@ -165,30 +165,15 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
 
         def step(tokens, parents):
             if tokens is None:
-                bos = torch.full((1, 1), cfg.bos_id, dtype=torch.long)
-                # logits of the last position only: the prefix positions predict nothing
-                out = model.decode(memory, prefix, bos, use_cache=True, logits_to_keep=1)
-                state["past"], logits = out.past_key_values, out.logits
-                state["fast"] = CachedSteps.attach(model.decoder, state["past"])  # None: call the decoder
+                bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
+                embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+                logits, state["steps"] = start_steps(model.decoder, embeds, memory if cross_on else None)
             else:
-                fast, past = state["fast"], state["past"]
                 if parents.tolist() != list(range(state["rows"])):  # beams: follow each survivor's parent
-                    if fast is not None:
-                        fast.reorder(parents)
-                    else:
-                        past.reorder_cache(parents)
-                if fast is not None:
-                    logits = fast(tokens)  # bitwise the decoder's own step, without its per-call overhead
-                else:
-                    out = model.decoder(
-                        inputs_embeds=model.decoder.transformer.wte(tokens[:, None]),
-                        encoder_hidden_states=memory.expand(len(tokens), -1, -1) if cross_on else None,
-                        past_key_values=past,
-                        use_cache=True,
-                    )
-                    state["past"], logits = out.past_key_values, out.logits
+                    state["steps"].reorder(parents)
+                logits = state["steps"](tokens)
             state["rows"] = logits.shape[0]
-            return logits[:, -1], cache.pop_all()
+            return logits, cache.pop_all()
 
         banned = tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
         result = search(step, params, cfg.eos_id, cfg.vocab_size, banned, forced)
