@@ -1,0 +1,99 @@
+"""The one small interface between a captioning model and vizcap's decoding loop and explanations.
+
+vizcap explains three kinds of model — its own checkpoints (`vizcap.captioner.Captioner`), Hugging
+Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention) and Hugging Face
+`BlipForConditionalGeneration` (`vizcap.hub`) — through the same few members:
+
+    kind, name        "vizcap" | "vision-encoder-decoder" | "blip"; a label for people
+    grid              (gh, gw) patch grid of the encoder
+    n_prefix          decoder positions before the start token that carry the image (vizcap's
+                      prefix tokens; 0 for Hugging Face models)
+    n_extra_keys      encoder tokens that are not patches (class / distillation tokens) and come
+                      first among the cross-attention keys: 1 for ViT and BLIP, 2 for distilled
+                      DeiT, 0 for vizcap. Their share of attention is reported separately.
+    decoder_layers, decoder_heads, has_cross
+    bos_id            the token the decoder starts from (<bos>, GPT-2's <|endoftext|>, BLIP's [DEC])
+    eos_id, pad_id, vocab_size
+    banned            token ids never chosen (vizcap bans <pad>/<bos>; Hugging Face bans nothing)
+    max_tokens        the model's own longest caption (new tokens)
+    tokenizer         token_text(id) -> str, decode(ids) -> str
+    crop              None, or a sentence saying that the processor centre-crops (overlays are then
+                      drawn on the cropped region: `view(image)` returns it)
+
+    pixels(image)                 a PIL image -> the model's input [1, 3, H, W]
+    view(image)                   the part of the image the model sees (the image, or its crop)
+    session(pixels)               encode once (inside the active vizcap.hooks.capture(), so the
+                                  encoder's maps are recorded) and return step_fn(tokens, parents)
+                                  -> (logits [K, V], captured {hook name: [tensors]}) for
+                                  vizcap.decoding.search: one decoder step with a KV cache whose rows
+                                  are reordered by `parents` for beams
+    teacher_forced(pixels, ids, keep_grad=False, copies=1)
+                                  one forward pass over [start; ids[:-1]] with every map captured:
+                                  (logits [S, V] — [copies, S, V] when copies > 1 — , cache)
+    decoding_defaults()           DecodingParams fields the model's own settings fix (Hugging Face:
+                                  its generation config's early_stopping; max_tokens)
+
+Canonical hook names every backend records into the active capture:
+    encoder.blocks.{i}.attn        ViT self-attention [1, heads, n_extra + N, n_extra + N]
+    decoder.h.{l}.attn             decoder self-attention [K, heads, q, keys]
+    decoder.h.{l}.crossattention   decoder cross-attention [K, heads, q, n_extra + N]
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+
+from . import hooks
+
+StepFn = Callable[[torch.Tensor | None, torch.Tensor | None], tuple[torch.Tensor, dict]]
+
+
+class Tokenizer(Protocol):
+    def token_text(self, token_id: int) -> str: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    kind: str
+    name: str
+    grid: tuple[int, int]
+    n_prefix: int
+    n_extra_keys: int
+    decoder_layers: int
+    decoder_heads: int
+    has_cross: bool
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    vocab_size: int
+    banned: tuple[int, ...]
+    max_tokens: int
+    tokenizer: Tokenizer
+    crop: str | None
+
+    def pixels(self, image) -> torch.Tensor: ...
+
+    def session(self, pixels: torch.Tensor) -> StepFn: ...
+
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1): ...
+
+
+def take_captured() -> dict[str, list[torch.Tensor]]:
+    """Everything the active capture() holds so far, leaving it empty (one decoding step's maps)."""
+    cache = hooks._ACTIVE.get()
+    return cache.pop_all() if cache is not None else {}
+
+
+def install_points(model: torch.nn.Module, points: dict[str, tuple[torch.nn.Module, int | None]]) -> list[str]:
+    """Attach vizcap's stateless capture hooks to `points` (hook name -> (module, output index)),
+    once per model; they record only inside vizcap.hooks.capture()."""
+    if getattr(model, "_vizcap_hook_names", None) is not None:
+        return model._vizcap_hook_names
+    for name, (module, index) in points.items():
+        module.register_forward_hook(hooks._make_hook(name, index))
+    model._vizcap_hook_names = list(points)
+    return model._vizcap_hook_names

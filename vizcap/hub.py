@@ -1,0 +1,501 @@
+"""Hugging Face captioners as vizcap backends (see vizcap/backend.py).
+
+    HFCaptioner.from_pretrained(X)   X: a local folder or a hub id of
+        * a VisionEncoderDecoderModel whose encoder has a patch grid (ViT, DeiT, BEiT) and whose
+          decoder is a GPT-2 with cross-attention (e.g. nlpconnect/vit-gpt2-image-captioning), or
+        * a BlipForConditionalGeneration (e.g. Salesforce/blip-image-captioning-base).
+
+Loading rules:
+* Hub ids resolve through the ordinary Hugging Face cache. Not cached and no way to reach the hub:
+  one-line `CheckpointError` saying how to download the model. Never `trust_remote_code`.
+* Weights: transformers prefers `model.safetensors`; a `pytorch_model.bin` goes only through
+  transformers' own loader, which reads it with torch's weights-only unpickler.
+* Attention is really computed: the model is loaded with `attn_implementation="eager"` (SDPA
+  computes no weights; transformers 5 then silently returns none), checked after loading.
+* Preprocessing is the checkpoint's own image processor (`AutoImageProcessor.from_pretrained`),
+  so `pixels(image)` equals `processor(image)` exactly. ViT and BLIP processors squash the image
+  without cropping; if a processor centre-crops, `crop` says so and `view(image)` is the cropped
+  region that overlays are drawn on.
+* Decoding: the model's generation config fixes the end token, the longest caption and beam
+  search's `early_stopping`; vizcap's greedy and beam search then give `generate`'s tokens.
+  Settings that would need logits processors vizcap does not run (repetition penalty, n-gram
+  blocking, minimum length, ...) are listed in `unsupported_settings`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from .backend import install_points, take_captured
+from .hooks import capture
+
+KINDS = {"vision-encoder-decoder": "vision-encoder-decoder", "blip": "blip"}
+PATCH_ENCODERS = ("vit", "deit", "beit")
+SUGGESTED = ("nlpconnect/vit-gpt2-image-captioning", "Salesforce/blip-image-captioning-base")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_UNSUPPORTED = {  # generation settings that need a logits processor: (name, value that means "off")
+    "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "suppress_tokens": None,
+    "begin_suppress_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
+    "exponential_decay_length_penalty": None, "min_new_tokens": None, "num_beam_groups": 1,
+    "diversity_penalty": 0.0, "renormalize_logits": False, "remove_invalid_values": False,
+}
+
+
+def _error(message: str):
+    from .captioner import CheckpointError
+
+    return CheckpointError(" ".join(str(message).split())[:500])
+
+
+def download_hint(repo_id: str) -> str:
+    return f"download it first with `huggingface-cli download {repo_id}` (or `hf download {repo_id}`) on a machine that is online"
+
+
+# ------------------------------------------------------------------------------------------------
+# Where a model lives
+
+
+def hf_model_type(directory: Path) -> str | None:
+    """The `model_type` of a Hugging Face folder (None when config.json is absent or not one)."""
+    path = Path(directory) / "config.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or "format_version" in raw:
+        return None  # a vizcap checkpoint
+    value = raw.get("model_type")
+    return value if isinstance(value, str) else None
+
+
+def is_hub_id(source: str) -> bool:
+    return bool(_HUB_ID.match(source)) and not Path(source).exists()
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", ""
+    ).strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve(source: str) -> str:
+    """A local folder stays as it is; a hub id is checked against the cache (and the network)."""
+    if not is_hub_id(source):
+        return source
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "config.json")
+    if isinstance(cached, str):
+        return source  # transformers finds it in the cache (and refreshes it when online)
+    if not _hub_reachable():
+        raise _error(f"{source}: not in the Hugging Face cache and the hub cannot be reached; {download_hint(source)}")
+    return source
+
+
+# ------------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+class HFTokenizer:
+    """token_text / decode over a transformers tokenizer (special tokens left out of captions)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def token_text(self, token_id: int) -> str:
+        text = self.tok.decode([int(token_id)], skip_special_tokens=False, clean_up_tokenization_spaces=False).strip()
+        if not text or "\ufffd" in text:  # a byte fragment of a longer character: show the raw token
+            raw = self.tok.convert_ids_to_tokens(int(token_id))
+            text = raw if isinstance(raw, str) and raw else f"<{int(token_id)}>"
+        return text
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=True).strip()
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tok)
+
+
+# ------------------------------------------------------------------------------------------------
+# The backend
+
+
+class HFCaptioner:
+    """A Hugging Face VisionEncoderDecoder (patch encoder + GPT-2) or BLIP captioner (vizcap Backend)."""
+
+    n_prefix = 0
+
+    def __init__(self, model, image_processor, tokenizer, name: str):
+        self.model = model.eval()
+        self.image_processor = image_processor
+        self.tokenizer = HFTokenizer(tokenizer)
+        self.name = name
+        self.kind = model.config.model_type
+        config = model.config
+        if self.kind == "blip":
+            text = config.text_config
+            self.vision, self.decoder = model.vision_model, model.text_decoder
+            self.bos_id, self.eos_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
+            vc = config.vision_config
+            enc_layers = [layer.self_attn for layer in _layers(self.vision)]
+            dec_blocks = list(self.decoder.bert.encoder.layer)
+            self_attn = [b.attention.self for b in dec_blocks]
+            cross_attn = [b.crossattention.self for b in dec_blocks]
+            self.decoder_heads = text.num_attention_heads
+            gen_model, prompt_len = self.decoder, 1
+            max_positions = text.max_position_embeddings
+        else:
+            self.vision, self.decoder = model.encoder, model.decoder
+            vc = model.encoder.config
+            dec = self.decoder.config
+            self.bos_id = config.decoder_start_token_id
+            if self.bos_id is None:
+                self.bos_id = model.generation_config.decoder_start_token_id
+            enc_layers = [_vit_attention(layer) for layer in _layers(self.vision)]
+            dec_blocks = list(self.decoder.transformer.h)
+            self_attn = [b.attn for b in dec_blocks]
+            cross_attn = [b.crossattention for b in dec_blocks]
+            self.decoder_heads = dec.n_head
+            gen_model, prompt_len = model, 1
+            max_positions = dec.n_positions
+            gc = model.generation_config
+            eos = gc.eos_token_id if gc.eos_token_id is not None else dec.eos_token_id
+            self.eos_id = eos
+            pad = gc.pad_token_id if gc.pad_token_id is not None else config.pad_token_id
+            self.pad_id = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+        self.decoder_layers = len(dec_blocks)
+        self.encoder_layers = len(enc_layers)
+        self.has_cross = True
+        self.banned: tuple[int, ...] = ()  # generate() bans nothing
+        size = vc.image_size if isinstance(vc.image_size, (list, tuple)) else (vc.image_size, vc.image_size)
+        patch = vc.patch_size if isinstance(vc.patch_size, (list, tuple)) else (vc.patch_size, vc.patch_size)
+        self.grid = (int(size[0]) // int(patch[0]), int(size[1]) // int(patch[1]))
+        self.input_size = (int(size[0]), int(size[1]))
+        self.vocab_size = int(self.decoder.get_output_embeddings().weight.shape[0])
+        self.settings, self.unsupported_settings = _generation_settings(gen_model, prompt_len, max_positions)
+        eos = self.eos_id
+        if isinstance(eos, (list, tuple)):
+            if len(eos) > 1:
+                self.unsupported_settings.append(f"several end tokens {list(eos)} (vizcap stops at {eos[0]} only)")
+            eos = eos[0]
+        self.eos_id = int(eos)
+        self.max_tokens = self.settings["max_tokens"]
+        self.crop = _crop_note(image_processor)
+        self._project = (
+            self.kind != "blip"
+            and model.encoder.config.hidden_size != model.decoder.config.hidden_size
+            and getattr(model.decoder.config, "cross_attention_hidden_size", None) is None
+        )
+        points = {f"encoder.blocks.{i}.attn": (m, 1) for i, m in enumerate(enc_layers)}
+        for i, (s, c) in enumerate(zip(self_attn, cross_attn)):
+            points[f"decoder.h.{i}.attn"] = (s, 1)
+            points[f"decoder.h.{i}.crossattention"] = (c, 1)
+        self.hook_names = install_points(model, points)
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
+        self.n_extra_keys = self._probe()
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, progress=None) -> "HFCaptioner":
+        """Load a local folder or a hub id (see the module docstring); CheckpointError on any problem."""
+        import transformers
+        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+        source = str(source)
+        say = progress or (lambda message: None)
+        say(f"resolving {source}")
+        target = resolve(source)
+        try:
+            config = AutoConfig.from_pretrained(target, trust_remote_code=False)
+        except Exception as e:  # OSError (missing / not cached), ValueError (unknown model type)
+            hint = f"; {download_hint(source)}" if is_hub_id(source) else ""
+            raise _error(f"{source}: cannot read its config ({type(e).__name__}: {_first_line(e)}){hint}") from None
+        kind = getattr(config, "model_type", None)
+        if kind not in KINDS:
+            raise _error(f"{source}: a {kind!r} model; vizcap explains vision-encoder-decoder (ViT/DeiT/BEiT + GPT-2) "
+                         "and blip captioners")
+        if kind == "vision-encoder-decoder":
+            enc, dec = config.encoder.model_type, config.decoder.model_type
+            if enc not in PATCH_ENCODERS:
+                raise _error(f"{source}: encoder {enc!r} has no plain patch grid vizcap can map (supported: {', '.join(PATCH_ENCODERS)})")
+            if dec != "gpt2" or not getattr(config.decoder, "add_cross_attention", False):
+                raise _error(f"{source}: decoder {dec!r} is not a GPT-2 with cross-attention")
+            model_cls = transformers.VisionEncoderDecoderModel
+        else:
+            model_cls = transformers.BlipForConditionalGeneration
+            arch = getattr(config, "architectures", None) or []
+            if arch and "BlipForConditionalGeneration" not in arch:
+                raise _error(f"{source}: a BLIP {arch[0]}, not a BlipForConditionalGeneration captioner")
+        _check_memory(source, target)
+        say(f"loading the {kind} weights of {source}")
+        try:
+            model = model_cls.from_pretrained(target, attn_implementation="eager", trust_remote_code=False)
+        except Exception as e:
+            raise _error(f"{source}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
+        _require_eager(model, source)
+        say("loading the image processor and tokenizer")
+        try:
+            image_processor = AutoImageProcessor.from_pretrained(target, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
+        except Exception as e:
+            raise _error(f"{source}: cannot load its processor or tokenizer ({type(e).__name__}: {_first_line(e)})") from None
+        try:
+            return cls(model, image_processor, tokenizer, name=source)
+        except Exception as e:
+            from .captioner import CheckpointError
+
+            if isinstance(e, CheckpointError):
+                raise
+            raise _error(f"{source}: cannot be explained ({type(e).__name__}: {_first_line(e)})") from None
+
+    def _probe(self) -> int:
+        """One encoder pass on a blank image: the hooks see real weights, and the number of
+        non-patch tokens (class / distillation) is known."""
+        with torch.inference_mode(), capture() as cache:
+            memory = self._encode(torch.zeros(1, 3, *self.input_size))
+        n_tokens = memory.shape[1]
+        n_patches = self.grid[0] * self.grid[1]
+        names = [f"encoder.blocks.{i}.attn" for i in range(self.encoder_layers)]
+        if any(name not in cache or cache[name][0] is None for name in names):
+            raise _error(f"{self.name}: the encoder computed no attention weights (is eager attention available?)")
+        if n_tokens < n_patches:
+            raise _error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
+        return n_tokens - n_patches
+
+    # -- the Backend interface ----------------------------------------------------------------------
+
+    def decoding_defaults(self) -> dict:
+        return dict(self.settings)
+
+    def view(self, image):
+        """The part of `image` the model sees: the whole image, or the processor's centre crop."""
+        if self.crop is None:
+            return image
+        return image.crop(_crop_box(self.image_processor, image.size))
+
+    def pixels(self, image) -> torch.Tensor:
+        """A PIL image (use vizcap.open_image first) -> [1, 3, H, W], exactly the processor's output."""
+        out = self.image_processor(images=image, return_tensors="pt")
+        return out["pixel_values"].to(torch.float32)
+
+    def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.kind == "blip":
+            return self.vision(pixel_values=pixels)[0]
+        memory = self.vision(pixel_values=pixels).last_hidden_state
+        return self.model.enc_to_dec_proj(memory) if self._project else memory
+
+    def _decode(self, ids: torch.Tensor, memory: torch.Tensor, cache=None, use_cache: bool = True):
+        kwargs = {self._cache_kw: cache} if cache is not None else {}
+        if self.kind == "blip":
+            mask = torch.ones(memory.shape[:2], dtype=torch.long)
+            return self.decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask,
+                                use_cache=use_cache, **kwargs)
+        return self.decoder(input_ids=ids, encoder_hidden_states=memory, use_cache=use_cache, **kwargs)
+
+    def session(self, pixels: torch.Tensor):
+        """Encode once (the encoder's maps go to the active capture) and return the step function."""
+        memory = self._encode(pixels)
+        state: dict = {}
+
+        def step(tokens, parents):
+            if tokens is None:
+                out = self._decode(torch.full((1, 1), self.bos_id, dtype=torch.long), memory)
+            else:
+                cache = state["cache"]
+                if parents.tolist() != list(range(state["rows"])):  # beams: each row continues its parent
+                    cache.reorder_cache(parents)
+                out = self._decode(tokens[:, None], memory.expand(len(tokens), -1, -1), cache)
+            state["cache"] = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            logits = out.logits[:, -1]
+            state["rows"] = logits.shape[0]
+            return logits, take_captured()
+
+        return step
+
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
+        """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
+        pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
+        logits [S, V], or [copies, S, V] when copies > 1 (each copy its own encoder pass)."""
+        ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * copies, dtype=torch.long)
+        grad = torch.enable_grad() if keep_grad else torch.inference_mode()
+        with grad, capture(keep_grad=keep_grad) as cache:
+            memory = self._encode(pixels.expand(copies, -1, -1, -1))
+            logits = self._decode(ids, memory, use_cache=False).logits
+        return (logits[0] if copies == 1 else logits), cache
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _layers(vision) -> list:
+    """The transformer layers of a vision encoder, wherever this transformers version keeps them."""
+    for owner in (vision, getattr(vision, "encoder", None)):
+        for name in ("layers", "layer"):
+            found = getattr(owner, name, None) if owner is not None else None
+            if isinstance(found, torch.nn.ModuleList):
+                return list(found)
+    raise ValueError(f"cannot find the layers of {type(vision).__name__}")
+
+
+def _vit_attention(layer):
+    """The module of a ViT/DeiT/BEiT layer whose output[1] is the attention weights."""
+    attn = layer.attention
+    inner = getattr(attn, "attention", None)  # older transformers: ViTAttention wraps ViTSelfAttention
+    return inner if isinstance(inner, torch.nn.Module) else attn
+
+
+def _require_eager(model, source: str) -> None:
+    configs = [model.config] + [getattr(model.config, n) for n in ("encoder", "decoder", "vision_config", "text_config")
+                                if hasattr(model.config, n)]
+    for sub in list(model.modules()):
+        cfg = getattr(sub, "config", None)
+        if cfg is not None:
+            configs.append(cfg)
+    for cfg in configs:
+        impl = getattr(cfg, "_attn_implementation", None)
+        if impl not in (None, "eager"):
+            try:
+                model.set_attn_implementation("eager")
+            except Exception:
+                raise _error(f"{source}: attention implementation {impl!r} cannot be switched to eager") from None
+            return
+
+
+def _generation_settings(gen_model, prompt_len: int, max_positions: int | None) -> tuple[dict, list[str]]:
+    """The decoding settings `generate()` would use by default, and the ones vizcap cannot follow."""
+    gc = gen_model.generation_config
+    try:
+        defaults = gc._get_default_generation_params()
+    except AttributeError:
+        defaults = {"max_length": 20, "early_stopping": False, "length_penalty": 1.0, "num_beams": 1}
+
+    def get(name):
+        value = getattr(gc, name, None)
+        return defaults.get(name) if value is None else value
+
+    if getattr(gc, "max_new_tokens", None):
+        max_new = int(gc.max_new_tokens)
+    elif getattr(gc, "max_length", None) is not None:
+        max_new = int(gc.max_length) - prompt_len
+    else:  # transformers' default: 20 new tokens, within the position table
+        max_new = 20
+        limit = getattr(gen_model.config, "max_position_embeddings", None)
+        if limit:
+            max_new = min(max_new + prompt_len, int(limit)) - prompt_len
+    max_new = max(1, min(max_new, 256, (max_positions or 10**9) - prompt_len))
+    early = get("early_stopping")
+    settings = {"max_tokens": max_new, "early_stopping": early if early in (True, False, "never") else False,
+                "length_penalty": float(get("length_penalty") or 1.0), "num_beams": int(get("num_beams") or 1)}
+    unsupported = []
+    for name, off in _UNSUPPORTED.items():
+        value = getattr(gc, name, None)
+        if value is not None and value != off and not (isinstance(value, (list, tuple)) and not value):
+            unsupported.append(f"{name}={value!r}")
+    min_length = getattr(gc, "min_length", None)
+    if min_length and min_length > prompt_len:
+        unsupported.append(f"min_length={min_length!r}")
+    return settings, unsupported
+
+
+def _crop_note(processor) -> str | None:
+    if not getattr(processor, "do_center_crop", False):
+        return None
+    crop = getattr(processor, "crop_size", None) or {}
+    h, w = (crop.get("height"), crop.get("width")) if isinstance(crop, dict) else (None, None)
+    shown = f" to {w}x{h}" if h and w else ""
+    return f"this model's processor centre-crops the resized image{shown}: maps cover the cropped region only"
+
+
+def _crop_box(processor, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) in original pixels of the region a resize + centre crop keeps."""
+    W, H = size
+    resize = getattr(processor, "size", None) or {}
+    crop = getattr(processor, "crop_size", None) or {}
+    if "shortest_edge" in resize:
+        s = resize["shortest_edge"]
+        scale = s / min(W, H)
+        Wr, Hr = (s, int(s * H / W)) if W <= H else (int(s * W / H), s)
+    elif "height" in resize and "width" in resize:
+        Wr, Hr = resize["width"], resize["height"]
+    else:
+        Wr, Hr = W, H
+    scale_x, scale_y = W / Wr, H / Hr
+    cw, ch = min(crop.get("width", Wr), Wr), min(crop.get("height", Hr), Hr)
+    left, top = (Wr - cw) // 2, (Hr - ch) // 2
+    box = (left * scale_x, top * scale_y, (left + cw) * scale_x, (top + ch) * scale_y)
+    return tuple(int(round(v)) for v in box)
+
+
+def _weights_bytes(directory: Path) -> int | None:
+    """fp32 bytes of the weights in a local folder (safetensors headers; .bin: its file size)."""
+    total = 0
+    for path in directory.glob("*.safetensors"):
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                for key in f.keys():
+                    n = 1
+                    for d in f.get_slice(key).get_shape():
+                        n *= d
+                    total += 4 * n
+        except Exception:
+            total += path.stat().st_size
+    if not total:
+        total = sum(p.stat().st_size for p in directory.glob("*.bin"))
+    return total or None
+
+
+def _available_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_memory(source: str, target: str) -> None:
+    """Refuse, with one line, a model whose weights would not fit in the memory left."""
+    directory = Path(target)
+    if not directory.is_dir():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(target, "config.json")
+            directory = Path(cached).parent if isinstance(cached, str) else None
+        except Exception:
+            directory = None
+    need = _weights_bytes(directory) if directory is not None else None
+    have = _available_bytes()
+    limit = os.environ.get("VIZCAP_MEMORY_LIMIT_MB")
+    if limit and limit.isdigit():
+        have = min(have or 1 << 62, int(limit) << 20)
+    if need and have is not None and need * 1.3 > have:
+        raise _error(f"{source}: needs about {need * 1.3 / 2**30:.1f} GiB of memory for its weights, "
+                     f"but only {have / 2**30:.1f} GiB is available")
