@@ -292,9 +292,11 @@ def test_beam_tree_is_consistent_and_leads_to_the_caption(traced, model, strateg
 
 
 def _reference_beam_search(cap, image, beams: int, length_penalty: float, max_tokens: int) -> list[int]:
-    """Beam search written out with full teacher-forced passes (no KV cache, no reordering): at each
-    step the 2·K best continuations by summed log-probability; an <eos> among the K best ends its
-    hypothesis; stop once K have ended and the best ended one scores at least the best live one."""
+    """Beam search written out with full teacher-forced passes (no KV cache, no reordering, no early
+    stop): at each step the 2·K best continuations by summed log-probability; an <eos> among the K
+    best ends its hypothesis; at max_tokens the K best are cut and compete. Since the "exact" rule
+    stops only when no live beam can win, explain() must return the same caption.
+    (tests/test_beam_search.py checks the rules themselves against exhaustive search.)"""
     cfg = cap.cfg
     banned = {cfg.pad_id, cfg.bos_id} - {cfg.eos_id}
 
@@ -302,7 +304,7 @@ def _reference_beam_search(cap, image, beams: int, length_penalty: float, max_to
         return h[1] / len(h[0]) ** length_penalty
 
     live, ended = [([], 0.0)], []
-    for _ in range(max_tokens):
+    for step in range(max_tokens):
         candidates = []
         for tokens, total in live:
             logits, _ = teacher_forced(cap, image, tokens + [cfg.eos_id])
@@ -314,10 +316,10 @@ def _reference_beam_search(cap, image, beams: int, length_penalty: float, max_to
             if tokens[-1] == cfg.eos_id:
                 if rank < beams:
                     ended.append((tokens, total))
-            elif len(nxt) < beams:
+            elif len(nxt) < beams and (step < max_tokens - 1 or rank < beams):
                 nxt.append((tokens, total))
         live = nxt
-        if len(ended) >= beams and max(map(score, ended)) >= max(map(score, live), default=-math.inf):
+        if not live:
             break
     return max(ended + live, key=score)[0]
 

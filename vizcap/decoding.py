@@ -25,6 +25,13 @@ from .hooks import record
 
 STRATEGIES = ("greedy", "beam", "sample")
 MAX_BEAMS = 16
+# When beam search may stop before max_tokens (Hugging Face's `early_stopping`, same rules):
+#   "exact"     stop once K hypotheses have ended and no live beam can still beat the worst of the K
+#               best, bounding a live beam's best possible score exactly (HF early_stopping="never")
+#   "heuristic" the same test, but the bound assumes the live beam ends now; with length_penalty > 0 a
+#               longer beam can still overtake after the stop (HF early_stopping=False, its default)
+#   "first_k"   stop as soon as K hypotheses have ended (HF early_stopping=True)
+EARLY_STOPPING = ("exact", "heuristic", "first_k")
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class DecodingParams:
     length_penalty: float = 1.0
     seed: int | None = None
     max_tokens: int = 20
+    early_stopping: str = "exact"  # beam search only: see EARLY_STOPPING
 
     def __post_init__(self):
         problems = validate(self)
@@ -81,6 +89,8 @@ def validate(p: DecodingParams) -> list[str]:
         out.append(f"seed must be a whole number >= 0 or None; got {_show(p.seed)}")
     if not is_int(p.max_tokens) or not 1 <= p.max_tokens <= 256:
         out.append(f"max_tokens must be a whole number from 1 to 256; got {_show(p.max_tokens)}")
+    if p.early_stopping not in EARLY_STOPPING:
+        out.append(f"early_stopping must be one of {', '.join(EARLY_STOPPING)}; got {_show(p.early_stopping)}")
     return out
 
 
@@ -105,7 +115,8 @@ class Hypothesis:
     tokens: list[int] = field(default_factory=list)
     logps: list[float] = field(default_factory=list)  # log-probability of each token under the model
     rows: list[tuple[int, int]] = field(default_factory=list)  # (step, row) that produced each token
-    finished: bool = False
+    finished: bool = False  # ended with <eos>
+    truncated: bool = False  # cut at max_tokens without <eos> (it still competes, as in Hugging Face)
 
     @property
     def logp(self) -> float:
@@ -126,6 +137,7 @@ class BeamStep:
     parents: list[int]  # index into the previous step's live beams
     scores: list[float]  # cumulative log-probability
     finished: list[dict]  # {"parent": i, "token": eos, "logp": ..., "score": ...}
+    truncated: bool = False  # the last step: these beams were cut at max_tokens and compete as they are
 
 
 @dataclass
@@ -133,7 +145,7 @@ class SearchResult:
     best: Hypothesis
     steps: list[dict]  # per step: "logp" [K, V] and the captured tensors {name: [K, heads, q, k]}
     tree: list[BeamStep]
-    candidates: list[tuple[Hypothesis, float]]  # finished hypotheses and their scores, best first
+    candidates: list[tuple[Hypothesis, float]]  # ended and truncated hypotheses and their scores, best first
     seed: int | None
 
 
@@ -169,10 +181,13 @@ def search(
         steps.append({"logp": logp, "captured": captured})
         choice = logp.index_fill(1, banned_index, float("-inf")) if banned else logp  # a copy: logp stays the model's
         if beam:
+            last = t == params.max_tokens - 1
             total = torch.tensor([h.logp for h in live])[:, None] + choice
             flat_scores, flat = total.flatten().topk(min(2 * K, total.numel()))
             new_live, ends = [], []
-            for rank, (idx, _) in enumerate(zip(flat.tolist(), flat_scores.tolist())):
+            for rank, (idx, value) in enumerate(zip(flat.tolist(), flat_scores.tolist())):
+                if value == -math.inf:  # banned tokens of a tiny vocabulary
+                    break
                 i, tok = divmod(idx, vocab_size)
                 hyp = live[i].extend(tok, float(logp[i, tok]), (t, i))
                 if tok == eos_id:
@@ -180,18 +195,17 @@ def search(
                         hyp.finished = True
                         finished.append(hyp)
                         ends.append({"parent": i, "token": tok, "logp": hyp.logp, "score": hyp.score(params.length_penalty)})
-                elif len(new_live) < K:
+                elif len(new_live) < K and (not last or rank < K):  # the last step: only the K best are cut
+                    hyp.truncated = last
                     new_live.append(hyp)
-                if len(new_live) == K and rank >= K - 1:
-                    break
             parents = [h.rows[-1][1] for h in new_live]
-            tree.append(BeamStep([h.tokens[-1] for h in new_live], parents, [h.logp for h in new_live], ends))
+            tree.append(BeamStep([h.tokens[-1] for h in new_live], parents, [h.logp for h in new_live], ends, last))
             live = new_live
-            if finished and len(finished) >= K:
-                best_done = max(h.score(params.length_penalty) for h in finished)
-                best_live = max((h.score(params.length_penalty) for h in live), default=-math.inf)
-                if best_done >= best_live:
-                    break
+            if last:
+                finished.extend(live)  # cut at max_tokens: they compete, marked truncated
+                live = []
+            elif _beam_done(finished, live, K, t + 1, params):
+                live = []
         else:
             if forced is not None:
                 tok = forced[t]
@@ -213,7 +227,9 @@ def search(
         if not live or t == params.max_tokens - 1:
             break
         logits, captured = step_fn(torch.tensor([h.tokens[-1] for h in live]), torch.tensor(parents))
-    pool = finished + live  # hypotheses cut by max_tokens compete too
+    for h in live:  # greedy/sampling cut at max_tokens
+        h.truncated = True
+    pool = finished + live  # hypotheses cut by max_tokens compete too, marked truncated (as in Hugging Face)
     ranked = sorted(pool, key=lambda h: h.score(params.length_penalty), reverse=True)
     return SearchResult(
         best=ranked[0],
@@ -222,6 +238,24 @@ def search(
         candidates=[(h, h.score(params.length_penalty)) for h in ranked],
         seed=seed,
     )
+
+
+def _beam_done(done: list[Hypothesis], live: list[Hypothesis], K: int, n_tokens: int, params: DecodingParams) -> bool:
+    """Beam search may stop after a step that left `n_tokens` tokens in every live beam: Hugging
+    Face's rule for each `early_stopping` setting (see EARLY_STOPPING)."""
+    if not live:
+        return True
+    if len(done) < K:
+        return False
+    if params.early_stopping == "first_k":
+        return True
+    lp = params.length_penalty
+    # a live beam's log-probability only falls as it grows; its score logp / length**lp is largest at
+    # max_tokens when lp > 0 and now when lp <= 0 ("heuristic" always assumes now)
+    length = params.max_tokens if params.early_stopping == "exact" and lp > 0 else n_tokens
+    best_possible = max(h.logp for h in live) / length**lp
+    worst_kept = sorted((h.score(lp) for h in done), reverse=True)[K - 1]
+    return best_possible <= worst_kept
 
 
 # ------------------------------------------------------------------------------------------------

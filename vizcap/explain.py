@@ -46,7 +46,7 @@ class Explanation:
     logprob: float  # its summed log-probability (its <eos> included when it ended)
     ended: bool  # it ended with <eos> (False: cut by max_tokens)
     beam_tree: list[dict] = field(default_factory=list)
-    candidates: list[dict] = field(default_factory=list)  # finished sequences, best first
+    candidates: list[dict] = field(default_factory=list)  # ended and truncated sequences, best first
     hook_names: list[str] = field(default_factory=list)
     _captioner: object = field(default=None, repr=False)
     _relevancy: np.ndarray | None = field(default=None, repr=False)
@@ -253,11 +253,13 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
             "parents": s.parents,
             "scores": [round(x, 6) for x in s.scores],
             "finished": s.finished,
+            "truncated": s.truncated,
         }
         for s in result.tree
     ]
     candidates = [
-        {"caption": tok.decode(h.tokens), "score": round(score, 6), "logprob": round(h.logp, 6), "ended": h.finished}
+        {"caption": tok.decode(h.tokens), "score": round(score, 6), "logprob": round(h.logp, 6), "ended": h.finished,
+         "truncated": h.truncated}
         for h, score in result.candidates[:10]
     ]
     return Explanation(
