@@ -24,8 +24,10 @@ METHOD_HELP = {
     "rollout": "attention flow through all layers at once (heads averaged)",
     "relevancy": "gradient-weighted attention flow for this word (one backward pass, computed on first use)",
 }
-NORM_HELP = ("none: raw weights (a weak map stays weak) · max: each word's map scaled to its own maximum · "
-             "sum: each map sums to 1 · global: divided by the maximum over all words")
+NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention shares), so a weak map stays weak; "
+             "relevancy has no fixed scale, so its top is the caption's largest value · max: each word's map divided "
+             "by its own maximum · sum: each map sums to 1 · global: divided by the maximum over all words · the "
+             "colour bar names the unit")
 
 st.title("Caption & attention explorer")
 common.sidebar()
@@ -76,7 +78,7 @@ if not per_head:
 
 with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
     maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
-vmax = float(maps.max()) if maps.size else 1.0
+vmax, unit = figures.map_colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
 
 
 def caption_html(j: int) -> str:
@@ -132,10 +134,11 @@ with top:
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
 word = exp.tokens[j]
 with map_slot.container():
-    common.show(figures.attention_overlay(exp.image, maps[j], word, opacity, cmap, vmax, method), key="ex_overlay")
+    common.show(figures.attention_overlay(exp.image, maps[j], word, opacity, cmap, vmax, method, unit=unit),
+                key="ex_overlay")
 with right:
     p = float(exp.probs[j])
-    st.metric(f"Probability of “{word}”", f"{p:.2f}",
+    st.metric(f"Probability of “{common.md(word)}”", f"{p:.2f}",
               help="The model's probability for the word it wrote, given the image and the words before.")
     common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], word, j), key="ex_alternatives")
 
@@ -150,16 +153,18 @@ def heads_view() -> None:
     grid_layer = st.selectbox("Layer", list(range(L)), key="ex_grid_layer", format_func=lambda v: f"layer {v}",
                               on_change=common.persistent("ex_grid_layer", layer if layer is not None else L - 1,
                                                           range(L)))
-    per_head_maps = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks)[j] for h in range(H)])
-    common.show(figures.heads_grid(exp.image, per_head_maps, word, grid_layer, head_method, opacity, cmap),
-                key="ex_heads")
+    shown = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks) for h in range(H)])  # [H, T, gh, gw]
+    raw = np.stack([exp.maps(head_method, grid_layer, h, "none", sinks)[j] for h in range(H)])
+    top, grid_unit = figures.map_colour_range(shown, head_method, normalize, sinks)
+    common.show(figures.heads_grid(exp.image, shown[:, j], word, grid_layer, head_method, opacity, cmap, raw=raw,
+                                   vmax=top, unit=grid_unit, normalize=normalize), key="ex_heads")
 
 
 def prefix_view() -> None:
     if exp.mapper is None or exp.self_prefix is None:
         st.info("This model has no prefix tokens (mode “cross”): it reads the image only through cross-attention.")
         return
-    common.show(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid, opacity, cmap), key="ex_prefix_maps")
+    common.show(figures.prefix_maps(exp.image, exp.prefix_maps, exp.grid, opacity, cmap), key="ex_prefix_maps")
     common.show(figures.word_prefix_heatmap(exp.tokens, select(exp.self_prefix, layer, head), cmap),
                 key="ex_word_prefix")
 
@@ -173,15 +178,14 @@ def export_view() -> None:
         import io
 
         buf = io.BytesIO()
-        shown = exp.image if max(exp.image.size) >= 384 else exp.image.resize(
-            (exp.image.width * 2, exp.image.height * 2))
+        shown = render.resized(exp.image, max(exp.image.width, 384))
         render.overlay(shown, maps[j], alpha=opacity, cmap=cmap, vmax=vmax).save(buf, "PNG")
         return buf.getvalue()
 
     e[0].download_button("PNG: this word's overlay", png, file_name=f"{stem}-{j + 1}-{word}.png", mime="image/png",
                          key="ex_dl_png", on_click="ignore")
     e[1].download_button("GIF: the caption, word by word",
-                         lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap),
+                         lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap, vmax=vmax),
                          file_name=f"{stem}.gif", mime="image/gif", key="ex_dl_gif", on_click="ignore")
     e[2].download_button("JSON: caption, probabilities, maps", lambda: exp.to_json((method,), normalize),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")

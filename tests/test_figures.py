@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import make_random_captioner, run_module
-from vizcap import anatomy, figures
+from vizcap import anatomy, figures, render
 from vizcap.compose import Placement, compose_scene, problems
 from vizcap.decoding import filter_logits
 from vizcap.model import IGNORE
@@ -64,24 +64,60 @@ def check(fig: go.Figure) -> go.Figure:
     return fig
 
 
-def test_attention_overlay_places_the_map_over_the_image(exp):
+def _close(a: np.ndarray, b: np.ndarray, mean: float = 2.0) -> float:
+    """Mean absolute pixel difference of two RGB arrays, asserted below `mean` (JPEG leaves ~1)."""
+    assert a.shape == b.shape
+    d = float(np.abs(a.astype(int) - b.astype(int)).mean())
+    assert d < mean, d
+    return d
+
+
+def test_attention_overlay_draws_the_map_with_the_one_renderer(exp):
+    """The picture the browser is sent is vizcap.render.overlay's (the renderer of Play, PNG and
+    GIF), at the size it is shown; the heatmap on top is invisible and only carries the values (hover)
+    and the colour bar, whose colours are the renderer's."""
     maps = exp.maps("cross_attention")
+    top = float(maps.max())
     fig = check(figures.attention_overlay(exp.image, maps[0], exp.tokens[0], opacity=0.3, colorscale="cividis",
-                                          vmax=float(maps.max())))
+                                          vmax=top))
     image, heat = fig.data
     assert isinstance(image, go.Image) and isinstance(heat, go.Heatmap)
-    pixels = figures.image_pixels(image)  # what the browser is sent: the image itself, shrunk to fit
+    pixels = figures.image_pixels(image)
     H, W = pixels.shape[:2]
     assert max(H, W) == min(figures.DISPLAY_SIDE, max(exp.image.size))
-    shown = np.asarray(exp.image.convert("RGB").resize((W, H), Image.BILINEAR)) if (W, H) != exp.image.size \
-        else np.asarray(exp.image.convert("RGB"))
-    np.testing.assert_array_equal(pixels, shown)  # a ShapeScene has few colours: PNG, lossless
+    base = exp.image.convert("RGB").resize((W, H), Image.BILINEAR) if (W, H) != exp.image.size else exp.image
+    expected = np.asarray(render.overlay(base, maps[0], alpha=0.3, cmap="cividis", vmax=top))
+    _close(pixels, expected)
+    assert float(np.abs(pixels.astype(int) - np.asarray(base.convert("RGB"), dtype=int)).mean()) > 5  # a map is drawn
     gh, gw = exp.grid
     assert heat.dx == pytest.approx(W / gw) and heat.dy == pytest.approx(H / gh)
-    assert heat.opacity == 0.3
+    assert heat.opacity == 0
     np.testing.assert_allclose(np.asarray(heat.z), maps[0])
-    assert fig.layout.coloraxis.cmax == pytest.approx(float(maps.max()))
+    assert fig.layout.coloraxis.cmax == pytest.approx(top)
+    assert [c[1] for c in fig.layout.coloraxis.colorscale] == ["rgb(%d,%d,%d)" % c for c in render.COLORMAPS["cividis"]]
     assert exp.tokens[0] in figures.title(fig)
+
+
+def test_overlay_opacity_and_colour_range_change_the_picture():
+    """A planted map: one hot cell of 0.2. Drawn on the 0..1 scale of its unit it stays dim; on its
+    own 0..0.2 scale the cell is the top colour; at opacity 0 the image is untouched."""
+    img = Image.new("RGB", (64, 64), (128, 128, 128))
+    heat = np.zeros((4, 4))
+    heat[1, 2] = 0.2
+    dim = figures.image_pixels(figures.attention_overlay(img, heat, "w", opacity=1.0, vmax=1.0).data[0])
+    bright = figures.image_pixels(figures.attention_overlay(img, heat, "w", opacity=1.0, vmax=0.2).data[0])
+    top = np.array(render.COLORMAPS["viridis"][-1])
+
+    def nearest_to_top(pixels):  # the pixel closest to the top colour, and how far it is
+        far = np.abs(pixels.astype(int) - top).max(-1)
+        return np.unravel_index(far.argmin(), far.shape), far.min()
+
+    (y, x), far = nearest_to_top(bright)
+    # near the top colour (bilinear smoothing peaks a hair below the cell's value), in cell (1, 2)
+    assert far <= 45 and 16 <= y < 32 and 32 <= x < 48
+    assert nearest_to_top(dim)[1] > 150  # a fifth of the way up the scale: dark blue
+    none = figures.image_pixels(figures.attention_overlay(img, heat, "w", opacity=0.0, vmax=1.0).data[0])
+    assert np.abs(none.astype(int) - 128).max() <= 2
 
 
 def test_overlay_describes_where_the_hottest_cell_is():
@@ -134,8 +170,7 @@ def test_image_source_photos_are_shrunk_jpegs_and_scenes_lossless_pngs():
     scene = render_scene(3).image
     uri2, w2, h2 = figures.image_source(scene)
     assert uri2.startswith("data:image/png;base64,") and (w2, h2) == scene.size
-    fig = figures.attention_overlay(scene, np.ones((4, 4)), "x")
-    np.testing.assert_array_equal(figures.image_pixels(fig.data[0]), np.asarray(scene.convert("RGB")))
+    np.testing.assert_array_equal(figures.image_pixels(go.Image(source=uri2)), np.asarray(scene.convert("RGB")))
     other = render_scene(4).image
     assert figures.image_source(other)[0] != uri2
 

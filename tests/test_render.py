@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vizcap.render import COLORMAPS, caption_gif, colorize, overlay
+from vizcap.render import COLORMAPS, caption_gif, colorize, overlay, resized
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,29 @@ def test_caption_gif_has_one_frame_per_word(photo):
         assert gif.info.get("duration") == 300
     with Image.open(io.BytesIO(caption_gif(photo, [], np.zeros((0, 3, 4))))) as empty:
         assert empty.n_frames == 1  # no words: the picture alone
+
+
+def test_static_view_png_and_gif_draw_the_same_map():
+    """One renderer: the app's static map (vizcap.figures), the PNG download (the overlay at ≥ 384 px)
+    and a GIF frame (the overlay at ≥ 320 px) show the same colours where the same cell is, once
+    brought to one size. A smooth map over a scene, on its own scale and on a fixed one."""
+    from vizcap import figures
+    from vizcap.scenes import render_scene
+
+    scene = render_scene(5).image  # not square
+    yy, xx = np.mgrid[0:4, 0:4]
+    heat = np.exp(-((yy - 1.2) ** 2 + (xx - 2.6) ** 2) / 1.5) * 0.4
+    for vmax in (None, 1.0):
+        kw = dict(alpha=0.6, cmap="viridis", vmax=0.4 if vmax is None else vmax)
+        static = figures.image_pixels(figures.attention_overlay(scene, heat, "star", 0.6, "viridis", kw["vmax"]).data[0])
+        size = static.shape[1], static.shape[0]
+        png = overlay(resized(scene, 512), heat, **kw).resize(size, Image.BILINEAR)
+        with Image.open(io.BytesIO(caption_gif(scene, ["a", "star"], np.stack([heat, heat]), **kw))) as gif:
+            gif.seek(1)
+            frame = gif.convert("RGB")
+        shown_height = round(scene.height * frame.width / scene.width)  # the overlay part, above the words
+        top = frame.crop((0, 0, frame.width, shown_height)).resize(size, Image.BILINEAR)
+        for other, tolerance in ((png, 3.0), (top, 3.0)):
+            d = np.abs(static.astype(int) - np.asarray(other, dtype=int))
+            assert d.mean() < tolerance, (vmax, d.mean())
+            assert np.percentile(d, 99) < 40, (vmax, np.percentile(d, 99))

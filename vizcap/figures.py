@@ -11,6 +11,7 @@ colours come from the Okabe–Ito palette.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import math
 import threading
@@ -20,6 +21,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from PIL import Image
+
+from . import maps as _maps
+from . import render
 
 COLORSCALES = ("viridis", "cividis")
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -67,46 +71,71 @@ def _pct(v) -> str:
 
 # ------------------------------------------------------------------------------------------------
 # Images in figures. An image goes to the browser as a PNG/JPEG data URI (`go.Image(source=...)`,
-# ~10 KB) rather than as pixel lists (`z=`, ~250 KB of JSON per panel), and the encoded image is
-# remembered per image object: redrawing a map for another word or opacity re-encodes nothing.
+# ~10 KB) rather than as pixel lists (`z=`, ~250 KB of JSON per panel), and the resized image is
+# remembered per image object. A map is drawn onto the image here, by vizcap.render.overlay (the
+# renderer of Play, the PNG and the GIF too), not by plotly's own smoothing, so that a map looks the
+# same in every view; an invisible heatmap on top gives the hover values and the colour bar.
 
-_SOURCES: dict[int, tuple[weakref.ref, str, int, int]] = {}
-_SOURCES_KEPT = 32
+_SOURCES: dict[tuple[int, str], tuple[weakref.ref, object]] = {}
+_SOURCES_KEPT = 64
 _SOURCES_LOCK = threading.Lock()  # Streamlit sessions draw figures from several threads
 
 
-def image_source(image: Image.Image) -> tuple[str, int, int]:
-    """(data URI, width, height) of `image` as figures show it: at most DISPLAY_SIDE pixels on its
-    long side; PNG (lossless) when it has few colours like a ShapeScene, JPEG for photographs.
-    Remembered per live image object: an image must not be drawn on in place once it was shown."""
+def _remembered(image: Image.Image, kind: str, make):
+    """make() computed once per live image object and `kind` (ids of dead objects are reused, so
+    the entry also holds a weak reference to check it is the same object)."""
     with _SOURCES_LOCK:
-        entry = _SOURCES.get(id(image))
-    if entry is not None and entry[0]() is image:  # the same live object (ids of dead ones are reused)
-        return entry[1:]
-    shown = image.convert("RGB")
-    scale = min(1.0, DISPLAY_SIDE / max(shown.size))
-    if scale < 1.0:
-        shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
-                             Image.BILINEAR)
-    buf = io.BytesIO()
-    if shown.getcolors(256) is not None:
-        shown.save(buf, "PNG", optimize=False)
-        mime = "image/png"
-    else:
-        shown.save(buf, "JPEG", quality=88)
-        mime = "image/jpeg"
-    uri = f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        entry = _SOURCES.get((id(image), kind))
+    if entry is not None and entry[0]() is image:
+        return entry[1]
+    value = make()
     try:
         ref = weakref.ref(image)
-    except TypeError:  # not weak-referenceable: encode it every time
-        return uri, shown.width, shown.height
+    except TypeError:  # not weak-referenceable: computed every time
+        return value
     with _SOURCES_LOCK:
         for key in [k for k, v in _SOURCES.items() if v[0]() is None]:  # forget images that are gone
             del _SOURCES[key]
         while len(_SOURCES) >= _SOURCES_KEPT:
             del _SOURCES[next(iter(_SOURCES))]
-        _SOURCES[id(image)] = (ref, uri, shown.width, shown.height)
-    return uri, shown.width, shown.height
+        _SOURCES[(id(image), kind)] = (ref, value)
+    return value
+
+
+def shown_image(image: Image.Image, side: int = DISPLAY_SIDE) -> Image.Image:
+    """`image` in RGB as figures show it: at most `side` pixels on its long side (bilinear).
+    Remembered per live image object: an image must not be drawn on in place once it was shown."""
+    def make() -> Image.Image:
+        shown = image.convert("RGB")
+        scale = min(1.0, side / max(shown.size))
+        if scale < 1.0:
+            shown = shown.resize((max(1, round(shown.width * scale)), max(1, round(shown.height * scale))),
+                                 Image.BILINEAR)
+        return shown
+
+    return _remembered(image, f"shown{side}", make)
+
+
+def _data_uri(shown: Image.Image) -> str:
+    """PNG (lossless) when the picture has few colours like a ShapeScene, JPEG for photographs and overlays."""
+    buf = io.BytesIO()
+    if shown.getcolors(256) is not None:
+        shown.save(buf, "PNG", optimize=False)
+        mime = "image/png"
+    else:
+        shown.save(buf, "JPEG", quality=90)
+        mime = "image/jpeg"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def image_source(image: Image.Image) -> tuple[str, int, int]:
+    """(data URI, width, height) of `image` as figures show it (see shown_image), encoded once per
+    live image object."""
+    def make() -> tuple[str, int, int]:
+        shown = shown_image(image)
+        return _data_uri(shown), shown.width, shown.height
+
+    return _remembered(image, "source", make)
 
 
 def image_pixels(trace: go.Image) -> np.ndarray:
@@ -118,19 +147,26 @@ def image_pixels(trace: go.Image) -> np.ndarray:
 
 
 def _image_and_map(image: Image.Image, heatmap: np.ndarray, opacity: float, axis: str = "",
-                   coloraxis: str = "coloraxis", name: str = "") -> list[dict]:
-    """Two traces: the image, and the gh×gw map stretched over it cell by cell (cell (r, c) covers
-    rows r·H/gh…), on the axes x<axis>/y<axis>."""
-    source, W, H = image_source(image)
+                   coloraxis: str = "coloraxis", name: str = "", colorscale: str = "viridis",
+                   top: float | None = None, side: int = DISPLAY_SIDE) -> list[dict]:
+    """Two traces on the axes x<axis>/y<axis>: the image with the gh×gw map drawn over it by
+    vizcap.render.overlay (colour scale 0..top, top defaulting to the map's maximum), and the map
+    itself as an invisible heatmap stretched over it cell by cell (cell (r, c) covers rows r·H/gh…),
+    for the hover values and the colour bar."""
+    heatmap = np.asarray(heatmap, dtype=float)
+    shown = shown_image(image, side)
+    W, H = shown.size
+    top = float(top) if top is not None else float(heatmap.max()) if heatmap.size else 1.0
+    picture = render.overlay(shown, heatmap, alpha=opacity, cmap=colorscale, vmax=max(top, 1e-12))
     gh, gw = heatmap.shape
     xy = {"xaxis": f"x{axis}", "yaxis": f"y{axis}"}
     rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    label = _t(name)
     return [
-        {"type": "image", "source": source, "hoverinfo": "skip", "name": "image", **xy},
-        {"type": "heatmap", "z": np.asarray(heatmap, dtype=float),
-         "x0": W / gw / 2 - 0.5, "dx": W / gw, "y0": H / gh / 2 - 0.5, "dy": H / gh,
-         "opacity": opacity, "coloraxis": coloraxis, "zsmooth": "best", "name": name,
-         "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}<br>value %{z:.3f}<extra>" + name + "</extra>",
+        {"type": "image", "source": _data_uri(picture), "hoverinfo": "skip", "name": "image", **xy},
+        {"type": "heatmap", "z": heatmap, "x0": W / gw / 2 - 0.5, "dx": W / gw, "y0": H / gh / 2 - 0.5, "dy": H / gh,
+         "opacity": 0.0, "coloraxis": coloraxis, "name": label,
+         "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}<br>value %{z:.3f}<extra>" + label + "</extra>",
          "customdata": np.stack([rows, cols], -1), **xy},
     ]
 
@@ -153,9 +189,74 @@ def _panel_title(text: str, x: float, y: float) -> dict:
             "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
 
 
+def plotly_colorscale(name: str) -> list[list]:
+    """vizcap.render's colour map `name` as a plotly colour scale: the colour bar shows exactly the
+    colours the overlay is drawn with."""
+    anchors = render.COLORMAPS[name]
+    k = len(anchors) - 1
+    return [[i / k, "rgb(%d,%d,%d)" % c] for i, c in enumerate(anchors)]
+
+
 def _colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dict:
-    return {"colorscale": colorscale, "cmin": 0.0, "cmax": max(top, 1e-12),
-            "colorbar": {"title": {"text": title_text}, "thickness": 12}}
+    return {"colorscale": plotly_colorscale(colorscale), "cmin": 0.0, "cmax": max(top, 1e-12),
+            "colorbar": {"title": {"text": _t(title_text), "side": "right"}, "thickness": 12}}
+
+
+def _t(text) -> str:
+    """Text for plotly (titles, labels, hover): plotly reads <b>, <br>… as markup and turns &lt;,
+    &gt;, &amp; back into characters, so a word such as "<b>" or "a&b" must be escaped to be shown."""
+    return html.escape(str(text), quote=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Units and colour ranges of maps
+
+# The raw unit of each map method, used until vizcap.maps.UNITS (the engine's own statement) exists.
+_FALLBACK_UNITS = {
+    "cross_attention": "attention weight (share of the token's attention, 0–1)",
+    "prefix": "attention weight (share, 0–1)",
+    "rollout": "attention flow (unitless)",
+    "relevancy": "relevance (unitless, Chefer et al.)",
+}
+NORMALIZED_UNITS = {
+    "max": "fraction of this word's own peak (0–1)",
+    "sum": "share of this word's map (each map sums to 1)",
+    "global": "fraction of the caption's peak (0–1)",
+}
+
+
+def map_unit(method: str) -> str:
+    """The raw unit of a map method (vizcap.maps.UNITS when the engine states it)."""
+    units = {**_FALLBACK_UNITS, **getattr(_maps, "UNITS", {})}
+    return units.get(method, "weight")
+
+
+def _is_share(unit: str) -> bool:
+    return "0–1" in unit or "0-1" in unit
+
+
+def map_colour_range(maps: np.ndarray, method: str, normalize: str = "none", sinks: bool = False) -> tuple[float, str]:
+    """(top of the colour scale, colour-bar label) for maps [..] of `method` under `normalize`.
+
+    none: the raw unit's own range: 0..1 for methods whose unit is a share (a weak map stays weak);
+          methods without a bounded unit (relevancy) have no natural top, so theirs is the largest
+          value of these maps. max, global: 0..1 (each map or the caption divided by its peak).
+    sum:  0..the largest share any cell holds, so that words stay comparable."""
+    maps = np.asarray(maps, dtype=float)
+    peak = float(np.nanmax(maps)) if maps.size else 0.0
+    if normalize == "none":
+        unit = map_unit(method)
+        top = max(1.0, peak) if _is_share(unit) else peak
+        label = unit
+    elif normalize in ("max", "global"):
+        top, label = 1.0, NORMALIZED_UNITS[normalize]
+    elif normalize == "sum":
+        top, label = peak, NORMALIZED_UNITS["sum"]
+    else:
+        raise ValueError(f"normalize must be one of none, max, sum, global; got {normalize!r}")
+    if sinks:
+        label += ", minus each cell's median over the caption"
+    return (top if top > 0 else 1.0), label
 
 
 # ------------------------------------------------------------------------------------------------
@@ -164,19 +265,23 @@ def _colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dic
 
 def attention_overlay(image: Image.Image, heatmap: np.ndarray, word: str = "", opacity: float = 0.5,
                       colorscale: str = "viridis", vmax: float | None = None, method: str = "cross_attention",
-                      height: int = 430) -> go.Figure:
+                      height: int = 430, unit: str | None = None) -> go.Figure:
     """One word's map (gh×gw) over the image. vmax fixes the top of the colour scale (default: the
-    map's own maximum), so that maps of different words can be compared."""
+    map's own maximum), so that maps of different words can be compared; unit labels the colour bar
+    (default: the method's raw unit; see map_colour_range for both)."""
     heatmap = np.asarray(heatmap, dtype=float)
     top = float(vmax) if vmax is not None else float(heatmap.max()) if heatmap.size else 1.0
     r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape) if heatmap.size else (0, 0)
     gh, gw = heatmap.shape
-    text = (f"The image with a {gh}×{gw} grid of {method.replace('_', ' ')} weights for the word '{word}' laid "
-            f"over it; brighter cells weighed more when the model wrote that word. The hottest cell is in row "
+    unit = unit or map_unit(method)
+    text = (f"The image with a {gh}×{gw} grid of {method.replace('_', ' ')} values for the word '{word}' laid "
+            f"over it; brighter cells weighed more when the model wrote that word (colour scale 0 to {top:.3g}, "
+            f"{unit}). The hottest cell, {float(heatmap.max()) if heatmap.size else 0:.3g}, is in row "
             f"{r + 1} of {gh}, column {c + 1} of {gw} ({_where(r, c, gh, gw)}).")
-    layout = _layout(f"Where the model looked to write “{word}”", text, height,
-                     coloraxis=_colour_axis(colorscale, top), **_image_axes())
-    return go.Figure(data=_image_and_map(image, heatmap, opacity, name=word), layout=layout)
+    layout = _layout(f"Where the model looked to write “{_t(word)}”", text, height,
+                     coloraxis=_colour_axis(colorscale, top, unit), **_image_axes())
+    return go.Figure(data=_image_and_map(image, heatmap, opacity, name=word, colorscale=colorscale, top=top),
+                     layout=layout)
 
 
 def _where(r: int, c: int, gh: int, gw: int) -> str:
@@ -185,16 +290,26 @@ def _where(r: int, c: int, gh: int, gw: int) -> str:
     return "centre" if (vertical, horizontal) == ("middle", "centre") else f"{vertical} {horizontal}"
 
 
+GRID_SIDE = 200  # a small multiple's image is drawn at most this many pixels wide
+
+
 def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_text: str, text: str,
-             opacity: float = 0.5, colorscale: str = "viridis", columns: int = 4, shared_scale: bool = True) -> go.Figure:
-    """Small multiples: one map per panel over the same image (heads of a layer, prefix tokens).
-    The panels' axes are laid out here directly (plotly's make_subplots costs ~10 ms a figure)."""
+             opacity: float = 0.5, colorscale: str = "viridis", columns: int = 4, shared_scale: bool = True,
+             vmax: float | None = None, unit: str = "weight") -> go.Figure:
+    """Small multiples: one map per panel over the same image (heads of a layer, prefix tokens), on
+    one colour scale 0..vmax (default: the largest value of any panel), or each panel divided by its
+    own peak (shared_scale=False). The panels' axes are laid out here directly (plotly's
+    make_subplots costs ~10 ms a figure)."""
     heatmaps = np.asarray(heatmaps, dtype=float)
     n = len(heatmaps)
     columns = max(1, min(columns, n))
     rows = max(1, math.ceil(n / columns))
     h_gap, v_gap = 0.02, 0.08 if rows > 1 else 0.0
     width, height = (1 - h_gap * (columns - 1)) / columns, (1 - v_gap * (rows - 1)) / rows
+    if shared_scale:
+        top = float(vmax) if vmax is not None else float(heatmaps.max()) if heatmaps.size else 1.0
+    else:
+        top, unit = 1.0, "fraction of the panel's own peak"
     traces, axes, titles = [], {}, []
     for i in range(n):
         r, c = divmod(i, columns)
@@ -202,26 +317,38 @@ def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_
         x0, y1 = c * (width + h_gap), 1 - r * (height + v_gap)
         axes.update(_image_axes(axis, (x0, x0 + width), (y1 - height, y1)))
         panel = heatmaps[i] if shared_scale else heatmaps[i] / max(heatmaps[i].max(), 1e-12)
-        traces += _image_and_map(image, panel, opacity, axis, name=labels[i])
-        titles.append(_panel_title(labels[i], x0 + width / 2, y1))
-    top = float(heatmaps.max()) if shared_scale and heatmaps.size else 1.0
-    layout = _layout(title_text, text, 60 + 230 * rows, coloraxis=_colour_axis(colorscale, top),
+        traces += _image_and_map(image, panel, opacity, axis, name=labels[i], colorscale=colorscale, top=top,
+                                 side=GRID_SIDE)
+        titles.append(_panel_title(_t(labels[i]), x0 + width / 2, y1))
+    layout = _layout(title_text, text, 60 + 230 * rows, coloraxis=_colour_axis(colorscale, top, unit),
                      annotations=titles, **axes)
     return go.Figure(data=traces, layout=layout)
 
 
 def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, method: str = "cross_attention",
-               opacity: float = 0.5, colorscale: str = "viridis") -> go.Figure:
-    """Every head of one layer, for one word: heatmaps [heads, gh, gw]."""
+               opacity: float = 0.5, colorscale: str = "viridis", raw: np.ndarray | None = None,
+               vmax: float | None = None, unit: str | None = None, normalize: str = "none") -> go.Figure:
+    """Every head of one layer, for one word: heatmaps [heads, gh, gw] as shown (normalised with
+    `normalize`), raw [heads, gh, gw] the same maps before normalisation (default: heatmaps). Which
+    head has the strongest single cell is read from the raw maps: after "max" normalisation every
+    head peaks at 1."""
+    heatmaps = np.asarray(heatmaps, dtype=float)
+    raw = heatmaps if raw is None else np.asarray(raw, dtype=float)
     n = len(heatmaps)
-    peak = [float(h.max()) for h in np.asarray(heatmaps, dtype=float)]
-    sharpest = int(np.argmax(peak)) if n else 0
+    peak = [float(h.max()) for h in raw] if raw.size else []
+    strongest = int(np.argmax(peak)) if peak else 0
+    raw_unit = map_unit(method)
+    scale = {"none": "on one shared colour scale",
+             "max": "each head's map divided by its own peak (so every panel reaches the top colour)",
+             "sum": "each head's map scaled to sum to 1, on one shared colour scale",
+             "global": "each head's maps divided by that head's peak over the caption"}.get(normalize, "")
     text = (f"{n} panels, one per attention head of decoder layer {layer}, each showing that head's "
-            f"{method.replace('_', ' ')} weights for the word '{word}' on one shared colour scale. Heads "
-            f"specialise: some look at the object, some spread out or park their attention on a few cells. "
-            f"Head {sharpest} has the strongest single cell.")
-    return map_grid(image, heatmaps, [f"head {h}" for h in range(n)], f"All heads of layer {layer} for “{word}”",
-                    text, opacity, colorscale)
+            f"{method.replace('_', ' ')} map for the word '{word}', {scale}. Heads specialise: some look at the "
+            f"object, some spread out or park their attention on a few cells. "
+            + (f"Head {strongest} has the strongest single cell before normalisation ({peak[strongest]:.3g}, "
+               f"{raw_unit})." if peak else ""))
+    return map_grid(image, heatmaps, [f"head {h}" for h in range(n)], f"All heads of layer {layer} for “{_t(word)}”",
+                    text, opacity, colorscale, vmax=vmax, unit=unit or map_colour_range(heatmaps, method, normalize)[1])
 
 
 def prefix_maps(image: Image.Image, mapper: np.ndarray, grid: tuple[int, int], opacity: float = 0.5,
@@ -234,7 +361,8 @@ def prefix_maps(image: Image.Image, mapper: np.ndarray, grid: tuple[int, int], o
             f"through attention before the decoder starts; the panel shows which cells it read (one shared "
             f"colour scale). The decoder sees the image partly through these {P} summaries.")
     return map_grid(image, maps, [f"prefix {p}" for p in range(P)], "What each prefix token reads from the image",
-                    text, opacity, colorscale, columns=min(P, 6))
+                    text, opacity, colorscale, columns=min(P, 6),
+                    unit="attention weight of the prefix token's query (share, 0–1)")
 
 
 def word_prefix_heatmap(tokens: list[str], to_prefix: np.ndarray, colorscale: str = "viridis") -> go.Figure:
@@ -246,7 +374,7 @@ def word_prefix_heatmap(tokens: list[str], to_prefix: np.ndarray, colorscale: st
     rest = 1.0 - to_prefix.sum(1) if T else np.zeros(0)
     z = np.concatenate([to_prefix, rest[:, None]], 1) if T else np.zeros((0, P + 1))
     x = [f"prefix {p}" for p in range(P)] + ["<bos> & words"]
-    y = [f"{j + 1}. {w}" for j, w in enumerate(tokens)]
+    y = [f"{j + 1}. {_t(w)}" for j, w in enumerate(tokens)]
     share = float(to_prefix.sum(1).mean()) if T else float("nan")
     text = (f"A table of colours: one row per written word, one column per prefix token (and a last column "
             f"for <bos> and the earlier words). Each row shows how the word's self-attention is shared out; "
@@ -267,10 +395,10 @@ def alternatives_bar(top_tokens: list[str], top_probs, chosen: str, step: int) -
     text = (f"Horizontal bars of the {len(probs)} most likely words at step {step + 1}. The written word "
             f"'{chosen}' (blue) had probability {p_chosen:.2f}; the runner-up "
             f"'{runner[0]}' had {runner[1]:.2f}.")
-    bar = {"type": "bar", "x": probs[::-1], "y": [f"{t}" for t in top_tokens][::-1], "orientation": "h",
+    bar = {"type": "bar", "x": probs[::-1], "y": [_t(t) for t in top_tokens][::-1], "orientation": "h",
            "marker": {"color": colours[::-1]}, "text": [f"{p:.2f}" for p in probs][::-1], "textposition": "auto",
            "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}
-    return go.Figure(data=[bar], layout=_layout(f"Step {step + 1}: “{chosen}” and its alternatives", text,
+    return go.Figure(data=[bar], layout=_layout(f"Step {step + 1}: “{_t(chosen)}” and its alternatives", text,
                                                 90 + 26 * len(probs),
                                                 xaxis={"range": [0, 1], "title": {"text": "probability"}}))
 
@@ -290,12 +418,12 @@ def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Fig
         axes[f"xaxis{axis}"] = {"anchor": f"y{axis}", "domain": [0.0, 1.0]}
         axes[f"yaxis{axis}"] = {"anchor": f"x{axis}", "domain": _span(y1 - height, y1), "range": [0, 1],
                                 "title": {"text": "p"}}
-        traces.append({"type": "bar", "x": [f"{j + 1}. {t}" for j, t in enumerate(tokens)], "y": probs,
+        traces.append({"type": "bar", "x": [f"{j + 1}. {_t(t)}" for j, t in enumerate(tokens)], "y": probs,
                        "marker": {"color": OKABE_ITO[i % len(OKABE_ITO)]}, "name": name, "showlegend": False,
                        "text": [f"{p:.2f}" for p in probs], "textposition": "auto",
-                       "hovertemplate": "%{x}: %{y:.3f}<extra>" + name + "</extra>",
+                       "hovertemplate": "%{x}: %{y:.3f}<extra>" + _t(name) + "</extra>",
                        "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
-        titles.append(_panel_title(name, 0.5, y1))
+        titles.append(_panel_title(_t(name), 0.5, y1))
         if probs:
             j = int(np.argmin(probs))
             lowest.append(f"{name}: least sure of '{tokens[j]}' ({probs[j]:.2f})")
@@ -308,15 +436,15 @@ def step_probabilities(runs: dict[str, tuple[list[str], list[float]]]) -> go.Fig
 def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool = False) -> go.Figure:
     """The search tree: one column per step, one node per live hypothesis (its cumulative log-probability
     on hover), edges to the parent, ended hypotheses (<eos>) as diamonds, the chosen caption in orange."""
-    xs, ys, labels, hovers = [0], [0.0], ["<bos>"], ["start"]
+    xs, ys, labels, hovers = [0], [0.0], [_t("<bos>")], ["start"]
     edge_x, edge_y = [], []
     end_x, end_y, end_hover = [], [], []
     for t, step in enumerate(tree):
         for i, (tok, parent, score) in enumerate(zip(step["tokens"], step["parents"], step["scores"])):
             xs.append(t + 1)
             ys.append(float(i))
-            labels.append(tok)
-            hovers.append(f"step {t + 1}, beam {i}: '{tok}'<br>log p (sum) = {score:.3f}")
+            labels.append(_t(tok))
+            hovers.append(f"step {t + 1}, beam {i}: '{_t(tok)}'<br>log p (sum) = {score:.3f}")
             edge_x += [t, t + 1, None]
             edge_y += [float(parent) if t else 0.0, float(i), None]
         for k, fin in enumerate(step.get("finished", [])):
@@ -339,7 +467,7 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
     if end_x:
         traces.append({"type": "scatter", "x": end_x, "y": end_y, "mode": "markers",
                        "marker": {"size": 10, "symbol": "diamond", "color": OKABE_ITO[5]},
-                       "hovertext": end_hover, "hoverinfo": "text", "name": "ended (<eos>)"})
+                       "hovertext": end_hover, "hoverinfo": "text", "name": _t("ended (<eos>)")})
     width = max((len(s["tokens"]) for s in tree), default=1)
     text = (f"A tree read left to right: each column is a decoding step, each dot a hypothesis kept at that "
             f"step (up to {width}), labelled with its newest word and linked to the hypothesis it extends. "
@@ -387,7 +515,7 @@ def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top
     before = torch.softmax(logits, -1).numpy()
     after = torch.softmax(filter_logits(logits[None], temperature, top_k, top_p)[0], -1).numpy()
     order = np.argsort(-before, kind="stable")[: max(1, min(n_show, len(words)))]
-    names = [words[i] for i in order]
+    names = [_t(words[i]) for i in order]
     traces = [{"type": "bar", "x": names, "y": before[order], "name": "model (T = 1)", "marker": {"color": GREY},
                "hovertemplate": "%{x}: %{y:.3f}<extra>model</extra>"},
               {"type": "bar", "x": names, "y": after[order], "name": "what sampling draws from",
@@ -406,7 +534,7 @@ def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top
             f"{kept} of {len(words)} words keep a chance; the top word's share goes from "
             f"{before[order[0]]:.2f} to {after[order[0]]:.2f}. Temperature below 1 sharpens the distribution, above 1 "
             f"flattens it; top-k and top-p cut the tail.")
-    heading = f"The next word after “{context}”" if context else "The next word"
+    heading = f"The next word after “{_t(context)}”" if context else "The next word"
     return go.Figure(data=traces, layout=_layout(heading + f" ({settings})", text, 380, yaxis=yaxis, barmode="group",
                                                  legend={"orientation": "h", "y": -0.25}))
 

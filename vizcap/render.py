@@ -2,7 +2,11 @@
 
 A map cell (r, c) of a gh×gw map covers rows r·H/gh … (r+1)·H/gh and columns c·W/gw … (c+1)·W/gw of
 the H×W image, because preprocessing squashes the whole image (no crop); upsampling the map to the
-image size therefore puts every cell back where it came from."""
+image size therefore puts every cell back where it came from.
+
+This is vizcap's one overlay renderer: the app's static map (vizcap.figures), its Play animation,
+the PNG and GIF downloads and the CLI's --export all draw with `overlay`, so one map looks the same
+everywhere (tests/test_render.py compares them pixel by pixel)."""
 
 from __future__ import annotations
 
@@ -56,6 +60,14 @@ def overlay(
     return Image.fromarray((base * (1 - alpha) + colours * alpha).round().astype(np.uint8))
 
 
+def resized(image: Image.Image, width: int) -> Image.Image:
+    """`image` (RGB) scaled to `width` pixels wide, aspect kept (bilinear); itself if already that wide."""
+    image = image.convert("RGB")
+    if image.width == width:
+        return image
+    return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
+
+
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)
@@ -66,10 +78,10 @@ def _font(size: int):
 def caption_frame(image: Image.Image, tokens: list[str], current: int, heatmap: np.ndarray, **kw) -> Image.Image:
     """One animation frame: the overlay for token `current` above the caption so far, the current
     word highlighted."""
-    over = overlay(image, heatmap, **kw)
-    w = max(over.width, 320)
-    scale = w / over.width
-    over = over.resize((w, int(over.height * scale)), Image.BILINEAR)
+    # the image is scaled first and the map drawn over it at the frame's size, as the app's static
+    # view does (scaling a finished overlay would blur its colours differently)
+    over = overlay(resized(image, max(image.width, 320)), heatmap, **kw)
+    w = over.width
     font = _font(18)
     frame = Image.new("RGB", (w, over.height + 56), (255, 255, 255))
     frame.paste(over, (0, 0))
