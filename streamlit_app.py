@@ -10,6 +10,7 @@ a tiny one); otherwise the shipped ShapeScenes model is used.
 from __future__ import annotations
 
 import hashlib
+import html
 
 import streamlit as st
 
@@ -121,12 +122,12 @@ def show_caption(captioner, ckpt: str) -> None:
     exp = common.explanation(captioner, ckpt, img, DecodingParams())
     with right:
         st.subheader("The model's caption")
-        st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{exp.caption or '(empty caption)'}</p>",
+        st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{html.escape(exp.caption) or '(empty caption)'}</p>",
                     unsafe_allow_html=True)
         if img.get("truth"):
             same = exp.caption == img["truth"]
             (st.success if same else st.warning)(
-                f"True caption: *{img['truth']}* — " + ("the model got it exactly right." if same else
+                f"True caption: *{common.md(img['truth'])}* — " + ("the model got it exactly right." if same else
                                                         "the model's caption differs. Where did it look?"))
         if len(exp):
             st.caption("How sure the model was of each word (greedy decoding):")

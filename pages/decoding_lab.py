@@ -6,6 +6,8 @@ moving its sliders never runs the model."""
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import streamlit as st
 
@@ -54,7 +56,7 @@ columns = st.columns(len(runs))
 for col, (name, exp) in zip(columns, runs.items()):
     with col.container(border=True):
         st.markdown(f"**{name}**")
-        st.markdown(f"<p style='font-size:1.15rem' class='vz-run-caption'>{exp.caption or '(empty)'}</p>",
+        st.markdown(f"<p style='font-size:1.15rem' class='vz-run-caption'>{html.escape(exp.caption) or '(empty)'}</p>",
                     unsafe_allow_html=True)
         detail = f"log p = {exp.logprob:.3g}"
         if exp.params.strategy == "beam":

@@ -4,9 +4,6 @@ writing a caption."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import streamlit as st
 
 from pages import common
@@ -69,19 +66,16 @@ st.caption(f"Positions 0–{P - 1} are the prefix (label -100: ignored by the lo
            "This model has no prefix; position 0 reads `<bos>` and must predict the first word.")
 
 st.header("3 · The auxiliary dense loss (ShapeScenes)")
-metrics_path = Path(ckpt) / "metrics.json"
-aux_weight = None
-if metrics_path.is_file():
-    try:
-        aux_weight = json.loads(metrics_path.read_text()).get("args", {}).get("aux_weight")
-    except (ValueError, OSError):
-        aux_weight = None
+facts = common.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
+seen = (f" (this checkpoint's encoder saw {facts['samples']:,} pictures"
+        + (f": {facts['steps']:,} steps × {facts['batch_size']} per batch" if "steps" in facts and "batch_size" in facts
+           else "") + ", as its metrics.json records)") if "samples" in facts else ""
 st.markdown(
-    "A small encoder trained from scratch on a few thousand pictures has no reason to keep *where* things are. "
-    "So the ShapeScenes model gets extra help while training: **auxiliary heads** read the memory grid and "
-    "predict, for every cell, the shape and the colour of the object under it (or background). Their "
-    "cross-entropy is added to the caption loss"
-    + (f" with weight {aux_weight}" if aux_weight is not None else "")
+    f"A small encoder trained from scratch{seen} has no reason to keep *where* things are: the caption loss "
+    "only asks it to name them. So the ShapeScenes model gets extra help while training: **auxiliary heads** read "
+    "the memory grid and predict, for every cell, the shape and the colour of the object under it (or "
+    "background). Their cross-entropy is added to the caption loss"
+    + (f" with weight {facts['aux_weight']}" if "aux_weight" in facts else "")
     + ": `loss = caption loss + weight × aux loss`. This dense supervision stands in for a pretrained encoder; "
     "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
     "the image — which is what makes the heatmaps meaningful.")

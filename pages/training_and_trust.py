@@ -31,24 +31,7 @@ common.image_header(captioner, ckpt)
 folder = Path(ckpt)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+read_json, read_jsonl = common.read_json, common.read_jsonl
 
 
 st.header("Training")
@@ -66,12 +49,13 @@ if metrics:
              if isinstance(v, (int, float))]
     st.subheader("Evaluation on held-out scenes")
     st.dataframe(table, hide_index=True)
-    args = metrics.get("args", {})
-    st.caption(" · ".join(s for s in (
-        f"{args['steps']} steps" if "steps" in args else "", f"batch {args['batch_size']}" if "batch_size" in args else "",
-        f"{metrics['samples_seen']:,} training pictures" if "samples_seen" in metrics else "",
-        f"{metrics['train_seconds'] / 60:.1f} min of training" if "train_seconds" in metrics else "",
-        f"command: `{metrics['command']}`" if "command" in metrics else "") if s))
+    facts = common.training_facts(ckpt)
+    st.caption("From this checkpoint's metrics.json: " + " · ".join(s for s in (
+        f"{facts['steps']:,} steps" if "steps" in facts else "",
+        f"batch {facts['batch_size']}" if "batch_size" in facts else "",
+        f"{facts['samples']:,} training pictures" if "samples" in facts else "",
+        f"{facts['minutes']:.1f} min of training" if "minutes" in facts else "",
+        f"command: `{facts['command']}`" if "command" in facts else "") if s))
 else:
     st.info("No metrics.json in this checkpoint.")
 

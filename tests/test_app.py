@@ -7,18 +7,23 @@ and do not need the shipped model."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
 import zlib
+from dataclasses import astuple
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import make_random_captioner
+from vizcap import figures, render
 from vizcap.captioner import Captioner
+from vizcap.decoding import DecodingParams
 from transformers import GPT2Model
 from vizcap.model import CaptionModel
 
@@ -88,6 +93,43 @@ def caption_of(at: AppTest) -> str:
     shown = [m.value for m in at.markdown if "vz-caption" in m.value]
     assert shown, "the caption is on the page"
     return shown[0]
+
+
+def shown_figures(at: AppTest) -> list[dict]:
+    """Every plotly figure on the page, as the JSON the browser gets."""
+    return [json.loads(e.proto.spec) for e in at.get("plotly_chart")]
+
+
+def figure(at: AppTest, title: str) -> dict:
+    found = [f for f in shown_figures(at) if f["layout"].get("title", {}).get("text", "").startswith(title)]
+    assert len(found) == 1, [f["layout"].get("title", {}).get("text") for f in shown_figures(at)]
+    return found[0]
+
+
+def array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = [int(v) for v in str(value.get("shape", len(data))).split(",")]
+        return data.reshape(shape)
+    return np.asarray(value, dtype=float)
+
+
+def traces(fig: dict, kind: str) -> list[dict]:
+    return [t for t in fig["data"] if t["type"] == kind]
+
+
+def pixels(trace: dict) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(trace["source"].split(",", 1)[1]))).convert("RGB"))
+
+
+def current_explanation(at: AppTest, params: DecodingParams | None = None):
+    """The stored explanation of the current image under `params` (greedy by default)."""
+    key = astuple(params or DecodingParams())
+    found = [v for k, v in at.session_state["vz_explanations"].items()
+             if k[0] == at.session_state["vz_image"]["id"] and k[2] == key]
+    assert len(found) == 1
+    return found[0]
 
 
 def png_bytes(size=(48, 40), colour=(200, 30, 30)) -> bytes:
@@ -219,30 +261,85 @@ def test_explorer_default_flow(app):
 
 
 def test_explorer_every_display_widget(app):
+    """Each display widget changes what is drawn the way it says: the word (buttons, slider, Play),
+    method, layer, head, normalisation, sinks, opacity, colour scale and the heads' layer, checked
+    against the stored explanation's own maps and the one overlay renderer."""
     at = explorer(app)
+    exp = current_explanation(at)
+
+    def overlay_shows(method, layer, head, norm, sinks, j, opacity=0.55, cmap="viridis"):
+        fig = figure(at, "Where the model looked")
+        expected = exp.maps(method, layer, head, norm, sinks)
+        heat = traces(fig, "heatmap")[0]
+        np.testing.assert_allclose(array(heat["z"]), expected[j], atol=1e-9)
+        top = fig["layout"]["coloraxis"]["cmax"]
+        assert top == pytest.approx(figures.map_colour_range(expected, method, norm, sinks)[0])
+        assert fig["layout"]["coloraxis"]["colorscale"] == [list(c) for c in figures.plotly_colorscale(cmap)]
+        shown = pixels(traces(fig, "image")[0])
+        base = figures.shown_image(exp.image)
+        drawn = np.asarray(render.overlay(base, expected[j], alpha=opacity, cmap=cmap, vmax=top), dtype=int)
+        assert np.abs(shown.astype(int) - drawn).mean() < 2.0
+        assert exp.tokens[j] in fig["layout"]["title"]["text"]
+
     ok(at.select_slider(key="ex_tok").set_value(0).run())
+    overlay_shows("cross_attention", None, None, "none", False, 0)
     ok(at.button(key="ex_next").click().run())
     assert at.select_slider(key="ex_tok").value == 1
+    overlay_shows("cross_attention", None, None, "none", False, 1)
     ok(at.button(key="ex_prev").click().run())
     assert at.select_slider(key="ex_tok").value == 0
     ok(at.select_slider(key="ex_tok").set_value(3).run())
     ok(at.button(key="ex_play_btn").click().run())
-    n = len(at.session_state["vz_explanations"][next(iter(at.session_state["vz_explanations"]))])
-    assert at.select_slider(key="ex_tok").value == n - 1  # play ends on the last word
+    assert at.select_slider(key="ex_tok").value == len(exp) - 1  # play ends on the last word
+    overlay_shows("cross_attention", None, None, "none", False, len(exp) - 1)
+    ok(at.select_slider(key="ex_tok").set_value(2).run())
     assert at.selectbox(key="ex_method").options == ["cross attention", "prefix", "rollout", "relevancy"]
     for method in ("prefix", "rollout", "relevancy", "cross_attention"):
         ok(at.selectbox(key="ex_method").set_value(method).run())
         assert at.selectbox(key="ex_layer").disabled == (method in ("rollout", "relevancy"))
-    ok(at.selectbox(key="ex_method").set_value("cross_attention").run())
+        overlay_shows(method, None, None, "none", False, 2)
     ok(at.selectbox(key="ex_layer").set_value(0).run())
     ok(at.selectbox(key="ex_head").set_value(2).run())
+    overlay_shows("cross_attention", 0, 2, "none", False, 2)
     for norm in ("max", "sum", "global", "none"):
         ok(at.selectbox(key="ex_norm").set_value(norm).run())
+        overlay_shows("cross_attention", 0, 2, norm, False, 2)
     ok(at.selectbox(key="ex_cmap").set_value("cividis").run())
+    overlay_shows("cross_attention", 0, 2, "none", False, 2, cmap="cividis")
     ok(at.slider(key="ex_opacity").set_value(0.2).run())
+    overlay_shows("cross_attention", 0, 2, "none", False, 2, opacity=0.2, cmap="cividis")
     ok(at.toggle(key="ex_sinks").set_value(True).run())
+    overlay_shows("cross_attention", 0, 2, "none", True, 2, opacity=0.2, cmap="cividis")
     ok(at.selectbox(key="ex_grid_layer").set_value(0).run())
+    grid = figure(at, "All heads of layer 0")
+    H = len(traces(grid, "heatmap"))
+    assert H == exp.cross.shape[2]
+    for h, heat in enumerate(traces(grid, "heatmap")):
+        np.testing.assert_allclose(array(heat["z"]), exp.maps("cross_attention", 0, h, "none", True)[2], atol=1e-9)
     ok(at.selectbox(key="ex_method").set_value("prefix").run())
+    overlay_shows("prefix", 0, 2, "none", True, 2, opacity=0.2, cmap="cividis")
+
+
+def test_explorer_none_and_global_draw_different_maps(app):
+    """normalize "none" keeps the raw unit's range (0..1 for attention shares), so a weak map stays
+    weak; "global" divides by the caption's peak. The same word must look different under the two
+    (dimmer under "none") whenever the peak is below 1, and the colour bars name different units."""
+    at = explorer(app)
+    exp = current_explanation(at)
+    peak = float(exp.maps("cross_attention").max())
+    assert peak < 0.9  # a random model spreads its attention: a weak map
+    ok(at.select_slider(key="ex_tok").set_value(1).run())
+    drawn = {}
+    for norm in ("none", "global"):
+        ok(at.selectbox(key="ex_norm").set_value(norm).run())
+        fig = figure(at, "Where the model looked")
+        z, top = array(traces(fig, "heatmap")[0]["z"]), fig["layout"]["coloraxis"]["cmax"]
+        drawn[norm] = (z / top, pixels(traces(fig, "image")[0]).astype(int),
+                       fig["layout"]["coloraxis"]["colorbar"]["title"]["text"])
+    assert fig["layout"]["coloraxis"]["cmax"] == 1.0  # global: 0..1
+    np.testing.assert_allclose(drawn["none"][0], drawn["global"][0] * peak, atol=1e-9)  # colour positions
+    assert np.abs(drawn["none"][1] - drawn["global"][1]).mean() > 3  # a visibly different picture
+    assert "0–1" in drawn["none"][2] and "peak" in drawn["global"][2] and drawn["none"][2] != drawn["global"][2]
 
 
 def test_explorer_display_settings_survive_a_visit_to_another_page(app):
@@ -320,6 +417,63 @@ def test_display_widgets_never_call_the_model(app, calls):
     assert calls["explain"] == before["explain"] + 1
 
 
+def test_heads_grid_names_the_strongest_head_from_the_raw_maps(app):
+    """Planted attention: in layer 0, head 2 puts 0.7 of the word's attention on one cell, the other
+    heads at most 0.2. Under "max" normalisation every panel peaks at 1, yet the grid must still say
+    that head 2 has the strongest single cell (read before normalisation), with its raw value."""
+    at = explorer(app)
+    exp = current_explanation(at)
+    ok(at.select_slider(key="ex_tok").set_value(1).run())
+    T, L, H, N = exp.cross.shape
+    rng = np.random.default_rng(0)
+    planted = rng.uniform(0.5, 1.0, (T, H, N))
+    planted /= planted.sum(-1, keepdims=True)  # spread out: every cell ≤ 2/N
+    planted[:, 0, 0] = 0.2  # head 0 has a clear peak too, but a weaker one
+    planted[:, 2, 5] = 0.7
+    for h in (0, 2):  # the rest of each row shares what is left
+        others = np.arange(N) != (0 if h == 0 else 5)
+        planted[:, h, others] *= (1 - planted[:, h, 0 if h == 0 else 5])[:, None] / planted[:, h, others].sum(-1, keepdims=True)
+    exp.cross[:, 0] = planted
+    for norm in ("max", "none", "global"):
+        ok(at.selectbox(key="ex_norm").set_value(norm).run())
+        ok(at.selectbox(key="ex_grid_layer").set_value(0).run())
+        text = figure(at, "All heads of layer 0")["layout"]["meta"]["description"]
+        assert "Head 2 has the strongest single cell" in text and "0.7" in text, (norm, text)
+
+
+def test_captions_with_markup_are_shown_as_text(app):
+    """Model output is text, never markup: a caption with <b>, & and < > (a BPE model can write them)
+    is escaped wherever it goes into HTML (Home, the explorer's caption, the decoding lab) and into
+    plotly's text (which reads <b> as bold), and shown literally in markdown."""
+    at = ok(app.run())
+    words = ["<b>bold</b>", "&", "x<y>", "*not*"]
+    escaped = ["&lt;b&gt;bold&lt;/b&gt;", "&amp;", "x&lt;y&gt;"]
+
+    def plant(exp):
+        exp.tokens[: len(words)] = words
+
+    plant(current_explanation(at))
+    ok(at.run())
+    home = caption_of(at)
+    assert all(e in home for e in escaped) and "<b>" not in home and "x<y>" not in home, home
+    at = ok(at.switch_page("pages/explorer.py").run())
+    ok(at.select_slider(key="ex_tok").set_value(0).run())
+    shown = caption_of(at)
+    assert escaped[0] in shown and "<b>" not in shown
+    assert "&lt;b&gt;bold&lt;/b&gt;" in figure(at, "Where the model looked")["layout"]["title"]["text"]
+    assert "\\<b\\>" in at.metric[0].label  # markdown: shown literally
+    header = [m.value for m in at.markdown if "vz-greedy-caption" in m.value][0]
+    assert "x&lt;y&gt;" in header and "x<y>" not in header
+    at = ok(at.switch_page("pages/decoding_lab.py").run())
+    for key, exp in at.session_state["vz_explanations"].items():
+        if key[0] == at.session_state["vz_image"]["id"] and len(exp) >= len(words):
+            plant(exp)
+    ok(at.run())
+    runs = [m.value for m in at.markdown if "vz-run-caption" in m.value]
+    assert len(runs) == 5 and all("&lt;b&gt;" in r and "<b>" not in r for r in runs if "bold" in r), runs
+    assert any("bold" in r for r in runs)
+
+
 # -- Decoding lab --------------------------------------------------------------------------------------
 
 
@@ -356,6 +510,31 @@ def test_decoding_lab_widgets(app, calls):
 
 
 # -- How it works ------------------------------------------------------------------------------------
+
+
+def how_it_works_text(at: AppTest) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def test_how_it_works_states_training_from_the_checkpoints_files(app, app_checkpoint, tmp_path, monkeypatch):
+    """How many pictures the encoder saw comes from the checkpoint's metrics.json (samples_seen, or
+    steps × batch size), never from the page's own words; a checkpoint that does not say, says nothing."""
+    at = ok(ok(app.run()).switch_page("pages/how_it_works.py").run())
+    text = how_it_works_text(at)
+    assert "saw 40 pictures: 10 steps × 4 per batch" in text and "few thousand" not in text, text
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in app_checkpoint.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    (other / "metrics.json").write_text(json.dumps({"args": {"steps": 7, "batch_size": 3, "aux_weight": 0.5}}))
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(other))
+    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("pages/how_it_works.py").run())
+    text = how_it_works_text(at)
+    assert "saw 21 pictures: 7 steps × 3 per batch" in text and "with weight 0.5" in text, text
+    (other / "metrics.json").unlink()
+    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("pages/how_it_works.py").run())
+    text = how_it_works_text(at)
+    assert "pictures" not in text and "with weight" not in text
 
 
 def test_how_it_works(app):

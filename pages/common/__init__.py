@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import os
 from collections import OrderedDict
 from dataclasses import astuple, fields
@@ -178,6 +179,16 @@ def read_upload(name: str, data: bytes, size: int | None = None):
     return image, "upload:" + hashlib.sha1(data).hexdigest()[:16], None
 
 
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|$~:&")
+
+
+def md(text) -> str:
+    """`text` shown literally inside st.markdown / st.caption: every character markdown (or
+    Streamlit's :colour[...] and $math$) could read as syntax is backslash-escaped. Captions,
+    words and file names go through this (or html.escape inside HTML)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
 def image_header(captioner, ckpt: str) -> dict:
     """A strip naming the current image and the model's (greedy) caption: every page explains the same one."""
     img = current_image()
@@ -185,12 +196,65 @@ def image_header(captioner, ckpt: str) -> dict:
     left, right = st.columns([1, 7], vertical_alignment="center")
     left.image(img["image"], width=96)
     with right:
-        st.markdown(f"**Image:** {img['label']}" + (f" · true caption: *{img['truth']}*" if img.get("truth") else ""))
+        st.markdown(f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(img['truth'])}*" if img.get("truth") else ""))
         st.markdown("**Model's caption (greedy):** "
                     f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>",
                     unsafe_allow_html=True)
         st.caption("Choose another image on the Home page.")
     return img
+
+
+# -- the checkpoint's own files -------------------------------------------------------------------
+# Every number a page states about training comes from these files of the loaded checkpoint.
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from `path`, or None (missing, unreadable or not an object)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one a line (other lines skipped); [] when missing."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def training_facts(ckpt: str) -> dict:
+    """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
+    pictures it saw: samples_seen, or steps × batch size), aux_weight, minutes, command. Missing
+    facts are absent, never guessed."""
+    metrics = read_json(Path(ckpt) / "metrics.json") or {}
+    args = metrics.get("args") if isinstance(metrics.get("args"), dict) else {}
+    facts = {}
+    for key in ("steps", "batch_size"):
+        if isinstance(args.get(key), int) and not isinstance(args.get(key), bool):
+            facts[key] = args[key]
+    if isinstance(metrics.get("samples_seen"), int):
+        facts["samples"] = metrics["samples_seen"]
+    elif "steps" in facts and "batch_size" in facts:
+        facts["samples"] = facts["steps"] * facts["batch_size"]
+    if isinstance(args.get("aux_weight"), (int, float)):
+        facts["aux_weight"] = args["aux_weight"]
+    if isinstance(metrics.get("train_seconds"), (int, float)):
+        facts["minutes"] = metrics["train_seconds"] / 60
+    if isinstance(metrics.get("command"), str):
+        facts["command"] = metrics["command"]
+    return facts
 
 
 # -- decoding parameters and explanations ---------------------------------------------------------
@@ -239,7 +303,10 @@ def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
         store.move_to_end(key)
         return store[key]
     with st.spinner("The model is writing the caption…"):
-        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)})
+        # only the settings that differ from DecodingParams' defaults: Captioner.explain has the same
+        # defaults, and a setting it does not know yet (the engine grows) is then never passed by default
+        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)
+                                                 if getattr(params, f.name) != f.default})
     st.session_state["vz_model_calls"] = st.session_state.get("vz_model_calls", 0) + 1
     store[key] = exp
     while len(store) > MAX_EXPLANATIONS:
@@ -264,4 +331,4 @@ def show(fig, key: str | None = None) -> None:
     text = description(fig)
     st.plotly_chart(fig, key=key, alt=text or None, config={"displaylogo": False})
     if text:
-        st.caption(text)
+        st.caption(md(text))
