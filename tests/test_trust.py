@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from vizcap import trust
 from vizcap.explain import explain
-from vizcap.scenes import COLOURS, PLURALS, SceneConfig, render_scene
+from vizcap.scenes import COLOURS, PLURALS, Scene, SceneConfig, SceneObject, render_scene
 
 SCENE_SEEDS = range(60)
 
@@ -116,46 +117,42 @@ def test_randomized_copy(tiny_model):
     assert trust.randomized_copy(cap, seed=3).model.state_dict().keys() == cap.model.state_dict().keys()
 
 
-def _check_result(result: dict, n: int, allow_nan: bool):
+METHODS4 = ("cross_attention", "prefix", "rollout", "relevancy")
+PER_WORD = [("pointing", "hit"), ("pointing", "chance"), ("pointing_colour_word", "hit"), ("mass_in_box", "mass"),
+            ("mass_in_box", "chance")]
+CURVE_KINDS = ("deletion_map", "deletion_random", "insertion_map", "insertion_random")
+
+
+def _check_result(result: dict, n: int, defined: bool):
+    """Every figure is a number in range when defined; when no object was named correctly (defined
+    False), every per-word figure is NaN and no curve has points -- never a number made up."""
     assert {"n_scenes", "n_words", "grid", "caption", "pointing", "pointing_colour_word", "mass_in_box",
             "sanity_spearman", "curves", "best_method"} <= set(result)
-    assert result["n_scenes"] == n and result["n_words"] >= 0
+    assert result["n_scenes"] == n and (result["n_words"] > 0) == defined
     methods = list(result["pointing"])
-    assert methods and set(methods) <= {"cross_attention", "prefix", "rollout", "relevancy"}
-
-    def unit(x, lo=0.0):
-        if allow_nan and isinstance(x, float) and math.isnan(x):
-            return True
-        return lo - 1e-9 <= x <= 1 + 1e-9
-
-    for m in methods:
-        assert unit(result["pointing"][m]["hit"]) and unit(result["pointing"][m]["chance"])
-        assert unit(result["pointing_colour_word"][m]["hit"])
-        assert unit(result["mass_in_box"][m]["mass"]) and unit(result["mass_in_box"][m]["chance"])
-        assert unit(result["sanity_spearman"][m], lo=-1.0)
-        curves = result["curves"][m]
-        for kind in ("deletion_map", "deletion_random", "insertion_map", "insertion_random"):
-            assert all(unit(p) for p in curves[kind])
-            assert len(curves[kind]) in (0, len(result["curves"]["fractions"]))
-            assert unit(curves[f"{kind}_auc"])
+    assert methods and set(methods) <= set(METHODS4)
+    values = [result[a][m][b] for m in methods for a, b in PER_WORD] + [result["sanity_spearman"][m] for m in methods]
+    values += [result["curves"][m][f"{k}_auc"] for m in methods for k in CURVE_KINDS]
+    if defined:
+        assert all(isinstance(v, float) and -1 <= v <= 1 for v in values), values
+        assert all(0 <= result[a][m][b] <= 1 for m in methods for a, b in PER_WORD)
+        for m in methods:
+            for kind in CURVE_KINDS:
+                assert len(result["curves"][m][kind]) == len(result["curves"]["fractions"])
+                assert all(0 <= p <= 1 for p in result["curves"][m][kind])
+                assert 0 <= result["curves"][m][f"{kind}_auc"] <= 1
+        assert result["best_method"] in methods
+    else:
+        assert all(isinstance(v, float) and math.isnan(v) for v in values), values
+        assert all(result["curves"][m][k] == [] for m in methods for k in CURVE_KINDS)
+        assert result["best_method"] is None
     for key in ("exact", "colour_acc", "shape_acc", "count_acc", "object_recall", "bleu4", "rouge_l"):
         assert 0 <= result["caption"][key] <= 1
-    assert result["best_method"] in (None, *methods)
 
 
-def test_evaluate_trust_on_the_tiny_checkpoint(tiny_captioner):
-    result = trust.evaluate_trust(tiny_captioner, n=3, curves_n=1, progress=False)
-    _check_result(result, 3, allow_nan=result["n_words"] == 0)  # 8 training steps rarely name an object right
-    assert result["grid"] == list(tiny_captioner.grid)
-    assert set(result["pointing"]) == {"cross_attention", "prefix", "rollout", "relevancy"}
-
-
-def test_evaluate_trust_when_every_object_is_named(tiny_model, monkeypatch):
-    """The model is made to read the true caption (a forced replay), so every object counts and
-    every figure is a number in range."""
-    cap = tiny_model("both")
+def _explain_truth(monkeypatch, scenes):
+    """Make evaluate_trust's model read each scene's true caption (a forced replay), so every object counts."""
     real_explain = trust.explain
-    scenes = [render_scene(5000 + i) for i in range(2)]  # what evaluate_trust(first_seed=5000) renders
     truths = {scene.image.tobytes(): scene.caption for scene in scenes}
 
     def explain_truth(captioner, image, forced=None, **kwargs):
@@ -164,10 +161,160 @@ def test_evaluate_trust_when_every_object_is_named(tiny_model, monkeypatch):
         return real_explain(captioner, image, forced=forced)
 
     monkeypatch.setattr(trust, "explain", explain_truth)
+
+
+def test_evaluate_trust_when_no_object_is_named(tiny_model, monkeypatch):
+    """A model that names no object right: caption figures are numbers, every map figure is NaN."""
+    cap = tiny_model("both")
+    real_explain = trust.explain
+    monkeypatch.setattr(trust, "explain", lambda captioner, image, forced=None, **kw: real_explain(
+        captioner, image, forced=forced or captioner.tokenizer.encode("a") + [captioner.cfg.eos_id]))
     result = trust.evaluate_trust(cap, n=2, first_seed=5000, curves_n=1, progress=False)
-    _check_result(result, 2, allow_nan=False)
+    _check_result(result, 2, defined=False)
+    assert result["caption"]["exact"] == 0.0 and result["caption"]["object_recall"] == 0.0
+
+
+def test_evaluate_trust_when_every_object_is_named(tiny_model, monkeypatch):
+    """The model is made to read the true caption (a forced replay), so every object counts and
+    every figure is a number in range."""
+    cap = tiny_model("both")
+    scenes = [render_scene(5000 + i) for i in range(3)]  # what evaluate_trust(first_seed=5000) renders
+    _explain_truth(monkeypatch, scenes)
+    result = trust.evaluate_trust(cap, n=3, first_seed=5000, curves_n=2, progress=False, records=True)
+    _check_result(result, 3, defined=True)
     assert result["n_words"] == sum(len(_truth_groups(scene)) for scene in scenes)
     assert result["caption"]["exact"] == 1.0
-    for m in result["pointing"]:
-        assert len(result["curves"][m]["deletion_map"]) == len(result["curves"]["fractions"])
-    assert result["best_method"] in result["pointing"]
+    assert set(result["pointing"]) == set(METHODS4)
+    # the per-scene records hold exactly what the figures are made of; curves only for scenes 0, 1 (curves_n=2)
+    records = result.pop("scenes")
+    assert [r["i"] for r in records] == [0, 1, 2]
+    assert all("deletion_map" in w["methods"]["rollout"] for r in records[:2] for w in r["words"])
+    assert not any("sanity" in w["methods"]["rollout"] for w in records[2]["words"])
+    assert trust.summarise(records, tuple(METHODS4), cap.grid) == {k: v for k, v in result.items() if k != "curves_n"}
+    # each record's numbers are the defined quantities, with coverage counted pixel by pixel
+    for scene, record in zip(scenes, records):
+        exp = explain(cap, scene.image, forced=cap.tokenizer.encode(scene.caption) + [cap.cfg.eos_id])
+        for w in record["words"]:
+            cov = _coverage_by_pixels(scene, w["members"], cap.grid)
+            assert w["chance"] == pytest.approx((cov > 0).mean(), abs=1e-6)
+            assert w["mass_chance"] == pytest.approx(cov.mean(), abs=1e-6)
+            for m, v in w["methods"].items():
+                shape_map, colour_map = exp.maps(m)[w["shape_j"]], exp.maps(m)[w["colour_j"]]
+                assert v["hit"] == bool(cov.flat[np.argmax(shape_map)] > 0)
+                assert v["colour_hit"] == bool(cov.flat[np.argmax(colour_map)] > 0)
+                assert v["mass"] == pytest.approx((shape_map * cov).sum() / shape_map.sum(), abs=1e-6)
+    # any scene recomputed alone gives its record (each scene draws its own random order)
+    alone = trust.scene_record(cap, trust.randomized_copy(cap), scenes[1], 1, tuple(METHODS4), curves=True)
+    assert alone == records[1]
+
+
+def _word(chance, mass_chance, **per_method):
+    return {"shape_j": 0, "colour_j": 0, "members": [0], "chance": chance, "mass_chance": mass_chance,
+            "methods": per_method}
+
+
+def test_summarise_by_hand():
+    """Means over correctly named words (not over scenes), sanity and curves over the words that have
+    them, AUC by the trapezoid rule, the best method by pointing."""
+    up = [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]  # y = x: AUC 1/2
+    flat = [1.0] * 9  # AUC 1
+    records = [
+        {"i": 0, "caption": "a red circle", "truth": "a red circle", "n_objects": 1, "words": [
+            _word(0.25, 0.1, a={"hit": True, "colour_hit": False, "mass": 0.5, "sanity": 0.2, "deletion_map": up,
+                                "deletion_random": flat, "insertion_map": flat, "insertion_random": up},
+                  b={"hit": False, "colour_hit": True, "mass": 0.1, "sanity": -0.4, "deletion_map": flat,
+                     "deletion_random": flat, "insertion_map": up, "insertion_random": up})]},
+        {"i": 1, "caption": "a blue star", "truth": "a red star", "n_objects": 1, "words": []},  # colour wrong
+        {"i": 2, "caption": "two green squares", "truth": "two green squares", "n_objects": 2, "words": [
+            _word(0.5, 0.3, a={"hit": True, "colour_hit": True, "mass": 0.2},
+                  b={"hit": True, "colour_hit": False, "mass": 0.4})]},
+    ]
+    r = trust.summarise(records, ("a", "b"), (4, 4), source="hand")
+    assert r["source"] == "hand" and r["n_scenes"] == 3 and r["n_words"] == 2 and r["grid"] == [4, 4]
+    assert r["pointing"] == {"a": {"hit": 1.0, "chance": 0.375}, "b": {"hit": 0.5, "chance": 0.375}}
+    assert r["pointing_colour_word"] == {"a": {"hit": 0.5, "chance": 0.375}, "b": {"hit": 0.5, "chance": 0.375}}
+    assert r["mass_in_box"] == {"a": {"mass": 0.35, "chance": 0.2}, "b": {"mass": 0.25, "chance": 0.2}}
+    assert r["sanity_spearman"] == {"a": 0.2, "b": -0.4}  # only the first word has a sanity check
+    assert r["curves"]["a"]["deletion_map"] == up and r["curves"]["a"]["deletion_map_auc"] == 0.5
+    assert r["curves"]["a"]["deletion_random_auc"] == 1.0 and r["curves"]["b"]["insertion_map_auc"] == 0.5
+    assert r["best_method"] == "a"
+    # caption figures over all three scenes: 2 of 3 exact; colours right for 3 of 4 objects (counts expand)
+    assert r["caption"]["exact"] == pytest.approx(2 / 3, abs=1e-4)
+    assert r["caption"]["colour_acc"] == 0.75 and r["caption"]["shape_acc"] == 1.0
+    assert r["caption"]["count_acc"] == 1.0 and r["caption"]["object_recall"] == 0.75
+
+
+def _coverage_by_pixels(scene, members, grid) -> np.ndarray:
+    """An independent coverage: paint the members' boxes on the pixel grid, blow every pixel up to a
+    gh×gw block (so the cell borders fall on whole pixels), and take each cell's painted share of the
+    pixels of each box; a cell keeps the largest share among the boxes."""
+    gh, gw = grid
+    W, H = scene.image.size
+    out = np.zeros(grid)
+    for m in members:
+        x0, y0, x1, y1 = scene.objects[m].box
+        painted = np.zeros((H, W))
+        painted[max(y0, 0):y1, max(x0, 0):x1] = 1
+        big = np.kron(painted, np.ones((gh, gw)))  # [H·gh, W·gw]: cell (r, c) is rows r·H…(r+1)·H, cols c·W…(c+1)·W
+        out = np.maximum(out, big.reshape(gh, H, gw, W).mean(axis=(1, 3)))
+    return out
+
+
+def test_coverage_by_hand():
+    """A 40×20 image on a 2×4 grid: cells are 10×10 pixels. Member 0's box (5, 0, 20, 10) covers half of
+    cell (0, 0) and all of (0, 1); member 2's box (15, 5, 40, 20) covers the lower half of row 0 from x 15
+    and row 1 from x 15; the cell keeps the larger share where boxes overlap. Object 1 is not a member."""
+    objects = [SceneObject("red", "circle", (5, 0, 20, 10), 0.5), SceneObject("blue", "star", (0, 10, 10, 20), 0.5),
+               SceneObject("red", "circle", (15, 5, 40, 20), 0.5)]
+    scene = Scene(image=Image.new("RGB", (40, 20)), objects=objects, caption="", mask=np.zeros((20, 40), np.uint8))
+    expected = np.array([[0.5, 1.0, 0.5, 0.5],
+                         [0.0, 0.5, 1.0, 1.0]])
+    np.testing.assert_allclose(trust._coverage(scene, [0, 2], (2, 4)), expected)
+    np.testing.assert_allclose(trust._coverage(scene, [1], (2, 4)), [[0, 0, 0, 0], [1, 0, 0, 0]])
+    # a 3×3 grid of a 30×30 image: box (10, 10, 25, 30) covers cell (1, 1) fully, (1, 2) and (2, 2) by half
+    square = Scene(image=Image.new("RGB", (30, 30)), objects=[SceneObject("red", "square", (10, 10, 25, 30), 0.6)],
+                   caption="", mask=np.zeros((30, 30), np.uint8))
+    np.testing.assert_allclose(trust._coverage(square, [0], (3, 3)), [[0, 0, 0], [0, 1, 0.5], [0, 1, 0.5]])
+
+
+def test_coverage_of_real_scenes_equals_pixel_counting():
+    for seed in range(20):
+        scene = render_scene(seed)
+        for grid in ((8, 8), (3, 5)):
+            for members in ([0], list(range(len(scene.objects)))):
+                np.testing.assert_allclose(trust._coverage(scene, members, grid),
+                                           _coverage_by_pixels(scene, members, grid), atol=1e-9)
+
+
+def test_masked_batch_by_hand():
+    """Cells of a 2×2 grid on a 4×4 image, greyed (deletion) or revealed (insertion) in the order
+    3, 0, 2, 1. FRACTIONS of 4 cells round to k = 0, 0, 1, 2, 2, 2, 3, 4, 4 (Python rounds half to even)."""
+    assert trust.FRACTIONS.tolist() == [0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0]
+    pixels = torch.arange(1, 49, dtype=torch.float32).reshape(1, 3, 4, 4)
+    order = np.array([3, 0, 2, 1])
+    ks = [0, 0, 1, 2, 2, 2, 3, 4, 4]
+    cell_of = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])  # the cell of each pixel
+    deletion = trust._masked_batch(pixels, order, (2, 2), insertion=False)
+    insertion = trust._masked_batch(pixels, order, (2, 2), insertion=True)
+    assert deletion.shape == insertion.shape == (9, 3, 4, 4)
+    for f, k in enumerate(ks):
+        gone = torch.from_numpy(np.isin(cell_of, order[:k]))
+        assert torch.equal(deletion[f], torch.where(gone, 0.0, pixels[0])), f
+        assert torch.equal(insertion[f], torch.where(gone, pixels[0], 0.0)), f
+    assert torch.equal(deletion[0], pixels[0]) and torch.equal(insertion[-1], pixels[0])
+    assert not deletion[-1].any() and not insertion[0].any()
+
+
+def test_word_probability_equals_the_decoders_own_probabilities(tiny_model):
+    """P(token j | tokens < j) for a batch of images: row b equals the probability explain() reports for
+    token j when it reads the same caption from image b alone (the KV-cache path: another computation)."""
+    cap = tiny_model("both")
+    images = [render_scene(11).image, render_scene(12).image]
+    ids = cap.tokenizer.encode("a red circle left of a blue star")
+    runs = [explain(cap, image, forced=ids) for image in images]
+    pixels = cap.pixels(images)
+    for j in range(len(ids)):
+        got = trust._word_probability(cap, pixels, ids, j)
+        assert got.shape == (2,)
+        np.testing.assert_allclose(got, [r.probs[j] for r in runs], rtol=1e-4, atol=1e-6, err_msg=f"token {j}")
+    assert not np.allclose(runs[0].probs, runs[1].probs)  # the two images really give different numbers

@@ -4,11 +4,15 @@
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
                    [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global]
                    [--export DIR] [--json]
-    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--json]
+    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--out DIR] [--json]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
 input gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every
 input was captioned, 2 if any failed or the arguments or the checkpoint were bad. Never a traceback.
+
+eval: writes trust.json (the figures the app's "Training & trust" page shows, with the command that made
+them) and trust_scenes.jsonl (one line of measurements per scene, from which every figure is recomputed)
+into --out, by default the checkpoint directory.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--top-p", type=_float, default=1.0, metavar="P", help="nucleus sampling mass (1 = off)")
     cap.add_argument("--temperature", type=_float, default=1.0, metavar="T", help="sampling temperature (> 0)")
     cap.add_argument("--length-penalty", type=_float, default=1.0, metavar="L", help="beam score = logp / length**L")
+    cap.add_argument("--early-stopping", default=None, metavar="RULE",
+                     help="when beam search may stop: exact (default) | heuristic | first_k (Hugging Face's never / False / True)")
     cap.add_argument("--seed", type=_int, default=None, metavar="S", help="sampling seed (same seed, same caption)")
     cap.add_argument("--max-tokens", type=_int, default=20, metavar="N", help="longest caption (default 20)")
     cap.add_argument("--maps", default="", metavar="M1,M2", help="map methods to output: cross_attention, prefix, rollout, relevancy")
@@ -65,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", metavar="DIR", default=None)
     ev.add_argument("--n", type=_int, default=100, metavar="N", help="held-out scenes (default 100)")
     ev.add_argument("--curves-n", type=_int, default=30, metavar="N", help="scenes for deletion/insertion and the sanity check")
-    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--independent", action="store_true",
+                    help="also measure on N scenes of the independent renderer (stored under 'independent')")
+    ev.add_argument("--out", metavar="DIR", default=None,
+                    help="where to write trust.json and trust_scenes.jsonl (default: the checkpoint directory)")
+    ev.add_argument("--json", action="store_true", help="print trust.json's content as one JSON object")
     return parser
 
 
@@ -75,7 +85,8 @@ def _params(args):
     beams = args.beams if args.beams is not None else (3 if args.strategy == "beam" else 1)
     return DecodingParams(strategy=args.strategy, beams=beams, top_k=args.top_k, top_p=args.top_p,
                           temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
-                          max_tokens=args.max_tokens)
+                          max_tokens=args.max_tokens,
+                          **({} if args.early_stopping is None else {"early_stopping": args.early_stopping}))
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -155,16 +166,37 @@ def _caption(args) -> int:
 
 def _eval(args) -> int:
     from . import load
-    from .trust import evaluate_trust
+    from .captioner import DEFAULT_CHECKPOINT, atomic_write
+    from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, evaluate_trust, independent_scene
 
     if args.n < 1 or args.curves_n < 0:
         raise ValueError("--n must be at least 1 and --curves-n at least 0")
+    out = Path(args.out) if args.out else Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    if args.out and not out.is_dir():
+        raise ValueError(f"--out {args.out}: not a directory")
     captioner = load(args.checkpoint)
-    result = evaluate_trust(captioner, n=args.n, curves_n=min(args.curves_n, args.n), progress=not args.json)
-    if args.json:  # strict JSON: an undefined figure (no correctly named object: NaN) is null
-        print(json.dumps(_finite_or_null(result), allow_nan=False))
+    curves_n = min(args.curves_n, args.n)
+    command = f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
+    result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True)
+    scenes = [{"source": result["source"], **r} for r in result.pop("scenes")]
+    result.update(first_seed=HELDOUT_FIRST_SEED, command=command)
+    if args.independent:
+        other = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True,
+                               scene_fn=independent_scene, source="independent renderer")
+        scenes += [{"source": other["source"], **r} for r in other.pop("scenes")]
+        result["independent"] = {**other, "first_seed": INDEPENDENT_FIRST_SEED}
+    stored = _finite_or_null(result)  # strict JSON: an undefined figure (no correctly named object) is null
+    text = json.dumps(stored, indent=1, allow_nan=False) + "\n"
+    lines = "".join(json.dumps(_finite_or_null(r), separators=(",", ":"), allow_nan=False) + "\n" for r in scenes)
+    atomic_write(out / "trust_scenes.jsonl", lambda p: Path(p).write_text(lines))
+    atomic_write(out / "trust.json", lambda p: Path(p).write_text(text))
+    if args.json:
+        print(json.dumps(stored, allow_nan=False))
         return 0
     print(format_report(result))
+    if args.independent:
+        print("\n" + format_report(result["independent"]))
+    print(f"\nwrote {out / 'trust.json'} and {out / 'trust_scenes.jsonl'}")
     return 0
 
 

@@ -1,5 +1,8 @@
 """Independent second renderer for the vizcap shapes world.
 
+It lives in the library so that `vizcap eval --independent` can measure on it; it imports nothing
+from vizcap (tests/test_shipped_trust.py checks this), so it still shares no code with vizcap.scenes.
+
 Why this exists
 ---------------
 The captioner is trained on scenes produced by the project's own generator.
@@ -37,7 +40,7 @@ by box centre.
 
 Command line::
 
-    python tests/independent_renderer.py OUTDIR --n 20 --seed 0
+    python -m vizcap.independent_renderer OUTDIR --n 20 --seed 0
 
 writes ``OUTDIR/indep_00000.png`` ... and ``OUTDIR/truth.jsonl``.
 """

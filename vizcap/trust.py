@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from .evaluate import caption_metrics, parse_objects, scene_scores
 from .explain import explain
 from .maps import METHODS
-from .scenes import COLOURS, PLURALS, SHAPES, Scene, render_scene
+from .scenes import COLOURS, PLURALS, SHAPES, Scene, SceneObject, _caption_order, describe, render_scene
 
 HELDOUT_FIRST_SEED = 2_000_000_000  # the same held-out range as train/shapes.py
+INDEPENDENT_FIRST_SEED = 10_000  # scene i of the independent renderer is render_independent(10_000 + i)
 FRACTIONS = np.linspace(0, 1, 9)
 _SHAPE_WORDS = set(SHAPES) | set(PLURALS.values())
 
@@ -156,72 +157,109 @@ def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int]
     return torch.stack(out)
 
 
+def independent_scene(i: int) -> Scene:
+    """Scene i of the independent renderer (vizcap/independent_renderer.py, seed INDEPENDENT_FIRST_SEED + i),
+    with its true caption written in ShapeScenes' grammar. It has no pixel mask (the trust metrics use
+    boxes only)."""
+    from .independent_renderer import render_independent
+
+    image, objects = render_independent(INDEPENDENT_FIRST_SEED + i)
+    short = min(image.size)
+    objs = [SceneObject(o["colour"], o["shape"], tuple(o["box"]), (o["box"][2] - o["box"][0]) / short) for o in objects]
+    ordered = _caption_order(objs)
+    return Scene(image=image, objects=ordered, caption=describe(ordered), mask=np.zeros(image.size[::-1], np.uint8))
+
+
+SOURCES = {"held-out ShapeScenes": lambda i: render_scene(HELDOUT_FIRST_SEED + i),
+           "independent renderer": independent_scene}
+
+
+def scene_record(captioner, randomized, scene: Scene, i: int, methods: tuple[str, ...], curves: bool,
+                 seed: int = 0) -> dict:
+    """Everything evaluate_trust measures on one scene, per correctly named object (floats rounded to 6
+    places; the summary is computed from these rounded values, so it can be recomputed from them)."""
+    exp = explain(captioner, scene.image, max_tokens=24)
+    record = {"i": i, "caption": exp.caption, "truth": scene.caption, "n_objects": len(scene.objects), "words": []}
+    targets = word_targets(exp.tokens, scene)
+    if not targets:
+        return record
+    grid = captioner.grid
+    all_maps = {m: exp.maps(m) for m in methods}
+    rand_maps = None
+    if curves:
+        rng = np.random.default_rng([seed, i])  # per scene: any subset of scenes can be recomputed alone
+        forced = exp.token_ids + ([captioner.cfg.eos_id] if exp.ended else [])
+        rand_exp = explain(randomized, scene.image, forced=forced)
+        rand_maps = {m: rand_exp.maps(m) for m in methods}
+        pixels = captioner.pixels([scene.image])
+    for shape_j, colour_j, members in targets:
+        cov = _coverage(scene, members, grid)
+        word = {"shape_j": shape_j, "colour_j": colour_j, "members": members,
+                "chance": _r6(pointing(np.ones(grid), cov)[1]), "mass_chance": _r6(cov.mean()), "methods": {}}
+        for m in methods:
+            w = {"hit": pointing(all_maps[m][shape_j], cov)[0], "colour_hit": pointing(all_maps[m][colour_j], cov)[0],
+                 "mass": _r6(mass_in_box(all_maps[m][shape_j], cov)[0])}
+            if rand_maps is not None:
+                w["sanity"] = _r6(spearman(all_maps[m][shape_j], rand_maps[m][shape_j]))
+                order = np.argsort(-all_maps[m][shape_j].ravel(), kind="stable")
+                shuffled = rng.permutation(len(order))
+                for kind, ins in (("deletion", False), ("insertion", True)):
+                    batch = torch.cat([_masked_batch(pixels, order, grid, ins), _masked_batch(pixels, shuffled, grid, ins)])
+                    probs = _word_probability(captioner, batch, exp.token_ids, shape_j)
+                    w[f"{kind}_map"] = [_r6(p) for p in probs[: len(FRACTIONS)]]
+                    w[f"{kind}_random"] = [_r6(p) for p in probs[len(FRACTIONS):]]
+            word["methods"][m] = w
+        record["words"].append(word)
+    return record
+
+
+def summarise(records: list[dict], methods: tuple[str, ...], grid: tuple[int, int],
+              source: str = "held-out ShapeScenes") -> dict:
+    """The figures of evaluate_trust from its per-scene records (means over correctly named objects;
+    caption metrics over all scenes), rounded to 4 places."""
+    words = [w for r in records for w in r["words"]]
+    preds = [r["caption"] for r in records]
+    refs = [r["truth"] for r in records]
+    scores = scene_scores(preds, [[None] * r["n_objects"] for r in records], refs)  # only the count is used
+    scores.update(caption_metrics(dict(enumerate(preds)), {i: [ref] for i, ref in enumerate(refs)}))
+    result: dict = {"source": source, "n_scenes": len(records), "n_words": len(words), "grid": list(grid),
+                    "caption": scores}
+    chance = _mean([w["chance"] for w in words])
+    per = {m: [w["methods"][m] for w in words] for m in methods}
+    result["pointing"] = {m: {"hit": _mean([v["hit"] for v in per[m]]), "chance": chance} for m in methods}
+    result["pointing_colour_word"] = {m: {"hit": _mean([v["colour_hit"] for v in per[m]]), "chance": chance}
+                                      for m in methods}
+    result["mass_in_box"] = {m: {"mass": _mean([v["mass"] for v in per[m]]),
+                                 "chance": _mean([w["mass_chance"] for w in words])} for m in methods}
+    result["sanity_spearman"] = {m: _mean([v["sanity"] for v in per[m] if "sanity" in v]) for m in methods}
+    result["curves"] = {"fractions": FRACTIONS.tolist()}
+    kinds = ("deletion_map", "deletion_random", "insertion_map", "insertion_random")
+    for m in methods:
+        rows = {k: [v[k] for v in per[m] if k in v] for k in kinds}
+        c = {k: np.mean(rows[k], axis=0).tolist() if rows[k] else [] for k in kinds}
+        c.update({f"{k}_auc": float(np.trapezoid(c[k], FRACTIONS)) if rows[k] else float("nan") for k in kinds})
+        result["curves"][m] = c
+    result["best_method"] = max(methods, key=lambda m: result["pointing"][m]["hit"]) if words else None
+    return _round(result)
+
+
 def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED, curves_n: int = 30,
                    methods: tuple[str, ...] | None = None, progress: bool = True, seed: int = 0,
-                   scene_fn=None, source: str = "held-out ShapeScenes") -> dict:
-    """Every figure of this module on n held-out scenes (curves and sanity check on the first curves_n).
-    `scene_fn(i) -> Scene` replaces the held-out ShapeScenes (e.g. scenes from another renderer)."""
+                   scene_fn=None, source: str = "held-out ShapeScenes", records: bool = False) -> dict:
+    """Every figure of this module on n scenes (curves and sanity check on the first curves_n).
+    `scene_fn(i) -> Scene` replaces the held-out ShapeScenes (e.g. `independent_scene`). With
+    records=True the result also holds the per-scene measurements ("scenes"), from which `summarise`
+    recomputes every figure and from which any scene can be checked alone (`scene_record`)."""
     scene_fn = scene_fn or (lambda i: render_scene(first_seed + i))
     methods = tuple(m for m in (methods or METHODS) if _supports(captioner, m))
-    rng = np.random.default_rng(seed)
     randomized = randomized_copy(captioner)
-    grid = captioner.grid
-    hits = {m: [] for m in methods}
-    colour_hits = {m: [] for m in methods}
-    chances, colour_chances, masses = [], [], {m: [] for m in methods}
-    mass_chance = []
-    sanity = {m: [] for m in methods}
-    curves = {m: {k: [] for k in ("deletion_map", "deletion_random", "insertion_map", "insertion_random")} for m in methods}
-    preds, truths, refs = [], [], []
-    for i in tqdm(range(n), desc="trust", unit="scene", disable=not progress):
-        scene = scene_fn(i)
-        exp = explain(captioner, scene.image, max_tokens=24)
-        preds.append(exp.caption)
-        truths.append(scene.objects)
-        refs.append(scene.caption)
-        targets = word_targets(exp.tokens, scene)
-        if not targets:
-            continue
-        all_maps = {m: exp.maps(m) for m in methods}
-        rand_maps = None
-        if i < curves_n:
-            forced = exp.token_ids + ([captioner.cfg.eos_id] if exp.ended else [])
-            rand_exp = explain(randomized, scene.image, forced=forced)
-            rand_maps = {m: rand_exp.maps(m) for m in methods}
-            pixels = captioner.pixels([scene.image])
-        for shape_j, colour_j, members in targets:
-            cov = _coverage(scene, members, grid)
-            chances.append(pointing(np.ones(grid), cov)[1])
-            colour_chances.append(chances[-1])
-            mass_chance.append(float(cov.mean()))
-            for m in methods:
-                hits[m].append(pointing(all_maps[m][shape_j], cov)[0])
-                colour_hits[m].append(pointing(all_maps[m][colour_j], cov)[0])
-                masses[m].append(mass_in_box(all_maps[m][shape_j], cov)[0])
-                if rand_maps is not None:
-                    sanity[m].append(spearman(all_maps[m][shape_j], rand_maps[m][shape_j]))
-                    order = np.argsort(-all_maps[m][shape_j].ravel(), kind="stable")
-                    shuffled = rng.permutation(len(order))
-                    for kind, ins in (("deletion", False), ("insertion", True)):
-                        batch = torch.cat([_masked_batch(pixels, order, grid, ins), _masked_batch(pixels, shuffled, grid, ins)])
-                        probs = _word_probability(captioner, batch, exp.token_ids, shape_j)
-                        curves[m][f"{kind}_map"].append(probs[: len(FRACTIONS)])
-                        curves[m][f"{kind}_random"].append(probs[len(FRACTIONS) :])
-    scores = scene_scores(preds, truths, refs)
-    scores.update(caption_metrics(dict(enumerate(preds)), {i: [r] for i, r in enumerate(refs)}))
-    result: dict = {"source": source, "n_scenes": n, "n_words": len(chances), "grid": list(grid), "caption": _round(scores)}
-    chance = float(np.mean(chances)) if chances else float("nan")
-    result["pointing"] = {m: {"hit": _mean(hits[m]), "chance": chance} for m in methods}
-    result["pointing_colour_word"] = {m: {"hit": _mean(colour_hits[m]), "chance": float(np.mean(colour_chances)) if colour_chances else float("nan")} for m in methods}
-    result["mass_in_box"] = {m: {"mass": _mean(masses[m]), "chance": _mean(mass_chance)} for m in methods}
-    result["sanity_spearman"] = {m: _mean(sanity[m]) for m in methods}
-    result["curves"] = {"fractions": FRACTIONS.tolist()}
-    for m in methods:
-        c = {k: (np.mean(v, axis=0).tolist() if v else []) for k, v in curves[m].items()}
-        c.update({f"{k}_auc": float(np.trapezoid(np.mean(v, axis=0), FRACTIONS)) if v else float("nan") for k, v in curves[m].items()})
-        result["curves"][m] = c
-    result["best_method"] = max(methods, key=lambda m: result["pointing"][m]["hit"]) if chances else None
-    return _round(result)
+    rows = [scene_record(captioner, randomized, scene_fn(i), i, methods, curves=i < curves_n, seed=seed)
+            for i in tqdm(range(n), desc=f"trust ({source})", unit="scene", disable=not progress)]
+    result = summarise(rows, methods, captioner.grid, source)
+    result["curves_n"] = min(curves_n, n)
+    if records:
+        result["scenes"] = rows
+    return result
 
 
 def _supports(captioner, method: str) -> bool:
@@ -231,6 +269,10 @@ def _supports(captioner, method: str) -> bool:
 
 def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
+
+
+def _r6(x) -> float:
+    return round(float(x), 6)
 
 
 def _round(obj):
