@@ -129,14 +129,71 @@ def test_overlay_describes_where_the_hottest_cell_is():
     assert "row 1 of 4, column 4 of 4 (top right)" in figures.description(fig)
 
 
-def test_heads_grid_and_prefix_maps_have_one_panel_per_head_or_token(exp, captioner):
-    H = captioner.cfg.decoder_heads
-    per_head = np.stack([exp.maps("cross_attention", 0, h)[0] for h in range(H)])
-    fig = check(figures.heads_grid(exp.image, per_head, exp.tokens[0], 0))
-    assert sum(isinstance(t, go.Heatmap) for t in fig.data) == H
+def test_prefix_maps_show_each_prefix_tokens_own_map(exp, captioner):
     P = captioner.cfg.n_prefix
-    fig = check(figures.prefix_maps(exp.image, exp.mapper.mean(0), exp.grid))
-    assert sum(isinstance(t, go.Heatmap) for t in fig.data) == P
+    mapper = exp.mapper.mean(0)
+    fig = check(figures.prefix_maps(exp.image, mapper, exp.grid))
+    heats = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heats) == P
+    for p, heat in enumerate(heats):
+        np.testing.assert_allclose(np.asarray(heat.z), mapper[p].reshape(exp.grid))
+    assert fig.layout.coloraxis.cmax == pytest.approx(mapper.max())
+    assert [a.text for a in fig.layout.annotations] == [f"prefix {p}" for p in range(P)]
+
+
+def test_heads_grid_names_the_strongest_head_from_raw_maps():
+    """Head 2 has the strongest raw cell (0.8); after max normalisation every head peaks at 1, so a
+    grid that looked at the shown maps would name head 0."""
+    raw = np.full((4, 3, 3), 0.05)
+    raw[0, 0, 0], raw[1, 1, 1], raw[2, 2, 0], raw[3, 0, 2] = 0.3, 0.5, 0.8, 0.2
+    shown = raw / raw.max(axis=(1, 2), keepdims=True)
+    fig = check(figures.heads_grid(Image.new("RGB", (48, 48)), shown, "star", 1, raw=raw, vmax=1.0, normalize="max"))
+    text = figures.description(fig)
+    assert "Head 2 has the strongest single cell" in text and "0.8" in text
+    assert "own peak" in text  # says that each panel is scaled to itself
+    for h, heat in enumerate(t for t in fig.data if isinstance(t, go.Heatmap)):
+        np.testing.assert_allclose(np.asarray(heat.z), shown[h])
+    assert "Head 2 has" in figures.description(figures.heads_grid(Image.new("RGB", (48, 48)), raw, "star", 1))
+
+
+def test_colour_range_of_each_normalisation():
+    """none keeps a share's own 0..1 scale (a weak map stays weak; never clipped if a value were
+    above 1); an unbounded unit (relevancy) runs to its largest value; max and global are 0..1; sum
+    runs to the largest share. The colour bar says which."""
+    weak = np.array([[[0.1, 0.2], [0.05, 0.0]], [[0.0, 0.1], [0.3, 0.0]]])
+    top, label = figures.map_colour_range(weak, "cross_attention", "none")
+    assert top == 1.0 and "0–1" in label and "attention" in label
+    assert figures.map_colour_range(weak * 5, "prefix", "none")[0] == pytest.approx(1.5)
+    top, label = figures.map_colour_range(weak * 7, "relevancy", "none")
+    assert top == pytest.approx(2.1) and "relevance" in label
+    assert figures.map_colour_range(weak, "rollout", "max") == (1.0, figures.NORMALIZED_UNITS["max"])
+    assert figures.map_colour_range(weak, "rollout", "global") == (1.0, figures.NORMALIZED_UNITS["global"])
+    assert figures.map_colour_range(weak, "rollout", "sum")[0] == pytest.approx(0.3)
+    assert "median" in figures.map_colour_range(weak, "cross_attention", "none", sinks=True)[1]
+    assert figures.map_colour_range(np.zeros((1, 2, 2)), "relevancy", "none")[0] == 1.0  # an empty map: no 0..0 scale
+    fig = figures.attention_overlay(Image.new("RGB", (32, 32)), weak[0], "w", vmax=1.0, method="cross_attention")
+    assert "0–1" in fig.layout.coloraxis.colorbar.title.text
+
+
+def test_words_are_escaped_for_plotly(exp, beam):
+    """plotly reads <b>, <br>… in any text as markup and turns &lt; &gt; &amp; back into characters:
+    a word such as "<b>" must reach it escaped, in titles, axis labels and the beam tree."""
+    word = "<b>x</b>&y"
+    safe = "&lt;b&gt;x&lt;/b&gt;&amp;y"
+    heat = np.ones((2, 2))
+    img = Image.new("RGB", (32, 32))
+    assert safe in figures.title(figures.attention_overlay(img, heat, word))
+    assert safe in figures.title(figures.heads_grid(img, np.ones((2, 2, 2)), word, 0))
+    bar = figures.alternatives_bar([word, "a"], [0.6, 0.3], word, 0)
+    assert safe in figures.title(bar) and safe in list(bar.data[0].y)
+    assert bar.data[0].marker.color[list(bar.data[0].y).index(safe)] == figures.OKABE_ITO[0]
+    steps = figures.step_probabilities({"greedy": ([word], [0.5])})
+    assert list(steps.data[0].x) == [f"1. {safe}"]
+    assert safe in list(figures.distribution_reshape([word, "a"], np.array([2.0, 1.0]), context=word).data[0].x)
+    tree = [dict(step, tokens=[word] * len(step["tokens"])) for step in beam.beam_tree]
+    nodes = next(t for t in figures.beam_tree(tree, beam.token_ids, beam.ended).data if t.name == "live hypothesis")
+    assert nodes.text[0] == "&lt;bos&gt;" and set(nodes.text[1:]) == {safe}
+    assert safe in list(figures.word_prefix_heatmap([word], np.array([[0.5, 0.2]])).data[0].y)[0]
 
 
 def test_grid_panels_each_pair_an_image_with_its_own_map_on_separate_axes(exp, captioner):
@@ -259,8 +316,16 @@ def test_distribution_reshape_matches_filter_logits():
 
 
 def test_distribution_log_scale_shows_the_tail():
-    fig = check(figures.distribution_reshape(list("abc"), np.array([5.0, 0.0, -5.0]), log_scale=True))
-    assert fig.layout.yaxis.type == "log"
+    """On the log axis the tail word (p ≈ 4.5e-5) lies inside the drawn range and above its lowest
+    tick; on the linear axis it is a sliver of a 0..1 range."""
+    logits = np.array([5.0, 0.0, -5.0])
+    p_tail = float(torch.softmax(torch.tensor(logits), -1)[2])
+    log = check(figures.distribution_reshape(list("abc"), logits, log_scale=True))
+    lo, hi = log.layout.yaxis.range
+    assert log.layout.yaxis.type == "log" and lo <= math.log10(p_tail) <= hi
+    assert min(log.layout.yaxis.tickvals) < p_tail and list(log.data[0].y)[2] == pytest.approx(p_tail)
+    linear = figures.distribution_reshape(list("abc"), logits, log_scale=False)
+    assert linear.layout.yaxis.type in (None, "linear") and list(linear.layout.yaxis.range) == [0, 1]
 
 
 def test_aux_predictions_leave_background_clear_and_use_true_colours():
@@ -321,12 +386,25 @@ def test_loss_curve_plots_each_logged_loss():
 
 def test_trust_figures_and_verdict():
     r = trust_result()
+    r["mass_in_box"]["rollout"] = {"mass": 0.55, "chance": 0.2}
+    r["curves"]["rollout"]["deletion_map"] = [0.8, 0.3, 0.1]
+    r["curves"]["rollout"]["deletion_map_auc"] = 0.33
     fig = check(figures.pointing_game(r))
+    assert list(fig.data[0].x) == list(r["pointing"])
     assert list(fig.data[0].y) == pytest.approx([0.9, 0.7, 0.5, 0.3])
-    check(figures.mass_in_box(r))
-    check(figures.sanity_check(r))
+    assert list(fig.data[1].y) == pytest.approx([0.5] * 4)  # colour words
+    fig = check(figures.mass_in_box(r))
+    assert list(fig.data[0].y) == pytest.approx([0.4, 0.4, 0.55, 0.4])
+    assert list(fig.data[1].y) == pytest.approx([0.1, 0.1, 0.2, 0.1])
+    fig = check(figures.sanity_check(r))
+    assert list(fig.data[0].y) == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    green, orange = figures.OKABE_ITO[2], figures.OKABE_ITO[5]
+    assert list(fig.data[0].marker.color) == [green, green, orange, orange]  # below 0.5: depends on training
     fig = check(figures.deletion_insertion(r, "rollout"))
     assert len(fig.data) == 4
+    deletion = fig.data[0]
+    assert list(deletion.y) == pytest.approx([0.8, 0.3, 0.1]) and list(deletion.x) == pytest.approx(r["curves"]["fractions"][:3])
+    assert "0.33" in deletion.name
     text = " ".join(figures.trust_verdict(r))
     assert "90%" in text and "30%" in text and "Sanity check passed" in text and "Faithfulness." in text
 
