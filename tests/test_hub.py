@@ -177,7 +177,7 @@ def test_generation_settings_come_from_the_checkpoint(tmp_path):
     cfg.update(max_length=9, early_stopping=True, no_repeat_ngram_size=3)
     (d / "generation_config.json").write_text(json.dumps(cfg))
     b = HFCaptioner.from_pretrained(d)
-    assert b.max_tokens == 8 and b.decoding_defaults()["early_stopping"] is True
+    assert b.max_tokens == 8 and b.decoding_defaults()["early_stopping"] == "first_k"
     assert b.unsupported_settings == ["no_repeat_ngram_size=3"]
 
 
@@ -213,3 +213,15 @@ def test_memory_check_refuses_a_model_that_does_not_fit(monkeypatch, vit_gpt2_di
     monkeypatch.setenv("VIZCAP_MEMORY_LIMIT_MB", "0")
     with pytest.raises(CheckpointError, match="GiB of memory"):
         HFCaptioner.from_pretrained(vit_gpt2_dir)
+
+
+def test_vizcap_load_dispatches_every_kind(vit_gpt2_dir, blip_dir, tiny_checkpoint, tmp_path):
+    import vizcap
+    from vizcap.captioner import Captioner, CheckpointError
+    from vizcap.hub import HFCaptioner
+
+    assert isinstance(vizcap.load(tiny_checkpoint), Captioner)
+    assert isinstance(vizcap.load(str(vit_gpt2_dir)), HFCaptioner) and vizcap.load(vit_gpt2_dir).kind == "vision-encoder-decoder"
+    assert vizcap.load(blip_dir).kind == "blip"
+    with pytest.raises(CheckpointError, match="not a checkpoint directory"):
+        vizcap.load(tmp_path / "missing")

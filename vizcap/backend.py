@@ -15,7 +15,9 @@ Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention) a
     bos_id            the token the decoder starts from (<bos>, GPT-2's <|endoftext|>, BLIP's [DEC])
     eos_id, pad_id, vocab_size
     banned            token ids never chosen (vizcap bans <pad>/<bos>; Hugging Face bans nothing)
-    max_tokens        the model's own longest caption (new tokens)
+    max_tokens        the model's own longest caption (new tokens) when none is asked for
+    token_limit       the longest caption its position table allows
+    mode              "cross" | "prefix" | "both": how the decoder sees the image
     tokenizer         token_text(id) -> str, decode(ids) -> str
     crop              None, or a sentence saying that the processor centre-crops (overlays are then
                       drawn on the cropped region: `view(image)` returns it)
@@ -80,6 +82,39 @@ class Backend(Protocol):
     def session(self, pixels: torch.Tensor) -> StepFn: ...
 
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1): ...
+
+
+class ExplainAPI:
+    """caption / explain / caption_details for any backend, with the model's own decoding defaults
+    (Hugging Face: its generation config) filling every knob left as None."""
+
+    def decoding_params(self, strategy: str = "greedy", beams: int | None = None, top_k: int = 0, top_p: float = 1.0,
+                        temperature: float = 1.0, length_penalty: float | None = None, seed: int | None = None,
+                        max_tokens: int | None = None, early_stopping: str | None = None):
+        from .decoding import DecodingParams
+
+        defaults = self.decoding_defaults()
+        if beams is None:
+            beams = max(1, int(defaults.get("num_beams", 1))) if strategy == "beam" else 1
+        values = dict(strategy=strategy, beams=beams, top_k=top_k, top_p=top_p, temperature=temperature,
+                      length_penalty=defaults.get("length_penalty", 1.0) if length_penalty is None else length_penalty,
+                      seed=seed, max_tokens=self.max_tokens if max_tokens is None else max_tokens)
+        if early_stopping is None:
+            early_stopping = defaults.get("early_stopping")
+        if early_stopping is not None and "early_stopping" in DecodingParams.__dataclass_fields__:
+            values["early_stopping"] = early_stopping
+        return DecodingParams(**values)
+
+    def explain(self, image, strategy: str = "greedy", beams: int | None = None, top_k: int = 0, top_p: float = 1.0,
+                temperature: float = 1.0, length_penalty: float | None = None, seed: int | None = None,
+                max_tokens: int | None = None, early_stopping: str | None = None):
+        """Caption `image` and capture every attention map behind every word (see vizcap.explain).
+        Knobs left as None take the model's own defaults (decoding_defaults())."""
+        from .explain import explain
+
+        params = self.decoding_params(strategy, beams, top_k, top_p, temperature, length_penalty, seed, max_tokens,
+                                      early_stopping)
+        return explain(self, image, params)
 
 
 def take_captured() -> dict[str, list[torch.Tensor]]:

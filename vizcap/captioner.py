@@ -21,8 +21,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
+from .backend import ExplainAPI, take_captured
 from .decoding import start_steps
-from .hooks import install_hook_points
+from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
 from .tokenizer import CaptionTokenizer
@@ -52,16 +53,85 @@ def atomic_write(path: str | Path, write) -> None:
         raise
 
 
-class Captioner:
-    def __init__(self, model: CaptionModel, tokenizer: CaptionTokenizer):
+class Captioner(ExplainAPI):
+    """A vizcap checkpoint, and one implementation of the backend interface (vizcap/backend.py)."""
+
+    kind = "vizcap"
+    n_extra_keys = 0  # the decoder's cross-attention keys are patches only
+    crop = None  # preprocessing never crops
+
+    def __init__(self, model: CaptionModel, tokenizer: CaptionTokenizer, name: str = "vizcap model"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.cfg = model.cfg
+        self.name = name
         install_hook_points(self.model)  # stateless hooks; they record only inside capture()
 
     @property
     def grid(self) -> tuple[int, int]:
         return self.model.grid
+
+    # -- the backend interface (vizcap/backend.py) ------------------------------------------------
+
+    n_prefix = property(lambda self: self.cfg.n_prefix)
+    decoder_layers = property(lambda self: self.cfg.decoder_layers)
+    decoder_heads = property(lambda self: self.cfg.decoder_heads)
+    mode = property(lambda self: self.cfg.mode)
+    has_cross = property(lambda self: self.cfg.mode != "prefix")
+    bos_id = property(lambda self: self.cfg.bos_id)
+    eos_id = property(lambda self: self.cfg.eos_id)
+    pad_id = property(lambda self: self.cfg.pad_id)
+    vocab_size = property(lambda self: self.cfg.vocab_size)
+    banned = property(lambda self: tuple(sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id})))
+    token_limit = property(lambda self: max(1, min(256, self.cfg.max_positions - self.cfg.n_prefix - 1)))
+    max_tokens = property(lambda self: min(20, self.token_limit))
+
+    def decoding_defaults(self) -> dict:
+        return {}
+
+    def view(self, image):
+        return image  # the whole image: never cropped
+
+    def session(self, pixels: torch.Tensor):
+        """Encode once (encoder and mapper maps go to the active capture) and return the step
+        function for vizcap.decoding.search: (tokens, parents) -> (logits [K, V], captured maps)."""
+        model, cfg = self.model, self.cfg
+        memory = model.encode(pixels)
+        prefix, _ = model.prefix(memory)
+        state: dict = {}
+
+        def step(tokens, parents):
+            if tokens is None:
+                bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
+                embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+                logits, state["steps"] = start_steps(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
+            else:
+                if parents.tolist() != list(range(state["rows"])):  # beams: follow each survivor's parent
+                    state["steps"].reorder(parents)
+                logits = state["steps"](tokens)
+            state["rows"] = logits.shape[0]
+            return logits, take_captured()
+
+        return step
+
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
+        """One pass over [prefix; <bos>; token_ids[:-1]] with every map captured (the oracle; with
+        keep_grad the relevancy pass: maps stay in the autograd graph). Returns (logits [S, V] —
+        [copies, S, V] when copies > 1 — , cache). The encoder (no attention maps of its own here
+        unless it is a ViT) runs once and its output is shared by the copies."""
+        model, cfg = self.model, self.cfg
+        ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]] * copies, dtype=torch.long)
+        grad = torch.enable_grad() if keep_grad else torch.inference_mode()
+        with grad, capture(keep_grad=keep_grad) as cache:
+            if keep_grad:
+                with torch.no_grad():
+                    memory = model.encode(pixels)
+                memory = memory.expand(copies, -1, -1).clone().requires_grad_(True)
+            else:
+                memory = model.encode(pixels).expand(copies, -1, -1)
+            prefix, _ = model.prefix(memory)
+            logits = model.decode(memory, prefix, ids, use_cache=False).logits
+        return (logits[0] if copies == 1 else logits), cache
 
     # -- io ------------------------------------------------------------------------------------
 
@@ -116,7 +186,7 @@ class Captioner:
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(_one_line(f"{files['model.safetensors']}: unreadable ({e})")) from None
         _load_state(model, state, files["model.safetensors"])
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, name=str(directory))
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -167,17 +237,6 @@ class Captioner:
     def caption(self, image, max_tokens: int = 20) -> str:
         """The greedy caption of one image (a path, a PIL image or an H×W×3 uint8 array)."""
         return self.caption_batch([image], max_tokens)[0]
-
-    def explain(self, image, strategy: str = "greedy", beams: int = 1, top_k: int = 0, top_p: float = 1.0,
-                temperature: float = 1.0, length_penalty: float = 1.0, seed: int | None = None,
-                max_tokens: int = 20):
-        """Caption `image` and capture every attention map behind every word (see vizcap.explain)."""
-        from .decoding import DecodingParams
-        from .explain import explain
-
-        params = DecodingParams(strategy=strategy, beams=beams, top_k=top_k, top_p=top_p, temperature=temperature,
-                                length_penalty=length_penalty, seed=seed, max_tokens=max_tokens)
-        return explain(self, image, params)
 
     def caption_details(self, image, max_tokens: int = 20) -> dict:
         """Caption plus its tokens and their probabilities (greedy)."""
@@ -273,6 +332,25 @@ def _load_state(model: CaptionModel, state: dict[str, torch.Tensor], path: Path)
     model.load_state_dict(state, strict=True)
 
 
-def load(path: str | Path | None = None) -> Captioner:
-    """Load a checkpoint directory (default: the shipped ShapeScenes model)."""
-    return Captioner.from_pretrained(path)
+def load(path: str | Path | None = None, progress=None):
+    """Load any captioner vizcap explains (default: the shipped ShapeScenes model):
+
+    * a vizcap checkpoint directory (config.json with a format_version, model.safetensors, tokenizer.json);
+    * a local Hugging Face folder holding a VisionEncoderDecoderModel (ViT/DeiT/BEiT + GPT-2 with
+      cross-attention) or a BlipForConditionalGeneration;
+    * a hub id of either (e.g. "nlpconnect/vit-gpt2-image-captioning"), through the Hugging Face cache.
+
+    `progress(message)` is told what is being loaded. Any problem: CheckpointError, one line."""
+    from . import hub
+
+    if path is None:
+        return Captioner.from_pretrained(None)
+    text = str(path)
+    if not text.strip():
+        raise CheckpointError("empty checkpoint path")
+    directory = Path(text)
+    if directory.is_dir() and hub.hf_model_type(directory) is not None:
+        return hub.HFCaptioner.from_pretrained(directory, progress=progress)
+    if not directory.exists() and hub.is_hub_id(text):
+        return hub.HFCaptioner.from_pretrained(text, progress=progress)
+    return Captioner.from_pretrained(directory)

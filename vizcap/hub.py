@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .backend import install_points, take_captured
+from .backend import ExplainAPI, install_points, take_captured
 from .hooks import capture
 
 KINDS = {"vision-encoder-decoder": "vision-encoder-decoder", "blip": "blip"}
@@ -137,10 +137,11 @@ class HFTokenizer:
 # The backend
 
 
-class HFCaptioner:
+class HFCaptioner(ExplainAPI):
     """A Hugging Face VisionEncoderDecoder (patch encoder + GPT-2) or BLIP captioner (vizcap Backend)."""
 
     n_prefix = 0
+    mode = "cross"  # the decoder sees the image only through cross-attention
 
     def __init__(self, model, image_processor, tokenizer, name: str):
         self.model = model.eval()
@@ -196,7 +197,8 @@ class HFCaptioner:
                 self.unsupported_settings.append(f"several end tokens {list(eos)} (vizcap stops at {eos[0]} only)")
             eos = eos[0]
         self.eos_id = int(eos)
-        self.max_tokens = self.settings["max_tokens"]
+        self.token_limit = max(1, min(256, int(max_positions) - 1))
+        self.max_tokens = min(self.settings["max_tokens"], self.token_limit)
         self.crop = _crop_note(image_processor)
         self._project = (
             self.kind != "blip"
@@ -279,6 +281,27 @@ class HFCaptioner:
         if n_tokens < n_patches:
             raise _error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
         return n_tokens - n_patches
+
+    # -- captions -----------------------------------------------------------------------------------
+
+    def caption(self, image, max_tokens: int | None = None) -> str:
+        """The greedy caption of one image, as `generate(do_sample=False, num_beams=1)` writes it."""
+        return self.explain(image, max_tokens=max_tokens).caption
+
+    def caption_batch(self, images, max_tokens: int | None = None) -> list[str]:
+        return [self.caption(im, max_tokens) for im in images]
+
+    def caption_details(self, image, max_tokens: int | None = None) -> dict:
+        exp = self.explain(image, max_tokens=max_tokens)
+        return {"caption": exp.caption, "tokens": exp.tokens, "token_probs": [round(float(p), 6) for p in exp.probs],
+                "grid": list(self.grid)}
+
+    def describe(self) -> str:
+        """One line for people: what this model is."""
+        enc = "BLIP ViT" if self.kind == "blip" else self.vision.config.model_type.upper()
+        dec = "BLIP text decoder" if self.kind == "blip" else "GPT-2"
+        return (f"{self.name}: {enc} encoder ({self.grid[0]}x{self.grid[1]} patches + {self.n_extra_keys} class token) and "
+                f"a {self.decoder_layers}-layer {dec} with {self.decoder_heads} heads reading it by cross-attention")
 
     # -- the Backend interface ----------------------------------------------------------------------
 
@@ -408,7 +431,10 @@ def _generation_settings(gen_model, prompt_len: int, max_positions: int | None) 
             max_new = min(max_new + prompt_len, int(limit)) - prompt_len
     max_new = max(1, min(max_new, 256, (max_positions or 10**9) - prompt_len))
     early = get("early_stopping")
-    settings = {"max_tokens": max_new, "early_stopping": early if early in (True, False, "never") else False,
+    # Hugging Face's early_stopping in vizcap.decoding's terms: False -> its heuristic, True -> stop at
+    # the first K ended beams, "never" -> the exact bound
+    early = {False: "heuristic", True: "first_k", "never": "exact"}.get(early, "heuristic")
+    settings = {"max_tokens": max_new, "early_stopping": early,
                 "length_penalty": float(get("length_penalty") or 1.0), "num_beams": int(get("num_beams") or 1)}
     unsupported = []
     for name, off in _UNSUPPORTED.items():
