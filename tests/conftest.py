@@ -110,10 +110,13 @@ TINY_MODELS = {
     "cross": {"mode": "cross"},
     "vit": {"vit": True},
     "ending": {"eos_bias": 1.0},
+    "mapper1": {"mapper_layers": 1},
+    "mapper2": {"mapper_layers": 2},
 }
 
 
-def make_tiny_captioner(mode: str = "both", vit: bool = False, eos_bias: float = 0.0, seed: int = 5):
+def make_tiny_captioner(mode: str = "both", vit: bool = False, eos_bias: float = 0.0, seed: int = 5,
+                        mapper_layers: int = 0):
     """An untrained captioner small enough to explain in milliseconds: 64 px, d_model 32, 3 prefix
     tokens, 2 mapper heads, 2 GPT-2 layers × 4 heads, weights jolted so that captions are long.
 
@@ -130,7 +133,7 @@ def make_tiny_captioner(mode: str = "both", vit: bool = False, eos_bias: float =
     encoder = dict(encoder="test_vit", encoder_kwargs={"img_size": 64}, feature_index=None) if vit else {}
     cfg = CaptionerConfig(image_size=64, d_model=32, n_prefix=3, mapper_heads=2, decoder_layers=2, decoder_heads=4,
                           vocab_size=tok.vocab_size, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id,
-                          mode=mode, **encoder)
+                          mode=mode, mapper_layers=mapper_layers, **encoder)
     torch.manual_seed(seed)
     model = CaptionModel(cfg)
     with torch.no_grad():
@@ -145,7 +148,7 @@ def make_tiny_captioner(mode: str = "both", vit: bool = False, eos_bias: float =
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """tiny_model_dir(name) -> a saved checkpoint of make_tiny_captioner(**TINY_MODELS[name]),
-    written on first use (names: both, prefix, cross, vit, ending). Treat them as read-only."""
+    written on first use (names: both, prefix, cross, vit, ending, mapper1, mapper2). Treat them as read-only."""
     dirs: dict[str, Path] = {}
 
     def get(name: str) -> Path:

@@ -95,25 +95,125 @@ def test_layer_and_head_selection_is_plain_indexing(exp):
         np.testing.assert_allclose(exp.maps("prefix", layer=layer, head=head), expected.reshape(T, *grid), atol=1e-7)
 
 
-def test_prefix_maps_compose_self_attention_with_the_mapper(exp):
-    """Σ_p a(token→p) · m(p→patches), a renormalised over the prefix (no <bos>, no words), m the
-    mapper's attention averaged over its heads, all computed here by hand."""
+def _prefix_maps_by_hand(exp) -> np.ndarray:
+    """Each prefix token's map at the mapper's output, with loops: the resampler's head-mean map,
+    then for every mapper block m_p <- ½·m_p + ½·Σ_q a(p→q)·m_q (the block's head-mean attention;
+    half of the residual stream stays)."""
+    P = exp.n_prefix
+    m = [exp.mapper[:, p].mean(0) for p in range(P)]
+    for block in exp.mapper_blocks if exp.mapper_blocks is not None else []:
+        a = block.mean(0)
+        m = [0.5 * m[p] + 0.5 * sum(a[p, q] * m[q] for q in range(P)) for p in range(P)]
+    return np.array(m)
+
+
+@pytest.mark.parametrize("model", ["both", "mapper1", "mapper2"])
+def test_prefix_maps_compose_self_attention_with_the_mapper(tiny_model, image, model):
+    """Σ_p a(token→p) · m(p→patches), a renormalised over the prefix (no <bos>, no words), m each
+    prefix token's map carried through every mapper block, all computed here by hand."""
+    exp = explain(tiny_model(model), image, max_tokens=6)
     T, P = len(exp.tokens), exp.n_prefix
-    L, H, S, _ = exp.self_full.shape
-    expected = np.zeros((T, exp.mapper.shape[-1]))
+    assert (exp.mapper_blocks is None) == (model == "both")
+    if exp.mapper_blocks is not None:
+        assert exp.mapper_blocks.shape == (int(model[-1]), 2, P, P)
+    m = _prefix_maps_by_hand(exp)
+    np.testing.assert_allclose(exp.prefix_maps, m, atol=1e-6)
+    expected = np.zeros((T, m.shape[-1]))
     for j in range(T):
         row = exp.self_full[:, :, P + j, :P].mean(axis=(0, 1))  # from the position that produced word j
         row = row / row.sum()
         for p in range(P):
-            expected[j] += row[p] * exp.mapper[:, p].mean(0)
+            expected[j] += row[p] * m[p]
     np.testing.assert_allclose(exp.maps("prefix").reshape(T, -1), expected, atol=1e-6)
     np.testing.assert_allclose(exp.maps("prefix").reshape(T, -1).sum(1), 1.0, atol=1e-5)  # a distribution over patches
 
 
-def test_rollout_is_propagate_on_head_means(exp):
+def _rollout_by_hand(exp) -> np.ndarray:
+    """Abnar & Zuidema's rollout written as flows, one position at a time: every decoder position
+    holds a distribution over sources (each decoder input position, each image cell); a
+    self-attention layer gives position i ½ of its own distribution plus ½ Σ_k a(i→k) of position
+    k's; a cross-attention sublayer keeps ½ and adds ½ of its attention over the cells. At the end
+    a prefix input counts as the image it is made of: ½ its resampler read (the other half is its
+    learned query), carried through the mapper blocks. Returns [T, N] for the generated words."""
     P, T = exp.n_prefix, len(exp.tokens)
-    r = mapping.propagate(exp.self_full.mean(1), exp.cross_full.mean(1), exp.mapper.mean(0), P)
-    np.testing.assert_allclose(exp.maps("rollout").reshape(T, -1), r[P : P + T], atol=1e-9)
+    L, H, S, _ = exp.self_full.shape
+    N = exp.grid[0] * exp.grid[1]
+    flows = [{("pos", i): 1.0} for i in range(S)]
+    for layer in range(L):
+        a = exp.self_full[layer].mean(0)
+        new = []
+        for i in range(S):
+            d: dict = {}
+            for src, w in flows[i].items():
+                d[src] = d.get(src, 0.0) + 0.5 * w
+            for k in range(S):
+                for src, w in flows[k].items():
+                    d[src] = d.get(src, 0.0) + 0.5 * a[i, k] * w
+            new.append(d)
+        flows = new
+        if exp.cross_full is not None:
+            c = exp.cross_full[layer].mean(0)
+            for i in range(S):
+                d = {src: 0.5 * w for src, w in flows[i].items()}
+                for n in range(N):
+                    d[("cell", n)] = d.get(("cell", n), 0.0) + 0.5 * c[i, n]
+                flows[i] = d
+    prefix_image = 0.5 * _prefix_maps_by_hand(exp) if exp.mapper is not None else None
+    out = np.zeros((T, N))
+    for j in range(T):
+        for (kind, idx), w in flows[P + j].items():
+            if kind == "cell":
+                out[j, idx] += w
+            elif idx < P:
+                out[j] += w * prefix_image[idx]
+    return out
+
+
+@pytest.mark.parametrize("model", ["both", "mapper1", "mapper2", "cross", "prefix"])
+def test_rollout_equals_the_flow_written_out_by_hand(tiny_model, image, model):
+    exp = explain(tiny_model(model), image, max_tokens=5)
+    T = len(exp.tokens)
+    r = exp.maps("rollout").reshape(T, -1)
+    np.testing.assert_allclose(r, _rollout_by_hand(exp), atol=1e-7)
+    assert np.all(r >= 0) and np.all(r.sum(1) <= 1 + 1e-9)  # shares of the word's representation
+
+
+def test_rollout_stays_a_share_however_deep():
+    """Identical layers must not grow the raw scale (the old r <- r + A·r reached ~8,190 at twelve)."""
+    S, N = 4, 3
+    rng = np.random.default_rng(0)
+    a = np.tril(rng.random((S, S)))
+    a /= a.sum(-1, keepdims=True)
+    c = rng.random((S, N))
+    c /= c.sum(-1, keepdims=True)
+    for depth in (1, 2, 12, 48):
+        r = mapping.rollout(np.stack([a] * depth), np.stack([c] * depth), None, 0)
+        assert np.all(r >= 0) and np.all(r.sum(1) <= 1 + 1e-12) and r.sum(1).max() > 0.4, depth
+    # self-attention only, identity attention: nothing flows from the image, whatever the depth
+    np.testing.assert_allclose(mapping.rollout(np.stack([np.eye(S)] * 12), None, np.ones((1, N)) / N, 1)[1:], 0.0)
+
+
+def test_rollout_one_layer_on_paper():
+    """S = 2 (a prefix token, <bos>), N = 2; A = [[1, 0], [.5, .5]], C = [[.9, .1], [.2, .8]];
+    the prefix token is ½ image, read as [.5, .5] -> [.25, .25]."""
+    A1 = np.array([[1.0, 0.0], [0.5, 0.5]])
+    C1 = np.array([[0.9, 0.1], [0.2, 0.8]])
+    # Ã = ½A + ½I = [[1, 0], [.25, .75]]; after cross: R_tt = ½Ã, R_ti = ½C
+    # position 1: R_tt = [.125, .375], R_ti = [.1, .4]; + R_tt[:, :1] @ prefix = .125 * [.25, .25]
+    expected_1 = np.array([0.1 + 0.03125, 0.4 + 0.03125])
+    r = mapping.rollout(A1[None], C1[None], np.array([[0.25, 0.25]]), 1)
+    np.testing.assert_allclose(r[1], expected_1, atol=1e-12)
+
+
+def test_mapper_maps_on_paper():
+    res = np.array([[1.0, 0.0], [0.0, 1.0]])  # query 0 reads cell 0, query 1 reads cell 1
+    block = np.array([[0.0, 1.0], [0.0, 1.0]])  # both prefix tokens attend to token 1
+    # Ã = [[.5, .5], [0, 1]] -> m = [[.5, .5], [0, 1]]
+    np.testing.assert_allclose(mapping.mapper_maps(res, block[None]), [[0.5, 0.5], [0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(mapping.mapper_maps(res, block[None], 0.5), [[0.25, 0.25], [0.0, 0.5]], atol=1e-12)
+    np.testing.assert_allclose(mapping.mapper_maps(res, None), res)
+    # relevancy's rules: R_pi = res; R += Ā R with Ā = block -> [[1, 1], [0, 2]]
+    np.testing.assert_allclose(mapping.relevancy_mapper(res, block[None]), [[1.0, 1.0], [0.0, 2.0]], atol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -247,10 +347,11 @@ def test_relevancy_leaves_the_model_alone(tiny_model, image):
     assert e.maps("relevancy") is not r and np.array_equal(e.maps("relevancy"), r)  # computed once, served again
 
 
-def test_relevancy_of_one_word_does_not_depend_on_later_words(tiny_model, image):
+@pytest.mark.parametrize("model", ["both", "mapper1", "mapper2"])
+def test_relevancy_of_one_word_does_not_depend_on_later_words(tiny_model, image, model):
     """All tokens go back-propagated in one batch; token j's map must equal the map of the same
     word when the caption stops right after it (forced replay of the first j + 1 words)."""
-    cap = tiny_model("both")
+    cap = tiny_model(model)
     e = explain(cap, image, max_tokens=6)
     full = e.maps("relevancy")
     for j in (0, 3):
@@ -272,3 +373,168 @@ def test_modes_without_a_map(tiny_model, image, model, missing):
         if method != missing:
             m = e.maps(method)
             assert m.shape == (len(e.tokens), *e.grid) and np.all(m >= 0) and m.any(), method
+
+
+# -- a model whose attention is known by construction --------------------------------------------------
+
+GRID_CELLS = 16  # 64 px through the MobileNetV3 stage of stride 16: a 4×4 grid
+
+
+def cross_target(layer: int, head: int) -> int:
+    """The cell that cross-attention head `head` of decoder layer `layer` is built to look at."""
+    return (5 * layer + 3 * head + 1) % GRID_CELLS
+
+
+def resampler_target(p: int, g: int) -> int:
+    """The cell that prefix query p reads in resampler head g."""
+    return (7 * p + 4 * g + 2) % GRID_CELLS
+
+
+def block_target(b: int, g: int, P: int) -> int:
+    """The prefix token that every prefix token attends to in head g of mapper block b."""
+    return (b + g) % P
+
+
+def make_pinned_captioner():
+    """A captioner whose attention is set by its weights (the rest random):
+
+    * memory cell n is LayerNorm(10·e_n): large in dimension n only (position embeddings one-hot,
+      projection zero), so a key can be made to pick out one cell;
+    * decoder cross-attention, layer l, head h: a constant query (bias only) along one dimension whose
+      key reads memory dimension cross_target(l, h): the head looks at that cell whatever the word;
+    * resampler: learned query p is 10·e_p; head g's query/key map it onto cell resampler_target(p, g);
+    * mapper block b, head g: every prefix token attends to prefix token block_target(b, g); the
+      resampler's and blocks' outputs are zeroed so the prefix tokens stay one-hot for the next block.
+    """
+    from vizcap.captioner import Captioner
+    from vizcap.model import CaptionerConfig, CaptionModel
+    from vizcap.scenes import VOCABULARY
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tok = CaptionTokenizer.word_level(VOCABULARY)
+    cfg = CaptionerConfig(image_size=64, d_model=32, n_prefix=3, mapper_heads=2, mapper_layers=2, decoder_layers=2,
+                          decoder_heads=4, vocab_size=tok.vocab_size, bos_id=tok.bos_id, eos_id=tok.eos_id,
+                          pad_id=tok.pad_id, mode="both")
+    torch.manual_seed(11)
+    model = CaptionModel(cfg)
+    assert model.grid == (4, 4)
+    d, big = 32, 10.0
+    with torch.no_grad():
+        model.project.weight.zero_()
+        model.project.bias.zero_()
+        model.pos.zero_()
+        for n in range(GRID_CELLS):
+            model.pos[0, n, n] = big
+        for layer, block in enumerate(model.decoder.transformer.h):
+            cross, hd = block.crossattention, d // cfg.decoder_heads
+            cross.q_attn.weight.zero_()
+            cross.q_attn.bias.zero_()
+            cross.c_attn.weight[:, :d].zero_()  # keys (Conv1D: [in, out]); values stay random
+            cross.c_attn.bias[:d].zero_()
+            for h in range(cfg.decoder_heads):
+                cross.q_attn.bias[h * hd] = 1.0
+                cross.c_attn.weight[cross_target(layer, h), h * hd] = big
+        mapper, hm, P = model.mapper, d // cfg.mapper_heads, cfg.n_prefix
+        mapper.queries.zero_()
+        for p in range(P):
+            mapper.queries[p, p] = big
+        mapper.attn.q.weight.zero_()
+        mapper.attn.q.bias.zero_()
+        mapper.attn.kv.weight[:d].zero_()  # keys (nn.Linear: [out, in])
+        mapper.attn.kv.bias[:d].zero_()
+        for g in range(cfg.mapper_heads):
+            for j in range(GRID_CELLS):
+                mapper.attn.kv.weight[g * hm + j, j] = 2.0
+            for p in range(P):
+                mapper.attn.q.weight[g * hm + resampler_target(p, g), p] = 2.0
+        for module in (mapper.attn.out, mapper.mlp.proj):  # the prefix tokens stay the queries
+            module.weight.zero_()
+            module.bias.zero_()
+        for b, block in enumerate(mapper.blocks):
+            block.attn.q.weight.zero_()
+            block.attn.q.bias.zero_()
+            block.attn.kv.weight[:d].zero_()
+            block.attn.kv.bias[:d].zero_()
+            for g in range(cfg.mapper_heads):
+                block.attn.q.bias[g * hm + block_target(b, g, P)] = 3.0
+                for p in range(P):
+                    block.attn.kv.weight[g * hm + p, p] = 3.0
+            for module in (block.attn.out, block.mlp.proj):
+                module.weight.zero_()
+                module.bias.zero_()
+    return Captioner(model, tok)
+
+
+@pytest.fixture(scope="module")
+def pinned(image):
+    cap = make_pinned_captioner()
+    ids = cap.tokenizer.encode("a red circle left of a blue star")
+    ids = [i for i in ids if i not in (cap.cfg.bos_id, cap.cfg.eos_id)]
+    assert len(ids) == 8
+    return explain(cap, image, forced=ids)
+
+
+def _one_hot(cell: int) -> np.ndarray:
+    out = np.zeros(GRID_CELLS)
+    out[cell] = 1.0
+    return out
+
+
+def test_each_cross_attention_head_shows_the_cell_it_was_built_to_look_at(pinned):
+    T = len(pinned.tokens)
+    for layer in range(2):
+        for head in range(4):
+            m = pinned.maps("cross_attention", layer=layer, head=head)
+            assert m.shape == (T, 4, 4)
+            row, col = divmod(cross_target(layer, head), 4)  # row-major over the 4×4 grid
+            np.testing.assert_allclose(m[:, row, col], 1.0, atol=1e-4)
+    mean = pinned.maps("cross_attention").reshape(T, -1)
+    expected = np.mean([_one_hot(cross_target(l, h)) for l in range(2) for h in range(4)], axis=0)
+    np.testing.assert_allclose(mean, np.broadcast_to(expected, mean.shape), atol=1e-4)
+    per_layer = pinned.maps("cross_attention", layer=1).reshape(T, -1)
+    np.testing.assert_allclose(per_layer[0], np.mean([_one_hot(cross_target(1, h)) for h in range(4)], 0), atol=1e-4)
+
+
+def test_prefix_token_maps_are_the_resampler_reads_carried_through_the_blocks(pinned):
+    P = pinned.n_prefix
+    # resampler: query p reads resampler_target(p, g) in head g; head mean
+    m = np.array([np.mean([_one_hot(resampler_target(p, g)) for g in range(2)], 0) for p in range(P)])
+    for b in range(2):
+        a = np.array([np.mean([np.eye(P)[block_target(b, g, P)] for g in range(2)], 0) for _ in range(P)])
+        m = 0.5 * m + 0.5 * a @ m
+    np.testing.assert_allclose(pinned.prefix_maps, m, atol=1e-4)
+    # the prefix method: each word's attention over the prefix (renormalised) times these maps
+    T = len(pinned.tokens)
+    to_prefix = pinned.self_full[:, :, P : P + T, :P].mean(axis=(0, 1))
+    to_prefix /= to_prefix.sum(-1, keepdims=True)
+    np.testing.assert_allclose(pinned.maps("prefix").reshape(T, -1), to_prefix @ m, atol=1e-4)
+
+
+def test_rollout_of_the_pinned_model_is_made_of_the_pinned_cells(pinned):
+    """Every cell that rollout lights up is a cross-attention target or a prefix read (within 1e-4),
+    and the total is the share the flow computation gives."""
+    T = len(pinned.tokens)
+    r = pinned.maps("rollout").reshape(T, -1)
+    targets = {cross_target(l, h) for l in range(2) for h in range(4)}
+    targets |= {resampler_target(p, g) for p in range(3) for g in range(2)}
+    others = [c for c in range(GRID_CELLS) if c not in targets]
+    assert np.all(r[:, others] < 1e-4)
+    np.testing.assert_allclose(r, _rollout_by_hand(pinned), atol=1e-7)
+    assert np.all(r.sum(1) <= 1 + 1e-9) and np.all(r.sum(1) > 0.5)
+
+
+def test_relevancy_goes_through_the_mapper_blocks(tiny_model, image):
+    """With mapper blocks, relevancy's prefix path must use them: zeroing the blocks' captured
+    gradients' effect (propagating the resampler alone) changes the map of a prefix-reading model."""
+    cap = tiny_model("mapper2")
+    e = explain(cap, image, max_tokens=4)
+    full = e.maps("relevancy")
+    original = mapping.relevancy_mapper
+    try:
+        mapping.relevancy_mapper = lambda resampler, blocks: original(resampler, None)
+        e2 = explain(cap, image, max_tokens=4)
+        without = e2.maps("relevancy")
+    finally:
+        mapping.relevancy_mapper = original
+    assert e2.token_ids == e.token_ids
+    assert not np.allclose(full, without, atol=1e-6)

@@ -38,7 +38,8 @@ class Explanation:
     self_prefix: np.ndarray | None  # [T, L, H, P] self-attention of the producing position to the prefix
     self_full: np.ndarray  # [L, H, S, S] full causal self-attention of the final sequence, S = P + T
     cross_full: np.ndarray | None  # [L, H, S, N]
-    mapper: np.ndarray | None  # [heads, P, N] each prefix token's attention over the patches
+    mapper: np.ndarray | None  # [heads, P, N] the resampler: each prefix query's attention over the patches
+    mapper_blocks: np.ndarray | None  # [layers, heads, P, P] the mapper blocks' self-attention (None if none)
     encoder: np.ndarray | None  # [layers, heads, tokens, tokens] (ViT encoders only)
     params: DecodingParams
     seed: int | None
@@ -95,12 +96,12 @@ class Explanation:
         if method == "prefix":
             to_prefix = mapping.select(self.self_prefix, layer, head)  # [T, P]
             to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
-            return to_prefix @ self.mapper.mean(0)
+            return to_prefix @ self.prefix_maps
         if method == "rollout":
-            relevance = mapping.propagate(
+            relevance = mapping.rollout(
                 self.self_full.mean(1),
                 None if self.cross_full is None else self.cross_full.mean(1),
-                None if self.mapper is None else self.mapper.mean(0),
+                None if self.mapper is None else mapping.mapper_maps(self.mapper.mean(0), self._block_means(), 0.5),
                 self.n_prefix,
             )
             return relevance[self.n_prefix : self.n_prefix + T]
@@ -109,6 +110,17 @@ class Explanation:
                 raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
             self._relevancy = relevancy(self._captioner, self)
         return self._relevancy
+
+    @property
+    def prefix_maps(self) -> np.ndarray | None:
+        """[P, N] each prefix token's map over the patches at the mapper's output: the resampler's
+        attention (head mean) carried through every mapper block (vizcap.maps.mapper_maps)."""
+        if self.mapper is None:
+            return None
+        return mapping.mapper_maps(self.mapper.mean(0), self._block_means())
+
+    def _block_means(self) -> np.ndarray | None:
+        return None if self.mapper_blocks is None else self.mapper_blocks.mean(1)
 
     # -- export --------------------------------------------------------------------------------
 
@@ -244,6 +256,8 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         return names[i]
 
     mapper = front["mapper.attn"][0][0].numpy() if "mapper.attn" in front else None
+    block_names = [f"mapper.blocks.{i}.attn" for i in range(cfg.mapper_layers)]
+    mapper_blocks = np.stack([front[n][0][0].numpy() for n in block_names]) if mapper is not None and block_names else None
     enc_names = sorted((n for n in front if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
     encoder = np.stack([front[n][0][0].numpy() for n in enc_names]) if enc_names else None
     tree = [
@@ -278,6 +292,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         self_full=self_full,
         cross_full=cross_full,
         mapper=mapper,
+        mapper_blocks=mapper_blocks,
         encoder=encoder,
         params=params,
         seed=result.seed,
@@ -344,7 +359,7 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
         positions = torch.arange(T) + P
         logits = model.decoder.lm_head(hidden[torch.arange(T), positions])  # [T, V]
         target = logits[torch.arange(T), torch.tensor(exp.token_ids)].sum()
-        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.attn"))]
+        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper."))]
         tensors = [cache[n][0] for n in names]
         # autograd.grad, not backward(): the shared model's .grad fields are never touched
         grads = dict(zip(names, torch.autograd.grad(target, tensors, allow_unused=True)))
@@ -361,7 +376,12 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
         if cfg.mode != "prefix"
         else None
     )
-    mapper_w = weighted("mapper.attn") if "mapper.attn" in cache else None  # T, P, N
+    mapper_w = None
+    if "mapper.attn" in cache:  # T, P, N: Chefer's rules through the resampler and every mapper block
+        resampler = weighted("mapper.attn")
+        blocks = [weighted(f"mapper.blocks.{i}.attn") for i in range(cfg.mapper_layers)]
+        mapper_w = np.stack([mapping.relevancy_mapper(resampler[j], np.stack([b[j] for b in blocks]) if blocks else None)
+                             for j in range(T)])
     out = np.zeros((T, captioner.grid[0] * captioner.grid[1]))
     for j in range(T):
         r = mapping.propagate(self_w[j], None if cross_w is None else cross_w[j], None if mapper_w is None else mapper_w[j], P)
