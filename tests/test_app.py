@@ -204,10 +204,21 @@ def test_home_compose_a_scene(app):
     assert at.session_state["vz_image"]["truth"] == "a blue circle left of a green triangle"
     ok(at.number_input(key="vz_n_objects").set_value(3).run())
     assert at.session_state["vz_image"]["truth"].count(" and ") == 2
+    from vizcap.compose import BACKGROUNDS
+
     ok(at.selectbox(key="vz_background").set_value("dark grey").run())
-    ok(at.slider(key="vz_z1").set_value(0.6).run())
+    image = np.asarray(at.session_state["vz_image"]["image"])
+    assert tuple(image[0, 0]) == BACKGROUNDS["dark grey"]  # a corner is background
+    blue = np.all(np.abs(image.astype(int) - (40, 90, 220)) < 60, -1).sum()
+    ok(at.slider(key="vz_z1").set_value(0.6).run())  # object 2, the blue circle, twice as large
+    image = np.asarray(at.session_state["vz_image"]["image"])
+    assert np.all(np.abs(image.astype(int) - (40, 90, 220)) < 60, -1).sum() > 2.5 * blue
+    before = at.session_state["vz_image"]["id"]
     ok(at.slider(key="vz_a2").set_value(45).run())
+    assert at.session_state["vz_image"]["id"] != before  # a rotated object is a new image, explained anew
     assert caption_of(at)
+    np.testing.assert_array_equal(np.asarray(current_explanation(at).image),  # the caption is of this picture
+                                  np.asarray(at.session_state["vz_image"]["image"]))
 
 
 def test_bad_checkpoint_directory_is_a_friendly_error(app, tmp_path):
@@ -361,16 +372,24 @@ def test_explorer_display_settings_survive_a_visit_to_another_page(app):
 
 
 def test_explorer_decoding_controls(app):
+    """The explorer's decoding settings reach the explanation it shows."""
     at = explorer(app)
     ok(at.selectbox(key="ex_strategy").set_value("beam").run())
     ok(at.number_input(key="ex_beams").set_value(2).run())
+    beam = current_explanation(at, DecodingParams(strategy="beam", beams=2))
+    assert beam.params.strategy == "beam" and beam.params.beams == 2 and beam.beam_tree
+    assert max(len(step["tokens"]) for step in beam.beam_tree) <= 2
+    assert at.select_slider(key="ex_tok").options == [f"{i + 1}. {w}" for i, w in enumerate(beam.tokens)]
     ok(at.selectbox(key="ex_strategy").set_value("sample").run())
     ok(at.number_input(key="ex_temp").set_value(0.5).run())
     ok(at.number_input(key="ex_topk").set_value(3).run())
     ok(at.number_input(key="ex_topp").set_value(0.5).run())
     ok(at.number_input(key="ex_seed").set_value(9).run())
     ok(at.number_input(key="ex_max").set_value(3).run())
-    assert len(at.select_slider(key="ex_tok").options) <= 3
+    sample = current_explanation(at, DecodingParams(strategy="sample", temperature=0.5, top_k=3, top_p=0.5, seed=9,
+                                                    max_tokens=3))
+    assert sample.seed == 9 and len(sample) <= 3
+    assert at.select_slider(key="ex_tok").options == [f"{i + 1}. {w}" for i, w in enumerate(sample.tokens)]
 
 
 def test_display_widgets_never_call_the_model(app, calls):
@@ -490,6 +509,8 @@ def test_decoding_lab_default_flow(app):
 
 
 def test_decoding_lab_widgets(app, calls):
+    """Each knob reaches the run it names (its heading and its stored parameters); the tree follows
+    the chosen run; the live plot redraws stored logits with the live knobs, never the model."""
     at = decoding_lab(app)
     ok(at.number_input(key="dl_beams").set_value(3).run())
     ok(at.number_input(key="dl_lp").set_value(0.5).run())
@@ -498,8 +519,19 @@ def test_decoding_lab_widgets(app, calls):
     ok(at.number_input(key="dl_temp").set_value(0.7).run())
     ok(at.button(key="dl_reseed").click().run())
     assert at.number_input(key="dl_seed").value == 1
+    expected = {"beam search (3 beams)": DecodingParams(strategy="beam", beams=3, length_penalty=0.5),
+                "top-k sampling (k = 5)": DecodingParams(strategy="sample", top_k=5, seed=1),
+                "top-p sampling (p = 0.5)": DecodingParams(strategy="sample", top_p=0.5, seed=1),
+                "temperature sampling (T = 0.7)": DecodingParams(strategy="sample", temperature=0.7, seed=1)}
+    shown = [m.value for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    for name, params in expected.items():
+        assert f"**{name}**" in shown, shown
+        assert current_explanation(at, params).params == params
     for run in at.selectbox(key="dl_tree_run").options:
         ok(at.selectbox(key="dl_tree_run").set_value(run).run())
+        exp = current_explanation(at, expected.get(run, DecodingParams()))
+        nodes = next(t for t in figure(at, "How the search grew")["data"] if t.get("name") == "live hypothesis")
+        assert len(nodes["x"]) == 1 + sum(len(step["tokens"]) for step in exp.beam_tree), run
     before = dict(calls)  # the live plot redraws stored logits: no model call
     ok(at.select_slider(key="dl_live_step").set_value(2).run())
     ok(at.slider(key="dl_live_temp").set_value(0.3).run())
@@ -507,6 +539,13 @@ def test_decoding_lab_widgets(app, calls):
     ok(at.slider(key="dl_live_topp").set_value(0.5).run())
     ok(at.toggle(key="dl_live_log").set_value(False).run())
     assert calls == before
+    live = figure(at, "The next word after")
+    greedy = current_explanation(at)
+    assert "temperature 0.3, top-k 3, top-p 0.5" in live["layout"]["title"]["text"]
+    assert live["layout"]["title"]["text"].startswith("The next word after “&lt;start&gt; " + " ".join(greedy.tokens[:2]))
+    after = array(live["data"][1]["y"])
+    assert 1 <= (after > 0).sum() <= 3 and after.sum() == pytest.approx(1.0, abs=1e-6)  # top-k 3 of the shown words
+    assert live["layout"]["yaxis"].get("type") in (None, "linear")
 
 
 # -- How it works ------------------------------------------------------------------------------------
