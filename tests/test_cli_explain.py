@@ -31,6 +31,23 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+def assert_close(got, want, tol: float = 1.1e-4, where: str = ""):
+    """Nested dicts and lists equal, floats to `tol` (figures are rounded to 4 places, and the CLI may run
+    with more threads: a last-digit difference of a rounded mean is allowed)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), (where, sorted(got), sorted(want))
+        for k in want:
+            assert_close(got[k], want[k], tol, f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(g, w, tol, f"{where}[{i}]")
+    elif isinstance(want, float) and not isinstance(got, bool):
+        assert isinstance(got, (int, float)) and abs(got - want) <= tol, (where, got, want)
+    else:
+        assert got == want, (where, got, want)
+
+
 @pytest.fixture(scope="module")
 def chatty(chatty_checkpoint):
     from vizcap.captioner import Captioner
@@ -134,17 +151,60 @@ def test_invalid_values_exit_2_with_one_line(chatty_checkpoint, prefix_checkpoin
         assert proc.stdout == "", name
 
 
-def test_eval_prints_one_json_object(tiny_checkpoint):
-    proc = vizcap("eval", "--checkpoint", tiny_checkpoint, "--n", 2, "--curves-n", 1, "--json")
+def test_eval_writes_the_trust_json_the_app_reads(tmp_path):
+    """`vizcap eval --independent --out DIR` on the shipped model: stdout is trust.json's content; the file
+    holds the API's figures for both scene sources (real numbers: this model names objects right), the
+    command that made it, and per-scene lines from which every figure is recomputed; the app's verdict
+    reads it."""
+    from vizcap import figures, load, trust
+    from vizcap.captioner import DEFAULT_CHECKPOINT
+
+    before = sorted(p.name for p in DEFAULT_CHECKPOINT.iterdir())
+    proc = vizcap("eval", "--n", 3, "--curves-n", 1, "--independent", "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
-    result = strict_json(lines[0])  # undefined figures are null, never NaN
-    assert isinstance(result, dict)
-    assert {"pointing", "mass_in_box", "sanity_spearman", "curves", "caption"} <= set(result)
-    assert result["n_scenes"] == 2
-    assert set(result["pointing"]) == set(METHODS)
-    for m in METHODS:
-        hit = result["pointing"][m]["hit"]
-        assert hit is None or 0 <= hit <= 1
-    assert 0 <= result["caption"]["bleu1"] <= 1
+    stored = strict_json((tmp_path / "trust.json").read_text())
+    assert strict_json(lines[0]) == stored
+    assert sorted(p.name for p in DEFAULT_CHECKPOINT.iterdir()) == before  # --out: nothing written elsewhere
+    assert stored["command"] == "vizcap eval --n 3 --curves-n 1 --independent"
+
+    cap = load()
+    api = {"held-out ShapeScenes": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False),
+           "independent renderer": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False,
+                                                        scene_fn=trust.independent_scene, source="independent renderer")}
+    records = [strict_json(line) for line in (tmp_path / "trust_scenes.jsonl").read_text().splitlines()]
+    for section in (stored, stored["independent"]):
+        source = section["source"]
+        assert_close({k: v for k, v in section.items() if k not in ("command", "first_seed", "independent")},
+                     api[source], where=source)
+        assert section["n_words"] >= 3
+        for m in METHODS:  # numbers, not nulls
+            assert 0 <= section["pointing"][m]["hit"] <= 1 and 0 <= section["mass_in_box"][m]["mass"] <= 1
+            assert -1 <= section["sanity_spearman"][m] <= 1
+            assert len(section["curves"][m]["deletion_map"]) == 9
+        mine = [{k: v for k, v in r.items() if k != "source"} for r in records if r["source"] == source]
+        assert [r["i"] for r in mine] == [0, 1, 2]
+        summary = trust.summarise(mine, tuple(section["pointing"]), tuple(section["grid"]), source)
+        assert {k: v for k, v in section.items() if k not in ("command", "first_seed", "independent", "curves_n")} \
+            == summary, source
+    verdict = " ".join(figures.trust_verdict(stored))
+    assert stored["best_method"].replace("_", " ") in verdict and "Too little" not in verdict
+
+
+def test_eval_writes_into_the_checkpoint_by_default(tiny_checkpoint, tmp_path):
+    """Without --out, trust.json and trust_scenes.jsonl go into the checkpoint directory. (A model of 8
+    training steps names nothing right: the undefined figures are null, never NaN.)"""
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    proc = vizcap("eval", "--checkpoint", ckpt, "--n", 2, "--curves-n", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {ckpt / 'trust.json'}" in proc.stdout
+    stored = strict_json((ckpt / "trust.json").read_text())
+    assert stored["n_scenes"] == 2 and "independent" not in stored
+    assert set(stored["pointing"]) == set(METHODS)
+    assert len((ckpt / "trust_scenes.jsonl").read_text().splitlines()) == 2
+    bad = vizcap("eval", "--checkpoint", ckpt, "--n", 1, "--out", tmp_path / "missing")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"vizcap: error: --out {tmp_path / 'missing'}: not a directory"]
