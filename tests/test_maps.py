@@ -166,10 +166,18 @@ def _rollout_by_hand(exp) -> np.ndarray:
                 out[j, idx] += w
             elif idx < P:
                 out[j] += w * prefix_image[idx]
+    if exp.encoder is not None:  # on through the ViT: each block keeps ½ and mixes ½ by its head-mean attention
+        X = exp.encoder.shape[-1] - N
+        flow = np.eye(X + N)  # row q: the shares of ViT input tokens in output token q
+        for block in exp.encoder:
+            a = block.mean(0)
+            flow = np.array([[0.5 * flow[q, s] + 0.5 * sum(a[q, k] * flow[k, s] for k in range(X + N))
+                              for s in range(X + N)] for q in range(X + N)])
+        out = out @ flow[X:, X:]
     return out
 
 
-@pytest.mark.parametrize("model", ["both", "mapper1", "mapper2", "cross", "prefix"])
+@pytest.mark.parametrize("model", ["both", "mapper1", "mapper2", "cross", "prefix", "vit"])
 def test_rollout_equals_the_flow_written_out_by_hand(tiny_model, image, model):
     exp = explain(tiny_model(model), image, max_tokens=5)
     T = len(exp.tokens)
@@ -538,3 +546,66 @@ def test_relevancy_goes_through_the_mapper_blocks(tiny_model, image):
         mapping.relevancy_mapper = original
     assert e2.token_ids == e.token_ids
     assert not np.allclose(full, without, atol=1e-6)
+
+
+# -- inside the ViT encoder ---------------------------------------------------------------------------
+
+
+def _vit_attention_by_hand(cap, image) -> np.ndarray:
+    """[layers, heads, X + N, X + N]: timm's ViT blocks run one by one, each block's attention
+    weights recomputed from its own qkv projection (no hooks involved)."""
+    vit = cap.model.encoder.model
+    with torch.no_grad():
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(cap.pixels([image])))))
+        out = []
+        for blk in vit.blocks:
+            a, h = blk.attn, blk.norm1(x)
+            B, n, C = h.shape
+            q, k, _ = a.qkv(h).reshape(B, n, 3, a.num_heads, C // a.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+            q, k = a.q_norm(q), a.k_norm(k)
+            out.append(((q * a.scale) @ k.transpose(-2, -1)).softmax(-1)[0].numpy())
+            x = blk(x)
+    return np.stack(out)
+
+
+def test_encoder_maps_are_the_vits_own_attention(tiny_model, image):
+    cap = tiny_model("vit")
+    e = explain(cap, image, max_tokens=3)
+    ref = _vit_attention_by_hand(cap, image)
+    L, H, S, _ = ref.shape
+    gh, gw = e.grid
+    X = S - gh * gw
+    assert X == 1 and (L, H) == (6, 2)
+    for (r, c) in [(0, 0), (1, 2), (3, 3)]:
+        q = X + r * gw + c
+        for layer, head in [(0, 0), (2, 1), (5, 0)]:
+            np.testing.assert_allclose(e.encoder_maps((r, c), layer, head), ref[layer, head, q, X:].reshape(gh, gw), atol=1e-5)
+            assert e.encoder_extra_share((r, c), layer, head) == pytest.approx(ref[layer, head, q, :X].sum(), abs=1e-5)
+        np.testing.assert_allclose(e.encoder_maps((r, c)), ref[:, :, q, X:].mean((0, 1)).reshape(gh, gw), atol=1e-5)
+        np.testing.assert_allclose(e.encoder_maps((r, c), layer=3), ref[3, :, q, X:].mean(0).reshape(gh, gw), atol=1e-5)
+    np.testing.assert_allclose(e.encoder_maps("cls", head=1), ref[:, 1, 0, X:].mean(0).reshape(gh, gw), atol=1e-5)
+    # rollout up to a layer: (½A + ½I) products of head means, by hand
+    roll = np.eye(S)
+    for layer in range(3):
+        roll = (0.5 * ref[layer].mean(0) + 0.5 * np.eye(S)) @ roll
+    np.testing.assert_allclose(e.encoder_maps((1, 1), layer=2, method="rollout"),
+                               roll[X + gw + 1, X:].reshape(gh, gw), atol=1e-5)
+    total = e.encoder_maps("cls", method="rollout").sum() + e.encoder_extra_share("cls", method="rollout")
+    assert total == pytest.approx(1.0, abs=1e-5)  # shares
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(query=(4, 0)), "query must be"), (dict(query="CLS"), "query must be"), (dict(query=(True, 0)), "query must be"),
+    (dict(query=(0, 0), layer=6), "layer must be"), (dict(query=(0, 0), head=2), "head must be"),
+    (dict(query=(0, 0), method="relevancy"), "method must be"), (dict(query=(0, 0), method="rollout", head=0), "averages"),
+])
+def test_encoder_maps_refuse_bad_requests_in_one_line(tiny_model, image, kwargs, message):
+    e = explain(tiny_model("vit"), image, max_tokens=2)
+    with pytest.raises(ValueError, match=message) as info:
+        e.encoder_maps(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_encoder_maps_need_a_vision_transformer(exp):
+    with pytest.raises(ValueError, match="not a vision transformer"):
+        exp.encoder_maps("cls")

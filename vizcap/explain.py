@@ -103,13 +103,48 @@ class Explanation:
                 None if self.cross_full is None else self.cross_full.mean(1),
                 None if self.mapper is None else mapping.mapper_maps(self.mapper.mean(0), self._block_means(), 0.5),
                 self.n_prefix,
-            )
-            return relevance[self.n_prefix : self.n_prefix + T]
+            )[self.n_prefix : self.n_prefix + T]
+            if self.encoder is not None:  # the full chain: memory cell n is ViT output token n, rolled out to the input patches
+                extra = self.encoder.shape[-1] - N
+                relevance = relevance @ mapping.encoder_rollout(self.encoder)[extra:, extra:]
+            return relevance
         if self._relevancy is None:
             if self._captioner is None:
                 raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
             self._relevancy = relevancy(self._captioner, self)
         return self._relevancy
+
+    # -- inside the vision transformer ---------------------------------------------------------------
+
+    def encoder_maps(self, query="cls", layer: int | None = None, head: int | None = None,
+                     method: str = "attention") -> np.ndarray:
+        """Where one token of the ViT encoder looks among the patches, [gh, gw]: `query` is a grid
+        cell (row, col) or "cls" (the class token); method "attention" (one layer/head, or the mean
+        of those not chosen; not renormalised) or "rollout" (through the blocks up to `layer`).
+        The class token's share is left out of the map: see `encoder_extra_share`."""
+        return self._encoder(query, layer, head, method)[0].reshape(self.grid)
+
+    def encoder_extra_share(self, query="cls", layer: int | None = None, head: int | None = None,
+                            method: str = "attention") -> float:
+        """The part of that row on the class/register tokens (what encoder_maps leaves out)."""
+        return self._encoder(query, layer, head, method)[1]
+
+    def _encoder(self, query, layer, head, method) -> tuple[np.ndarray, float]:
+        if self.encoder is None:
+            raise ValueError("this model's encoder is not a vision transformer: it has no self-attention to show")
+        gh, gw = self.grid
+        extra = self.encoder.shape[-1] - gh * gw
+        if isinstance(query, str) and query == "cls":
+            if extra < 1:
+                raise ValueError("this encoder has no class token; choose a grid cell (row, col)")
+            index = 0
+        elif (isinstance(query, (tuple, list)) and len(query) == 2
+              and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in query)
+              and 0 <= query[0] < gh and 0 <= query[1] < gw):
+            index = extra + int(query[0]) * gw + int(query[1])
+        else:
+            raise ValueError(f"query must be 'cls' or a grid cell (row, col) with row < {gh} and col < {gw}; got {query!r}"[:200])
+        return mapping.encoder_map(self.encoder, gh * gw, index, method, layer, head)
 
     @property
     def prefix_maps(self) -> np.ndarray | None:

@@ -19,6 +19,9 @@ rollout          attention rollout (Abnar & Zuidema 2020): every attention layer
                  stays, half is replaced by what it read from the cells); a prefix token is half its
                  learned query (not image) and half the resampler's read of the cells, then mixed
                  by the mapper blocks as any self-attention layer; MLPs are ignored, as in the paper.
+                 With a ViT encoder the chain goes on through the ViT's blocks (`encoder_rollout`):
+                 memory cell n counts as ViT output token n (its added position embedding and the
+                 class token's input, which are not image, are left out).
 relevancy        Chefer, Gur & Wolf 2021: every attention map replaced by E_heads[(∂logit/∂A ⊙ A)⁺]
                  for the generated token's logit and propagated with the paper's rules (R += Ā·R for
                  self-attention, R_ti += R̄_tt·Ā for cross-attention, eq. 10's row normalisation),
@@ -191,3 +194,44 @@ def propagate(
             r_bar = extra / np.maximum(extra.sum(-1, keepdims=True), 1e-12) + eye
             r_ti = r_ti + r_bar @ cross_attn[layer]
     return r_ti
+
+
+# ------------------------------------------------------------------------------------------------
+# Inside the vision transformer: its own self-attention between patches
+
+ENCODER_METHODS = ("attention", "rollout")
+
+
+def encoder_rollout(encoder: np.ndarray, upto_layer: int | None = None) -> np.ndarray:
+    """Attention rollout through a ViT's blocks (Abnar & Zuidema 2020): Ã = ½·mean_heads(A) + ½I,
+    multiplied from the first block to `upto_layer` (default: the last). encoder is
+    [layers, heads, X + N, X + N] (X class/register tokens first); returns [X + N, X + N] whose row q
+    is the share of token q's output that flowed from each input token."""
+    layers = encoder.shape[0] if upto_layer is None else upto_layer + 1
+    r = np.eye(encoder.shape[-1])
+    for layer in range(layers):
+        r = _residual(encoder[layer].mean(0)) @ r
+    return r
+
+
+def encoder_map(encoder: np.ndarray, n_cells: int, query: int, method: str = "attention",
+                layer: int | None = None, head: int | None = None) -> tuple[np.ndarray, float]:
+    """Where token `query` (an index among the X + N encoder tokens) looks, over the N patch cells,
+    and the share left on the X class/register tokens, reported apart (never renormalised away).
+
+    attention: the self-attention row of `query`, one layer/head or the mean of those not chosen.
+    rollout:   the rollout row of `query` through the blocks up to `layer` (all heads averaged)."""
+    if method not in ENCODER_METHODS:
+        raise ValueError(f"method must be one of {', '.join(ENCODER_METHODS)}; got {method!r}")
+    n_layers, n_heads, n_tokens, _ = encoder.shape
+    check_layer_head(layer, head, n_layers, n_heads)
+    extra = n_tokens - n_cells
+    if method == "rollout":
+        if head is not None:
+            raise ValueError("encoder rollout averages the heads of every layer; choose head=None")
+        row = encoder_rollout(encoder, None if layer is None else int(layer) % n_layers)[query]
+    else:
+        a = encoder if layer is None else encoder[int(layer) : int(layer) + 1 if layer != -1 else None]
+        a = a if head is None else a[:, int(head) : int(head) + 1 if head != -1 else None]
+        row = a[:, :, query].mean(axis=(0, 1))
+    return np.asarray(row[extra:], dtype=np.float64), float(row[:extra].sum())

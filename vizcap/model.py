@@ -34,6 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from . import vit as _vit  # noqa: F401  (registers vizcap_vit_convstem in timm's model registry)
+
 MODES = ("prefix", "cross", "both")
 IGNORE = -100  # label of positions that the loss ignores (the prefix, padding)
 
