@@ -32,7 +32,7 @@ NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention s
 st.title("Caption & attention explorer")
 common.sidebar()
 captioner, ckpt = common.require_captioner()
-img = common.image_header(captioner, ckpt)
+img = common.image_header(captioner, ckpt, compact=True)
 params = common.decoding_controls("ex")
 if params is None:
     st.stop()
@@ -49,32 +49,40 @@ if T == 0:
 methods = [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
            if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
 L, H = captioner.cfg.decoder_layers, captioner.cfg.decoder_heads
-with st.container(border=True):
-    c = st.columns([3, 2, 2, 2, 2])
-    layers, heads = [None, *range(L)], [None, *range(H)]
+ALL = "all"  # the mean over layers / heads (a string: a None option would read as "nothing chosen")
+layers, heads = [ALL, *range(L)], [ALL, *range(H)]
+with st.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
+    c = st.columns(3)
     method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: m.replace("_", " "),
                             help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods),
                             on_change=common.persistent("ex_method", methods[0], methods))
     per_head = method in ("cross_attention", "prefix")
     layer = c[1].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
-                           format_func=lambda v: "all (mean)" if v is None else f"layer {v}",
-                           on_change=common.persistent("ex_layer", None, layers))
+                           format_func=lambda v: "all (mean)" if v == ALL else f"layer {v}",
+                           on_change=common.persistent("ex_layer", ALL, layers))
     head = c[2].selectbox("Head", heads, key="ex_head", disabled=not per_head,
-                          format_func=lambda v: "all (mean)" if v is None else f"head {v}",
-                          on_change=common.persistent("ex_head", None, heads))
-    normalize = c[3].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP,
-                               on_change=common.persistent("ex_norm", NORMALIZATIONS[0], NORMALIZATIONS))
-    cmap = c[4].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.",
+                          format_func=lambda v: "all (mean)" if v == ALL else f"head {v}",
+                          on_change=common.persistent("ex_head", ALL, heads))
+    c = st.columns(3)
+    normalize = c[0].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP,
+                               on_change=common.persistent("ex_norm", "max", NORMALIZATIONS))
+    cmap = c[1].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.",
                           on_change=common.persistent("ex_cmap", figures.COLORSCALES[0], figures.COLORSCALES))
-    c = st.columns([3, 3, 3])
-    opacity = c[0].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
+    opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
                           on_change=common.persistent("ex_opacity", 0.55))
-    sinks = c[1].toggle("Discount attention sinks", key="ex_sinks",
-                        help="Transformers park spare attention on a few cells whatever the word. This subtracts "
-                             "each cell's median over the caption, keeping what is specific to each word.",
-                        on_change=common.persistent("ex_sinks", False))
-if not per_head:
-    layer = head = None
+    sinks = st.toggle("Discount attention sinks", key="ex_sinks",
+                      help="Transformers park spare attention on a few cells whatever the word. This subtracts "
+                           "each cell's median over the caption, keeping what is specific to each word.",
+                      on_change=common.persistent("ex_sinks", False))
+layer = None if layer == ALL or not per_head else int(layer)
+head = None if head == ALL or not per_head else int(head)
+st.caption("Map: " + " · ".join([
+    method.replace("_", " "),
+    *([("all layers (mean)" if layer is None else f"layer {layer}"), ("all heads (mean)" if head is None else f"head {head}")]
+      if per_head else ["every layer and head"]),
+    {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
+     "global": "scaled to the caption's peak"}[normalize],
+    *(["attention sinks discounted"] if sinks else [])]) + " (change in Map settings)")
 
 with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
     maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
@@ -111,36 +119,52 @@ def _play() -> None:
     st.session_state["ex_play"] = True
 
 
-top = st.container()
+def word_panel(j: int, key: str | None) -> None:
+    """The word's probability and its alternatives (beside the map)."""
+    st.metric(f"Probability of “{common.md(exp.tokens[j])}”", f"{float(exp.probs[j]):.2f}",
+              help="The model's probability for the word it wrote, given the image and the words before: how "
+                   "sure it was, not whether the word is right.")
+    common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], exp.tokens[j], j), key=key)
+
+
+def overlay_figure(j: int):
+    return figures.attention_overlay(exp.image, maps[j], exp.tokens[j], opacity, cmap, vmax, method, height=400,
+                                     unit=unit)
+
+
+# The caption on top; the map on the left; on the right the word controls and the word's probability,
+# so that caption, controls and map fit one screen (1280×800) on a projector.
+caption_slot = st.empty()
 left, right = st.columns([3, 2])
-caption_slot = top.empty()
 map_slot = left.empty()
+with right:
+    controls_slot = st.empty()
+    word_slot = st.empty()
 if st.session_state.pop("ex_play", False):
-    for j in range(T):  # the caption appears word by word, each word with its map
+    for j in range(T):  # the caption appears word by word; the map, the controls and the probability follow
         caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
-        frame = render.overlay(exp.image, maps[j], alpha=opacity, cmap=cmap, vmax=vmax)
-        map_slot.image(frame, caption=f"{j + 1}/{T}: “{exp.tokens[j]}”", width=420)
+        controls_slot.markdown(f"**Playing:** word {j + 1} of {T}, “{common.md(exp.tokens[j])}”")
+        with map_slot.container():
+            common.show(overlay_figure(j), key=f"ex_play_overlay_{j}")
+        with word_slot.container():
+            word_panel(j, key=f"ex_play_alternatives_{j}")
         time.sleep(PLAY_SECONDS)
     st.session_state["ex_tok"] = T - 1
 
-with top:
-    b = st.columns([1.2, 1.2, 1.2, 6], vertical_alignment="bottom")
+with controls_slot.container():
+    b = st.columns(3)
     b[0].button("Back", key="ex_prev", on_click=_step, args=(-1,), width="stretch", icon=":material/arrow_back:")
     b[1].button("Next", key="ex_next", on_click=_step, args=(1,), width="stretch", icon=":material/arrow_forward:")
     b[2].button("Play", key="ex_play_btn", on_click=_play, width="stretch", icon=":material/play_arrow:",
                 help="Write the caption word by word, each word with its map")
-    j = b[3].select_slider("Word", options=list(range(T)), key="ex_tok",
-                           format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
+    j = st.select_slider("Word", options=list(range(T)), key="ex_tok",
+                         format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
 word = exp.tokens[j]
 with map_slot.container():
-    common.show(figures.attention_overlay(exp.image, maps[j], word, opacity, cmap, vmax, method, unit=unit),
-                key="ex_overlay")
-with right:
-    p = float(exp.probs[j])
-    st.metric(f"Probability of “{common.md(word)}”", f"{p:.2f}",
-              help="The model's probability for the word it wrote, given the image and the words before.")
-    common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], word, j), key="ex_alternatives")
+    common.show(overlay_figure(j), key="ex_overlay")
+with word_slot.container():
+    word_panel(j, key="ex_alternatives")
 
 # -- more views: only the open tab is drawn ---------------------------------------------------------
 # (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.

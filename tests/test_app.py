@@ -292,18 +292,22 @@ def test_explorer_every_display_widget(app):
         assert np.abs(shown.astype(int) - drawn).mean() < 2.0
         assert exp.tokens[j] in fig["layout"]["title"]["text"]
 
+    assert at.selectbox(key="ex_norm").value == "max"  # the default: every word's spot visible on a projector
+    assert at.selectbox(key="ex_layer").value == "all" and at.selectbox(key="ex_head").value == "all"
+    assert at.selectbox(key="ex_layer").format_func("all") == "all (mean)"
     ok(at.select_slider(key="ex_tok").set_value(0).run())
-    overlay_shows("cross_attention", None, None, "none", False, 0)
+    overlay_shows("cross_attention", None, None, "max", False, 0)
     ok(at.button(key="ex_next").click().run())
     assert at.select_slider(key="ex_tok").value == 1
-    overlay_shows("cross_attention", None, None, "none", False, 1)
+    overlay_shows("cross_attention", None, None, "max", False, 1)
     ok(at.button(key="ex_prev").click().run())
     assert at.select_slider(key="ex_tok").value == 0
     ok(at.select_slider(key="ex_tok").set_value(3).run())
     ok(at.button(key="ex_play_btn").click().run())
     assert at.select_slider(key="ex_tok").value == len(exp) - 1  # play ends on the last word
-    overlay_shows("cross_attention", None, None, "none", False, len(exp) - 1)
+    overlay_shows("cross_attention", None, None, "max", False, len(exp) - 1)
     ok(at.select_slider(key="ex_tok").set_value(2).run())
+    ok(at.selectbox(key="ex_norm").set_value("none").run())
     assert at.selectbox(key="ex_method").options == ["cross attention", "prefix", "rollout", "relevancy"]
     for method in ("prefix", "rollout", "relevancy", "cross_attention"):
         ok(at.selectbox(key="ex_method").set_value(method).run())
@@ -331,6 +335,25 @@ def test_explorer_every_display_widget(app):
     overlay_shows("prefix", 0, 2, "none", True, 2, opacity=0.2, cmap="cividis")
 
 
+def test_play_moves_the_map_and_the_probability_panel_together(app, monkeypatch):
+    """Play draws, for every word in turn, its map and its probability panel (not the map alone
+    while the panel stays on the old word), and ends with the slider on the last word."""
+    at = explorer(app)
+    exp = current_explanation(at)
+    drawn = {"overlay": [], "alternatives": []}
+    overlay, alternatives = figures.attention_overlay, figures.alternatives_bar
+    monkeypatch.setattr(figures, "attention_overlay",
+                        lambda image, heat, word, *a, **k: drawn["overlay"].append(word) or overlay(image, heat, word, *a, **k))
+    monkeypatch.setattr(figures, "alternatives_bar",
+                        lambda tokens, probs, chosen, step: drawn["alternatives"].append(step) or alternatives(tokens, probs, chosen, step))
+    ok(at.button(key="ex_play_btn").click().run())
+    T = len(exp)
+    assert drawn["alternatives"] == [*range(T), T - 1]  # each word during Play, then the last one stays
+    assert drawn["overlay"] == [*exp.tokens, exp.tokens[-1]]
+    assert at.select_slider(key="ex_tok").value == T - 1
+    assert exp.tokens[-1] in at.metric[0].label
+
+
 def test_explorer_none_and_global_draw_different_maps(app):
     """normalize "none" keeps the raw unit's range (0..1 for attention shares), so a weak map stays
     weak; "global" divides by the caption's peak. The same word must look different under the two
@@ -350,7 +373,7 @@ def test_explorer_none_and_global_draw_different_maps(app):
     assert fig["layout"]["coloraxis"]["cmax"] == 1.0  # global: 0..1
     np.testing.assert_allclose(drawn["none"][0], drawn["global"][0] * peak, atol=1e-9)  # colour positions
     assert np.abs(drawn["none"][1] - drawn["global"][1]).mean() > 3  # a visibly different picture
-    assert "0–1" in drawn["none"][2] and "peak" in drawn["global"][2] and drawn["none"][2] != drawn["global"][2]
+    assert "0–1" in drawn["none"][2] and "all words" in drawn["global"][2]  # the colour bars name the units
 
 
 def test_explorer_display_settings_survive_a_visit_to_another_page(app):

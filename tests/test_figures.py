@@ -13,6 +13,7 @@ from PIL import Image
 
 from conftest import make_random_captioner, run_module
 from vizcap import anatomy, figures, render
+from vizcap import maps as maps_module
 from vizcap.compose import Placement, compose_scene, problems
 from vizcap.decoding import filter_logits
 from vizcap.model import IGNORE
@@ -166,8 +167,9 @@ def test_colour_range_of_each_normalisation():
     assert figures.map_colour_range(weak * 5, "prefix", "none")[0] == pytest.approx(1.5)
     top, label = figures.map_colour_range(weak * 7, "relevancy", "none")
     assert top == pytest.approx(2.1) and "relevance" in label
-    assert figures.map_colour_range(weak, "rollout", "max") == (1.0, figures.NORMALIZED_UNITS["max"])
-    assert figures.map_colour_range(weak, "rollout", "global") == (1.0, figures.NORMALIZED_UNITS["global"])
+    assert figures.map_colour_range(weak, "rollout", "none")[0] == 1.0  # rollout's raw values are shares too
+    assert figures.map_colour_range(weak, "rollout", "max") == (1.0, maps_module.unit("rollout", "max"))
+    assert figures.map_colour_range(weak, "rollout", "global") == (1.0, maps_module.unit("rollout", "global"))
     assert figures.map_colour_range(weak, "rollout", "sum")[0] == pytest.approx(0.3)
     assert "median" in figures.map_colour_range(weak, "cross_attention", "none", sinks=True)[1]
     assert figures.map_colour_range(np.zeros((1, 2, 2)), "relevancy", "none")[0] == 1.0  # an empty map: no 0..0 scale

@@ -211,24 +211,9 @@ def _t(text) -> str:
 # ------------------------------------------------------------------------------------------------
 # Units and colour ranges of maps
 
-# The raw unit of each map method, used until vizcap.maps.UNITS (the engine's own statement) exists.
-_FALLBACK_UNITS = {
-    "cross_attention": "attention weight (share of the token's attention, 0–1)",
-    "prefix": "attention weight (share, 0–1)",
-    "rollout": "attention flow (unitless)",
-    "relevancy": "relevance (unitless, Chefer et al.)",
-}
-NORMALIZED_UNITS = {
-    "max": "fraction of this word's own peak (0–1)",
-    "sum": "share of this word's map (each map sums to 1)",
-    "global": "fraction of the caption's peak (0–1)",
-}
-
-
 def map_unit(method: str) -> str:
-    """The raw unit of a map method (vizcap.maps.UNITS when the engine states it)."""
-    units = {**_FALLBACK_UNITS, **getattr(_maps, "UNITS", {})}
-    return units.get(method, "weight")
+    """The raw unit of a map method, as the engine states it (vizcap.maps.UNITS)."""
+    return _maps.UNITS.get(method, "weight")
 
 
 def _is_share(unit: str) -> bool:
@@ -244,16 +229,15 @@ def map_colour_range(maps: np.ndarray, method: str, normalize: str = "none", sin
     sum:  0..the largest share any cell holds, so that words stay comparable."""
     maps = np.asarray(maps, dtype=float)
     peak = float(np.nanmax(maps)) if maps.size else 0.0
+    if normalize not in _maps.NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(_maps.NORMALIZATIONS)}; got {normalize!r}")
+    label = _maps.unit(method, normalize) if method in _maps.UNITS else map_unit(method)
     if normalize == "none":
-        unit = map_unit(method)
-        top = max(1.0, peak) if _is_share(unit) else peak
-        label = unit
-    elif normalize in ("max", "global"):
-        top, label = 1.0, NORMALIZED_UNITS[normalize]
+        top = max(1.0, peak) if _is_share(map_unit(method)) else peak
     elif normalize == "sum":
-        top, label = peak, NORMALIZED_UNITS["sum"]
+        top = peak
     else:
-        raise ValueError(f"normalize must be one of none, max, sum, global; got {normalize!r}")
+        top = 1.0
     if sinks:
         label += ", minus each cell's median over the caption"
     return (top if top > 0 else 1.0), label

@@ -189,17 +189,23 @@ def md(text) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
 
 
-def image_header(captioner, ckpt: str) -> dict:
-    """A strip naming the current image and the model's (greedy) caption: every page explains the same one."""
+def image_header(captioner, ckpt: str, compact: bool = False) -> dict:
+    """A strip naming the current image and the model's (greedy) caption: every page explains the same
+    one. compact: one line without the thumbnail (the explorer, whose map shows the picture)."""
     img = current_image()
     exp = explanation(captioner, ckpt, img, DecodingParams())
+    about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(img['truth'])}*" if img.get("truth") else "")
+    greedy = ("**Model's caption (greedy):** "
+              f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>")
+    if compact:
+        st.markdown(f"{about} · {greedy} · <small>choose another image on the Home page</small>",
+                    unsafe_allow_html=True)
+        return img
     left, right = st.columns([1, 7], vertical_alignment="center")
     left.image(img["image"], width=96)
     with right:
-        st.markdown(f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(img['truth'])}*" if img.get("truth") else ""))
-        st.markdown("**Model's caption (greedy):** "
-                    f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>",
-                    unsafe_allow_html=True)
+        st.markdown(about)
+        st.markdown(greedy, unsafe_allow_html=True)
         st.caption("Choose another image on the Home page.")
     return img
 
