@@ -51,17 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     cap = sub.add_parser("caption", help="caption images and explain every word")
     cap.add_argument("paths", nargs="+", metavar="PATH", help="image files")
-    cap.add_argument("--checkpoint", metavar="DIR", default=None, help="checkpoint directory (default: shipped model)")
+    cap.add_argument("--checkpoint", metavar="DIR|ID", default=None,
+                     help="vizcap checkpoint directory, Hugging Face ViT+GPT-2 / BLIP folder, or hub id such as "
+                          "nlpconnect/vit-gpt2-image-captioning (default: the shipped model)")
     cap.add_argument("--strategy", default="greedy", help="greedy | beam | sample (default greedy)")
     cap.add_argument("--beams", type=_int, default=None, metavar="N", help="beam width (strategy beam; default 3)")
     cap.add_argument("--top-k", type=_int, default=0, metavar="K", help="sample only from the K likeliest words (0 = off)")
     cap.add_argument("--top-p", type=_float, default=1.0, metavar="P", help="nucleus sampling mass (1 = off)")
     cap.add_argument("--temperature", type=_float, default=1.0, metavar="T", help="sampling temperature (> 0)")
-    cap.add_argument("--length-penalty", type=_float, default=1.0, metavar="L", help="beam score = logp / length**L")
+    cap.add_argument("--length-penalty", type=_float, default=None, metavar="L",
+                     help="beam score = logp / length**L (default: the model's own, 1.0 unless its generation config says)")
     cap.add_argument("--early-stopping", default=None, metavar="RULE",
                      help="when beam search may stop: exact (default) | heuristic | first_k (Hugging Face's never / False / True)")
     cap.add_argument("--seed", type=_int, default=None, metavar="S", help="sampling seed (same seed, same caption)")
-    cap.add_argument("--max-tokens", type=_int, default=20, metavar="N", help="longest caption (default 20)")
+    cap.add_argument("--max-tokens", type=_int, default=None, metavar="N",
+                     help="longest caption (default 20; a Hugging Face model: its generation config's length)")
     cap.add_argument("--maps", default="", metavar="M1,M2", help="map methods to output: cross_attention, prefix, rollout, relevancy")
     cap.add_argument("--normalize", default="none", help="map scaling: none | max | sum | global (default none)")
     cap.add_argument("--export", metavar="DIR", default=None, help="write PNG overlays, a GIF and JSON per image into DIR")
@@ -83,9 +87,11 @@ def _params(args):
     from .decoding import DecodingParams
 
     beams = args.beams if args.beams is not None else (3 if args.strategy == "beam" else 1)
+    # validated here, before any model is loaded; None (the model's own default) checks as the usual default
     return DecodingParams(strategy=args.strategy, beams=beams, top_k=args.top_k, top_p=args.top_p,
-                          temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
-                          max_tokens=args.max_tokens,
+                          temperature=args.temperature,
+                          length_penalty=1.0 if args.length_penalty is None else args.length_penalty, seed=args.seed,
+                          max_tokens=20 if args.max_tokens is None else args.max_tokens,
                           **({} if args.early_stopping is None else {"early_stopping": args.early_stopping}))
 
 
@@ -124,16 +130,21 @@ def _caption(args) -> int:
     methods = _methods(args.maps)
     if args.normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
-    captioner = load(args.checkpoint)
-    unsupported = [m for m in methods if (m == "cross_attention" and captioner.cfg.mode == "prefix")
-                   or (m == "prefix" and captioner.cfg.mode == "cross")]
+    progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
+    captioner = load(args.checkpoint, progress=progress)
+    unsupported = [m for m in methods if (m == "cross_attention" and captioner.mode == "prefix")
+                   or (m == "prefix" and captioner.mode == "cross")]
     if unsupported:
-        print(f"vizcap: error: this checkpoint (mode {captioner.cfg.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
+        print(f"vizcap: error: this checkpoint (mode {captioner.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
         return 2
+    chosen = {k: getattr(params, k) for k in params.__dataclass_fields__}
+    for name in ("length_penalty", "max_tokens", "early_stopping"):  # left unset: the model's own default
+        if getattr(args, name) is None:
+            chosen[name] = None
     failed = 0
     for path in args.paths:
         try:
-            exp = captioner.explain(path, **{k: getattr(params, k) for k in params.__dataclass_fields__})
+            exp = captioner.explain(path, **chosen)
             record = {
                 "image": path,
                 "caption": exp.caption,
