@@ -41,3 +41,34 @@ def test_bad_stems_are_refused():
         timm.create_model("vizcap_vit_convstem", patch_size=12)
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("vizcap_vit_convstem", pretrained=True)
+
+
+def test_train_shapes_can_train_the_vit_default_with_hard_scenes(tmp_path):
+    """The preset's ViT option end to end (4 steps): a loadable checkpoint whose encoder is the conv-stem
+    ViT, hard scenes in the data, and metrics.json with the hard held-out scores and the CPU."""
+    import json
+
+    import vizcap
+    from train.shapes import ShapesArgs, ShapeScenesData, run
+    from vizcap.scenes import HARD, render_scene
+
+    record = run(ShapesArgs(out=str(tmp_path), steps=4, batch_size=4, eval_n=8, workers=0, threads=1, save_every=2,
+                            encoder="vit", hard_every=2))
+    cap = vizcap.load(tmp_path)
+    assert type(cap.model.encoder.model).__name__ == "VisionTransformer" and cap.grid == (8, 8)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["heldout_hard"]["n_scenes"] == 8 and record["heldout_hard"] == saved["heldout_hard"]
+    assert saved["machine"]["cpu"] and saved["machine"]["cpu_capability"]
+    data = ShapeScenesData(cap.cfg, cap.grid, cap.tokenizer, first_seed=0, hard_every=2)
+    hard_scene = render_scene(1, HARD)
+    assert data[1][1] == [cap.tokenizer.bos_id, *cap.tokenizer.encode(hard_scene.caption), cap.tokenizer.eos_id]
+    assert data[0][1] == [cap.tokenizer.bos_id, *cap.tokenizer.encode(render_scene(0).caption), cap.tokenizer.eos_id]
+
+
+def test_hard_scenes_are_what_issue_14_describes():
+    from vizcap.scenes import HARD, render_scene
+
+    for seed in range(20):
+        s = render_scene(seed, HARD)
+        assert 300 <= min(s.image.size) and max(s.image.size) <= 640
+        assert all(0.12 - 1e-9 <= o.size <= 0.22 + 1e-9 for o in s.objects) and len(s.objects) >= 2

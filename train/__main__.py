@@ -33,6 +33,10 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=d.workers, help="data-rendering worker processes")
     p.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out scenes to evaluate at the end")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between resumable saves")
+    p.add_argument("--encoder", choices=["mobilenet", "vit"], default=d.encoder,
+                   help="mobilenet (the shipped model) or vit (a ViT with a convolutional stem, vizcap/vit.py)")
+    p.add_argument("--hard-every", type=int, default=d.hard_every, metavar="K",
+                   help="every K-th training scene is a hard one (small objects, large JPEG images); 0 = none")
 
 
 def _photos_parser(sub, dataset: str) -> None:
@@ -145,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             for flag in ("steps", "batch_size", "threads", "eval_n", "save_every"):
                 if getattr(args, flag) < 1:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-            if args.workers < 0 or args.lr <= 0:
-                parser.error("--workers must be >= 0 and --lr > 0")
+            if args.workers < 0 or args.lr <= 0 or args.hard_every < 0:
+                parser.error("--workers and --hard-every must be >= 0 and --lr > 0")
             if args.device == "cuda":
                 import torch
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from vizcap.captioner import DEFAULT_CHECKPOINT, Captioner, atomic_write
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import COLOURS, SHAPES, VOCABULARY, SceneConfig, object_cells, render_scene
+from vizcap.scenes import COLOURS, HARD, SHAPES, VOCABULARY, SceneConfig, object_cells, render_scene
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -54,10 +54,21 @@ class ShapesArgs:
     save_every: int = 500
     device: str = "cpu"
     resume: bool = False
+    encoder: str = "mobilenet"  # "mobilenet" (the shipped model) | "vit" (vizcap_vit_convstem, see vizcap/vit.py)
+    hard_every: int = 0  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
 
 
-def default_config(tokenizer: CaptionTokenizer) -> CaptionerConfig:
+ENCODERS = {
+    "mobilenet": dict(encoder="mobilenetv3_small_100", feature_index=3),
+    "vit": dict(encoder="vizcap_vit_convstem", feature_index=None),
+}
+
+
+def default_config(tokenizer: CaptionTokenizer, encoder: str = "mobilenet") -> CaptionerConfig:
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
     return CaptionerConfig(
+        **ENCODERS[encoder],
         vocab_size=tokenizer.vocab_size,
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
@@ -73,14 +84,17 @@ def heldout_seeds(n: int) -> list[int]:
 class ShapeScenesData(torch.utils.data.Dataset):
     """Scene k -> (uint8 image [3, S, S], token ids, per-cell shape and colour labels)."""
 
-    def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int):
+    def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
+                 hard_every: int = 0):
         self.cfg, self.grid, self.tokenizer, self.first_seed = cfg, grid, tokenizer, first_seed
+        self.hard_every = hard_every
 
     def __len__(self) -> int:
         return TRAIN_SEED_STRIDE
 
     def __getitem__(self, k: int):
-        scene = render_scene(self.first_seed + k, SceneConfig())
+        hard = self.hard_every and k % self.hard_every == self.hard_every - 1
+        scene = render_scene(self.first_seed + k, HARD if hard else SceneConfig())
         size = self.cfg.image_size
         pixels = np.asarray(scene.image.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1)
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(scene.caption), self.tokenizer.eos_id]
@@ -105,11 +119,12 @@ def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
     return (pixels.float() / 255.0 - mean) / std
 
 
-def evaluate_scenes(captioner: Captioner, seeds: list[int], batch: int = 64, progress: bool = True) -> dict:
+def evaluate_scenes(captioner: Captioner, seeds: list[int], batch: int = 64, progress: bool = True,
+                    config: SceneConfig = SceneConfig()) -> dict:
     """Greedy captions of the scenes `seeds`: exact/colour/shape/count scores and BLEU/ROUGE/CIDEr."""
     preds, truths, refs = [], [], []
     for i in tqdm(range(0, len(seeds), batch), desc="eval", unit="batch", disable=not progress):
-        scenes = [render_scene(s) for s in seeds[i : i + batch]]
+        scenes = [render_scene(s, config) for s in seeds[i : i + batch]]
         preds += captioner.caption_batch([s.image for s in scenes])
         truths += [s.objects for s in scenes]
         refs += [s.caption for s in scenes]
@@ -118,16 +133,30 @@ def evaluate_scenes(captioner: Captioner, seeds: list[int], batch: int = 64, pro
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
 
 
+def machine() -> dict:
+    """What decides the bits of a training run besides the code: the CPU and the instructions torch uses."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads(), "python": sys.version.split()[0], "torch": torch.__version__}
+
+
 def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     started = time.time()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     tokenizer = CaptionTokenizer.word_level(VOCABULARY)
-    cfg = default_config(tokenizer)
+    cfg = default_config(tokenizer, args.encoder)
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
-    data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE)
+    data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every)
 
     def batches(start_step: int):
         indices = range(start_step * args.batch_size, args.steps * args.batch_size)
@@ -160,16 +189,17 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     captioner = Captioner(model, tokenizer)
     captioner.save_pretrained(out)
     metrics = evaluate_scenes(captioner, heldout_seeds(args.eval_n))
+    hard = evaluate_scenes(captioner, heldout_seeds(args.eval_n), config=HARD) if args.hard_every else None
     record = {
         "heldout": metrics,
+        **({"heldout_hard": hard} if hard is not None else {}),
         "heldout_first_seed": HELDOUT_FIRST_SEED,
         "command": "python -m train shapes" + ("" if argv is None else "".join(f" {a}" for a in argv)),
         "args": {k: v for k, v in asdict(args).items()},
         "train_seconds": summary["train_seconds"],
         "wall_seconds": round(time.time() - started, 1),
         "samples_seen": args.steps * args.batch_size,
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "python": sys.version.split()[0],
-                    "torch": torch.__version__},
+        "machine": machine(),
     }
     atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(record, indent=2) + "\n"))
     if summary["state_path"].exists():  # finished: the resume state is no longer needed

@@ -69,10 +69,19 @@ class SceneConfig:
     max_size: float = 0.40
     p_same: float = 0.25  # chance that an extra object copies an earlier one (to teach counting)
     p_jpeg: float = 0.5
+    min_jpeg_quality: int = 35  # JPEG quality drawn from [min, max] when a scene is compressed
+    max_jpeg_quality: int = 91
     p_antialias: float = 0.5
     p_outline: float = 0.25
     size_words: bool = False  # "small"/"large" before the colour (size < 0.22 / > 0.32 of the side)
     relations: bool = True
+
+
+# Hard scenes (small objects in large, heavily compressed images): the stress test of issue 14 and
+# the "hard" column of metrics.json. Three objects of 12–22 % of the short side, images 300–640 px
+# a side, every one saved as JPEG quality 40.
+HARD = SceneConfig(min_objects=3, max_objects=3, min_side=300, max_side=640, min_size=0.12, max_size=0.22,
+                   p_jpeg=1.0, min_jpeg_quality=40, max_jpeg_quality=40)
 
 
 @dataclass(frozen=True)
@@ -291,7 +300,7 @@ def render_scene(seed: int, config: SceneConfig = SceneConfig()) -> Scene:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
     if rng.random() < config.p_jpeg:
         buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=int(rng.integers(35, 92)))
+        image.save(buf, "JPEG", quality=int(rng.integers(config.min_jpeg_quality, config.max_jpeg_quality + 1)))
         image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
     # Caption order, and the mask relabelled to match it.
