@@ -443,7 +443,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
     from vizcap.model import CaptionModel
 
     repeats = repeats or args.app_repeats
-    page = ROOT / "pages" / "explorer.py"
+    page = ROOT / "app_pages" / "explorer.py"
     if not page.is_file():
         raise RuntimeError(f"{page.relative_to(ROOT)} does not exist (the explorer page is needed)")
     calls = {"explain": 0, "explain_s": [], "encode": 0, "captioner": None, "image": None}
@@ -463,7 +463,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
         return original_encode(self, *a, **k)
 
     vizcap.Captioner.explain, CaptionModel.encode = counted_explain, counted_encode
-    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, pages.common.show
+    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, app_pages.common.show
     spent: dict[str, float] = {}
     measuring, depth = [False], [0]
     patched: list[tuple[object, str, object]] = []
@@ -490,15 +490,15 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
             instrument(figures_module, name, "vizcap.figures")
     instrument(Explanation, "maps", "Explanation.maps")
     cwd = os.getcwd()
-    os.chdir(ROOT)  # pages import `pages.common`; .streamlit/config.toml is read from here
+    os.chdir(ROOT)  # pages import `app_pages.common`; .streamlit/config.toml is read from here
     try:
         at = AppTest.from_file(str(page), default_timeout=600)
         at.run()
         if at.exception:
             raise RuntimeError(f"the explorer page failed: {at.exception[0].message}")
-        import pages.common as page_common  # imported by the page's first run
+        import app_pages.common as page_common  # imported by the page's first run
 
-        instrument(page_common, "show", "st.plotly_chart (pages.common.show)")
+        instrument(page_common, "show", "st.plotly_chart (app_pages.common.show)")
         if calls["explain"] < 1:
             raise RuntimeError("the explorer page ran without calling Captioner.explain")
         page_explain = calls["explain_s"][0]
@@ -547,7 +547,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
             floor.append(time.perf_counter() - t0)
         timed, fresh, floor = changes[1:], fresh[1:], floor[1:]
         return {
-            "page": "pages/explorer.py",
+            "page": "app_pages/explorer.py",
             "checkpoint": checkpoint,
             "widgets": "'Heatmap opacity' slider (key ex_opacity) and 'Word' select_slider (key ex_tok), alternately",
             "rerun_s": med([c["s"] for c in timed]),

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import numpy as np
 import streamlit as st
 
-from pages import common
+from app_pages import common
 from vizcap import figures, render
 from vizcap.maps import NORMALIZATIONS, select
 

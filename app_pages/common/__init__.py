@@ -1,13 +1,10 @@
 """Streamlit glue shared by the app's pages: the checkpoint picker, the model (st.cache_resource), the
 current image, and the explanations kept in st.session_state.
 
-This is a sub-package of pages/, not a page: Streamlit lists only pages/*.py as pages, never
-sub-directories. Everything shown comes from `vizcap`; nothing here computes.
-
-Streamlit 1.67 and pages/: streamlit_app.py registers the pages with st.navigation, but while a
-process has not yet run the entry point (a first visit straight to /explorer, and every AppTest
-run), Streamlit falls back to the pages/ directory and runs the page file *without* the entry
-point. So every page is self-contained: it calls `sidebar()` itself, and links name page files.
+This is a sub-package of app_pages/, not a page: streamlit_app.py registers the pages with
+st.navigation and runs first on every address (see its docstring for why the folder is not called
+pages/). Each page still calls `sidebar()` itself and names page files in its links. Everything
+shown comes from `vizcap`; nothing here computes.
 
 Keys in st.session_state (all prefixed "vz_"):
   vz_image        {"id", "label", "image", "truth"}: the picture every page explains
@@ -38,10 +35,10 @@ MAX_UPLOAD_MB = 20
 DEFAULT_SCENE = 7
 MAX_EXPLANATIONS = 16
 PAGE_FILES = {
-    "explorer": "pages/explorer.py",
-    "decoding": "pages/decoding_lab.py",
-    "how": "pages/how_it_works.py",
-    "trust": "pages/training_and_trust.py",
+    "explorer": "app_pages/explorer.py",
+    "decoding": "app_pages/decoding_lab.py",
+    "how": "app_pages/how_it_works.py",
+    "trust": "app_pages/training_and_trust.py",
 }
 # -- the model -----------------------------------------------------------------------------------
 
