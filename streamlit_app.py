@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+from pathlib import Path
 
 import streamlit as st
 
@@ -32,6 +33,7 @@ EXAMPLE_OBJECTS = [("red", "star", 0.25, 0.5, 0.3), ("blue", "circle", 0.75, 0.5
 
 
 def home() -> None:
+    common.sidebar()
     st.title("vizcap — where does the captioner look?")
     st.markdown(
         "An image captioner writes its caption **one word at a time**. For every word, vizcap shows **where in "
@@ -40,26 +42,35 @@ def home() -> None:
         "draws itself, so the truth of every scene is known and the heatmaps can be *checked*, not just admired."
     )
     st.markdown(
-        "**1.** Choose an image below (an example, your own file, or a scene you compose to test an idea) · "
-        "**2.** read its caption · **3.** open a page from the sidebar to see how the caption was made."
+        "**1.** Read the caption of the picture below · **2.** choose another one further down (an example, your "
+        "own file, or a scene you compose to test an idea) · **3.** open a page from the sidebar to see how the "
+        "caption was made."
     )
-    common.sidebar()
     captioner, ckpt = common.require_captioner()
-    cfg = captioner.cfg
-    st.caption(f"Model: `{ckpt}` · encoder {cfg.encoder} · {captioner.grid[0]}×{captioner.grid[1]} map grid · "
-               f"{cfg.decoder_layers} decoder layers × {cfg.decoder_heads} heads · mode {cfg.mode}")
-
+    st.caption(model_line(captioner, ckpt))
+    shown = st.container()  # the caption, drawn after the chooser below has set this run's image
+    st.divider()
+    st.subheader("Choose another image")
     source = st.segmented_control("Image", ["Examples", "Upload", "Compose"], default="Examples", key="vz_source",
-                                  required=True)
+                                  required=True, label_visibility="collapsed")
     if source == "Examples":
         gallery()
     elif source == "Upload":
         upload()
     else:
         compose()
+    with shown:
+        show_caption(captioner, ckpt)
 
-    st.divider()
-    show_caption(captioner, ckpt)
+
+def model_line(captioner, ckpt: str) -> str:
+    """The model in plain words: which one (never a filesystem path), and its grid, layers and heads."""
+    cfg = captioner.cfg
+    which = ("the shipped ShapeScenes captioner" if ckpt == common.shipped_path()
+             else f"the checkpoint in the folder “{common.md(Path(ckpt).name)}”")
+    return (f"Model: {which} · it sees each picture as a grid of {captioner.grid[0]}×{captioner.grid[1]} cells "
+            f"(the squares of every heatmap) · {cfg.decoder_layers} decoder layers × {cfg.decoder_heads} attention "
+            "heads")
 
 
 def gallery() -> None:
@@ -123,7 +134,7 @@ def compose() -> None:
 
 def show_caption(captioner, ckpt: str) -> None:
     img = common.current_image()
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 2])
     left.image(img["image"], caption=img["label"], width="stretch")
     exp = common.explanation(captioner, ckpt, img, DecodingParams())
     with right:

@@ -128,7 +128,7 @@ def word_panel(j: int, key: str | None) -> None:
 
 
 def overlay_figure(j: int):
-    return figures.attention_overlay(exp.image, maps[j], exp.tokens[j], opacity, cmap, vmax, method, height=400,
+    return figures.attention_overlay(exp.image, maps[j], exp.tokens[j], opacity, cmap, vmax, method, height=380,
                                      unit=unit)
 
 
@@ -152,11 +152,11 @@ if st.session_state.pop("ex_play", False):
     st.session_state["ex_tok"] = T - 1
 
 with controls_slot.container():
-    b = st.columns(3)
-    b[0].button("Back", key="ex_prev", on_click=_step, args=(-1,), width="stretch", icon=":material/arrow_back:")
-    b[1].button("Next", key="ex_next", on_click=_step, args=(1,), width="stretch", icon=":material/arrow_forward:")
-    b[2].button("Play", key="ex_play_btn", on_click=_play, width="stretch", icon=":material/play_arrow:",
-                help="Write the caption word by word, each word with its map")
+    with st.container(horizontal=True, wrap=True):  # buttons as wide as their words: they wrap, never cut
+        st.button("Back", key="ex_prev", on_click=_step, args=(-1,), icon=":material/arrow_back:")
+        st.button("Next", key="ex_next", on_click=_step, args=(1,), icon=":material/arrow_forward:")
+        st.button("Play", key="ex_play_btn", on_click=_play, icon=":material/play_arrow:",
+                  help="Write the caption word by word, each word with its map")
     j = st.select_slider("Word", options=list(range(T)), key="ex_tok",
                          format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)

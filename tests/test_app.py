@@ -84,6 +84,12 @@ def calls(monkeypatch):
     return counts
 
 
+def common_md(text: str) -> str:
+    from app_pages.common import md
+
+    return md(text)
+
+
 def ok(at: AppTest) -> AppTest:
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -159,6 +165,9 @@ def test_home_default_flow(app, app_checkpoint):
     assert at.text_input(key="vz_ckpt_dir").value == str(app_checkpoint)
     assert any("True caption" in w.value for w in [*at.warning, *at.success])
     assert not at.error
+    text = " ".join(e.value for e in [*at.markdown, *at.caption])
+    assert str(app_checkpoint) not in text and "/" not in at.caption[0].value  # no filesystem path for newcomers
+    assert f"folder “{common_md(app_checkpoint.name)}”" in text and "mode both" not in text
 
 
 def test_home_gallery_and_any_example(app):

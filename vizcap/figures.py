@@ -262,7 +262,7 @@ def attention_overlay(image: Image.Image, heatmap: np.ndarray, word: str = "", o
             f"over it; brighter cells weighed more when the model wrote that word (colour scale 0 to {top:.3g}, "
             f"{unit}). The hottest cell, {float(heatmap.max()) if heatmap.size else 0:.3g}, is in row "
             f"{r + 1} of {gh}, column {c + 1} of {gw} ({_where(r, c, gh, gw)}).")
-    layout = _layout(f"Where the model looked to write “{_t(word)}”", text, height,
+    layout = _layout(f"Where the model looked: “{_t(word)}”", text, height,
                      coloraxis=_colour_axis(colorscale, top, unit), **_image_axes())
     return go.Figure(data=_image_and_map(image, heatmap, opacity, name=word, colorscale=colorscale, top=top),
                      layout=layout)
@@ -382,7 +382,7 @@ def alternatives_bar(top_tokens: list[str], top_probs, chosen: str, step: int) -
     bar = {"type": "bar", "x": probs[::-1], "y": [_t(t) for t in top_tokens][::-1], "orientation": "h",
            "marker": {"color": colours[::-1]}, "text": [f"{p:.2f}" for p in probs][::-1], "textposition": "auto",
            "hovertemplate": "%{y}: %{x:.3f}<extra></extra>"}
-    return go.Figure(data=[bar], layout=_layout(f"Step {step + 1}: “{_t(chosen)}” and its alternatives", text,
+    return go.Figure(data=[bar], layout=_layout(f"Step {step + 1}: “{_t(chosen)}” vs others", text,
                                                 90 + 26 * len(probs),
                                                 xaxis={"range": [0, 1], "title": {"text": "probability"}}))
 

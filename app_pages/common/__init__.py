@@ -80,9 +80,21 @@ def persistent(key: str, default, options=None):
     return remember(key)
 
 
+# Less empty space above the title, a smaller title and no word broken mid-word in labels: the
+# explorer's caption, controls and map fit one 1280×800 screen (a projector), and 800-px-wide windows
+# keep their labels whole.
+STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
+h1 { font-size: 2.1rem !important; padding-top: 0.5rem !important; }
+[data-testid="stWidgetLabel"] p, button p { word-break: normal !important; overflow-wrap: normal !important; }
+</style>"""
+
+
 def sidebar() -> None:
-    """Every page calls this first: the checkpoint picker in the sidebar (the shipped model or a
-    directory). Pages draw it themselves, so that each page also works when run on its own."""
+    """Every page calls this first: the page style, and the checkpoint picker in the sidebar (the
+    shipped model or a directory). Pages draw it themselves, so that each page also works when run on
+    its own."""
+    st.html(STYLE)
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
     for key in ("vz_ckpt_choice", "vz_ckpt_dir"):
         keep(key)
@@ -108,6 +120,10 @@ def checkpoint_path() -> str:
     if st.session_state.get("vz_ckpt_choice", "shipped") == "directory":
         text = (st.session_state.get("vz_ckpt_dir") or "").strip()
         return str(Path(text).expanduser().resolve()) if text else ""
+    return str(DEFAULT_CHECKPOINT.resolve())
+
+
+def shipped_path() -> str:
     return str(DEFAULT_CHECKPOINT.resolve())
 
 
