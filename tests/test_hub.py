@@ -225,3 +225,204 @@ def test_vizcap_load_dispatches_every_kind(vit_gpt2_dir, blip_dir, tiny_checkpoi
     assert vizcap.load(blip_dir).kind == "blip"
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         vizcap.load(tmp_path / "missing")
+
+
+def test_cli_captions_equal_generate(hf_dir, photos):
+    """`vizcap caption --checkpoint FOLDER` (greedy and beam) writes generate()'s captions."""
+    from conftest import run_module
+
+    from vizcap import open_image
+    from vizcap.hub import HFCaptioner
+
+    b = HFCaptioner.from_pretrained(hf_dir)
+    model, _ = _oracle(hf_dir)
+    paths = [str(p) for p in photos[:3]]
+    for extra, kwargs in (([], dict(num_beams=1)), (["--strategy", "beam", "--beams", "3", "--length-penalty", "0.6"],
+                                                     dict(num_beams=3, length_penalty=0.6))):
+        proc = run_module("-m", "vizcap", "caption", *paths, "--checkpoint", str(hf_dir), "--json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        records = [json.loads(line) for line in proc.stdout.splitlines()]
+        for path, record in zip(paths, records):
+            expected = _generated(model, b.pixels(open_image(path)), b.eos_id, do_sample=False, **kwargs)
+            ids = expected[:-1] if expected and expected[-1] == b.eos_id else expected
+            assert record["caption"] == b.tokenizer.decode(ids)
+            assert len(record["tokens"]) == len(ids)
+
+
+def test_cli_hub_id_not_cached_exits_2_with_one_line(tmp_path, photos):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+
+    env = {**subprocess_env(), "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([sys.executable, "-m", "vizcap", "caption", str(photos[0]), "--checkpoint",
+                           "nlpconnect/vit-gpt2-image-captioning"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "huggingface-cli download nlpconnect/vit-gpt2-image-captioning" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    del os
+
+
+# ------------------------------------------------------------------------------------------------
+# Through the public API: vizcap.load(folder).explain(...)
+
+
+def _reference_attentions(model, kind, pixels, tokens, bos):
+    """The model's own teacher-forced pass over [start; tokens[:-1]] with output_attentions=True."""
+    ids = torch.tensor([[bos, *tokens[:-1]]])
+    with torch.inference_mode():
+        if kind == "blip":
+            vis = model.vision_model(pixel_values=pixels, output_attentions=True)
+            out = model.text_decoder(input_ids=ids, encoder_hidden_states=vis[0], output_attentions=True)
+            return out.cross_attentions, out.attentions, vis.attentions
+        out = model(pixel_values=pixels, decoder_input_ids=ids, output_attentions=True)
+        return out.cross_attentions, out.decoder_attentions, out.encoder_attentions
+
+
+@pytest.mark.parametrize("strategy", [dict(strategy="greedy"), dict(strategy="beam", beams=3, length_penalty=0.7),
+                                      dict(strategy="sample", top_k=20, temperature=1.5, seed=4)])
+def test_api_maps_are_the_models_own_attention(hf_dir, photos, strategy):
+    """exp.maps('cross_attention', layer, head, 'none') for token t equals that layer's and head's
+    cross-attention row in a teacher-forced output_attentions pass over the final sequence, patch
+    keys only, on the grid (to 1e-5); the class token's share is reported apart and is the rest."""
+    import vizcap
+
+    cap = vizcap.load(hf_dir)
+    model, _ = _oracle(hf_dir)
+    exp = cap.explain(photos[2], **strategy)
+    assert len(exp.tokens) > 0
+    tokens = exp.token_ids + ([cap.eos_id] if exp.ended else [])
+    cross, _, enc = _reference_attentions(model, cap.kind, cap.pixels(vizcap.open_image(photos[2])), tokens, cap.bos_id)
+    T = len(exp.tokens)
+    for layer in range(cap.decoder_layers):
+        for head in range(cap.decoder_heads):
+            ours = exp.maps("cross_attention", layer=layer, head=head, normalize="none")
+            ref = cross[layer][0, head, :T]  # [T, 1 + N]
+            assert ours.shape == (T, 4, 4)
+            assert np.allclose(ours, ref[:, 1:].reshape(T, 4, 4).numpy(), atol=1e-5)
+            assert np.allclose(exp.extra_share(layer, head), ref[:, 0].numpy(), atol=1e-5)
+            assert np.allclose(ours.reshape(T, -1).sum(1) + exp.extra_share(layer, head), 1, atol=1e-5)
+    assert np.allclose(exp.encoder, torch.cat([e for e in enc]).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("beams,length_penalty", [(2, 1.0), (3, 0.5), (4, 2.0), (3, -1.0)])
+def test_api_beam_captions_equal_generate(hf_dir, photos, beams, length_penalty):
+    import vizcap
+
+    cap = vizcap.load(hf_dir)
+    model, _ = _oracle(hf_dir)
+    for path in photos:
+        exp = cap.explain(path, strategy="beam", beams=beams, length_penalty=length_penalty)
+        expected = _generated(model, cap.pixels(vizcap.open_image(path)), cap.eos_id, do_sample=False,
+                              num_beams=beams, length_penalty=length_penalty)
+        assert exp.token_ids + ([cap.eos_id] if exp.ended else []) == expected
+
+
+def test_beam_follows_the_checkpoints_early_stopping(tmp_path):
+    """The generation config's early_stopping (False = HF's heuristic, True, "never") is the rule
+    vizcap's beam search uses: generate(num_beams, length_penalty) with the checkpoint's own settings
+    agrees token for token under each, and the three rules do give different captions here."""
+    import vizcap
+
+    d = hub_fixtures.vit_gpt2(tmp_path / "m", eos_bias=7.0)
+    images = [Image.fromarray(np.random.default_rng(s).integers(0, 255, (40, 60, 3), dtype=np.uint8)) for s in range(6)]
+    outputs = {}
+    for early_stopping in (False, True, "never"):
+        cfg = json.loads((d / "generation_config.json").read_text())
+        cfg.update(early_stopping=early_stopping, max_length=12)
+        (d / "generation_config.json").write_text(json.dumps(cfg))
+        cap = vizcap.load(d)
+        model, _ = _oracle(d)
+        assert model.generation_config.early_stopping == early_stopping
+        for k, img in enumerate(images):
+            for lp in (0.5, 2.0):
+                exp = cap.explain(img, strategy="beam", beams=3, length_penalty=lp)
+                expected = _generated(model, cap.pixels(img), cap.eos_id, num_beams=3, length_penalty=lp)
+                assert exp.token_ids + ([cap.eos_id] if exp.ended else []) == expected
+                outputs.setdefault((k, lp), set()).add(tuple(expected))
+    assert any(len(v) > 1 for v in outputs.values())  # the rules matter for these captions
+
+
+def test_each_early_stopping_rule_equals_generate(blip_dir):
+    """vizcap's three beam stopping rules against generate(early_stopping=False / True / "never") on
+    captions where they disagree (BLIP reads no generation settings from its checkpoint, so the rule
+    is passed explicitly here)."""
+    import vizcap
+
+    rules = {False: "heuristic", True: "first_k", "never": "exact"}
+    cap = vizcap.load(blip_dir)
+    model, _ = _oracle(blip_dir)
+    outputs = {}
+    for seed in (3, 4, 8):
+        img = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 60, 3), dtype=np.uint8))
+        for lp in (1.0, 2.0):
+            for hf_rule, ours in rules.items():
+                exp = cap.explain(img, strategy="beam", beams=3, length_penalty=lp, max_tokens=11, early_stopping=ours)
+                expected = _generated(model, cap.pixels(img), cap.eos_id, num_beams=3, length_penalty=lp,
+                                      early_stopping=hf_rule, max_length=12)
+                assert exp.token_ids + ([cap.eos_id] if exp.ended else []) == expected, (seed, lp, hf_rule)
+                outputs.setdefault((seed, lp, hf_rule == True), set()).add(tuple(expected))  # noqa: E712
+    assert any(len(v) > 1 for (_, _, first_k), v in outputs.items() if not first_k)  # heuristic vs exact differ
+
+
+def test_rollout_relevancy_and_export_work_for_hf_models(hf_dir, photos, tmp_path):
+    import vizcap
+    from conftest import run_module
+
+    cap = vizcap.load(hf_dir)
+    exp = cap.explain(photos[3], strategy="beam", beams=2)
+    T = len(exp.tokens)
+    for method in ("rollout", "relevancy"):
+        m = exp.maps(method)
+        assert m.shape == (T, 4, 4) and np.isfinite(m).all() and (m >= -1e-9).all() and (m.reshape(T, -1).sum(1) > 0).all()
+    with pytest.raises(ValueError, match="no prefix tokens"):
+        exp.maps("prefix")
+    data = json.loads(exp.to_json(methods=("cross_attention", "rollout", "relevancy")))
+    assert data["caption"] == exp.caption and len(data["class_token_share"]) == T
+    proc = run_module("-m", "vizcap", "caption", str(photos[3]), "--checkpoint", str(hf_dir), "--maps",
+                      "cross_attention,rollout,relevancy", "--export", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert any(f.endswith(".gif") for f in files) and any(f.endswith(".json") for f in files)
+    assert sum(f.endswith(".png") for f in files) == len(json.loads(proc.stdout)["tokens"])
+
+
+def test_relevancy_reaches_the_patches_through_the_encoder(vit_gpt2_dir, photos):
+    """For a Hugging Face model the relevancy pass keeps the ViT's attention in the graph: removing
+    the encoder's contribution (R̄_ii = I) changes the map, i.e. relevance flows back through it."""
+    import vizcap
+    from vizcap import explain as ex
+
+    cap = vizcap.load(vit_gpt2_dir)
+    exp = cap.explain(photos[0])
+    full = exp.maps("relevancy")
+    original = ex._encoder_relevance
+    try:
+        ex._encoder_relevance = lambda w: np.eye(w.shape[-1])
+        exp._relevancy = None
+        decoder_only = exp.maps("relevancy")
+    finally:
+        ex._encoder_relevance = original
+    assert not np.allclose(full, decoder_only, atol=1e-6)
+
+
+def test_centre_cropping_processor_draws_on_the_crop(tmp_path, photos):
+    from transformers import AutoImageProcessor, BeitImageProcessor
+
+    import vizcap
+
+    d = hub_fixtures.vit_gpt2(tmp_path / "m")
+    BeitImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=True,
+                       image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(d)
+    cap = vizcap.load(d)
+    assert cap.crop and "crop" in cap.crop
+    img = vizcap.open_image(photos[2])  # 90 x 30
+    processor = AutoImageProcessor.from_pretrained(d)
+    assert torch.allclose(cap.pixels(img), processor(img, return_tensors="pt").pixel_values, atol=1e-6)
+    exp = cap.explain(photos[2])
+    assert exp.crop == cap.crop and exp.image.size == (72, 24)  # 32/40 of each side, centred
+    assert json.loads(exp.to_json())["cropped"] == cap.crop

@@ -3,6 +3,10 @@ every generated word, captured from this one call (see hooks.py).
 
 For each generated token j the maps are taken at the decoder position that *produced* it (the
 position whose logits chose token j), which is where the model "looked" to write that word.
+
+Any model that implements the small interface of vizcap/backend.py is explained the same way: vizcap's
+own checkpoints and Hugging Face ViT+GPT-2 / BLIP captioners (vizcap/hub.py) share this code and the
+one decoding loop (vizcap.decoding.search).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ import torch
 from PIL import Image
 
 from . import maps as mapping
-from .decoding import DecodingParams, SearchResult, search, start_steps
-from .hooks import capture, install_hook_points
-from .images import open_image, to_model_input
+from .decoding import DecodingParams, SearchResult, search
+from .hooks import capture
+from .images import open_image
 
 TOP_K_ALTERNATIVES = 10
 
@@ -34,13 +38,13 @@ class Explanation:
     grid: tuple[int, int]
     n_prefix: int
     mode: str
-    cross: np.ndarray | None  # [T, L, H, N] cross-attention of the producing position
+    cross: np.ndarray | None  # [T, L, H, N] cross-attention of the producing position to the patches
     self_prefix: np.ndarray | None  # [T, L, H, P] self-attention of the producing position to the prefix
     self_full: np.ndarray  # [L, H, S, S] full causal self-attention of the final sequence, S = P + T
-    cross_full: np.ndarray | None  # [L, H, S, N]
+    cross_full: np.ndarray | None  # [L, H, S, X + N]: the X class tokens' keys first (X = n_extra)
     mapper: np.ndarray | None  # [heads, P, N] the resampler: each prefix query's attention over the patches
     mapper_blocks: np.ndarray | None  # [layers, heads, P, P] the mapper blocks' self-attention (None if none)
-    encoder: np.ndarray | None  # [layers, heads, tokens, tokens] (ViT encoders only)
+    encoder: np.ndarray | None  # [layers, heads, E + N, E + N] (ViT encoders only; E class/register tokens first)
     params: DecodingParams
     seed: int | None
     score: float  # the chosen sequence's score (beam: with length penalty)
@@ -51,11 +55,27 @@ class Explanation:
     hook_names: list[str] = field(default_factory=list)
     _captioner: object = field(default=None, repr=False)
     _relevancy: np.ndarray | None = field(default=None, repr=False)
-    _memory: torch.Tensor | None = field(default=None, repr=False)  # the encoder's output, reused by relevancy
+    n_extra: int = 0  # encoder tokens that are not patches (class / distillation), first among the keys
+    cross_extra: np.ndarray | None = None  # [T, L, H, X] cross-attention to those tokens (not in any map)
+    text: str | None = None  # the tokenizer's own decoding of token_ids (sub-word models)
+    crop: str | None = None  # the processor centre-crops: `image` is the cropped region (a sentence)
+    _pixels: torch.Tensor | None = field(default=None, repr=False)  # the model input, reused by relevancy
 
     @property
     def caption(self) -> str:
-        return " ".join(self.tokens)
+        return self.text if self.text is not None else " ".join(self.tokens)
+
+    def extra_share(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
+        """[T] the share of each word's cross-attention that went to the encoder's class token(s)
+        rather than to a patch (the maps show the patches only; this is what they leave out).
+        Zeros for a model without such tokens."""
+        T = len(self.tokens)
+        if self.cross is None:
+            raise ValueError("this model has no cross-attention (mode 'prefix')")
+        mapping.check_layer_head(layer, head, self.cross.shape[1] if T else self.self_full.shape[0], self.self_full.shape[1])
+        if not self.n_extra or not T:
+            return np.zeros(T)
+        return mapping.select(self.cross_extra, layer, head).sum(-1)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -103,11 +123,12 @@ class Explanation:
                 None if self.cross_full is None else self.cross_full.mean(1),
                 None if self.mapper is None else mapping.mapper_maps(self.mapper.mean(0), self._block_means(), 0.5),
                 self.n_prefix,
-            )[self.n_prefix : self.n_prefix + T]
-            if self.encoder is not None:  # the full chain: memory cell n is ViT output token n, rolled out to the input patches
-                extra = self.encoder.shape[-1] - N
-                relevance = relevance @ mapping.encoder_rollout(self.encoder)[extra:, extra:]
-            return relevance
+            )[self.n_prefix : self.n_prefix + T]  # [T, X + N] over the cross-attention keys
+            if self.encoder is not None:  # the full chain: key k is ViT output token k, rolled out to the input patches
+                extra = self.encoder.shape[-1] - N  # the encoder's class/register tokens
+                dropped = extra - self.n_extra  # those not among the keys (vizcap drops them from its memory)
+                return (relevance @ mapping.encoder_rollout(self.encoder)[dropped:])[:, extra:]
+            return relevance[:, self.n_extra :]
         if self._relevancy is None:
             if self._captioner is None:
                 raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
@@ -170,6 +191,8 @@ class Explanation:
                 for toks, probs in zip(self.top_tokens, self.top_probs)
             ],
             "grid": list(self.grid),
+            "class_token_share": np.round(self.extra_share(), 6).tolist() if self.cross is not None else None,
+            "cropped": self.crop,
             "strategy": self.params.strategy,
             "params": {k: getattr(self.params, k) for k in self.params.__dataclass_fields__},
             "seed": self.seed,
@@ -190,68 +213,46 @@ class Explanation:
 
 def explain(captioner, image, params: DecodingParams | None = None, forced: list[int] | None = None, **kwargs) -> Explanation:
     """Caption `image` with `params` (or keyword arguments of DecodingParams) and capture every map.
-    With `forced` token ids, the model reads that caption instead of choosing its own."""
+    `captioner` is any backend (vizcap/backend.py). With `forced` token ids, the model reads that
+    caption instead of choosing its own."""
     params = params or DecodingParams(**kwargs)
     if forced is not None:
         if not forced:
             raise ValueError("forced caption is empty")
         params = DecodingParams(strategy="greedy", max_tokens=len(forced))
-    model, cfg = captioner.model, captioner.cfg
-    install_hook_points(model)
+    limit = getattr(captioner, "token_limit", params.max_tokens)
+    if params.max_tokens > limit:  # the decoder's position table
+        params = DecodingParams(**{**params.__dict__, "max_tokens": limit})
     img = open_image(image)
-    pixels = _pixels(captioner, img)
-    max_tokens = min(params.max_tokens, cfg.max_positions - cfg.n_prefix - 1)
-    if max_tokens != params.max_tokens:
-        params = DecodingParams(**{**params.__dict__, "max_tokens": max_tokens})
-    cross_on = cfg.mode != "prefix"
+    pixels = captioner.pixels(img)
     with torch.inference_mode(), capture() as cache:
-        memory = model.encode(pixels)
-        prefix, _ = model.prefix(memory)
-        front = cache.pop_all()  # encoder and mapper maps
-        state: dict = {}
-
-        def step(tokens, parents):
-            if tokens is None:
-                bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
-                embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
-                logits, state["steps"] = start_steps(model.decoder, embeds, memory if cross_on else None)
-            else:
-                if parents.tolist() != list(range(state["rows"])):  # beams: follow each survivor's parent
-                    state["steps"].reorder(parents)
-                logits = state["steps"](tokens)
-            state["rows"] = logits.shape[0]
-            return logits, cache.pop_all()
-
-        banned = tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
-        result = search(step, params, cfg.eos_id, cfg.vocab_size, banned, forced)
-    exp = _assemble(captioner, img, params, result, front)
-    exp._memory = memory
+        step = captioner.session(pixels)  # encodes once: encoder (and mapper) maps go to the capture
+        front = cache.pop_all()
+        result = search(step, params, captioner.eos_id, captioner.vocab_size, tuple(captioner.banned), forced)
+    view = captioner.view(img) if captioner.crop else img
+    exp = _assemble(captioner, view, params, result, front)
+    exp._pixels = pixels
     return exp
 
 
-def _pixels(captioner, img: Image.Image) -> torch.Tensor:
-    """captioner.pixels([img]) for an image that open_image already returned (no second copy)."""
-    cfg = captioner.cfg
-    return torch.from_numpy(np.stack([to_model_input(img, cfg.image_size, cfg.image_mean, cfg.image_std)]))
-
-
 def _assemble(captioner, img, params: DecodingParams, result: SearchResult, front: dict) -> Explanation:
-    cfg, tok = captioner.cfg, captioner.tokenizer
-    P = cfg.n_prefix
-    n_layers = cfg.decoder_layers
+    tok = captioner.tokenizer
+    P = captioner.n_prefix
+    X = captioner.n_extra_keys
+    n_layers = captioner.decoder_layers
     best = result.best
-    ended = bool(best.tokens) and best.tokens[-1] == cfg.eos_id and best.finished
+    ended = bool(best.tokens) and best.tokens[-1] == captioner.eos_id and best.finished
     T = len(best.tokens) - (1 if ended else 0)
     ids = best.tokens[:T]
     rows = best.rows[:T]
-    cross_on = cfg.mode != "prefix"
-    cross = self_prefix = cross_full = None
+    cross_on = captioner.has_cross
+    cross = self_prefix = cross_full = cross_extra = None
     S = P + T
-    H = cfg.decoder_heads
+    H = captioner.decoder_heads
     N = captioner.grid[0] * captioner.grid[1]
     self_full = np.zeros((n_layers, H, S, S), dtype=np.float32)
     if cross_on:
-        cross_full = np.zeros((n_layers, H, S, N), dtype=np.float32)
+        cross_full = np.zeros((n_layers, H, S, X + N), dtype=np.float32)
     if result.steps:  # step 0 saw the prefix and <bos> at once; an empty caption (S = P) keeps the prefix rows
         n0 = min(P + 1, S)
         first = result.steps[0]["captured"]
@@ -270,11 +271,12 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
                 name = f"decoder.h.{layer}.crossattention"
                 cross_full[layer, :, :n0] = first[name][0][0, :, :n0].numpy()
                 if later:
-                    rows_x = torch.stack([c[name][0][r, :, -1] for c, r in later], dim=1)  # [H, T - 1, N]
+                    rows_x = torch.stack([c[name][0][r, :, -1] for c, r in later], dim=1)  # [H, T - 1, X + N]
                     cross_full[layer, :, P + 1 : P + T] = rows_x.numpy()
     producing = np.arange(P, P + T)  # empty caption: [0, L, H, ...] arrays, still None only where the mode has none
     if cross_on:
-        cross = cross_full[:, :, producing].transpose(2, 0, 1, 3)  # T, L, H, N
+        cross = cross_full[:, :, producing, X:].transpose(2, 0, 1, 3)  # T, L, H, N: the patches only
+        cross_extra = cross_full[:, :, producing, :X].transpose(2, 0, 1, 3)  # T, L, H, X
     if P:
         self_prefix = self_full[:, :, producing, :P].transpose(2, 0, 1, 3)  # T, L, H, P
     top_ids = np.zeros((T, TOP_K_ALTERNATIVES), dtype=np.int64)
@@ -291,7 +293,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         return names[i]
 
     mapper = front["mapper.attn"][0][0].numpy() if "mapper.attn" in front else None
-    block_names = [f"mapper.blocks.{i}.attn" for i in range(cfg.mapper_layers)]
+    block_names = sorted((n for n in front if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))
     mapper_blocks = np.stack([front[n][0][0].numpy() for n in block_names]) if mapper is not None and block_names else None
     enc_names = sorted((n for n in front if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
     encoder = np.stack([front[n][0][0].numpy() for n in enc_names]) if enc_names else None
@@ -321,7 +323,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         top_tokens=[[text(i) for i in row] for row in top_ids.tolist()],
         grid=tuple(captioner.grid),
         n_prefix=P,
-        mode=cfg.mode,
+        mode=getattr(captioner, "mode", "cross" if cross_on else "prefix"),
         cross=cross,
         self_prefix=self_prefix,
         self_full=self_full,
@@ -338,6 +340,10 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         candidates=candidates,
         hook_names=sorted(set(front) | set(result.steps[0]["captured"])) if result.steps else sorted(front),
         _captioner=captioner,
+        n_extra=X,
+        cross_extra=cross_extra,
+        text=tok.decode(ids) if captioner.kind != "vizcap" else None,
+        crop=captioner.crop,
     )
 
 
@@ -347,21 +353,13 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
 def teacher_forced(captioner, image, token_ids: list[int], keep_grad: bool = False):
     """One forward pass over [prefix; <bos>; token_ids[:-1]] with every map captured: the
     independent reference that decoding traces are tested against. Returns (logits [S, V], cache)."""
-    model, cfg = captioner.model, captioner.cfg
-    install_hook_points(model)
-    pixels = captioner.pixels([image])
-    ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]], dtype=torch.long)
-    with torch.inference_mode(), capture() as cache:
-        memory = model.encode(pixels)
-        prefix, _ = model.prefix(memory)
-        logits = model.decode(memory, prefix, ids, use_cache=False).logits[0]
-    return logits, cache
+    return captioner.teacher_forced(captioner.pixels(open_image(image)), token_ids, keep_grad=keep_grad)
 
 
 def teacher_forced_logprob(captioner, image, token_ids: list[int]) -> float:
     """Summed log-probability of `token_ids` (include the <eos> if the sequence ended)."""
     logits, _ = teacher_forced(captioner, image, token_ids)
-    P = captioner.cfg.n_prefix
+    P = captioner.n_prefix
     logp = torch.log_softmax(logits[P : P + len(token_ids)].float(), -1)
     return float(logp[torch.arange(len(token_ids)), torch.tensor(token_ids)].sum())
 
@@ -371,30 +369,22 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
 
     The final sequence is run once as a batch of T copies; copy j back-propagates the logit of
     token j at the position that produced it, so a single backward pass gives every token's
-    attention gradients."""
-    model, cfg = captioner.model, captioner.cfg
-    P, T = cfg.n_prefix, len(exp.tokens)
-    install_hook_points(model)
-    ids = torch.tensor([[cfg.bos_id, *exp.token_ids[:-1]]] * T, dtype=torch.long)
-    memory = exp._memory if captioner is exp._captioner else None  # explain's encoder output: no second pass
-    if memory is None:
-        with torch.no_grad():
-            memory = model.encode(_pixels(captioner, exp.image))  # exp.image is open_image's output already
-    with torch.enable_grad(), capture(keep_grad=True) as cache:
-        memory = memory.expand(T, -1, -1).clone().requires_grad_(True)
-        prefix, _ = model.prefix(memory)
-        # GPT2LMHeadModel = transformer + lm_head; only position P + j of copy j needs its logits, so
-        # the vocabulary projection is applied to those T rows, not to all T × S positions
-        embeds = model.decoder.transformer.wte(ids)
-        if prefix is not None:
-            embeds = torch.cat([prefix, embeds], dim=1)
-        hidden = model.decoder.transformer(
-            inputs_embeds=embeds, encoder_hidden_states=memory if cfg.mode != "prefix" else None, use_cache=False
-        ).last_hidden_state  # [T, S, d]
-        positions = torch.arange(T) + P
-        logits = model.decoder.lm_head(hidden[torch.arange(T), positions])  # [T, V]
-        target = logits[torch.arange(T), torch.tensor(exp.token_ids)].sum()
-        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper."))]
+    attention gradients — in the decoder (self- and cross-attention), the mapper and, when the
+    backend runs its ViT encoder with gradients (Hugging Face models), the encoder's self-attention:
+    the patches' relevance then follows Chefer et al.'s rule for encoder-decoder models (the
+    cross-attention's keys are multiplied by the encoder's normalised self-relevance R̄_ii)."""
+    P, T, X = captioner.n_prefix, len(exp.tokens), captioner.n_extra_keys
+    N = captioner.grid[0] * captioner.grid[1]
+    if T == 0:
+        return np.zeros((0, N))
+    pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
+    with torch.enable_grad():
+        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=T)
+        if logits.dim() == 2:
+            logits = logits[None]
+        target = logits[torch.arange(T), torch.arange(T) + P, torch.tensor(exp.token_ids)].sum()
+        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
+                 and cache[n][0].requires_grad]  # vizcap's own encoder runs without gradients
         tensors = [cache[n][0] for n in names]
         # autograd.grad, not backward(): the shared model's .grad fields are never touched
         grads = dict(zip(names, torch.autograd.grad(target, tensors, allow_unused=True)))
@@ -405,20 +395,34 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
             g = torch.zeros_like(a)
         return (g * a).clamp(min=0).mean(1).detach().numpy()
 
-    self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(cfg.decoder_layers)], 1)  # T, L, S, S
-    cross_w = (
-        np.stack([weighted(f"decoder.h.{l}.crossattention") for l in range(cfg.decoder_layers)], 1)
-        if cfg.mode != "prefix"
-        else None
-    )
+    L = captioner.decoder_layers
+    self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # T, L, S, S
+    cross_w = np.stack([weighted(f"decoder.h.{l}.crossattention") for l in range(L)], 1) if captioner.has_cross else None
     mapper_w = None
     if "mapper.attn" in cache:  # T, P, N: Chefer's rules through the resampler and every mapper block
         resampler = weighted("mapper.attn")
-        blocks = [weighted(f"mapper.blocks.{i}.attn") for i in range(cfg.mapper_layers)]
+        block_names = sorted((n for n in names if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))
+        blocks = [weighted(n) for n in block_names]
         mapper_w = np.stack([mapping.relevancy_mapper(resampler[j], np.stack([b[j] for b in blocks]) if blocks else None)
                              for j in range(T)])
-    out = np.zeros((T, captioner.grid[0] * captioner.grid[1]))
+    enc_names = sorted((n for n in names if n.startswith("encoder.blocks.")),
+                       key=lambda n: int(n.split(".")[2]))
+    enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names and cross_w is not None else None  # T, Le, X+N, X+N
+    out = np.zeros((T, N))
     for j in range(T):
         r = mapping.propagate(self_w[j], None if cross_w is None else cross_w[j], None if mapper_w is None else mapper_w[j], P)
-        out[j] = r[P + j]
+        if enc_w is not None:  # keys are encoder tokens: carry their relevance back to the input patches
+            r = r @ _encoder_relevance(enc_w[j])
+        out[j] = r[P + j, X:]
     return out
+
+
+def _encoder_relevance(encoder_w: np.ndarray) -> np.ndarray:
+    """R̄_ii of Chefer et al. 2021 for a ViT encoder: R = I + Σ_layers Ā·R over its gradient-weighted
+    self-attention [layers, M, M], then (R − I) with rows normalised, plus I (their eq. 10)."""
+    eye = np.eye(encoder_w.shape[-1])
+    r = eye.copy()
+    for a in encoder_w:
+        r = r + a @ r
+    extra = r - eye
+    return extra / np.maximum(extra.sum(-1, keepdims=True), 1e-12) + eye
