@@ -108,3 +108,27 @@ def test_it_stands_aside_in_training_mode(images):
     cap = make_tiny_captioner()
     cap.model.decoder.train()
     assert not decoding.CachedSteps.supports(cap.model.decoder)
+
+
+def test_the_fast_path_is_taken_for_a_hugging_face_vit_gpt2(tmp_path, images):
+    """A VisionEncoderDecoderModel's GPT-2 goes through the same steps: one decoder call per caption."""
+    import vizcap
+    from hub_fixtures import vit_gpt2
+
+    cap = vizcap.load(vit_gpt2(tmp_path / "vit-gpt2"))
+    assert decoding.CachedSteps.supports(cap.decoder)
+    calls = []
+    original = cap.decoder.forward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    cap.decoder.forward = spy
+    try:
+        for params in (dict(strategy="greedy"), dict(strategy="beam", beams=3)):
+            calls.clear()
+            e = cap.explain(images[0], max_tokens=6, **params)
+            assert len(e.beam_tree) > 1 and calls == [1], (params, len(calls))
+    finally:
+        del cap.decoder.forward
