@@ -40,17 +40,14 @@ by box centre.
 
 Command line::
 
-    python -m vizcap.independent_renderer OUTDIR --n 20 --seed 0
+    python tests/independent_renderer.py OUTDIR --n 20 --seed 0
 
 writes ``OUTDIR/indep_00000.png`` ... and ``OUTDIR/truth.jsonl``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
 
 import numpy as np
 from PIL import Image
@@ -300,28 +297,3 @@ def render_independent(seed: int) -> tuple[Image.Image, list[dict]]:
 def caption_objects(objects: list[dict]) -> list[tuple[str, str]]:
     """(colour, shape) pairs in the given (left-to-right) order."""
     return [(o["colour"], o["shape"]) for o in objects]
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("outdir")
-    ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    os.makedirs(args.outdir, exist_ok=True)
-    with open(os.path.join(args.outdir, "truth.jsonl"), "w") as f:
-        for i in range(args.n):
-            seed = args.seed + i
-            img, objs = render_independent(seed)
-            name = f"indep_{i:05d}.png"
-            img.save(os.path.join(args.outdir, name), format="PNG")
-            f.write(json.dumps({
-                "file": name, "seed": seed,
-                "width": img.width, "height": img.height,
-                "objects": [{**o, "box": list(o["box"])} for o in objs],
-                "pairs": [list(p) for p in caption_objects(objs)],
-            }) + "\n")
-
-
-if __name__ == "__main__":
-    main()
