@@ -56,8 +56,8 @@ def home() -> None:
     if source == "Examples":
         gallery()
     elif source == "Upload":
-        upload()
-    else:
+        upload(captioner)
+    elif not common.shapescenes_only(captioner, "Composing a scene to test an idea"):
         compose()
     with shown:
         show_caption(captioner, ckpt)
@@ -65,12 +65,14 @@ def home() -> None:
 
 def model_line(captioner, ckpt: str) -> str:
     """The model in plain words: which one (never a filesystem path), and its grid, layers and heads."""
-    cfg = captioner.cfg
-    which = ("the shipped ShapeScenes captioner" if ckpt == common.shipped_path()
-             else f"the checkpoint in the folder “{common.md(Path(ckpt).name)}”")
+    if common.is_photo_model(captioner):
+        which = f"the Hugging Face {'BLIP' if captioner.kind == 'blip' else 'ViT+GPT-2'} captioner “{common.md(Path(ckpt).name if Path(ckpt).exists() else ckpt)}”"
+    else:
+        which = ("the shipped ShapeScenes captioner" if ckpt == common.shipped_path()
+                 else f"the checkpoint in the folder “{common.md(Path(ckpt).name)}”")
     return (f"Model: {which} · it sees each picture as a grid of {captioner.grid[0]}×{captioner.grid[1]} cells "
-            f"(the squares of every heatmap) · {cfg.decoder_layers} decoder layers × {cfg.decoder_heads} attention "
-            "heads")
+            f"(the squares of every heatmap) · {captioner.decoder_layers} decoder layers × {captioner.decoder_heads} "
+            "attention heads" + (f" · {common.md(captioner.crop)}" if captioner.crop else ""))
 
 
 def gallery() -> None:
@@ -88,12 +90,14 @@ def gallery() -> None:
                  on_click=lambda: common.set_scene(int(st.session_state.get("vz_seed", seed))))
 
 
-def upload() -> None:
+def upload(captioner) -> None:
     file = st.file_uploader(f"Upload an image (PNG, JPEG, WebP, BMP, GIF, TIFF; up to {common.MAX_UPLOAD_MB} MB)",
                             type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"], key="vz_upload")
-    if file is None:
+    if file is None and not common.is_photo_model(captioner):
         st.caption("The model was trained on coloured shapes: on photos its captions will be shapes too. "
                    "That is a lesson in itself.")
+        return
+    if file is None:
         return
     data = file.getvalue()
     image, image_id, error = common.read_upload(file.name, data, file.size)
@@ -141,7 +145,7 @@ def show_caption(captioner, ckpt: str) -> None:
         st.subheader("The model's caption")
         st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{html.escape(exp.caption) or '(empty caption)'}</p>",
                     unsafe_allow_html=True)
-        if img.get("truth"):
+        if img.get("truth") and not common.is_photo_model(captioner):  # a ShapeScenes truth says nothing of a photo model
             same = exp.caption == img["truth"]
             (st.success if same else st.warning)(
                 f"True caption: *{common.md(img['truth'])}* — " + ("the model got it exactly right." if same else

@@ -66,7 +66,7 @@ for col, (name, exp) in zip(columns, runs.items()):
         if not exp.ended:
             detail += " · cut at max words"
         st.caption(detail)
-        if img.get("truth"):
+        if img.get("truth") and not common.is_photo_model(captioner):
             st.caption("✓ matches the truth" if exp.caption == img["truth"] else "✗ differs from the truth")
 
 if len({e.caption for e in runs.values()}) == 1:
@@ -88,7 +88,7 @@ common.show(figures.step_probabilities({name: (e.tokens, list(e.probs)) for name
 
 st.subheader("Live: how temperature, top-k and top-p reshape the next word")
 greedy = runs["greedy"]
-ids = greedy.token_ids + ([captioner.cfg.eos_id] if greedy.ended else [])
+ids = greedy.token_ids + ([captioner.eos_id] if greedy.ended else [])
 if not ids:
     st.info("The greedy caption is empty, so there is no step to look at.")
     st.stop()
@@ -96,10 +96,9 @@ if not ids:
 
 def _logits() -> np.ndarray:
     logits, _ = teacher_forced(captioner, img["image"], ids)  # one pass, kept in session_state
-    P = captioner.cfg.n_prefix
+    P = captioner.n_prefix
     out = logits[P : P + len(ids)].float().numpy().astype(np.float64)
-    banned = sorted({captioner.cfg.pad_id, captioner.cfg.bos_id} - {captioner.cfg.eos_id})
-    out[:, banned] = -np.inf  # never valid outputs, as in decoding
+    out[:, list(captioner.banned)] = -np.inf  # never valid outputs, as in decoding (Hugging Face bans none)
     return out
 
 
@@ -107,8 +106,8 @@ step_logits = common.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logi
 
 
 def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once per checkpoint
-    shown = [captioner.tokenizer.token_text(i) for i in range(captioner.cfg.vocab_size)]
-    shown[captioner.cfg.eos_id] = "<end>"
+    shown = [captioner.tokenizer.token_text(i) for i in range(captioner.vocab_size)]
+    shown[captioner.eos_id] = "<end>"
     return shown
 
 

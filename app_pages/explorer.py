@@ -48,7 +48,7 @@ if T == 0:
 # settings start at their defaults and come back as they were after a visit to another page.
 methods = [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
            if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
-L, H = captioner.cfg.decoder_layers, captioner.cfg.decoder_heads
+L, H = captioner.decoder_layers, captioner.decoder_heads
 ALL = "all"  # the mean over layers / heads (a string: a None option would read as "nothing chosen")
 layers, heads = [ALL, *range(L)], [ALL, *range(H)]
 with st.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):

@@ -14,6 +14,14 @@ st.title("How it works")
 common.sidebar()
 captioner, ckpt = common.require_captioner()
 img = common.image_header(captioner, ckpt)
+if common.is_photo_model(captioner):  # this page traces vizcap's own architecture, not a Hugging Face model's
+    st.markdown(f"**This model.** {common.md(captioner.describe())}. The encoder turns the picture, resized by the "
+                f"model's own processor, into a **{captioner.grid[0]}×{captioner.grid[1]} grid** of patches plus "
+                f"{captioner.n_extra_keys} class token; for every word, each decoder layer's cross-attention reads "
+                "that grid — the heatmaps of the explorer. The share that goes to the class token is shown apart.")
+    st.info("The rest of this page traces vizcap's own ShapeScenes model (its prefix mapper and how it was trained); "
+            "it does not apply to this photo captioner.")
+    st.stop()
 cfg = captioner.cfg
 greedy = common.explanation(captioner, ckpt, img, DecodingParams())
 caption = img.get("truth") or greedy.caption or "a"

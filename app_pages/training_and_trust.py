@@ -28,6 +28,12 @@ st.title("Training & trust")
 common.sidebar()
 captioner, ckpt = common.require_captioner()
 common.image_header(captioner, ckpt)
+if common.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
+    st.info("This is a Hugging Face photo captioner: vizcap did not train it, and the measurements on this page "
+            "(the pointing game, mass in the box) need ShapeScenes, whose objects vizcap knows. On photos "
+            "nothing says where an object really is, so treat its heatmaps as *where the model looked*, not as proof "
+            "of why it wrote a word.")
+    st.stop()
 folder = Path(ckpt)
 
 

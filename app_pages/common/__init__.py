@@ -28,6 +28,7 @@ import streamlit as st
 import vizcap
 from vizcap.captioner import DEFAULT_CHECKPOINT
 from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, validate
+from vizcap.hub import SUGGESTED
 from vizcap.scenes import render_scene
 
 CHECKPOINT_ENV = "VIZCAP_CHECKPOINT"  # a checkpoint directory the app opens by default (tests, demos)
@@ -43,9 +44,23 @@ PAGE_FILES = {
 # -- the model -----------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Loading the captioner…", max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _load(path: str) -> vizcap.Captioner:
     return vizcap.load(path)
+
+
+def is_photo_model(captioner) -> bool:
+    """A Hugging Face captioner of photos (ViT+GPT-2, BLIP), not a model of ShapeScenes."""
+    return getattr(captioner, "kind", "vizcap") != "vizcap"
+
+
+def shapescenes_only(captioner, what: str) -> bool:
+    """For a photo model, say once that `what` needs ShapeScenes' known truth and return True (the
+    caller then leaves it out); False for vizcap's own models."""
+    if not is_photo_model(captioner):
+        return False
+    st.info(f"{what} needs ShapeScenes, whose truth vizcap knows; this is a photo captioner, so it is left out here.")
+    return True
 
 
 def keep(key: str) -> None:
@@ -96,30 +111,46 @@ def sidebar() -> None:
     its own."""
     st.html(STYLE)
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
-    for key in ("vz_ckpt_choice", "vz_ckpt_dir"):
+    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source"):
         keep(key)
     if "vz_ckpt_choice" not in st.session_state:
         st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
         st.session_state["vz_ckpt_dir"] = env
     with st.sidebar:
-        st.radio("Model", ["shipped", "directory"], key="vz_ckpt_choice",
-                 format_func={"shipped": "Shipped ShapeScenes model", "directory": "A checkpoint directory"}.get,
+        st.radio("Model", ["shipped", "directory", "hub"], key="vz_ckpt_choice",
+                 format_func={"shipped": "Shipped ShapeScenes model", "directory": "A checkpoint directory",
+                              "hub": "A Hugging Face captioner"}.get,
                  help="The shipped model was trained on ShapeScenes. A directory written by `python -m train` "
-                      "(config.json, model.safetensors, tokenizer.json) loads the same way.",
+                      "(config.json, model.safetensors, tokenizer.json) loads the same way. A Hugging Face "
+                      "captioner is a ViT+GPT-2 (VisionEncoderDecoder) or BLIP model: a hub id or a local folder.",
                  on_change=remember("vz_ckpt_choice"))
         if st.session_state["vz_ckpt_choice"] == "directory":
             st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
                           on_change=remember("vz_ckpt_dir"))
+        elif st.session_state["vz_ckpt_choice"] == "hub":
+            st.session_state.setdefault("vz_hf_source", SUGGESTED[0])
+            st.text_input("Hub id or folder", key="vz_hf_source", placeholder=SUGGESTED[0],
+                          on_change=remember("vz_hf_source"),
+                          help="For example " + " or ".join(f"`{s}`" for s in SUGGESTED) + ". A hub id is read from "
+                               "the Hugging Face cache (downloaded there first when this machine is online).")
+            st.caption("Try " + " · ".join(f"`{s}`" for s in SUGGESTED))
     kept("vz_ckpt_choice")
     if st.session_state["vz_ckpt_choice"] == "directory":
         kept("vz_ckpt_dir")
+    elif st.session_state["vz_ckpt_choice"] == "hub":
+        kept("vz_hf_source")
 
 
 def checkpoint_path() -> str:
     """The chosen checkpoint directory, resolved (the cache key of the model and its explanations)."""
-    if st.session_state.get("vz_ckpt_choice", "shipped") == "directory":
+    choice = st.session_state.get("vz_ckpt_choice", "shipped")
+    if choice == "directory":
         text = (st.session_state.get("vz_ckpt_dir") or "").strip()
         return str(Path(text).expanduser().resolve()) if text else ""
+    if choice == "hub":  # a hub id stays an id; a folder is resolved like a directory
+        text = (st.session_state.get("vz_hf_source") or "").strip()
+        path = Path(text).expanduser()
+        return str(path.resolve()) if text and path.exists() else text
     return str(DEFAULT_CHECKPOINT.resolve())
 
 
@@ -131,10 +162,14 @@ def require_captioner() -> tuple[vizcap.Captioner, str]:
     """The loaded captioner and its path, or a friendly st.error and a stopped page."""
     path = checkpoint_path()
     if not path:
-        st.info("Type the path of a checkpoint directory in the sidebar (or choose the shipped model).")
+        st.info("Type the path of a checkpoint directory or a Hugging Face id in the sidebar (or choose the "
+                "shipped model).")
         st.stop()
     try:
-        return _load(path), path
+        shown = Path(path).name if Path(path).exists() else path
+        with st.spinner(f"Loading {shown}… (a big model takes a while the first time: its weights are read into "
+                        "memory once, then every page reuses them)"):
+            return _load(path), path
     except vizcap.CheckpointError as e:
         shipped = path == str(DEFAULT_CHECKPOINT.resolve())
         st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
@@ -207,7 +242,8 @@ def image_header(captioner, ckpt: str, compact: bool = False) -> dict:
     one. compact: one line without the thumbnail (the explorer, whose map shows the picture)."""
     img = current_image()
     exp = explanation(captioner, ckpt, img, DecodingParams())
-    about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(img['truth'])}*" if img.get("truth") else "")
+    truth = img.get("truth") if not is_photo_model(captioner) else None  # ShapeScenes' truth, not a photo model's
+    about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(truth)}*" if truth else "")
     greedy = ("**Model's caption (greedy):** "
               f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>")
     if compact:

@@ -1,0 +1,75 @@
+"""The app with a Hugging Face captioner (tiny random ViT+GPT-2 and BLIP folders, built offline):
+the model picker's third choice, every page without an exception, the ShapeScenes-only parts left
+out, and a hub id that is not cached as a friendly st.error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import hub_fixtures
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "streamlit_app.py")
+PAGES = ["app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/how_it_works.py", "app_pages/training_and_trust.py"]
+
+
+@pytest.fixture(scope="module", params=["vit_gpt2", "blip"])
+def hf_folder(request, tmp_path_factory):
+    build = {"vit_gpt2": hub_fixtures.vit_gpt2, "blip": hub_fixtures.blip}[request.param]
+    return build(tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture
+def app(monkeypatch):
+    monkeypatch.delenv("VIZCAP_CHECKPOINT", raising=False)
+    monkeypatch.setenv("VIZCAP_PLAY_SECONDS", "0")
+    return AppTest.from_file(APP, default_timeout=180)
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def choose_hf(at: AppTest, source: str) -> AppTest:
+    ok(at.radio(key="vz_ckpt_choice").set_value("hub").run())
+    assert at.text_input(key="vz_hf_source").value == "nlpconnect/vit-gpt2-image-captioning"  # suggested
+    return ok(at.text_input(key="vz_hf_source").set_value(source).run())
+
+
+def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder):
+    import vizcap
+
+    at = ok(app.run())
+    at = choose_hf(at, str(hf_folder))
+    assert not at.error
+    shown = [m.value for m in at.markdown if "vz-caption" in m.value]
+    image = at.session_state["vz_image"]["image"]
+    expected = vizcap.load(hf_folder).explain(image).caption
+    assert shown and (expected or "(empty caption)") in shown[0]
+    assert not any("True caption" in s.value for s in [*at.success, *at.warning])  # no ShapeScenes verdict
+    for page in PAGES:
+        ok(at.switch_page(page).run())
+        assert not at.error, page
+        assert at.text_input(key="vz_hf_source").value == str(hf_folder), page
+    ok(at.switch_page("app_pages/training_and_trust.py").run())
+    assert any("photo captioner" in i.value for i in at.info)
+    assert not any("pointing" in (m.value or "").lower() for m in at.subheader)
+
+
+def test_compose_is_left_out_for_a_photo_model(app, hf_folder):
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    ok(at.segmented_control(key="vz_source").set_value("Compose").run())
+    assert any("needs ShapeScenes" in i.value for i in at.info)
+
+
+def test_hub_id_not_cached_is_an_st_error(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    at = choose_hf(ok(app.run()), "someone/not-a-cached-captioner")
+    errors = [e.value for e in at.error]
+    assert errors and "huggingface-cli download someone/not-a-cached-captioner" in errors[0]
+    assert "\n" not in errors[0].split(". Pick")[0]
