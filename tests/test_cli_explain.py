@@ -206,5 +206,9 @@ def test_eval_writes_into_the_checkpoint_by_default(tiny_checkpoint, tmp_path):
     assert stored["n_scenes"] == 2 and "independent" not in stored
     assert set(stored["pointing"]) == set(METHODS)
     assert len((ckpt / "trust_scenes.jsonl").read_text().splitlines()) == 2
-    bad = vizcap("eval", "--checkpoint", ckpt, "--n", 1, "--out", tmp_path / "missing")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"vizcap: error: --out {tmp_path / 'missing'}: not a directory"]
+    a_file = ckpt / "config.json"
+    bad = vizcap("eval", "--checkpoint", ckpt, "--n", 1, "--out", a_file)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"vizcap: error: --out {a_file}: not a directory"]
+    made = vizcap("eval", "--checkpoint", ckpt, "--n", 1, "--curves-n", 0, "--out", tmp_path / "new" / "folder")
+    assert made.returncode == 0, made.stderr
+    assert strict_json((tmp_path / "new" / "folder" / "trust.json").read_text())["n_scenes"] == 1

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--independent", action="store_true",
                     help="also measure on N scenes of the independent renderer (stored under 'independent')")
     ev.add_argument("--out", metavar="DIR", default=None,
-                    help="where to write trust.json and trust_scenes.jsonl (default: the checkpoint directory)")
+                    help="folder for trust.json and trust_scenes.jsonl, made if missing (default: the checkpoint directory)")
     ev.add_argument("--json", action="store_true", help="print trust.json's content as one JSON object")
     return parser
 
@@ -183,9 +183,10 @@ def _eval(args) -> int:
     if args.n < 1 or args.curves_n < 0:
         raise ValueError("--n must be at least 1 and --curves-n at least 0")
     out = Path(args.out) if args.out else Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
-    if args.out and not out.is_dir():
+    if args.out and out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out}: not a directory")
     captioner = load(args.checkpoint)
+    out.mkdir(parents=True, exist_ok=True)
     curves_n = min(args.curves_n, args.n)
     command = f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
     result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True)
