@@ -13,6 +13,12 @@ sanity check    (Adebayo et al. 2018) the same maps from a model whose mapper an
 deletion /      (Petsiuk et al. 2018) grey out cells in the map's order (or reveal them, starting
 insertion       from a grey image) and follow the word's probability; compare with a random order.
                 A faithful map makes the probability fall fast on deletion and rise fast on insertion.
+
+Every figure is a mean over per-scene measurements (`scene_record`, one per scene; `summarise` turns
+them into the figures). `vizcap eval` stores both: trust.json (the figures, which the app's "Training
+& trust" page reads) and trust_scenes.jsonl (the records), so any scene can be measured again alone
+(each scene draws its own random order) and every figure recomputed. Scene sources: held-out
+ShapeScenes (seed HELDOUT_FIRST_SEED + i) and the independent renderer (`independent_scene`).
 """
 
 from __future__ import annotations
