@@ -29,15 +29,26 @@ def _new_seed() -> None:
 
 
 with st.container(border=True):
-    c = st.columns(7, vertical_alignment="bottom")
-    beams = c[0].number_input("Beams", 2, MAX_BEAMS, 4, key="dl_beams")
-    length_penalty = c[1].number_input("Length penalty", -2.0, 3.0, 1.0, 0.1, key="dl_lp",
-                                       help="Beam score = log p / length^penalty: higher favours longer captions.")
-    top_k = c[2].number_input("Top-k", 1, 1000, 3, key="dl_topk")
-    top_p = c[3].number_input("Top-p", 0.05, 1.0, 0.8, 0.05, key="dl_topp")
-    temperature = c[4].number_input("Temperature", 0.05, 5.0, 1.5, 0.05, key="dl_temp")
-    seed = c[5].number_input("Seed", 0, 2**31 - 1, 0, key="dl_seed", help="Same seed, same sampled caption.")
-    c[6].button("New seed", key="dl_reseed", on_click=_new_seed, width="stretch", icon=":material/casino:")
+    # a row that wraps at narrow widths (each knob keeps a readable width) instead of seven squeezed columns
+    with st.container(horizontal=True, wrap=True, vertical_alignment="bottom"):
+        beams = st.number_input("Beams", 2, MAX_BEAMS, 4, key="dl_beams", width=150,
+                                help="How many hypotheses beam search keeps at every step (beam-search column).")
+        length_penalty = st.number_input("Length penalty", -2.0, 3.0, 1.0, 0.1, key="dl_lp", width=150,
+                                         help="Beam score = log p / length^penalty: higher favours longer captions "
+                                              "(beam-search column).")
+        top_k = st.number_input("Top-k", 1, 1000, 3, key="dl_topk", width=150,
+                                help="Sample only from the k likeliest words (top-k column).")
+        top_p = st.number_input("Top-p", 0.05, 1.0, 0.8, 0.05, key="dl_topp", width=150,
+                                help="Sample only from the likeliest words that together hold probability p "
+                                     "(top-p column).")
+        temperature = st.number_input("Temperature", 0.05, 5.0, 1.5, 0.05, key="dl_temp", width=150,
+                                      help="Below 1 sharpens the distribution, above 1 flattens it (temperature column).")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="dl_seed", width=150,
+                               help="Same seed, same sampled caption (all three sampling columns).")
+        st.button("New seed", key="dl_reseed", on_click=_new_seed, icon=":material/casino:")
+    st.caption("Which knob drives which column: **Beams** and **Length penalty** the beam-search column; **Top-k**, "
+               "**Top-p** and **Temperature** each their own sampling column; **Seed** all three sampling columns. "
+               "Greedy has no knob: it always takes the likeliest word.")
     max_tokens = 20
 
 settings = {
@@ -81,7 +92,13 @@ common.show(figures.beam_tree(chosen.beam_tree, chosen.token_ids, chosen.ended),
 if chosen.candidates and chosen.params.strategy == "beam":
     st.caption("Finished candidates, best first:")
     st.dataframe([{"caption": c["caption"], "score": c["score"], "log p": c["logprob"], "ended": c["ended"]}
-                  for c in chosen.candidates], hide_index=True)
+                  for c in chosen.candidates], hide_index=True,
+                 column_config={"score": st.column_config.NumberColumn(
+                                    "score", help="log p ÷ length^penalty: how finished captions are ranked"),
+                                "log p": st.column_config.NumberColumn(
+                                    "log p", help="sum of the words' log-probabilities (0 = certain)"),
+                                "ended": st.column_config.CheckboxColumn(
+                                    "ended", help="ended with <eos>, the model's choice to stop (not cut at the limit)")})
 
 st.subheader("Per-step probabilities")
 common.show(figures.step_probabilities({name: (e.tokens, list(e.probs)) for name, e in runs.items()}), key="dl_steps")

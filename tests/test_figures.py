@@ -193,7 +193,7 @@ def test_words_are_escaped_for_plotly(exp, beam):
     assert list(steps.data[0].x) == [f"1. {safe}"]
     assert safe in list(figures.distribution_reshape([word, "a"], np.array([2.0, 1.0]), context=word).data[0].x)
     tree = [dict(step, tokens=[word] * len(step["tokens"])) for step in beam.beam_tree]
-    nodes = next(t for t in figures.beam_tree(tree, beam.token_ids, beam.ended).data if t.name == "live hypothesis")
+    nodes = next(t for t in figures.beam_tree(tree, beam.token_ids, beam.ended).data if (t.name or "").startswith("live hypothesis"))
     assert nodes.text[0] == "&lt;bos&gt;" and set(nodes.text[1:]) == {safe}
     assert safe in list(figures.word_prefix_heatmap([word], np.array([[0.5, 0.2]])).data[0].y)[0]
 
@@ -293,15 +293,55 @@ def test_panels_never_overlap_and_stay_inside_the_figure(n):
 
 def test_beam_tree_draws_every_hypothesis_and_the_chosen_path(beam):
     fig = check(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended))
-    nodes = next(t for t in fig.data if t.name == "live hypothesis")
+    nodes = next(t for t in fig.data if (t.name or "").startswith("live hypothesis"))
     assert len(nodes.x) == 1 + sum(len(s["tokens"]) for s in beam.beam_tree)
     path = next(t for t in fig.data if t.name == "chosen caption")
     assert len(path.x) == 1 + len(beam.token_ids) + (1 if beam.ended else 0)
 
 
+def _synthetic_tree() -> list[dict]:
+    """3 beams. Step 2 extends beams 2, 0, 0 (in that score order): drawn by beam rank, its edges cross.
+    Beam 1 of step 1 is dropped; one hypothesis ends after step 1's beam 2, one after step 2's beam 0."""
+    return [
+        {"tokens": ["a", "two", "the"], "token_ids": [1, 2, 3], "parents": [0, 0, 0], "scores": [-0.1, -1.0, -2.0],
+         "finished": []},
+        {"tokens": ["red", "blue", "star"], "token_ids": [4, 5, 6], "parents": [2, 0, 0], "scores": [-0.5, -1.2, -1.5],
+         "finished": [{"parent": 2, "logp": -2.5, "score": -1.25}]},
+        {"tokens": ["star", "x", "y"], "token_ids": [6, 7, 8], "parents": [0, 2, 2], "scores": [-0.6, -3.0, -3.1],
+         "finished": [{"parent": 0, "logp": -0.9, "score": -0.3}], "truncated": False},
+    ]
+
+
+def test_beam_tree_stays_readable():
+    """Children are drawn next to their parent (no two edges cross), hypotheses dropped at the next
+    step are faded, ended ones sit in their own lane below every live one, the chosen caption ends in
+    its <eos> diamond, and <bos>, <eos>, log p and score are explained."""
+    fig = check(figures.beam_tree(_synthetic_tree(), [3, 4], ended=True))  # "the red <eos>"
+    nodes = next(t for t in fig.data if (t.name or "").startswith("live hypothesis"))
+    edges = [t for t in fig.data if t.mode == "lines" and t.name is None]
+    segments = []
+    for trace in edges:
+        x, y = list(trace.x), list(trace.y)
+        segments += [(x[k], y[k], y[k + 1]) for k in range(0, len(x), 3)]
+    for step in {x0 for x0, _, _ in segments}:
+        here = sorted((y1, y0) for x0, y0, y1 in segments if x0 == step)
+        starts = [y0 for _, y0 in here]
+        assert starts == sorted(starts), (step, here)  # ordered by parent: no crossing
+    ended = next(t for t in fig.data if t.name and "ended" in t.name)
+    assert min(ended.y) > max(nodes.y)  # their own lane
+    colours = dict(zip(zip(nodes.x, nodes.text), nodes.marker.color))
+    assert colours[(2, "blue")] == "#c9c9c9" and colours[(2, "red")] == figures.OKABE_ITO[0]  # blue is dropped
+    assert colours[(1, "two")] == "#c9c9c9" and colours[(1, "the")] == figures.OKABE_ITO[0]
+    path = next(t for t in fig.data if t.name == "chosen caption")
+    assert list(path.x) == [0, 1, 2, 3] and path.y[-1] in set(ended.y)
+    text = figures.description(fig)
+    assert all(w in text for w in ("<bos>", "<eos>", "log p", "score", "length penalty"))
+    assert "5 hypotheses were dropped" in text  # "two", "blue", and the last step's three (the search stopped)
+
+
 def test_beam_tree_of_a_chain(exp):
     fig = check(figures.beam_tree(exp.beam_tree, exp.token_ids, exp.ended))
-    nodes = next(t for t in fig.data if t.name == "live hypothesis")
+    nodes = next(t for t in fig.data if (t.name or "").startswith("live hypothesis"))
     assert set(nodes.y) == {0.0}
 
 
