@@ -22,7 +22,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import common
-from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, Placement, compose_scene
+from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.decoding import DecodingParams
 from vizcap.scenes import COLOURS, SHAPES
 
@@ -127,9 +127,16 @@ def compose() -> None:
         placements.append(Placement(colour, shape, x, y, size, float(angle)))
     try:
         scene = compose_scene(placements, background=background)
+        seen = visibility(placements)
     except ValueError as e:
         st.error(f"Cannot draw this scene: {e}")
         return
+    for i, share in enumerate(seen):
+        if share < MIN_VISIBLE:
+            st.warning(f"Object {i + 1} (the {placements[i].colour} {placements[i].shape}) is "
+                       + ("completely hidden" if share == 0 else f"mostly hidden ({100 * share:.0f} % in view)")
+                       + " behind the objects drawn after it, so the true caption leaves it out: the model is "
+                         "only asked to describe what can be seen.", icon=":material/visibility_off:")
     key = repr((placements, background)).encode()
     image_id = "compose:" + hashlib.sha1(key).hexdigest()[:16]
     if common.current_image()["id"] != image_id:

@@ -209,6 +209,7 @@ def test_home_compose_a_scene(app):
     assert at.session_state["vz_image"]["truth"] == "a red star left of a blue circle"
     at.selectbox(key="vz_c0").set_value("green")
     at.selectbox(key="vz_s0").set_value("triangle")
+    at.slider(key="vz_x1").set_value(0.4)  # the circle moves left, out of the triangle's way
     ok(at.slider(key="vz_x0").set_value(0.9).run())
     assert at.session_state["vz_image"]["truth"] == "a blue circle left of a green triangle"
     ok(at.number_input(key="vz_n_objects").set_value(3).run())
@@ -228,6 +229,18 @@ def test_home_compose_a_scene(app):
     assert caption_of(at)
     np.testing.assert_array_equal(np.asarray(current_explanation(at).image),  # the caption is of this picture
                                   np.asarray(at.session_state["vz_image"]["image"]))
+
+
+def test_compose_warns_about_a_hidden_object_and_leaves_it_out(app):
+    at = ok(app.run())
+    ok(at.segmented_control(key="vz_source").set_value("Compose").run())
+    assert not at.warning or not any("hidden" in w.value for w in at.warning)
+    at.slider(key="vz_x0").set_value(0.75)  # the red star moves behind the (later, larger) blue circle
+    at.slider(key="vz_z0").set_value(0.15)
+    ok(at.slider(key="vz_z1").set_value(0.45).run())
+    assert at.session_state["vz_image"]["truth"] == "a blue circle"
+    warnings = [w.value for w in at.warning if "hidden" in w.value]
+    assert len(warnings) == 1 and "Object 1 (the red star)" in warnings[0], warnings
 
 
 def test_bad_checkpoint_directory_is_a_friendly_error(app, tmp_path):

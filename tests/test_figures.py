@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import make_random_captioner, run_module
 from vizcap import anatomy, figures, render
 from vizcap import maps as maps_module
-from vizcap.compose import Placement, compose_scene, problems
+from vizcap.compose import Placement, compose_scene, problems, visibility
 from vizcap.decoding import filter_logits
 from vizcap.model import IGNORE
 from vizcap.scenes import render_scene
@@ -489,6 +489,24 @@ def test_compose_scene_counts_and_keeps_objects_inside():
     for obj in scene.objects:
         x0, y0, x1, y1 = obj.box
         assert x0 >= 0 and y0 >= 0 and x1 <= 256 and y1 <= 256
+
+
+def test_compose_leaves_hidden_objects_out_of_the_true_caption():
+    """A red square completely behind a blue circle is not in the caption, nor in the mask; one
+    that shows more than half of itself stays. visibility() says how much of each is in view."""
+    hidden = [Placement("red", "square", 0.5, 0.5, 0.2), Placement("blue", "circle", 0.5, 0.5, 0.45)]
+    assert visibility(hidden) == [0.0, 1.0]
+    scene = compose_scene(hidden)
+    assert scene.caption == "a blue circle" and [o.name for o in scene.objects] == ["blue circle"]
+    assert set(np.unique(scene.mask)) == {0, 1}
+    red = np.all(np.abs(np.asarray(scene.image).astype(int) - (220, 40, 40)) < 60, -1)
+    assert red.sum() == 0  # indeed nothing of it can be seen
+    partly = [Placement("red", "square", 0.3, 0.5, 0.3), Placement("blue", "circle", 0.55, 0.5, 0.3)]
+    seen = visibility(partly)
+    assert 0.5 < seen[0] < 0.95 and seen[1] == 1.0
+    assert compose_scene(partly).caption == "a red square left of a blue circle"
+    mostly = [Placement("red", "square", 0.45, 0.5, 0.3), Placement("blue", "circle", 0.5, 0.5, 0.35)]
+    assert visibility(mostly)[0] < 0.5 and compose_scene(mostly).caption == "a blue circle"
 
 
 def test_compose_refuses_bad_values():

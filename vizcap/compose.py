@@ -57,6 +57,47 @@ def problems(placements: list[Placement], width: int = 256, height: int = 256) -
     return out
 
 
+MIN_VISIBLE = 0.5  # an object with less than half of itself in view is hidden: it leaves the true caption
+
+
+def _polygons(placements: list[Placement], width: int, height: int) -> list[np.ndarray]:
+    """Each object's polygon in pixels, kept inside the picture (a centre too close to an edge moves in)."""
+    short = min(width, height)
+    out = []
+    for p in placements:
+        rng = np.random.default_rng(0)  # the shapes' typical proportions, the same every time
+        size = p.size * short
+        poly = _shape_polygon(p.shape, rng)
+        cx = float(np.clip(p.x * width, size / 2 + 1, width - size / 2 - 1)) if size + 2 < width else width / 2
+        cy = float(np.clip(p.y * height, size / 2 + 1, height - size / 2 - 1)) if size + 2 < height else height / 2
+        out.append(_place(poly, size, np.deg2rad(p.angle), cx, cy))
+    return out
+
+
+def _masks(polygons: list[np.ndarray], width: int, height: int) -> tuple[np.ndarray, list[int]]:
+    """(which object is on top at each pixel, 0 = background; each object's own area in pixels)."""
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    areas = []
+    for i, pts in enumerate(polygons):
+        alone = Image.new("1", (width, height), 0)
+        ImageDraw.Draw(alone).polygon([tuple(q) for q in pts], fill=1)
+        areas.append(int(np.asarray(alone).sum()))
+        draw.polygon([tuple(q) for q in pts], fill=i + 1)
+    return np.asarray(mask), areas
+
+
+def visibility(placements: list[Placement], width: int = 256, height: int = 256) -> list[float]:
+    """The share of each object that stays in view once the later objects are drawn over it (1.0 =
+    fully visible, 0.0 = completely hidden). compose_scene leaves objects under MIN_VISIBLE out of
+    the true caption."""
+    found = problems(placements, width, height)
+    if found:
+        raise ValueError(found[0])
+    mask, areas = _masks(_polygons(placements, width, height), width, height)
+    return [float((mask == i + 1).sum() / a) if a else 0.0 for i, a in enumerate(areas)]
+
+
 def compose_scene(
     placements: list[Placement],
     width: int = 256,
@@ -67,7 +108,9 @@ def compose_scene(
     """Draw the objects (in the given order: later ones on top) on a plain background.
 
     Objects are kept inside the picture (a centre too close to an edge is moved in). Overlapping
-    objects are allowed; the caption grammar then still orders them by their centres."""
+    objects are allowed; the caption grammar then still orders them by their centres. An object
+    mostly hidden behind later ones (less than MIN_VISIBLE of it in view, see `visibility`) is not
+    part of the scene's objects, mask or true caption: the caption says what can be seen."""
     found = problems(placements, width, height)
     if found:
         raise ValueError(found[0])
@@ -75,27 +118,24 @@ def compose_scene(
     ss = 3 if antialias else 1
     canvas = Image.new("RGB", (width * ss, height * ss), bg)
     draw = ImageDraw.Draw(canvas)
-    mask = Image.new("L", (width, height), 0)
-    mask_draw = ImageDraw.Draw(mask)
-    short = min(width, height)
-    objects: list[SceneObject] = []
-    for i, p in enumerate(placements):
-        rng = np.random.default_rng(0)  # the shapes' typical proportions, the same every time
-        size = p.size * short
-        poly = _shape_polygon(p.shape, rng)
-        cx = float(np.clip(p.x * width, size / 2 + 1, width - size / 2 - 1)) if size + 2 < width else width / 2
-        cy = float(np.clip(p.y * height, size / 2 + 1, height - size / 2 - 1)) if size + 2 < height else height / 2
-        pts = _place(poly, size, np.deg2rad(p.angle), cx, cy)
+    polygons = _polygons(placements, width, height)
+    mask, areas = _masks(polygons, width, height)
+    objects: list[SceneObject | None] = []
+    for i, (p, pts) in enumerate(zip(placements, polygons)):
         draw.polygon([tuple(q) for q in pts * ss], fill=COLOURS[p.colour])
-        mask_draw.polygon([tuple(q) for q in pts], fill=i + 1)
+        visible = (mask == i + 1).sum() / areas[i] if areas[i] else 0.0
+        if visible < MIN_VISIBLE:
+            objects.append(None)  # drawn, but hidden: not in the caption
+            continue
         x0, y0 = np.floor(pts.min(0)).astype(int)
         x1, y1 = np.ceil(pts.max(0)).astype(int)
         box = (max(0, int(x0)), max(0, int(y0)), min(width, int(x1) + 1), min(height, int(y1) + 1))
         objects.append(SceneObject(p.colour, p.shape, box, float(p.size)))
     image = canvas.reduce(ss) if ss > 1 else canvas
-    order = _caption_order(objects)
-    index = {id(obj): k for k, obj in enumerate(objects)}  # identity: two identical objects stay two
+    shown = [obj for obj in objects if obj is not None]
+    order = _caption_order(shown)
+    index = {id(obj): k for k, obj in enumerate(objects) if obj is not None}  # identity: two identical objects stay two
     remap = np.zeros(len(objects) + 1, np.uint8)
     for new, obj in enumerate(order):
         remap[index[id(obj)] + 1] = new + 1
-    return Scene(image=image.convert("RGB"), objects=order, caption=describe(order), mask=remap[np.asarray(mask)], seed=-1)
+    return Scene(image=image.convert("RGB"), objects=order, caption=describe(order), mask=remap[mask], seed=-1)
