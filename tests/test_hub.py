@@ -426,3 +426,19 @@ def test_centre_cropping_processor_draws_on_the_crop(tmp_path, photos):
     exp = cap.explain(photos[2])
     assert exp.crop == cap.crop and exp.image.size == (72, 24)  # 32/40 of each side, centred
     assert json.loads(exp.to_json())["cropped"] == cap.crop
+
+
+def test_relevancy_in_groups_equals_relevancy_in_one_batch(vit_gpt2_dir, photos):
+    import vizcap
+
+    cap = vizcap.load(vit_gpt2_dir)
+    exp = cap.explain(photos[4])
+    assert len(exp.tokens) > 3
+    cap.relevancy_group = 2
+    grouped = exp.maps("relevancy")
+    cap.relevancy_group = None  # every word's copy in one batch
+    exp._relevancy = None
+    try:
+        assert np.allclose(grouped, exp.maps("relevancy"), atol=1e-6)
+    finally:
+        cap.relevancy_group = 4

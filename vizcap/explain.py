@@ -373,16 +373,25 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
     backend runs its ViT encoder with gradients (Hugging Face models), the encoder's self-attention:
     the patches' relevance then follows Chefer et al.'s rule for encoder-decoder models (the
     cross-attention's keys are multiplied by the encoder's normalised self-relevance R̄_ii)."""
-    P, T, X = captioner.n_prefix, len(exp.tokens), captioner.n_extra_keys
-    N = captioner.grid[0] * captioner.grid[1]
+    T, N = len(exp.tokens), captioner.grid[0] * captioner.grid[1]
     if T == 0:
         return np.zeros((0, N))
     pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
+    # a big model's copies (each with its own encoder pass and graph) go in groups, to bound memory
+    group = max(1, int(getattr(captioner, "relevancy_group", 0) or T))
+    return np.concatenate([_relevancy_rows(captioner, exp, pixels, list(range(a, min(a + group, T))))
+                           for a in range(0, T, group)])
+
+
+def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[int]) -> np.ndarray:
+    """relevancy() for the tokens `js`: one teacher-forced batch of len(js) copies, one backward pass."""
+    P, X, C = captioner.n_prefix, captioner.n_extra_keys, len(js)
+    N = captioner.grid[0] * captioner.grid[1]
     with torch.enable_grad():
-        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=T)
+        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=C)
         if logits.dim() == 2:
             logits = logits[None]
-        target = logits[torch.arange(T), torch.arange(T) + P, torch.tensor(exp.token_ids)].sum()
+        target = logits[torch.arange(C), torch.tensor(js) + P, torch.tensor([exp.token_ids[j] for j in js])].sum()
         names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
                  and cache[n][0].requires_grad]  # vizcap's own encoder runs without gradients
         tensors = [cache[n][0] for n in names]
@@ -403,17 +412,17 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
         resampler = weighted("mapper.attn")
         block_names = sorted((n for n in names if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))
         blocks = [weighted(n) for n in block_names]
-        mapper_w = np.stack([mapping.relevancy_mapper(resampler[j], np.stack([b[j] for b in blocks]) if blocks else None)
-                             for j in range(T)])
+        mapper_w = np.stack([mapping.relevancy_mapper(resampler[k], np.stack([b[k] for b in blocks]) if blocks else None)
+                             for k in range(C)])
     enc_names = sorted((n for n in names if n.startswith("encoder.blocks.")),
                        key=lambda n: int(n.split(".")[2]))
     enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names and cross_w is not None else None  # T, Le, X+N, X+N
-    out = np.zeros((T, N))
-    for j in range(T):
-        r = mapping.propagate(self_w[j], None if cross_w is None else cross_w[j], None if mapper_w is None else mapper_w[j], P)
+    out = np.zeros((C, N))
+    for k, j in enumerate(js):
+        r = mapping.propagate(self_w[k], None if cross_w is None else cross_w[k], None if mapper_w is None else mapper_w[k], P)
         if enc_w is not None:  # keys are encoder tokens: carry their relevance back to the input patches
-            r = r @ _encoder_relevance(enc_w[j])
-        out[j] = r[P + j, X:]
+            r = r @ _encoder_relevance(enc_w[k])
+        out[k] = r[P + j, X:]
     return out
 
 

@@ -143,6 +143,7 @@ class HFCaptioner(ExplainAPI):
 
     n_prefix = 0
     mode = "cross"  # the decoder sees the image only through cross-attention
+    relevancy_group = 4  # relevancy runs its per-word copies (each with its own encoder pass) 4 at a time
 
     def __init__(self, model, image_processor, tokenizer, name: str):
         self.model = model.eval()
