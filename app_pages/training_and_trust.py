@@ -18,11 +18,13 @@ METRIC_NOTES = {
     "exact": "captions exactly equal to the truth",
     "object_recall": "objects named with the right colour and shape",
     "colour_acc": "colour words right", "shape_acc": "shape words right", "count_acc": "object counts right",
-    "bleu1": "word overlap with the truth (single words)", "bleu2": "overlap of word pairs",
-    "bleu3": "overlap of three-word runs", "bleu4": "overlap of four-word runs",
-    "rouge_l": "longest common word sequence", "cider": "consensus score (higher is better)",
+    "bleu1": "share of the caption's words found in the truth", "bleu2": "the same for word pairs",
+    "bleu3": "the same for three-word runs", "bleu4": "the same for four-word runs",
+    "rouge_l": "longest run of words shared with the truth, in order, as a share",
+    "cider": "agreement of word groups with the truth, rare words weighing more (0–10, higher is better)",
     "n_scenes": "held-out scenes evaluated",
 }
+SETS = {"heldout": "held-out ShapeScenes", "independent": "scenes drawn by an independent renderer"}
 
 st.title("Training & trust")
 common.sidebar()
@@ -52,16 +54,18 @@ metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_fil
 if metrics:
     heldout = metrics.get("heldout") or {}
     table = [{"metric": k, "value": v, "what it means": METRIC_NOTES.get(k, "")} for k, v in heldout.items()
-             if isinstance(v, (int, float))]
-    st.subheader("Evaluation on held-out scenes")
-    st.dataframe(table, hide_index=True)
+             if isinstance(v, (int, float)) and not isinstance(v, bool)]
     facts = common.training_facts(ckpt)
-    st.caption("From this checkpoint's metrics.json: " + " · ".join(s for s in (
-        f"{facts['steps']:,} steps" if "steps" in facts else "",
-        f"batch {facts['batch_size']}" if "batch_size" in facts else "",
-        f"{facts['samples']:,} training pictures" if "samples" in facts else "",
-        f"{facts['minutes']:.1f} min of training" if "minutes" in facts else "",
-        f"command: `{facts['command']}`" if "command" in facts else "") if s))
+    n = heldout.get("n_scenes")
+    st.subheader("Evaluation at the end of training" + (f" ({n} held-out scenes)" if n else ""))
+    st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3)  # every row, no inner scrolling
+    st.caption("From this checkpoint's metrics.json" + (f", written by `{facts['command']}`" if "command" in facts else "")
+               + ": " + " · ".join(s for s in (
+                   f"{n} held-out scenes" if n else "",
+                   f"{facts['steps']:,} steps" if "steps" in facts else "",
+                   f"batch {facts['batch_size']}" if "batch_size" in facts else "",
+                   f"{facts['samples']:,} training pictures" if "samples" in facts else "",
+                   f"{facts['minutes']:.1f} min of training" if "minutes" in facts else "") if s))
 else:
     st.info("No metrics.json in this checkpoint.")
 
@@ -81,7 +85,22 @@ def measure(path: str, n: int) -> dict:
 saved = read_json(folder / "trust.json") if (folder / "trust.json").is_file() else None
 result = saved
 if saved:
-    st.caption(f"Measured when the checkpoint was made (trust.json, {saved.get('n_scenes', '?')} scenes).")
+    command = saved.get("command")
+    sets = {"heldout": {k: v for k, v in saved.items() if k != "independent"}}
+    if isinstance(saved.get("independent"), dict):
+        sets["independent"] = saved["independent"]
+    chosen = "heldout"
+    if len(sets) > 1:
+        chosen = st.segmented_control(
+            "Scenes", list(sets), default="heldout", key="tt_set", required=True,
+            format_func=lambda k: f"{SETS[k]} ({sets[k].get('n_scenes', '?')})")
+    result = sets[chosen]
+    st.caption(f"From this checkpoint's trust.json, written by `{command}`" if command else
+               "From this checkpoint's trust.json (it does not record the command that wrote it)")
+    st.caption(f"These figures: {result.get('n_scenes', '?')} {SETS[chosen]}."
+               + (f" The evaluation table above is over {metrics['heldout']['n_scenes']} held-out scenes, so its "
+                  "caption numbers differ a little from these." if (metrics or {}).get("heldout", {}).get("n_scenes")
+                  else ""))
 else:
     measured = st.session_state.setdefault("vz_trust", {})
     c = st.columns([2, 1, 3], vertical_alignment="bottom")
@@ -92,8 +111,11 @@ else:
             measured[ckpt] = measure(ckpt, int(n))
     result = measured.get(ckpt)
     if result is None:
-        st.info("This checkpoint has no trust.json. Press **Measure now** to measure its maps on a few held-out "
-                "scenes.")
+        st.info("This checkpoint has no trust.json (`vizcap eval` writes one). Press **Measure now** to measure its "
+                "maps on a few held-out scenes.")
+    else:
+        st.caption(f"Measured here on {result.get('n_scenes', '?')} held-out scenes (vizcap.trust.evaluate_trust): "
+                   "few scenes, so the numbers are rough.")
 if result:
     st.subheader("In plain words")
     for sentence in figures.trust_verdict(result):
@@ -116,5 +138,7 @@ if result:
     chance = [v.get("chance") for v in result.get("pointing", {}).values()]
     if chance and all(isinstance(v, float) and math.isnan(v) for v in chance):
         st.caption("No object was named correctly, so no map could be scored.")
+    with st.expander("What each number means", expanded=True):
+        st.markdown("\n".join(f"- **{name}**: {line}" for name, line in figures.MEASURES.items()))
     st.download_button("Download these numbers (JSON)", json.dumps(result, indent=2), file_name="trust.json",
                        mime="application/json", key="tt_download", on_click="ignore")

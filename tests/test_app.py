@@ -21,6 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import make_random_captioner
+from test_figures import trust_result
 from vizcap import figures, render
 from vizcap.captioner import Captioner
 from vizcap.decoding import DecodingParams
@@ -52,9 +53,11 @@ def trusted_checkpoint(app_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trusted_checkpoint")
     for f in app_checkpoint.iterdir():
         (out / f.name).write_bytes(f.read_bytes())
-    from test_figures import trust_result
-
-    (out / "trust.json").write_text(json.dumps(trust_result()))
+    independent = trust_result()
+    independent["n_scenes"] = 6
+    independent["pointing"]["cross_attention"]["hit"] = 0.55
+    (out / "trust.json").write_text(json.dumps({**trust_result(), "command": "vizcap eval --n 8 --independent",
+                                                "independent": independent}))
     return out
 
 
@@ -651,9 +654,20 @@ def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     at = ok(at.switch_page("app_pages/training_and_trust.py").run())
     text = " ".join(m.value for m in at.markdown)
-    assert "Pointing." in text and "Sanity check passed" in text
+    assert "Pointing." in text and "Sanity check passed" in text and "trusted to" not in text
     assert len(at.get("plotly_chart")) == 5  # loss, pointing, mass, sanity, curves
+    captions = " ".join(c.value for c in at.caption)
+    # each set of figures says how many scenes and which command made it; the metrics.json table too
+    assert "`vizcap eval --n 8 --independent`" in captions and "8 held-out ShapeScenes" in captions
+    assert any(sub.value.startswith("Evaluation at the end of training (8 held-out scenes)") for sub in at.subheader)
+    assert all(f"**{name}**" in text for name in figures.MEASURES)  # every measure explained in a line
+    assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.9)
+    ok(at.segmented_control(key="tt_set").set_value("independent").run())
+    assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.55)
+    assert "6 scenes drawn by an independent renderer" in " ".join(c.value for c in at.caption)
     ok(at.selectbox(key="tt_curve_method").set_value("rollout").run())
+    curves = figure(at, "Deletion and insertion (rollout)")
+    assert array(curves["data"][0]["y"]) == pytest.approx(trust_result()["curves"]["rollout"]["deletion_map"])
 
 
 @pytest.mark.parametrize("mode", ["cross", "prefix"])

@@ -764,8 +764,8 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
     curves = result.get("curves", {})
     fractions = curves.get("fractions", [])
     c = curves.get(method, {})
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Deletion (hottest cells first)",
-                                                        "Insertion (hottest cells first)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("Deletion (hottest first)", "Insertion (hottest first)"))
     for col, kind in ((1, "deletion"), (2, "insertion")):
         for suffix, colour, dash, name in (("map", OKABE_ITO[0], "solid", "map order"),
                                            ("random", GREY, "dash", "random order")):
@@ -775,7 +775,8 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
                                      name=f"{kind}, {name} (area {_fmt(_clean([auc])[0])})", legendgroup=kind,
                                      line={"color": colour, "dash": dash}), row=1, col=col)
         fig.update_xaxes(title_text="fraction of cells", tickformat=".0%", row=1, col=col)
-    fig.update_yaxes(title_text="probability of the word", rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
+    fig.update_yaxes(title_text="probability of the word", row=1, col=1)
     fig.update_layout(legend={"orientation": "h", "y": -0.3})
     d_map, d_rand = c.get("deletion_map_auc", float("nan")), c.get("deletion_random_auc", float("nan"))
     i_map, i_rand = c.get("insertion_map_auc", float("nan")), c.get("insertion_random_auc", float("nan"))
@@ -787,16 +788,39 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
     return _finish(fig, f"Deletion and insertion ({method.replace('_', ' ')})", text, height=380)
 
 
+# One plain line per measure, shown beside the numbers (the trust page and its figures).
+MEASURES = {
+    "pointing game": "how often the hottest cell of a word's map lies on the object the word names",
+    "chance": "what a map pointing at a random cell would score: the share of cells the object touches",
+    "mass in box": "the share of the map's total weight that falls on the named object",
+    "rank correlation (sanity check)": "how alike the cell rankings of the trained model's map and a scrambled "
+                                       "model's map are, from -1 to 1 (Spearman); near 1 = the map barely depends "
+                                       "on training",
+    "deletion / insertion area": "the area under the word's probability as the hottest cells are greyed out "
+                                 "(deletion: lower is better) or revealed on grey (insertion: higher is better), "
+                                 "against a random order",
+    "exact": "the share of captions exactly equal to the true caption",
+    "object recall": "the share of objects named with the right colour and shape",
+    "BLEU-1…4": "how many of the caption's single words (1) up to four-word runs (4) also occur in the true "
+                "caption, 0 to 1",
+    "ROUGE-L": "the longest run of words shared with the true caption, in order, as a share, 0 to 1",
+    "CIDEr": "agreement of the caption's word groups with the true caption's, rare words weighing more; "
+             "0 to 10 here, higher is better",
+}
+
+
 def trust_verdict(result: dict) -> list[str]:
-    """Plain-language sentences, driven by the measured numbers, on how far the heatmaps can be trusted."""
+    """Plain-language sentences, driven by the measured numbers and never stronger than them, on how far
+    the heatmaps can be trusted."""
     out = []
     n_words = result.get("n_words", 0)
+    n_scenes = result.get("n_scenes", 0)
     caption = result.get("caption", {})
     recall = caption.get("object_recall")
     if recall is not None:
-        out.append(f"**Captions.** On {result.get('n_scenes', 0)} held-out scenes the model named "
-                   f"{_pct(recall)} of the objects correctly"
-                   + (f" and wrote {_pct(caption.get('exact'))} of the captions exactly right." if caption.get("exact") is not None else "."))
+        out.append(f"**Captions.** On these {n_scenes} scenes the model named {_pct(recall)} of the objects "
+                   f"correctly" + (f" and wrote {_pct(caption.get('exact'))} of the captions exactly right."
+                                   if caption.get("exact") is not None else "."))
     if not n_words:
         out.append("**Too little to measure.** The model named no object correctly in these scenes, so there is no "
                    "word whose map can be checked against the truth. Treat every heatmap of this model as unverified.")
@@ -806,21 +830,29 @@ def trust_verdict(result: dict) -> list[str]:
     hit, chance = pointing[best]["hit"], pointing[best]["chance"]
     margin = hit - chance
     if margin >= 0.3:
-        level = "can be trusted to point at the object the word names"
+        level = "its brightest spot usually sits on the object the word names"
     elif margin >= 0.1:
-        level = "point at the right object more often than chance, but miss often: read them as hints"
+        level = "its brightest spot is on the right object more often than chance, but often misses: read it as a hint"
     else:
-        level = "are no better than pointing at a random cell: do not read them as “where the model looked”"
+        level = "its brightest spot is no better than a random cell: do not read it as “where the model looked”"
     out.append(f"**Pointing.** The best method, *{best.replace('_', ' ')}*, puts its hottest cell on the named object "
-               f"{_pct(hit)} of the time against {_pct(chance)} by chance ({n_words} words): its maps {level}.")
-    weak = [m for m in pointing if m != best and pointing[m]["hit"] - pointing[m]["chance"] < 0.1]
+               f"{_pct(hit)} of the time against {_pct(chance)} by chance ({n_words} words): {level}.")
+    mass = result.get("mass_in_box", {}).get(best, {})
+    m, m_chance = mass.get("mass"), mass.get("chance")
+    if m is not None and m_chance is not None and not (math.isnan(m) or math.isnan(m_chance)):
+        spread = ("most of the map's weight is on the object" if m >= 0.5 else
+                  "the rest of the map is spread over other cells: read the brightest spot, not the whole map")
+        out.append(f"**Mass.** {_pct(m)} of the *{best.replace('_', ' ')}* map's weight falls on the named object, "
+                   f"where a flat map would put {_pct(m_chance)}: {spread}.")
+    weak = [w for w in pointing if w != best and pointing[w]["hit"] - pointing[w]["chance"] < 0.1]
     if weak:
         out.append(f"The maps of {', '.join(w.replace('_', ' ') for w in weak)} do little better than chance here.")
     sanity = result.get("sanity_spearman", {}).get(best)
     if sanity is not None and not math.isnan(sanity):
         if sanity < 0.5:
-            out.append(f"**Sanity check passed.** Scrambling the model's learned weights changes the {best.replace('_', ' ')} "
-                       f"map a lot (rank correlation {sanity:.2f}), so the map reflects what the model learned.")
+            out.append(f"**Sanity check passed.** Scrambling the model's learned weights changes the "
+                       f"{best.replace('_', ' ')} map a lot (rank correlation {sanity:.2f}): the map depends on what "
+                       f"the model learned, not only on the image.")
         else:
             out.append(f"**Sanity check warning.** A scrambled model gives a similar {best.replace('_', ' ')} map (rank "
                        f"correlation {sanity:.2f}): part of the picture comes from the image and the architecture, "
@@ -830,10 +862,11 @@ def trust_verdict(result: dict) -> list[str]:
     if d_map is not None and d_rand is not None and not (math.isnan(d_map) or math.isnan(d_rand)):
         if d_map < d_rand - 0.02:
             out.append(f"**Faithfulness.** Greying out the map's hottest cells lowers the word's probability faster than "
-                       f"greying out random cells (area {d_map:.2f} vs {d_rand:.2f}): the marked cells matter to the model.")
+                       f"greying out random cells (area {d_map:.2f} vs {d_rand:.2f}): the marked cells matter to the "
+                       f"model's choice of the word.")
         else:
             out.append(f"**Faithfulness not shown.** Greying out the map's hottest cells hurts the word no more than random "
                        f"cells (area {d_map:.2f} vs {d_rand:.2f}): the map does not show what the model needs.")
-    out.append("These numbers hold for ShapeScenes, where the truth is known; on other images a heatmap is a hint "
-               "about the model, not a proof.")
+    out.append("These numbers hold for scenes like these, where the truth is known; on other images a heatmap is a "
+               "hint about the model, not a proof.")
     return out
