@@ -111,19 +111,21 @@ def upload(captioner) -> None:
 def compose() -> None:
     st.write("Place shapes to test a hypothesis — e.g. *does it still say “star” when the star is small and in a "
              "corner?* Positions are fractions of the width and height; the training sizes are 0.15–0.40.")
-    top = st.columns([1, 1, 3])
-    n = top[0].number_input("Objects", 1, MAX_OBJECTS, 2, key="vz_n_objects")
-    background = top[1].selectbox("Background", list(BACKGROUNDS), key="vz_background")
+    # rows that wrap at narrow widths: every box keeps a width its words fit in
+    top = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+    n = top.number_input("Objects", 1, MAX_OBJECTS, 2, key="vz_n_objects", width=130)
+    background = top.selectbox("Background", list(BACKGROUNDS), key="vz_background", width=170)
     placements = []
     for i in range(int(n)):
         colour, shape, x, y, size = EXAMPLE_OBJECTS[i % len(EXAMPLE_OBJECTS)]
-        c = st.columns([1, 1, 2, 2, 2, 2], vertical_alignment="bottom")
-        colour = c[0].selectbox(f"Colour {i + 1}", list(COLOURS), index=list(COLOURS).index(colour), key=f"vz_c{i}")
-        shape = c[1].selectbox(f"Shape {i + 1}", SHAPES, index=SHAPES.index(shape), key=f"vz_s{i}")
-        x = c[2].slider(f"x {i + 1} (left → right)", 0.0, 1.0, x, 0.05, key=f"vz_x{i}")
-        y = c[3].slider(f"y {i + 1} (top → bottom)", 0.0, 1.0, y, 0.05, key=f"vz_y{i}")
-        size = c[4].slider(f"size {i + 1}", 0.05, 0.6, size, 0.05, key=f"vz_z{i}")
-        angle = c[5].slider(f"rotation {i + 1} (°)", -180, 180, 0, 15, key=f"vz_a{i}")
+        row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
+        colour = row.selectbox(f"Colour {i + 1}", list(COLOURS), index=list(COLOURS).index(colour), key=f"vz_c{i}",
+                               width=130)
+        shape = row.selectbox(f"Shape {i + 1}", SHAPES, index=SHAPES.index(shape), key=f"vz_s{i}", width=130)
+        x = row.slider(f"x {i + 1} (left → right)", 0.0, 1.0, x, 0.05, key=f"vz_x{i}", width=160)
+        y = row.slider(f"y {i + 1} (top → bottom)", 0.0, 1.0, y, 0.05, key=f"vz_y{i}", width=160)
+        size = row.slider(f"size {i + 1}", 0.05, 0.6, size, 0.05, key=f"vz_z{i}", width=160)
+        angle = row.slider(f"rotation {i + 1} (°)", -180, 180, 0, 15, key=f"vz_a{i}", width=160)
         placements.append(Placement(colour, shape, x, y, size, float(angle)))
     try:
         scene = compose_scene(placements, background=background)
@@ -165,7 +167,7 @@ def show_caption(captioner, ckpt: str) -> None:
                              "probability", min_value=0.0, max_value=1.0, format="%.3f")})
         st.markdown("**Explore:**")
         st.page_link("app_pages/explorer.py", label="Where it looked, word by word", icon=":material/visibility:")
-        st.page_link("app_pages/decoding_lab.py", label="Greedy, beam search and sampling side by side",
+        st.page_link("app_pages/decoding_lab.py", label="Greedy, beam and sampling compared",
                      icon=":material/casino:")
         st.page_link("app_pages/how_it_works.py", label="How the model works", icon=":material/settings:")
         st.page_link("app_pages/training_and_trust.py", label="Training, and can we trust the heatmaps?",
