@@ -142,13 +142,13 @@ if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
 @st.fragment
 def live() -> None:
     """Moving these knobs re-runs only this function in the browser (a fragment), not the page."""
-    c = st.columns([3, 2, 2, 2, 1.4], vertical_alignment="bottom")
-    step = c[0].select_slider("Next word after", options=list(range(len(ids))), key="dl_live_step",
-                              format_func=lambda i: " ".join(context[: i + 1][-4:]))
-    live_t = c[1].slider("Temperature", 0.1, 3.0, 1.5, 0.05, key="dl_live_temp")
-    live_k = c[2].slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk")
-    live_p = c[3].slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp")
-    log_scale = c[4].toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")  # wraps, never squeezes
+    step = row.select_slider("Next word after", options=list(range(len(ids))), key="dl_live_step", width=300,
+                             format_func=lambda i: " ".join(context[: i + 1][-4:]))
+    live_t = row.slider("Temperature", 0.1, 3.0, 1.5, 0.05, key="dl_live_temp", width=170)
+    live_k = row.slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk", width=170)
+    live_p = row.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp", width=170)
+    log_scale = row.toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
     common.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
                                              context=" ".join(context[: step + 1]), log_scale=log_scale), key="dl_live")
 

@@ -171,6 +171,89 @@ def _shrink(path: Path) -> None:
     small.save(path, optimize=True)
 
 
+def test_a_page_address_opened_first_shows_the_apps_own_navigation(server, browser_page):
+    """The first visit of a fresh server goes straight to /explorer (a bookmark, a shared link): the
+    app's own page list and titles, not Streamlit's automatic one ("streamlit app", "explorer" …)."""
+    page = browser_page
+    page.goto(server + "/explorer")
+    page.get_by_text("Where the model looked").first.wait_for(state="visible")
+    _settle(page)
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Caption & attention explorer" in nav and "Home" in nav and "Training & trust" in nav, nav
+    assert "streamlit app" not in nav.lower() and "decoding_lab" not in nav
+    assert page.locator("h1").first.inner_text().strip() == "Caption & attention explorer"
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+# Text cut short (an ellipsis) or a word broken over two lines, in the main area's labels, buttons and
+# drop-downs: returns one line per problem.
+BROKEN_TEXT_JS = """() => {
+  const bad = [];
+  const main = document.querySelector('[data-testid="stMain"]');
+  const shown = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
+  for (const el of main.querySelectorAll('*')) {
+    if (!shown(el)) continue;
+    const style = getComputedStyle(el);
+    if (style.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1 && el.innerText.trim())
+      bad.push('cut: ' + el.innerText.trim());
+  }
+  const roots = main.querySelectorAll('[data-testid="stWidgetLabel"], button, [data-baseweb="select"]');
+  for (const el of roots) {
+    if (!shown(el)) continue;
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const re = /\S+/g; let m;
+      while ((m = re.exec(node.textContent))) {
+        const r = document.createRange();
+        r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.top)));
+        if (lines.size > 1) bad.push('broken: ' + m[0]);
+      }
+    }
+  }
+  return bad;
+}"""
+
+
+def _open(page, url: str, must_show: str) -> None:
+    page.goto(url)
+    page.get_by_text(must_show).first.wait_for(state="visible")
+    _settle(page)
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (800, 900)])
+def test_explorer_fits_a_projector_and_no_text_is_cut(server, browser_page, size):
+    """At 1280×800 the explorer's caption, its Back/Next/Play buttons and the map fit on one screen;
+    at both sizes, on every page, no label, button or drop-down is cut short or broken mid-word."""
+    page = browser_page
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    try:
+        _open(page, server + "/explorer", "Where the model looked")
+        boxes = {"caption": page.locator("#vz-caption").first.bounding_box(),
+                 "map": page.locator("[data-testid='stPlotlyChart']").first.bounding_box(),
+                 **{name: page.get_by_role("button", name=name).first.bounding_box() for name in ("Back", "Next", "Play")}}
+        if (width, height) == (1280, 800):
+            for name, box in boxes.items():
+                assert box and box["y"] >= 0 and box["y"] + box["height"] <= height + 1, (name, box)
+        for name in ("Back", "Next", "Play"):
+            assert page.get_by_role("button", name=name).first.inner_text().strip() == name
+        page.get_by_text("Map settings", exact=False).first.click()  # the folded settings, opened
+        _settle(page)
+        assert page.evaluate(BROKEN_TEXT_JS) == [], "explorer"
+        for path, must_show in (("/decoding_lab", "Search tree"), ("/how_it_works", "Training vs writing a caption"),
+                                ("/training_and_trust", "Can the heatmaps be trusted?")):
+            _open(page, server + path, must_show)
+            assert page.evaluate(BROKEN_TEXT_JS) == [], path
+        _open(page, server, "Choose another image")
+        page.get_by_text("Compose", exact=True).first.click()
+        _settle(page)
+        assert page.evaluate(BROKEN_TEXT_JS) == [], "home (compose)"
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
 def test_every_page_in_a_browser(server, browser_page):
     page = browser_page
     page.goto(server)
