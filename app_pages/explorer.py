@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 from contextlib import nullcontext
 
@@ -196,6 +197,7 @@ def prefix_view() -> None:
 def export_view() -> None:
     st.write("Download what you see, for a report or a slide.")
     stem = f"vizcap-{img['id'].replace(':', '-')}-{method}"
+    safe_word = re.sub(r"[^\w-]+", "_", word)  # a file name: no / < > … from a BPE word
     e = st.columns(3)
 
     def png() -> bytes:
@@ -206,7 +208,7 @@ def export_view() -> None:
         render.overlay(shown, maps[j], alpha=opacity, cmap=cmap, vmax=vmax).save(buf, "PNG")
         return buf.getvalue()
 
-    e[0].download_button("PNG: this word's overlay", png, file_name=f"{stem}-{j + 1}-{word}.png", mime="image/png",
+    e[0].download_button("PNG: this word's overlay", png, file_name=f"{stem}-{j + 1}-{safe_word}.png", mime="image/png",
                          key="ex_dl_png", on_click="ignore")
     e[1].download_button("GIF: the caption, word by word",
                          lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap, vmax=vmax),

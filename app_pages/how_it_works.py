@@ -63,7 +63,7 @@ with right:
         "and runs again, keeping earlier work in a *KV cache*, until it writes `<eos>` or reaches the word limit. "
         "Its own mistakes become its input: the gap between training and inference called *exposure bias*.")
 source = "the true caption of this scene" if img.get("truth") else "the model's own caption (this image has no known truth)"
-st.markdown(f"Teacher forcing on this image with {source}: **“{info['caption']}”** — caption loss "
+st.markdown(f"Teacher forcing on this image with {source}: **“{common.md(info['caption'])}”** — caption loss "
             f"**{info['loss']:.3f}** (mean cross-entropy over the positions whose label is not -100).")
 rows = [{"position": r["position"], "reads": r["input"], "label": r["label"], "must predict": r["target"],
          "model's top guess": "—" if r["label"] == -100 else r["predicted"],
