@@ -31,10 +31,35 @@ common.sidebar()
 captioner, ckpt = common.require_captioner()
 common.image_header(captioner, ckpt)
 if common.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
-    st.info("This is a Hugging Face photo captioner: vizcap did not train it, and the measurements on this page "
-            "(the pointing game, mass in the box) need ShapeScenes, whose objects vizcap knows. On photos "
-            "nothing says where an object really is, so treat its heatmaps as *where the model looked*, not as proof "
-            "of why it wrote a word.")
+    st.info("This is a Hugging Face photo captioner: vizcap did not train it, and the pointing game and mass in the "
+            "box need ShapeScenes, whose objects vizcap knows. On photos nothing says where an object really is, so "
+            "treat its heatmaps as *where the model looked*, not as proof of why it wrote a word.")
+    st.header("What can be measured without the truth")
+    st.markdown("On the current picture, for the first words of the model's caption: the **randomisation sanity "
+                "check** (rank correlation with the maps of the same caption read by the model with its decoder "
+                "re-initialised; near 0 = the map comes from what the decoder learned) and **deletion / insertion** "
+                "(the word's probability as the map's hottest cells are greyed out first, or revealed first, against "
+                "a random order; lower deletion and higher insertion areas than random = the map points at what the "
+                "word depends on).")
+    img_now = common.current_image()
+    key = (img_now["id"], ckpt)
+    measured = st.session_state.setdefault("vz_photo_trust", {})
+    if st.button("Measure on this picture", key="tt_photo_measure", icon=":material/science:"):
+        from vizcap.photo_trust import photo_trust
+
+        with st.spinner("Re-reading the caption with a randomised decoder and on masked pictures…"):
+            measured[key] = photo_trust(captioner, img_now["image"])
+    result = measured.get(key)
+    if result is None:
+        st.caption("A big model takes a minute or two (one pass per masked picture).")
+    elif not result["words"]:
+        st.info("The caption is empty: there is no word to measure.")
+    else:
+        st.caption("Words measured: " + ", ".join(common.md(w) for w in result["words"]))
+        st.dataframe([{"method": m, "sanity ρ": round(v["sanity"], 3),
+                       "deletion AUC map / random": f"{v['deletion_map_auc']:.3f} / {v['deletion_random_auc']:.3f}",
+                       "insertion AUC map / random": f"{v['insertion_map_auc']:.3f} / {v['insertion_random_auc']:.3f}"}
+                      for m, v in result["methods"].items()], hide_index=True)
     st.stop()
 folder = Path(ckpt)
 

@@ -442,3 +442,27 @@ def test_relevancy_in_groups_equals_relevancy_in_one_batch(vit_gpt2_dir, photos)
         assert np.allclose(grouped, exp.maps("relevancy"), atol=1e-6)
     finally:
         cap.relevancy_group = 4
+
+
+def test_photo_trust_without_ground_truth(hf_dir, photos):
+    """Randomisation sanity check and deletion/insertion on a photo model: the curves start (deletion)
+    and end (insertion) at the word's own probability in the explanation, map and random orders
+    agree at the ends, and the randomised copy really has another decoder."""
+    import vizcap
+    from vizcap.photo_trust import photo_trust, randomized
+
+    cap = vizcap.load(hf_dir)
+    rand = randomized(cap)
+    name = "text_decoder" if cap.kind == "blip" else "decoder"
+    assert not torch.equal(next(getattr(rand.model, name).parameters()), next(getattr(cap.model, name).parameters()))
+    assert torch.equal(next(rand.vision.parameters()), next(cap.vision.parameters()))  # encoder kept
+    r = photo_trust(cap, photos[1], max_words=3)
+    exp = cap.explain(photos[1])
+    assert r["caption"] == exp.caption and len(r["words"]) == min(3, len(exp.tokens))
+    for method, m in r["methods"].items():
+        c = m["curves"]
+        full = float(np.mean(exp.probs[: len(r["words"])]))
+        assert abs(c["deletion_map"][0] - full) < 1e-5 and abs(c["insertion_map"][-1] - full) < 1e-5, method
+        assert abs(c["deletion_map"][-1] - c["deletion_random"][-1]) < 1e-6  # all grey either way
+        assert abs(c["insertion_map"][0] - c["insertion_random"][0]) < 1e-6
+        assert -1 <= m["sanity"] <= 1 and all(np.isfinite(v) for k, v in m.items() if k.endswith("_auc"))

@@ -58,6 +58,9 @@ def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder)
     ok(at.switch_page("app_pages/training_and_trust.py").run())
     assert any("photo captioner" in i.value for i in at.info)
     assert not any("pointing" in (m.value or "").lower() for m in at.subheader)
+    ok(at.button(key="tt_photo_measure").click().run())  # sanity check and deletion/insertion, no truth needed
+    table = at.dataframe[0].value
+    assert list(table["method"]) == ["cross_attention", "rollout"]
 
 
 def test_compose_is_left_out_for_a_photo_model(app, hf_folder):

@@ -117,21 +117,23 @@ class Captioner(ExplainAPI):
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [prefix; <bos>; token_ids[:-1]] with every map captured (the oracle; with
         keep_grad the relevancy pass: maps stay in the autograd graph). Returns (logits [S, V] —
-        [copies, S, V] when copies > 1 — , cache). The encoder (no attention maps of its own here
-        unless it is a ViT) runs once and its output is shared by the copies."""
+        [B, S, V] for B > 1 copies or a batch of B images pixels [B, 3, S, S] — , cache). The encoder
+        (no attention maps of its own here unless it is a ViT) runs once per image and its output is
+        shared by the copies."""
         model, cfg = self.model, self.cfg
-        ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]] * copies, dtype=torch.long)
+        B = pixels.shape[0] if pixels.shape[0] > 1 else copies
+        ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]] * B, dtype=torch.long)
         grad = torch.enable_grad() if keep_grad else torch.inference_mode()
         with grad, capture(keep_grad=keep_grad) as cache:
             if keep_grad:
                 with torch.no_grad():
                     memory = model.encode(pixels)
-                memory = memory.expand(copies, -1, -1).clone().requires_grad_(True)
+                memory = memory.expand(B, -1, -1).clone().requires_grad_(True)
             else:
-                memory = model.encode(pixels).expand(copies, -1, -1)
+                memory = model.encode(pixels).expand(B, -1, -1)
             prefix, _ = model.prefix(memory)
             logits = model.decode(memory, prefix, ids, use_cache=False).logits
-        return (logits[0] if copies == 1 else logits), cache
+        return (logits[0] if B == 1 else logits), cache
 
     # -- io ------------------------------------------------------------------------------------
 

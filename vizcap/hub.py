@@ -378,13 +378,15 @@ class HFCaptioner(ExplainAPI):
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
         pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
-        logits [S, V], or [copies, S, V] when copies > 1 (each copy its own encoder pass)."""
-        ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * copies, dtype=torch.long)
+        logits [S, V], or [B, S, V] for B > 1 copies (each copy its own encoder pass) or a batch of B
+        images (pixels [B, 3, H, W]: the same tokens read on each)."""
+        batch = pixels if pixels.shape[0] > 1 else pixels.expand(copies, -1, -1, -1)
+        ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * len(batch), dtype=torch.long)
         grad = torch.enable_grad() if keep_grad else torch.inference_mode()
         with grad, capture(keep_grad=keep_grad) as cache:
-            memory = self._encode(pixels.expand(copies, -1, -1, -1))
+            memory = self._encode(batch)
             logits = self._decode(ids, memory, use_cache=False).logits
-        return (logits[0] if copies == 1 else logits), cache
+        return (logits[0] if len(batch) == 1 else logits), cache
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,115 @@
+"""What can be measured about a model's heatmaps on any picture, without knowing where its objects are.
+
+ShapeScenes' trust metrics (vizcap.trust: the pointing game, mass in the box) need each object's true
+box. On a photo there is none, but two checks still apply to every word of the model's own caption:
+
+* **Randomisation sanity check** (Adebayo et al. 2018): the same caption read by a copy of the model
+  whose decoder is re-initialised (the encoder kept). A map that comes from what the decoder learned
+  should change: the Spearman rank correlation between the two maps is reported (near 0: the map
+  depends on the trained decoder; near 1: it mostly reflects the image or the encoder).
+* **Deletion / insertion** (Petsiuk et al. 2018): the word's probability as grid cells are greyed out
+  (deletion) or revealed on a grey picture (insertion) in the map's order, from the hottest cell, and
+  in a random order. Areas under the curves: deletion lower and insertion higher than random mean the
+  cells the map points at are the ones the word depends on. Grey is 0 after the model's own
+  normalisation (the normalisation's mean colour).
+
+`photo_trust(captioner, image)` works for every backend (vizcap's own models and Hugging Face ones).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from .explain import explain
+from .images import open_image
+from .trust import FRACTIONS, spearman
+
+METHODS = ("cross_attention", "rollout")
+
+
+def randomized(captioner, seed: int = 1234):
+    """The captioner with its decoder (and vizcap's mapper) re-initialised, the encoder kept."""
+    if captioner.kind == "vizcap":
+        from .trust import randomized_copy
+
+        return randomized_copy(captioner, seed)
+    from .hub import HFCaptioner
+
+    model = copy.deepcopy(captioner.model)  # the hooks come along: they hold no data
+    prefix = "text_decoder." if captioner.kind == "blip" else "decoder."
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not name.startswith(prefix):
+                continue
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+            elif "norm" in name.lower() or "ln_" in name:
+                p.fill_(1.0) if name.endswith("weight") else p.zero_()
+            else:
+                p.zero_()
+    return HFCaptioner(model, captioner.image_processor, captioner.tokenizer.tok, name=f"{captioner.name} (randomised decoder)")
+
+
+def _masked(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int], insertion: bool) -> torch.Tensor:
+    """One copy of pixels [1, 3, H, W] per fraction in FRACTIONS, the first k cells of `order` greyed
+    out (deletion) or the only ones visible (insertion)."""
+    H, W = pixels.shape[-2:]
+    gh, gw = grid
+    out = []
+    for f in FRACTIONS:
+        keep = np.ones(gh * gw, bool)
+        keep[order[: int(round(f * len(order)))]] = False
+        if insertion:
+            keep = ~keep
+        mask = torch.from_numpy(keep.reshape(gh, gw).astype(np.float32))
+        out.append(pixels[0] * torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="nearest")[0])
+    return torch.stack(out)
+
+
+def _probabilities(captioner, batch: torch.Tensor, token_ids: list[int], j: int) -> np.ndarray:
+    logits, _ = captioner.teacher_forced(batch, token_ids[: j + 1])
+    if logits.dim() == 2:
+        logits = logits[None]
+    return torch.softmax(logits[:, captioner.n_prefix + j].float(), -1)[:, token_ids[j]].numpy()
+
+
+def photo_trust(captioner, image, methods: tuple[str, ...] = METHODS, max_words: int = 8, seed: int = 0) -> dict:
+    """The sanity check and deletion/insertion curves for the model's greedy caption of `image`
+    (its first `max_words` words). Returns {"caption", "words", "fractions", "methods": {method:
+    {"sanity", "deletion_map_auc", "deletion_random_auc", "insertion_map_auc", "insertion_random_auc",
+    "curves": {...}}}} with per-word values and their means."""
+    img = open_image(image)
+    exp = captioner.explain(img)  # greedy, with the model's own defaults (its caption length)
+    words = list(range(min(len(exp.tokens), max_words)))
+    result = {"caption": exp.caption, "words": [exp.tokens[j] for j in words], "fractions": FRACTIONS.tolist(),
+              "methods": {}}
+    if not words:
+        return result
+    forced = exp.token_ids + ([captioner.eos_id] if exp.ended else [])
+    rand = explain(randomized(captioner), img, forced=forced)
+    pixels = exp._pixels
+    rng = np.random.default_rng(seed)
+    for method in methods:
+        maps, rand_maps = exp.maps(method), rand.maps(method)
+        per = {"sanity": [], "deletion_map": [], "deletion_random": [], "insertion_map": [], "insertion_random": []}
+        for j in words:
+            per["sanity"].append(spearman(maps[j], rand_maps[j]))
+            order = np.argsort(-maps[j].ravel(), kind="stable")
+            shuffled = rng.permutation(len(order))
+            for kind, insertion in (("deletion", False), ("insertion", True)):
+                batch = torch.cat([_masked(pixels, order, exp.grid, insertion), _masked(pixels, shuffled, exp.grid, insertion)])
+                p = _probabilities(captioner, batch, exp.token_ids, j)
+                per[f"{kind}_map"].append(p[: len(FRACTIONS)])
+                per[f"{kind}_random"].append(p[len(FRACTIONS) :])
+        out = {"sanity": float(np.mean(per["sanity"])), "sanity_per_word": [round(float(x), 6) for x in per["sanity"]],
+               "curves": {}}
+        for key in ("deletion_map", "deletion_random", "insertion_map", "insertion_random"):
+            curve = np.mean(per[key], axis=0)
+            out["curves"][key] = [round(float(x), 6) for x in curve]
+            out[f"{key}_auc"] = float(np.trapezoid(curve, FRACTIONS))
+        result["methods"][method] = out
+    return result
