@@ -25,15 +25,30 @@ COLORMAPS: dict[str, list[tuple[int, int, int]]] = {
 }
 
 
-def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
-    """values in [0, 1] (any shape) -> uint8 RGB (shape + (3,))."""
+_LUT_STEPS = 1024  # table entries per segment between two anchors: anchors and midpoints fall on entries
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def _lut(cmap: str) -> np.ndarray:
+    """The colour map as a table of k·1024 + 1 uint8 colours (k segments between anchors), built once."""
     if cmap not in COLORMAPS:
         raise ValueError(f"colormap must be one of {', '.join(COLORMAPS)}; got {cmap!r}")
-    anchors = np.asarray(COLORMAPS[cmap], dtype=np.float64)
-    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0, 1) * (len(anchors) - 1)
-    lo = np.floor(v).astype(int).clip(0, len(anchors) - 2)
-    frac = (v - lo)[..., None]
-    return (anchors[lo] * (1 - frac) + anchors[lo + 1] * frac).round().astype(np.uint8)
+    if cmap not in _LUTS:
+        anchors = np.asarray(COLORMAPS[cmap], dtype=np.float64)
+        k = len(anchors) - 1
+        v = np.arange(k * _LUT_STEPS + 1) / _LUT_STEPS  # exact at every anchor: 0, 1, …, k
+        lo = np.floor(v).astype(int).clip(0, k - 1)
+        frac = (v - lo)[:, None]
+        _LUTS[cmap] = (anchors[lo] * (1 - frac) + anchors[lo + 1] * frac).round().astype(np.uint8)
+    return _LUTS[cmap]
+
+
+def colorize(values: np.ndarray, cmap: str = "viridis") -> np.ndarray:
+    """values in [0, 1] (any shape) -> uint8 RGB (shape + (3,)): the anchors interpolated linearly,
+    read from a fine table (a value moves by at most 1/2048 of a segment; ~10× faster than computing)."""
+    lut = _lut(cmap)
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0, 1)
+    return lut[np.rint(v * (len(lut) - 1)).astype(np.intp)]
 
 
 def upsample(heatmap: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
