@@ -24,7 +24,7 @@ import streamlit as st
 from app_pages import common
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.decoding import DecodingParams
-from vizcap.scenes import COLOURS, SHAPES
+from vizcap.scenes import COLOURS, SHAPES, SceneConfig
 
 GALLERY = (7, 11, 23, 42, 101, 256, 1234, 2024)
 EXAMPLE_OBJECTS = [("red", "star", 0.25, 0.5, 0.3), ("blue", "circle", 0.75, 0.5, 0.3),
@@ -110,7 +110,9 @@ def upload(captioner) -> None:
 
 def compose() -> None:
     st.write("Place shapes to test a hypothesis — e.g. *does it still say “star” when the star is small and in a "
-             "corner?* Positions are fractions of the width and height; the training sizes are 0.15–0.40.")
+             "corner?* Positions are fractions of the width and height; ShapeScenes draws its objects "
+             f"{SceneConfig().min_size:.2f}–{SceneConfig().max_size:.2f} of the shorter side, the sizes the "
+             "shipped model was trained on.")
     # rows that wrap at narrow widths: every box keeps a width its words fit in
     top = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")
     n = top.number_input("Objects", 1, MAX_OBJECTS, 2, key="vz_n_objects", width=130)

@@ -80,6 +80,9 @@ for col, (name, exp) in zip(columns, runs.items()):
         if img.get("truth") and not common.is_photo_model(captioner):
             st.caption("✓ matches the truth" if exp.caption == img["truth"] else "✗ differs from the truth")
 
+st.caption("**log p**: the sum of the log-probabilities of the caption's words and its end (0 would be certain; the "
+           "more negative, the less likely) · **score** (beam search): log p ÷ length^penalty, how finished captions "
+           "are ranked · **seed**: the random draw of a sampled caption · “cut at max words”: it never chose to end.")
 if len({e.caption for e in runs.values()}) == 1:
     st.info("Every strategy wrote the same caption: the model is very sure about this picture. Raise the "
             "temperature, lower top-p, or try an uploaded photo (far from what it was trained on) to see them part.")
