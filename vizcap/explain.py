@@ -378,7 +378,8 @@ def relevancy(captioner, exp: Explanation) -> np.ndarray:
         return np.zeros((0, N))
     pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
     # a big model's copies (each with its own encoder pass and graph) go in groups, to bound memory
-    group = max(1, int(getattr(captioner, "relevancy_group", 0) or T))
+    batch = getattr(captioner, "relevancy_batch", None)
+    group = max(1, int(batch() if callable(batch) else T))
     return np.concatenate([_relevancy_rows(captioner, exp, pixels, list(range(a, min(a + group, T))))
                            for a in range(0, T, group)])
 

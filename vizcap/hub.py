@@ -143,7 +143,8 @@ class HFCaptioner(ExplainAPI):
 
     n_prefix = 0
     mode = "cross"  # the decoder sees the image only through cross-attention
-    relevancy_group = 4  # relevancy runs its per-word copies (each with its own encoder pass) 4 at a time
+    relevancy_group: int | None = None  # words per relevancy batch; None: sized to the encoder (below)
+    RELEVANCY_BUDGET = 1 << 29  # bytes of encoder attention (weights, gradients, saved tensors) per batch
 
     def __init__(self, model, image_processor, tokenizer, name: str):
         self.model = model.eval()
@@ -283,6 +284,17 @@ class HFCaptioner(ExplainAPI):
         if n_tokens < n_patches:
             raise _error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
         return n_tokens - n_patches
+
+    def relevancy_batch(self) -> int:
+        """How many words' copies relevancy runs at once: each copy keeps its own encoder pass's
+        attention in the autograd graph (about 4 x layers x heads x tokens² floats), so a 577-token
+        BLIP encoder goes one word at a time and a 197-token ViT several."""
+        if self.relevancy_group:
+            return int(self.relevancy_group)
+        heads = getattr(self.vision.config, "num_attention_heads", 12)
+        tokens = self.n_extra_keys + self.grid[0] * self.grid[1]
+        per_copy = 4 * 4 * self.encoder_layers * heads * tokens * tokens
+        return max(1, min(16, self.RELEVANCY_BUDGET // per_copy))
 
     # -- captions -----------------------------------------------------------------------------------
 
