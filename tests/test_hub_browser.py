@@ -1,0 +1,104 @@
+"""The app in a real browser with a Hugging Face captioner: `streamlit run streamlit_app.py`, Debian's
+chromium driven by Playwright, the sidebar's "A Hugging Face captioner" given a tiny BLIP folder
+(built offline). The model's caption must show on Home and on the explorer, with no exception box
+and no error. Skipped locally without chromium/playwright (fails when CI=true), like test_browser."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import hub_fixtures
+from test_browser import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, _free_port, _requirements, _settle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def blip_folder(tmp_path_factory):
+    return hub_fixtures.blip(tmp_path_factory.mktemp("blip_browser"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _requirements()
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("VIZCAP_CHECKPOINT", None)
+    log = tmp_path_factory.mktemp("hub_streamlit_log") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"streamlit did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _no_trouble(page, where: str) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, f"{where}: an exception box is shown"
+    errors = page.locator("[data-testid='stAlertContentError']")
+    assert errors.count() == 0, f"{where}: error shown: {errors.first.inner_text()}"
+
+
+def test_browser_opens_a_hugging_face_folder(server, blip_folder):
+    from playwright.sync_api import sync_playwright
+
+    import vizcap
+    from app_pages.common import DEFAULT_SCENE
+    from vizcap.scenes import render_scene
+
+    expected = vizcap.load(blip_folder).explain(render_scene(DEFAULT_SCENE).image).caption
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 950})
+        page.set_default_timeout(300_000)
+        try:
+            page.goto(server)
+            page.locator("#vz-caption").first.wait_for(state="visible")
+            _settle(page)
+            page.get_by_text("A Hugging Face captioner").first.click()
+            _settle(page)
+            box = page.get_by_role("textbox", name="Hub id or folder")
+            box.fill(str(blip_folder))
+            box.press("Enter")
+            _settle(page)
+            page.get_by_text("Hugging Face BLIP captioner").first.wait_for(state="visible")
+            _no_trouble(page, "Home")
+            assert page.locator("#vz-caption").first.inner_text().strip() == (expected or "(empty caption)")
+            page.locator("[data-testid='stSidebarNav']").get_by_text("Caption & attention explorer").click()
+            page.get_by_text("Where the model looked").first.wait_for(state="visible")
+            _settle(page)
+            _no_trouble(page, "explorer")
+            assert expected in page.locator("[data-testid='stMain']").inner_text()
+        finally:
+            browser.close()
