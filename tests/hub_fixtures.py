@@ -64,21 +64,27 @@ def _bert_tokenizer(directory: Path):
 
 
 def vit_gpt2(directory: Path, seed: int = 0, eos_bias: float = 5.0, image_size: int = 32, patch: int = 8,
-             processor: dict | None = None) -> Path:
-    """A VisionEncoderDecoderModel (ViT + GPT-2 with cross-attention) folder; returns it."""
-    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTImageProcessor, ViTModel, VisionEncoderDecoderModel
+             processor: dict | None = None, encoder: str = "vit") -> Path:
+    """A VisionEncoderDecoderModel (ViT + GPT-2 with cross-attention) folder; returns it. encoder:
+    "vit", "deit" (distilled: class and distillation tokens, 2 extra keys) or "beit" (relative
+    position bias)."""
+    from transformers import (BeitConfig, BeitModel, DeiTConfig, DeiTModel, GPT2Config, GPT2LMHeadModel, ViTConfig,
+                              ViTImageProcessor, ViTModel, VisionEncoderDecoderModel)
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tok = _gpt2_tokenizer(directory)
     eot = tok.convert_tokens_to_ids(END_OF_TEXT)
     torch.manual_seed(seed)
-    enc_cfg = ViTConfig(image_size=image_size, patch_size=patch, hidden_size=24, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=48, initializer_range=0.3)
+    shape = dict(image_size=image_size, patch_size=patch, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=48, initializer_range=0.3)
+    vision = {"vit": lambda: ViTModel(ViTConfig(**shape)),
+              "deit": lambda: DeiTModel(DeiTConfig(**shape), add_pooling_layer=False),
+              "beit": lambda: BeitModel(BeitConfig(**shape, use_relative_position_bias=True), add_pooling_layer=False)}[encoder]
     dec_cfg = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
                          add_cross_attention=True, is_decoder=True, bos_token_id=eot, eos_token_id=eot,
                          pad_token_id=eot, initializer_range=0.15, tie_word_embeddings=False)
-    model = VisionEncoderDecoderModel(encoder=ViTModel(enc_cfg), decoder=GPT2LMHeadModel(dec_cfg))
+    model = VisionEncoderDecoderModel(encoder=vision(), decoder=GPT2LMHeadModel(dec_cfg))
     model.config.decoder_start_token_id = eot
     model.config.pad_token_id = eot
     model.config.eos_token_id = eot

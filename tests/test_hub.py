@@ -463,3 +463,30 @@ def test_photo_trust_without_ground_truth(hf_dir, photos):
         assert abs(c["deletion_map"][-1] - c["deletion_random"][-1]) < 1e-6  # all grey either way
         assert abs(c["insertion_map"][0] - c["insertion_random"][0]) < 1e-6
         assert -1 <= m["sanity"] <= 1 and all(np.isfinite(v) for k, v in m.items() if k.endswith("_auc"))
+
+
+@pytest.mark.parametrize("encoder,extra", [("deit", 2), ("beit", 1)])
+def test_deit_and_beit_encoders(tmp_path, photos, encoder, extra):
+    """DeiT (class + distillation token: two non-patch keys) and BEiT (relative position bias)
+    encoders: beam captions = generate, per-head maps = output_attentions past the extra keys, and
+    relevancy runs (BEiT caches a position index on its first call: it must not be an inference
+    tensor, or the gradient pass fails)."""
+    import vizcap
+
+    d = hub_fixtures.vit_gpt2(tmp_path / encoder, encoder=encoder)
+    cap = vizcap.load(d)
+    assert cap.n_extra_keys == extra and cap.grid == (4, 4)
+    model, _ = _oracle(d)
+    for path in photos[:3]:
+        exp = cap.explain(path, strategy="beam", beams=3)
+        tokens = exp.token_ids + ([cap.eos_id] if exp.ended else [])
+        pixels = cap.pixels(vizcap.open_image(path))
+        assert tokens == _generated(model, pixels, cap.eos_id, num_beams=3)
+        cross, _, _ = _reference_attentions(model, cap.kind, pixels, tokens, cap.bos_id)
+        T = len(exp.tokens)
+        for layer in range(2):
+            for head in range(2):
+                ref = cross[layer][0, head, :T].numpy()
+                assert np.allclose(exp.maps("cross_attention", layer=layer, head=head), ref[:, extra:].reshape(T, 4, 4), atol=1e-5)
+                assert np.allclose(exp.extra_share(layer, head), ref[:, :extra].sum(-1), atol=1e-5)
+    assert np.isfinite(exp.maps("relevancy")).all()

@@ -105,7 +105,8 @@ def resolve(source: str) -> str:
     if isinstance(cached, str):
         return source  # transformers finds it in the cache (and refreshes it when online)
     if not _hub_reachable():
-        raise _error(f"{source}: not in the Hugging Face cache and the hub cannot be reached; {download_hint(source)}")
+        raise _error(f"{source}: no such folder, and not a Hugging Face model in the cache (the hub cannot be reached); "
+                     f"{download_hint(source)}")
     return source
 
 
@@ -274,7 +275,9 @@ class HFCaptioner(ExplainAPI):
     def _probe(self) -> int:
         """One encoder pass on a blank image: the hooks see real weights, and the number of
         non-patch tokens (class / distillation) is known."""
-        with torch.inference_mode(), capture() as cache:
+        # no_grad, not inference_mode: tensors some encoders cache on their first call (BEiT's relative
+        # position index) must stay usable by the relevancy pass, which needs autograd
+        with torch.no_grad(), capture() as cache:
             memory = self._encode(torch.zeros(1, 3, *self.input_size))
         n_tokens = memory.shape[1]
         n_patches = self.grid[0] * self.grid[1]
