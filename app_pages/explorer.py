@@ -84,6 +84,8 @@ st.caption("Map: " + " · ".join([
     {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
      "global": "scaled to the caption's peak"}[normalize],
     *(["attention sinks discounted"] if sinks else [])]) + " (change in Map settings)")
+if exp.crop:
+    st.caption(common.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
 with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
     maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
@@ -126,6 +128,12 @@ def word_panel(j: int, key: str | None) -> None:
               help="The model's probability for the word it wrote, given the image and the words before: how "
                    "sure it was, not whether the word is right.")
     common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], exp.tokens[j], j), key=key)
+    if exp.n_extra and exp.cross is not None:  # Hugging Face encoders: the class token's share, apart from the map
+        chosen = per_head and (layer is not None or head is not None)
+        share = float(exp.extra_share(layer if per_head else None, head if per_head else None)[j])
+        where = "the chosen layer and head" if chosen else "mean of layers and heads"
+        st.caption(f"Class token: {share:.0%} of this word's cross-attention ({where}) went to the encoder's class "
+                   "token, not to a patch; the map shows the patches only.")
 
 
 def overlay_figure(j: int):

@@ -76,3 +76,18 @@ def test_hub_id_not_cached_is_an_st_error(app, monkeypatch, tmp_path):
     errors = [e.value for e in at.error]
     assert errors and "huggingface-cli download someone/not-a-cached-captioner" in errors[0]
     assert "\n" not in errors[0].split(". Pick")[0]
+
+
+def test_explorer_reports_the_class_tokens_share(app, hf_folder):
+    import numpy as np
+
+    import vizcap
+
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    exp = vizcap.load(hf_folder).explain(at.session_state["vz_image"]["image"])
+    if not len(exp.tokens):
+        pytest.skip("empty caption")
+    shown = [c.value for c in at.caption if c.value.startswith("Class token:")]
+    assert shown and any(f"Class token: {float(x):.0%} " in shown[0] for x in exp.extra_share())
+    assert np.isfinite(exp.extra_share()).all()
