@@ -8,8 +8,9 @@
 Loading rules:
 * Hub ids resolve through the ordinary Hugging Face cache. Not cached and no way to reach the hub:
   one-line `CheckpointError` saying how to download the model. Never `trust_remote_code`.
-* Weights: transformers prefers `model.safetensors`; a `pytorch_model.bin` goes only through
-  transformers' own loader, which reads it with torch's weights-only unpickler.
+* Weights: transformers prefers `model.safetensors`; a legacy PyTorch `.bin` weights file goes only
+  through transformers' own loader, which reads it in torch's weights-only mode (vizcap itself never
+  deserialises one).
 * Attention is really computed: the model is loaded with `attn_implementation="eager"` (SDPA
   computes no weights; transformers 5 then silently returns none), checked after loading.
 * Preprocessing is the checkpoint's own image processor (`AutoImageProcessor.from_pretrained`),
@@ -70,7 +71,7 @@ def hf_model_type(directory: Path) -> str | None:
     path = Path(directory) / "config.json"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # not readable as JSON: vizcap's loader names the problem
         return None
     if not isinstance(raw, dict) or "format_version" in raw:
         return None  # a vizcap checkpoint
