@@ -241,6 +241,10 @@ def test_explorer_fits_a_projector_and_no_text_is_cut(server, browser_page, size
             assert page.get_by_role("button", name=name).first.inner_text().split()[-1] == name  # after its icon
         page.get_by_text("Map settings", exact=False).first.click()  # the folded settings, opened
         _settle(page)
+        settings = page.locator("[data-testid='stExpander']", has_text="Map settings")
+        shown = {name: settings.get_by_role("combobox", name=name).first.input_value()
+                 for name in ("Layer", "Head", "Normalisation")}
+        assert shown == {"Layer": "all (mean)", "Head": "all (mean)", "Normalisation": "max"}, shown  # not "Choose an option"
         assert page.evaluate(BROKEN_TEXT_JS) == [], "explorer"
         for path, must_show in (("/decoding_lab", "Search tree"), ("/how_it_works", "Training vs writing a caption"),
                                 ("/training_and_trust", "Can the heatmaps be trusted?")):
@@ -250,6 +254,19 @@ def test_explorer_fits_a_projector_and_no_text_is_cut(server, browser_page, size
         page.get_by_text("Compose", exact=True).first.click()
         _settle(page)
         assert page.evaluate(BROKEN_TEXT_JS) == [], "home (compose)"
+    finally:
+        page.set_viewport_size(VIEWPORT)
+
+
+def test_home_shows_the_caption_above_the_fold(server, browser_page):
+    """At 1440×900 a newcomer sees the caption without scrolling, and no filesystem path."""
+    page = browser_page
+    page.set_viewport_size({"width": 1440, "height": 900})
+    try:
+        _open(page, server, "Choose another image")
+        box = page.locator("#vz-caption").first.bounding_box()
+        assert box and box["y"] + box["height"] <= 900, box
+        assert str(ROOT) not in page.locator("[data-testid='stMain']").inner_text()
     finally:
         page.set_viewport_size(VIEWPORT)
 
