@@ -358,10 +358,9 @@ def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
         store.move_to_end(key)
         return store[key]
     with st.spinner("The model is writing the caption…"):
-        # only the settings that differ from DecodingParams' defaults: Captioner.explain has the same
-        # defaults, and a setting it does not know yet (the engine grows) is then never passed by default
-        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)
-                                                 if getattr(params, f.name) != f.default})
+        # every setting, explicitly: the stored key says exactly what produced the explanation (a model's
+        # own defaults, e.g. a Hugging Face generation config, never slip in)
+        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)})
     st.session_state["vz_model_calls"] = st.session_state.get("vz_model_calls", 0) + 1
     store[key] = exp
     while len(store) > MAX_EXPLANATIONS:
