@@ -122,3 +122,26 @@ def test_static_view_png_and_gif_draw_the_same_map():
             d = np.abs(static.astype(int) - np.asarray(other, dtype=int))
             assert d.mean() < tolerance, (vmax, d.mean())
             assert np.percentile(d, 99) < 40, (vmax, np.percentile(d, 99))
+
+
+def test_the_labelled_png_carries_the_word_the_overlay_and_a_colour_bar():
+    from vizcap.render import labelled_overlay, overlay, resized
+
+    image = Image.new("RGB", (200, 100), (120, 120, 120))
+    heat = np.zeros((2, 4))
+    heat[1, 3] = 0.5
+    out = labelled_overlay(image, heat, "star", "attention weight (share, 0–1)", vmax=0.5, note="rollout · max",
+                           width=400)
+    plain = np.asarray(overlay(resized(image, 400), heat, vmax=0.5))
+    arr = np.asarray(out)
+    # the overlay sits unchanged below the title, at (pad, pad + 30)
+    assert np.array_equal(arr[42 : 42 + plain.shape[0], 12 : 12 + plain.shape[1]], plain)
+    # a colour bar beside it runs from the top colour (vmax) down to the bottom colour (0)
+    bar = arr[42 : 42 + plain.shape[0], 12 + plain.shape[1] + 12 + 8]
+    from vizcap.render import colorize
+
+    assert np.abs(bar[1].astype(int) - colorize(np.array([1.0]))[0]).max() <= 6
+    assert np.abs(bar[-2].astype(int) - colorize(np.array([0.0]))[0]).max() <= 6
+    # a title strip and a text line: the frame is taller and wider than the overlay alone
+    assert out.height > plain.shape[0] + 40 and out.width > plain.shape[1] + 40
+    assert arr[:30].min() < 100  # the word is drawn in dark ink on white

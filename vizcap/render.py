@@ -119,3 +119,62 @@ def caption_gif(image: Image.Image, tokens: list[str], maps: np.ndarray, ms_per_
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=ms_per_word, loop=0)
     return buf.getvalue()
+
+
+def labelled_overlay(image: Image.Image, heatmap: np.ndarray, word: str, unit: str, vmax: float,
+                     note: str = "", alpha: float = 0.55, cmap: str = "viridis", width: int = 480) -> Image.Image:
+    """A slide-ready picture of one word's map: the word on top, the overlay, a colour bar from 0 to
+    vmax labelled with the map's unit, and an optional line saying how the map was made (method,
+    layer, head, normalisation: `note`). Drawn with `overlay`, so it matches every other view."""
+    over = overlay(resized(image, max(width, 64)), heatmap, alpha=alpha, cmap=cmap, vmax=vmax)
+    title, small = _font(22), _font(14)
+    pad, bar_w = 12, 18
+    ticks = [0.0, vmax / 2, vmax]
+    labels = [_tick(t) for t in ticks]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(int(probe.textlength(s, font=small)) for s in labels)
+    W = over.width + 2 * pad + bar_w + 8 + label_w + pad
+    lines = _wrap(probe, _plain(f"Colour: {unit}" + (f" · {note}" if note else "")), small, W - 2 * pad)
+    H = pad + 30 + over.height + 8 + 18 * len(lines) + pad
+    frame = Image.new("RGB", (W, H), (255, 255, 255))
+    draw = ImageDraw.Draw(frame)
+    draw.text((pad, pad), f"“{word}”", fill=(20, 20, 20), font=title)
+    top = pad + 30
+    frame.paste(over, (pad, top))
+    x0 = pad + over.width + pad
+    ramp = colorize(np.linspace(1, 0, over.height)[:, None].repeat(bar_w, 1), cmap)
+    frame.paste(Image.fromarray(ramp), (x0, top))
+    draw.rectangle([x0, top, x0 + bar_w - 1, top + over.height - 1], outline=(90, 90, 90))
+    for t, s in zip(ticks, labels):
+        y = top + (over.height - 1) * (1 - (t / vmax if vmax else 0))
+        draw.line([x0 + bar_w, y, x0 + bar_w + 4, y], fill=(60, 60, 60))
+        draw.text((x0 + bar_w + 8, min(max(y - 7, top), top + over.height - 14)), s, fill=(40, 40, 40), font=small)
+    y = top + over.height + 8
+    for line in lines:
+        draw.text((pad, y), line, fill=(60, 60, 60), font=small)
+        y += 18
+    return frame
+
+
+_MISSING_GLYPHS = str.maketrans({"–": "-", "—": "-", "÷": "/", "×": "x", "→": "->"})  # not in PIL's default font
+
+
+def _plain(text: str) -> str:
+    return text.translate(_MISSING_GLYPHS)
+
+
+def _tick(value: float) -> str:
+    return f"{value:.3g}" if value else "0"
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """Greedy word wrap to `width` pixels."""
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if line and draw.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = trial
+    return lines + ([line] if line else [])

@@ -1,0 +1,62 @@
+"""vizcap.links: a view of the app as a link, and back."""
+
+from __future__ import annotations
+
+import pytest
+
+from vizcap.compose import Placement, compose_scene
+from vizcap.decoding import DecodingParams
+from vizcap.links import View, compose_spec, parse, parse_compose, to_query
+
+
+def test_the_issues_example_link():
+    view, notes = parse({"image": "scene:42", "word": "3", "method": "rollout", "normalize": "max"})
+    assert notes == []
+    assert view == View(image="scene:42", word=3, method="rollout", normalize="max")
+
+
+def test_defaults_make_an_empty_query_and_every_setting_round_trips():
+    assert to_query(View()) == {}
+    views = [
+        View(image="scene:0", word=1, method="prefix", layer=1, head=3, normalize="none", sinks=True),
+        View(image="compose:white/red-star-25-50-30/blue-circle-75-50-30-45", word=2, method="relevancy",
+             normalize="global", decoding=DecodingParams(strategy="beam", beams=5, length_penalty=0.6,
+                                                         early_stopping="heuristic", max_tokens=12)),
+        View(decoding=DecodingParams(strategy="sample", top_k=5, top_p=0.9, temperature=0.7, seed=3)),
+    ]
+    for view in views:
+        query = to_query(view)
+        assert all(isinstance(v, str) for v in query.values())
+        back, notes = parse(query)
+        assert notes == [] and back == view, query
+
+
+def test_lists_take_their_last_value_as_streamlit_query_params_give_them():
+    view, notes = parse({"word": ["1", "4"], "sinks": ["1"]})
+    assert notes == [] and view.word == 4 and view.sinks
+
+
+@pytest.mark.parametrize("query,name", [
+    ({"image": "scene:-1"}, "image"), ({"image": "photo:1"}, "image"), ({"image": "scene:abc"}, "image"),
+    ({"image": "compose:purple-sky/red-star-1-1-30"}, "image"), ({"image": "compose:white/red-star-1-1"}, "image"),
+    ({"image": "compose:white/gold-star-50-50-30"}, "image"), ({"image": "compose:white/red-star-50-50-95"}, "image"),
+    ({"word": "0"}, "word"), ({"word": "two"}, "word"), ({"layer": "-1"}, "layer"), ({"head": "1.5"}, "head"),
+    ({"method": "gradcam"}, "method"), ({"normalize": "minmax"}, "normalize"), ({"sinks": "yes"}, "sinks"),
+    ({"strategy": "nucleus"}, "strategy"), ({"beams": "99"}, "beams"), ({"top_p": "1.5"}, "top_p"),
+    ({"temperature": "nan"}, "temperature"), ({"seed": "x"}, "seed"), ({"word": "9" * 40}, "word"),
+])
+def test_a_bad_value_is_one_line_and_leaves_the_rest_of_the_link(query, name):
+    view, notes = parse({**query, "method": query.get("method", "rollout")} if name != "method" else query)
+    assert len(notes) == 1 and "\n" not in notes[0] and notes[0].startswith(f"link: {name}=") and len(notes[0]) < 200
+    if name != "method":
+        assert view.method == "rollout"  # the good part of the link still applies
+    assert getattr(view, name, None) == getattr(View(), name, None) or name in {f for f in DecodingParams.__dataclass_fields__}
+
+
+def test_composed_scenes_travel_in_the_link():
+    placements = [Placement("red", "star", 0.25, 0.5, 0.3), Placement("blue", "circle", 0.75, 0.5, 0.3, 45.0)]
+    spec = compose_spec(placements, "light grey")
+    assert spec == "compose:light-grey/red-star-25-50-30/blue-circle-75-50-30-45"
+    back, background = parse_compose(spec.split(":", 1)[1])
+    assert back == placements and background == "light grey"
+    assert compose_scene(back, background=background).caption == compose_scene(placements, background="light grey").caption
