@@ -490,3 +490,27 @@ def test_deit_and_beit_encoders(tmp_path, photos, encoder, extra):
                 assert np.allclose(exp.maps("cross_attention", layer=layer, head=head), ref[:, extra:].reshape(T, 4, 4), atol=1e-5)
                 assert np.allclose(exp.extra_share(layer, head), ref[:, :extra].sum(-1), atol=1e-5)
     assert np.isfinite(exp.maps("relevancy")).all()
+
+
+def test_cli_per_layer_and_head_maps_are_the_models_own(vit_gpt2_dir, photos):
+    """`vizcap caption --maps cross_attention --layer L --head H --json` gives that head's weights on the
+    patches, and class_token_share the rest, as in the model's output_attentions."""
+    from conftest import run_module
+
+    import vizcap
+
+    cap = vizcap.load(vit_gpt2_dir)
+    model, _ = _oracle(vit_gpt2_dir)
+    proc = run_module("-m", "vizcap", "caption", str(photos[5]), "--checkpoint", str(vit_gpt2_dir), "--json",
+                      "--maps", "cross_attention,rollout", "--layer", "1", "--head", "0")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    exp = cap.explain(photos[5])
+    tokens = exp.token_ids + ([cap.eos_id] if exp.ended else [])
+    cross, _, _ = _reference_attentions(model, cap.kind, cap.pixels(vizcap.open_image(photos[5])), tokens, cap.bos_id)
+    T = len(exp.tokens)
+    ref = cross[1][0, 0, :T].numpy()
+    assert np.allclose(np.array(record["maps"]["cross_attention"]), ref[:, 1:].reshape(T, 4, 4), atol=2e-6)
+    assert np.allclose(record["class_token_share"], ref[:, 0], atol=2e-6)
+    bad = run_module("-m", "vizcap", "caption", str(photos[5]), "--checkpoint", str(vit_gpt2_dir), "--layer", "7")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["vizcap: error: layer must be a whole number in 0..1; got 7"]

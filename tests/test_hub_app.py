@@ -91,3 +91,13 @@ def test_explorer_reports_the_class_tokens_share(app, hf_folder):
     shown = [c.value for c in at.caption if c.value.startswith("Class token:")]
     assert shown and any(f"Class token: {float(x):.0%} " in shown[0] for x in exp.extra_share())
     assert np.isfinite(exp.extra_share()).all()
+
+
+def test_a_folder_given_as_the_checkpoint_directory_also_works(app, hf_folder, monkeypatch):
+    """VIZCAP_CHECKPOINT / "A checkpoint directory" given a Hugging Face folder: vizcap.load tells the kinds apart."""
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(hf_folder))
+    at = ok(AppTest.from_file(APP, default_timeout=180).run())
+    assert not at.error and any("vz-caption" in m.value for m in at.markdown)
+    for page in PAGES:
+        ok(at.switch_page(page).run())
+        assert not at.error, page

@@ -2,7 +2,7 @@
 
     vizcap caption PATH... [--checkpoint DIR] [--strategy greedy|beam|sample] [--beams N]
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
-                   [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global]
+                   [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--json]
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--out DIR] [--json]
 
@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest caption (default 20; a Hugging Face model: its generation config's length)")
     cap.add_argument("--maps", default="", metavar="M1,M2", help="map methods to output: cross_attention, prefix, rollout, relevancy")
     cap.add_argument("--normalize", default="none", help="map scaling: none | max | sum | global (default none)")
+    cap.add_argument("--layer", type=_int, default=None, metavar="L",
+                     help="cross_attention / prefix maps of this decoder layer only (default: mean of all)")
+    cap.add_argument("--head", type=_int, default=None, metavar="H",
+                     help="cross_attention / prefix maps of this head only (default: mean of all)")
     cap.add_argument("--export", metavar="DIR", default=None, help="write PNG overlays, a GIF and JSON per image into DIR")
     cap.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
 
@@ -106,17 +110,24 @@ def _methods(spec: str) -> tuple[str, ...]:
 
 
 def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str) -> None:
+    """Per word a slide-ready PNG (the word, the overlay, a colour bar in the map's unit, how it was
+    made), the caption as a GIF, and the JSON with the decoding settings and the view."""
     from .captioner import atomic_write
-    from .render import caption_gif, overlay
+    from .figures import map_colour_range
+    from .render import caption_gif, labelled_overlay
 
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
     directory.mkdir(parents=True, exist_ok=True)
     method = methods[0] if methods else ("cross_attention" if exp.cross is not None else "prefix")
     maps = exp.maps(method, normalize=normalize)
+    vmax, unit = map_colour_range(maps, method, normalize)  # one colour scale for every word
+    per_head = " · all layers and heads (mean)" if method in ("cross_attention", "prefix") else ""
+    note = f"{method.replace('_', ' ')}{per_head} · normalisation {normalize} · {exp.params.strategy} decoding"
     for j, word in enumerate(exp.tokens):
         name = f"{stem}.{j:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', word)}.{method}.png"
-        atomic_write(directory / name, lambda p, j=j: overlay(exp.image, maps[j]).save(p, "PNG"))
-    gif = caption_gif(exp.image, exp.tokens, maps)
+        picture = labelled_overlay(exp.image, maps[j], word, unit, vmax, note=note)
+        atomic_write(directory / name, lambda p, picture=picture: picture.save(p, "PNG"))
+    gif = caption_gif(exp.image, exp.tokens, maps, vmax=vmax)
     atomic_write(directory / f"{stem}.{method}.gif", lambda p: Path(p).write_bytes(gif))
     atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(exp.to_json(methods or (method,), normalize)))
 
@@ -137,6 +148,9 @@ def _caption(args) -> int:
     if unsupported:
         print(f"vizcap: error: this checkpoint (mode {captioner.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
         return 2
+    from .maps import check_layer_head
+
+    check_layer_head(args.layer, args.head, captioner.decoder_layers, captioner.decoder_heads)  # once, before any image
     chosen = {k: getattr(params, k) for k in params.__dataclass_fields__}
     for name in ("length_penalty", "max_tokens", "early_stopping"):  # left unset: the model's own default
         if getattr(args, name) is None:
@@ -151,8 +165,11 @@ def _caption(args) -> int:
                 "tokens": exp.tokens,
                 "token_probs": [round(float(p), 6) for p in exp.probs],
                 "grid": list(exp.grid),
-                "maps": {m: exp.maps(m, normalize=args.normalize).round(6).tolist() for m in methods},
+                "maps": {m: exp.maps(m, *((args.layer, args.head) if m in ("cross_attention", "prefix") else (None, None)),
+                                     normalize=args.normalize).round(6).tolist() for m in methods},
             }
+            if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
+                record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
             if args.strategy != "greedy":
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:

@@ -333,8 +333,15 @@ class HFCaptioner(ExplainAPI):
         return image.crop(_crop_box(self.image_processor, image.size))
 
     def pixels(self, image) -> torch.Tensor:
-        """A PIL image (use vizcap.open_image first) -> [1, 3, H, W], exactly the processor's output."""
-        out = self.image_processor(images=image, return_tensors="pt")
+        """An image (a PIL image, a path, an H×W×3 array; a list of them for a batch) -> [B, 3, H, W],
+        exactly the processor's output for the RGB picture vizcap.open_image reads."""
+        from PIL import Image
+
+        from .images import open_image
+
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        images = [im if isinstance(im, Image.Image) and im.mode == "RGB" else open_image(im) for im in images]
+        out = self.image_processor(images=images, return_tensors="pt")
         return out["pixel_values"].to(torch.float32)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
