@@ -72,7 +72,10 @@ def model_line(captioner, ckpt: str) -> str:
                  else f"the checkpoint in the folder “{common.md(Path(ckpt).name)}”")
     return (f"Model: {which} · it sees each picture as a grid of {captioner.grid[0]}×{captioner.grid[1]} cells "
             f"(the squares of every heatmap) · {captioner.decoder_layers} decoder layers × {captioner.decoder_heads} "
-            "attention heads" + (f" · {common.md(captioner.crop)}" if captioner.crop else ""))
+            "attention heads" + (f" · {common.md(captioner.crop)}" if captioner.crop else "")
+            + (" · its generation settings " + common.md(", ".join(captioner.unsupported_settings)) + " are not applied "
+               "here, so captions may differ from its generate()" if getattr(captioner, "unsupported_settings", None)
+               else ""))
 
 
 def gallery() -> None:

@@ -514,3 +514,16 @@ def test_cli_per_layer_and_head_maps_are_the_models_own(vit_gpt2_dir, photos):
     assert np.allclose(record["class_token_share"], ref[:, 0], atol=2e-6)
     bad = run_module("-m", "vizcap", "caption", str(photos[5]), "--checkpoint", str(vit_gpt2_dir), "--layer", "7")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["vizcap: error: layer must be a whole number in 0..1; got 7"]
+
+
+def test_unsupported_generation_settings_are_announced(tmp_path, photos):
+    from conftest import run_module
+
+    d = hub_fixtures.vit_gpt2(tmp_path / "m")
+    cfg = json.loads((d / "generation_config.json").read_text())
+    cfg.update(repetition_penalty=1.3)
+    (d / "generation_config.json").write_text(json.dumps(cfg))
+    proc = run_module("-m", "vizcap", "caption", str(photos[0]), "--checkpoint", str(d))
+    assert proc.returncode == 0
+    assert proc.stderr.strip().splitlines() == ["vizcap: note: this model's generation settings repetition_penalty=1.3 "
+                                                "are not applied here, so its captions may differ from its generate()"]

@@ -151,6 +151,10 @@ def _caption(args) -> int:
     from .maps import check_layer_head
 
     check_layer_head(args.layer, args.head, captioner.decoder_layers, captioner.decoder_heads)  # once, before any image
+    unsupported = getattr(captioner, "unsupported_settings", None)
+    if unsupported:  # a Hugging Face generation setting vizcap's decoding does not apply
+        print(f"vizcap: note: this model's generation settings {', '.join(unsupported)} are not applied here, so "
+              "its captions may differ from its generate()", file=sys.stderr, flush=True)
     chosen = {k: getattr(params, k) for k in params.__dataclass_fields__}
     for name in ("length_penalty", "max_tokens", "early_stopping"):  # left unset: the model's own default
         if getattr(args, name) is None:
