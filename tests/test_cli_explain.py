@@ -110,13 +110,24 @@ def test_maps_normalize_and_export(chatty_checkpoint, chatty, scene_files, tmp_p
     for j, png in enumerate(pngs):
         assert png.name.startswith(f"{stem}.{j:02d}_")
         with Image.open(png) as im:
-            assert im.format == "PNG" and im.size == image.size
+            # slide-ready: the overlay (the image at 480 px wide) with the word above it and a colour bar beside it
+            assert im.format == "PNG" and im.width > 480 + 40 and im.height > round(image.height * 480 / image.width) + 40
+            from vizcap.figures import map_colour_range
+            from vizcap.render import overlay, resized
+
+            vmax, _ = map_colour_range(e.maps("cross_attention", normalize="sum"), "cross_attention", "sum")
+            plain = np.asarray(overlay(resized(image, 480), e.maps("cross_attention", normalize="sum")[j], vmax=vmax))
+            drawn = np.asarray(im.convert("RGB"))[42 : 42 + plain.shape[0], 12 : 12 + plain.shape[1]]
+            assert np.abs(drawn.astype(int) - plain).max() <= 2  # the word's own map, on one scale for every word
     gifs = list(out.glob("*.gif"))
     assert [g.name for g in gifs] == [f"{stem}.cross_attention.gif"]
     with Image.open(gifs[0]) as gif:
         assert gif.format == "GIF" and gif.n_frames == T
     exported = strict_json((out / f"{stem}.json").read_text())
     assert exported["caption"] == record["caption"] and set(exported["maps"]) == set(METHODS)
+    # the JSON says how its maps were made and with which model and decoding settings
+    assert exported["view"]["normalize"] == "sum" and exported["view"]["methods"] == list(record["maps"])
+    assert exported["params"]["strategy"] == "greedy" and exported["model"]
     np.testing.assert_allclose(np.array(exported["maps"]["rollout"]), np.array(record["maps"]["rollout"]), atol=1e-6)
     assert not list(out.glob(".*.tmp")), "no temporary files left behind"
 

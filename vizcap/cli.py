@@ -109,7 +109,8 @@ def _methods(spec: str) -> tuple[str, ...]:
     return methods
 
 
-def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str) -> None:
+def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str, layer: int | None = None,
+            head: int | None = None) -> None:
     """Per word a slide-ready PNG (the word, the overlay, a colour bar in the map's unit, how it was
     made), the caption as a GIF, and the JSON with the decoding settings and the view."""
     from .captioner import atomic_write
@@ -119,17 +120,20 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
     directory.mkdir(parents=True, exist_ok=True)
     method = methods[0] if methods else ("cross_attention" if exp.cross is not None else "prefix")
-    maps = exp.maps(method, normalize=normalize)
+    per_head = method in ("cross_attention", "prefix")
+    maps = exp.maps(method, layer if per_head else None, head if per_head else None, normalize)
     vmax, unit = map_colour_range(maps, method, normalize)  # one colour scale for every word
-    per_head = " · all layers and heads (mean)" if method in ("cross_attention", "prefix") else ""
-    note = f"{method.replace('_', ' ')}{per_head} · normalisation {normalize} · {exp.params.strategy} decoding"
+    where = (f" · {'all layers (mean)' if layer is None else f'layer {layer}'} · "
+             f"{'all heads (mean)' if head is None else f'head {head}'}") if per_head else ""
+    note = f"{method.replace('_', ' ')}{where} · normalisation {normalize} · {exp.params.strategy} decoding"
     for j, word in enumerate(exp.tokens):
         name = f"{stem}.{j:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', word)}.{method}.png"
         picture = labelled_overlay(exp.image, maps[j], word, unit, vmax, note=note)
         atomic_write(directory / name, lambda p, picture=picture: picture.save(p, "PNG"))
     gif = caption_gif(exp.image, exp.tokens, maps, vmax=vmax)
     atomic_write(directory / f"{stem}.{method}.gif", lambda p: Path(p).write_bytes(gif))
-    atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(exp.to_json(methods or (method,), normalize)))
+    atomic_write(directory / f"{stem}.json",
+                 lambda p: Path(p).write_text(exp.to_json(methods or (method,), normalize, layer=layer, head=head)))
 
 
 def _caption(args) -> int:
@@ -177,7 +181,7 @@ def _caption(args) -> int:
             if args.strategy != "greedy":
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:
-                _export(exp, path, Path(args.export), methods, args.normalize)
+                _export(exp, path, Path(args.export), methods, args.normalize, args.layer, args.head)
         except ImageError as e:
             failed += 1
             record = {"image": path, "error": str(e)}

@@ -180,7 +180,12 @@ class Explanation:
 
     # -- export --------------------------------------------------------------------------------
 
-    def to_dict(self, methods: tuple[str, ...] = (), normalize: str = "none") -> dict:
+    def to_dict(self, methods: tuple[str, ...] = (), normalize: str = "none", layer: int | None = None,
+                head: int | None = None, discount_sinks: bool = False, model: str | None = None) -> dict:
+        """Everything needed to read the export later: the caption, its probabilities and alternatives,
+        the decoding settings, the model, and the maps with how they were made (`view`: method list,
+        layer and head — they apply to cross_attention and prefix —, normalisation, sinks, units)."""
+        per_head = {m: (layer, head) if m in ("cross_attention", "prefix") else (None, None) for m in methods}
         return {
             "caption": self.caption,
             "tokens": self.tokens,
@@ -190,6 +195,7 @@ class Explanation:
                 [{"token": t, "prob": round(float(p), 6)} for t, p in zip(toks, probs)]
                 for toks, probs in zip(self.top_tokens, self.top_probs)
             ],
+            "model": model if model is not None else _model_label(self._captioner),
             "grid": list(self.grid),
             "class_token_share": np.round(self.extra_share(), 6).tolist() if self.cross is not None else None,
             "cropped": self.crop,
@@ -201,14 +207,26 @@ class Explanation:
             "ended": self.ended,
             "beam_tree": self.beam_tree,
             "candidates": self.candidates,
-            "maps": {m: np.round(self.maps(m, normalize=normalize), 6).tolist() for m in methods},
+            "view": {"methods": list(methods), "layer": layer, "head": head, "normalize": normalize,
+                     "discount_sinks": discount_sinks, "units": {m: mapping.unit(m, normalize) for m in methods}},
+            "maps": {m: np.round(self.maps(m, *per_head[m], normalize, discount_sinks), 6).tolist() for m in methods},
         }
 
-    def to_json(self, methods: tuple[str, ...] = ("cross_attention",), normalize: str = "none") -> str:
-        return json.dumps(self.to_dict(methods, normalize))
+    def to_json(self, methods: tuple[str, ...] = ("cross_attention",), normalize: str = "none", **view) -> str:
+        return json.dumps(self.to_dict(methods, normalize, **view))
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _model_label(captioner) -> str | None:
+    """The model named for an export: the shipped one by what it is, never by a path on this machine."""
+    from .captioner import DEFAULT_CHECKPOINT
+
+    name = getattr(captioner, "name", None)
+    if name is not None and str(name) == str(DEFAULT_CHECKPOINT):
+        return "the shipped ShapeScenes model (vizcap/checkpoints/shapes)"
+    return None if name is None else str(name)
 
 
 def explain(captioner, image, params: DecodingParams | None = None, forced: list[int] | None = None, **kwargs) -> Explanation:
