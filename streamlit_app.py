@@ -15,7 +15,6 @@ a tiny one); otherwise the shipped ShapeScenes model is used.
 
 from __future__ import annotations
 
-import hashlib
 import html
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import streamlit as st
 from app_pages import common
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.decoding import DecodingParams
+from vizcap.links import compose_spec
 from vizcap.scenes import COLOURS, SHAPES, SceneConfig
 
 GALLERY = (7, 11, 23, 42, 101, 256, 1234, 2024)
@@ -144,8 +144,7 @@ def compose() -> None:
                        + ("completely hidden" if share == 0 else f"mostly hidden ({100 * share:.0f} % in view)")
                        + " behind the objects drawn after it, so the true caption leaves it out: the model is "
                          "only asked to describe what can be seen.", icon=":material/visibility_off:")
-    key = repr((placements, background)).encode()
-    image_id = "compose:" + hashlib.sha1(key).hexdigest()[:16]
+    image_id = compose_spec(placements, background)  # the scene's own description: it can travel in a link
     if common.current_image()["id"] != image_id:
         common.set_image(image_id, scene.image, "your composed scene", scene.caption)
 

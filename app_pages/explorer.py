@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages import common
-from vizcap import figures, render
+from vizcap import figures, links, render
 from vizcap.maps import NORMALIZATIONS, select
 
 PLAY_SECONDS = float(os.environ.get("VIZCAP_PLAY_SECONDS", "0.7"))
@@ -33,6 +33,9 @@ NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention s
 st.title("Caption & attention explorer")
 common.sidebar()
 captioner, ckpt = common.require_captioner()
+# a link (/explorer?image=scene:42&word=3&method=rollout&normalize=max) sets the view before any widget
+common.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head": "ex_head", "normalize": "ex_norm",
+                         "sinks": "ex_sinks"})
 img = common.image_header(captioner, ckpt, compact=True)
 params = common.decoding_controls("ex")
 if params is None:
@@ -77,13 +80,14 @@ with st.expander("Map settings: method, layer, head, normalisation, colours", ex
                       on_change=common.persistent("ex_sinks", False))
 layer = None if layer == ALL or not per_head else int(layer)
 head = None if head == ALL or not per_head else int(head)
-st.caption("Map: " + " · ".join([
+summary = " · ".join([
     method.replace("_", " "),
     *([("all layers (mean)" if layer is None else f"layer {layer}"), ("all heads (mean)" if head is None else f"head {head}")]
       if per_head else ["every layer and head"]),
     {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
      "global": "scaled to the caption's peak"}[normalize],
-    *(["attention sinks discounted"] if sinks else [])]) + " (change in Map settings)")
+    *(["attention sinks discounted"] if sinks else [])])
+st.caption("Map: " + summary + " (change in Map settings)")
 if exp.crop:
     st.caption(common.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
@@ -108,7 +112,10 @@ def caption_html(j: int) -> str:
 # -- the word: step, play, choose ------------------------------------------------------------------
 FUNCTION_WORDS = {"a", "an", "the", "two", "three", "and", "of", "left", "right", "above", "below", "is", "on", "in",
                   "with", "to", "at", "next"}
-if st.session_state.get("ex_for") != id(exp) or st.session_state.get("ex_tok", 0) >= T:
+if "vz_link_word" in st.session_state:  # a link names the word (1-based)
+    st.session_state["ex_for"] = id(exp)
+    st.session_state["ex_tok"] = min(int(st.session_state.pop("vz_link_word")), T) - 1
+elif st.session_state.get("ex_for") != id(exp) or st.session_state.get("ex_tok", 0) >= T:
     # a new caption: start on its first content word (the first "a" says little about where it looked)
     st.session_state["ex_for"] = id(exp)
     st.session_state["ex_tok"] = next((i for i, w in enumerate(exp.tokens) if w.lower() not in FUNCTION_WORDS), 0)
@@ -170,6 +177,8 @@ with controls_slot.container():
                          format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
 word = exp.tokens[j]
+link = common.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
+                                    normalize=normalize, sinks=sinks, decoding=params))
 with map_slot.container():
     common.show(overlay_figure(j), key="ex_overlay")
 with word_slot.container():
@@ -208,25 +217,37 @@ def export_view() -> None:
     safe_word = re.sub(r"[^\w-]+", "_", word)  # a file name: no / < > … from a BPE word
     e = st.columns(3)
 
+    settings = f"{summary} · {common.model_label(captioner, ckpt)}"
+
     def png() -> bytes:
         import io
 
         buf = io.BytesIO()
-        shown = render.resized(exp.image, max(exp.image.width, 384))
-        render.overlay(shown, maps[j], alpha=opacity, cmap=cmap, vmax=vmax).save(buf, "PNG")
+        render.labelled_overlay(exp.image, maps[j], word, unit, vmax, note=settings, alpha=opacity,
+                                cmap=cmap).save(buf, "PNG")
         return buf.getvalue()
 
-    e[0].download_button("PNG: this word's overlay", png, file_name=f"{stem}-{j + 1}-{safe_word}.png", mime="image/png",
+    e[0].download_button("PNG: this word's map, labelled", png, file_name=f"{stem}-{j + 1}-{safe_word}.png", mime="image/png",
                          key="ex_dl_png", on_click="ignore")
     e[1].download_button("GIF: the caption, word by word",
                          lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap, vmax=vmax),
                          file_name=f"{stem}.gif", mime="image/gif", key="ex_dl_gif", on_click="ignore")
-    e[2].download_button("JSON: caption, probabilities, maps", lambda: exp.to_json((method,), normalize),
+    e[2].download_button("JSON: caption, probabilities, maps, settings",
+                         lambda: exp.to_json((method,), normalize, layer=layer if per_head else None,
+                                             head=head if per_head else None, discount_sinks=sinks,
+                                             model=common.model_label(captioner, ckpt)),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")
 
 
-for tab, view in zip(st.tabs(["All heads of a layer", "Prefix tokens", "Export"], key="ex_view", on_change="rerun"),
-                     (heads_view, prefix_view, export_view)):
+def link_view() -> None:
+    st.write("The address bar always holds a link to exactly this view: the picture, the word, the map "
+             "settings and the decoding settings. Copy it into your slides or notes; opening it brings this "
+             "view back (uploaded pictures cannot travel in a link; examples and composed scenes can).")
+    st.code(f"/explorer?{link}" if link else "/explorer", language=None)
+
+
+for tab, view in zip(st.tabs(["All heads of a layer", "Prefix tokens", "Export", "Link to this view"], key="ex_view", on_change="rerun"),
+                     (heads_view, prefix_view, export_view, link_view)):
     if tab.open:
         with tab:
             view()

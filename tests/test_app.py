@@ -283,7 +283,7 @@ def test_explorer_default_flow(app):
     assert "background:#0072B2" in caption_of(at)  # the chosen word is highlighted
     assert at.metric[0].label.startswith("Probability of")
     # only the open tab is drawn: overlay, alternatives and the heads grid
-    assert [t.label for t in at.tabs] == ["All heads of a layer", "Prefix tokens", "Export"]
+    assert [t.label for t in at.tabs] == ["All heads of a layer", "Prefix tokens", "Export", "Link to this view"]
     assert len(at.get("plotly_chart")) == 3 and not at.get("download_button")
     at.session_state["ex_view"] = "Prefix tokens"
     ok(at.run())
@@ -685,3 +685,36 @@ def test_other_model_modes_and_no_logs(mode, tmp_path, monkeypatch):
         ok(at.selectbox(key="ex_method").set_value(method).run())
     at = ok(at.switch_page("app_pages/training_and_trust.py").run())
     assert sum("missing" in i.value or "No metrics" in i.value for i in at.info) == 2
+
+
+def test_a_prepared_link_opens_the_explorer_on_that_view(app):
+    """/explorer?image=scene:42&word=3&method=rollout&normalize=max: example 42, its third word, rollout,
+    max-normalised; the address then keeps following the view, and a bad value is one warning."""
+    at = ok(app.run())
+    at.query_params.update({"image": "scene:42", "word": "3", "method": "rollout", "normalize": "max",
+                            "strategy": "beam", "beams": "4", "layer": "bogus"})
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    assert at.session_state["vz_image"]["id"] == "scene:42"
+    assert at.selectbox(key="ex_method").value == "rollout" and at.selectbox(key="ex_norm").value == "max"
+    assert at.selectbox(key="ex_strategy").value == "beam" and at.number_input(key="ex_beams").value == 4
+    assert at.session_state["ex_tok"] == 2  # the third word
+    exp = list(at.session_state["vz_explanations"].values())[-1]
+    assert exp.params.strategy == "beam" and exp.params.beams == 4
+    assert [w.value for w in at.warning if "link: layer=bogus" in w.value]
+    # the address follows the view: moving to the next word rewrites it, and it opens the same view again
+    at.button(key="ex_next").click()
+    at = ok(at.run())
+    q = at.query_params
+    assert q["word"] == "4" and q["method"] == "rollout" and q["image"] == "scene:42" and q["beams"] == "4"
+    at.session_state["ex_view"] = "Link to this view"
+    at = ok(at.run())
+    assert at.code[0].value.startswith("/explorer?image=scene%3A42&word=4&method=rollout")
+
+
+def test_composed_scenes_are_shared_by_their_description(app):
+    at = ok(app.run())
+    at.query_params.update({"image": "compose:white/red-star-25-50-30/blue-circle-75-50-30", "word": "2"})
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    img = at.session_state["vz_image"]
+    assert img["id"] == "compose:white/red-star-25-50-30/blue-circle-75-50-30"
+    assert img["truth"] == "a red star left of a blue circle" and at.session_state["ex_tok"] == 1

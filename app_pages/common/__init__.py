@@ -325,28 +325,108 @@ def params_or_error(**values) -> DecodingParams | None:
     return DecodingParams(**values)
 
 
+# decoding widgets: DecodingParams field -> (widget key suffix, the widget's starting value)
+DECODING_WIDGETS = {"strategy": ("strategy", "greedy"), "beams": ("beams", 3), "length_penalty": ("lp", 1.0),
+                    "max_tokens": ("max", 20), "temperature": ("temp", 1.0), "top_k": ("topk", 0),
+                    "top_p": ("topp", 1.0), "seed": ("seed", 0)}
+
+
 def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | None:
-    """Strategy and its knobs. Changing them asks the model again (once per new combination)."""
+    """Strategy and its knobs. Changing them asks the model again (once per new combination). The
+    widgets start from st.session_state (set here, or by a link: apply_link), never from value=."""
+    for name, (suffix, start) in DECODING_WIDGETS.items():
+        st.session_state.setdefault(f"{prefix}_{suffix}", start)
     with st.expander("Decoding: how the caption is chosen", expanded=expanded):
         c1, c2, c3, c4 = st.columns(4)
         strategy = c1.selectbox("Strategy", STRATEGIES, key=f"{prefix}_strategy",
                                 format_func={"greedy": "greedy", "beam": "beam search", "sample": "sampling"}.get)
-        beams = c2.number_input("Beams", 1, MAX_BEAMS, 3, key=f"{prefix}_beams", disabled=strategy != "beam")
-        length_penalty = c3.number_input("Length penalty", -10.0, 10.0, 1.0, 0.1, key=f"{prefix}_lp",
+        beams = c2.number_input("Beams", 1, MAX_BEAMS, key=f"{prefix}_beams", disabled=strategy != "beam")
+        length_penalty = c3.number_input("Length penalty", -10.0, 10.0, step=0.1, key=f"{prefix}_lp",
                                          disabled=strategy != "beam")
-        max_tokens = c4.number_input("Max words", 1, 40, 20, key=f"{prefix}_max")
+        max_tokens = c4.number_input("Max words", 1, 40, key=f"{prefix}_max")
         c5, c6, c7, c8 = st.columns(4)
         sampling = strategy == "sample"
-        temperature = c5.number_input("Temperature", 0.05, 5.0, 1.0, 0.05, key=f"{prefix}_temp", disabled=not sampling)
-        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, 0, key=f"{prefix}_topk", disabled=not sampling)
-        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, 1.0, 0.05, key=f"{prefix}_topp", disabled=not sampling)
-        seed = c8.number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed", disabled=not sampling)
+        temperature = c5.number_input("Temperature", 0.05, 5.0, step=0.05, key=f"{prefix}_temp", disabled=not sampling)
+        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, key=f"{prefix}_topk", disabled=not sampling)
+        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, step=0.05, key=f"{prefix}_topp", disabled=not sampling)
+        seed = c8.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}_seed", disabled=not sampling)
     values = {"strategy": strategy, "beams": int(beams) if strategy == "beam" else 1,
               "top_k": int(top_k) if sampling else 0, "top_p": float(top_p) if sampling else 1.0,
               "temperature": float(temperature) if sampling else 1.0,
               "length_penalty": float(length_penalty) if strategy == "beam" else 1.0,
               "seed": int(seed) if sampling else None, "max_tokens": int(max_tokens)}
     return params_or_error(**values)
+
+
+def model_label(captioner, ckpt: str) -> str:
+    """The model in a few words for exports and links' notes (never a path on this machine)."""
+    if ckpt == shipped_path():
+        return "the shipped ShapeScenes model"
+    if is_photo_model(captioner):
+        return f"Hugging Face {'BLIP' if captioner.kind == 'blip' else 'ViT+GPT-2'} “{Path(ckpt).name if Path(ckpt).exists() else ckpt}”"
+    return f"checkpoint “{Path(ckpt).name}”"
+
+
+# -- links: the address bar holds the view, and a link opens it again (vizcap.links) ---------------
+
+
+def apply_link(prefix: str, display: dict | None = None) -> None:
+    """Once per new address: set the image, the decoding widgets (`prefix`) and the display widgets
+    (`display`: links.View field -> widget key) from the page's query parameters, and keep the word
+    for the page (st.session_state["vz_link_word"], 1-based). Values a link cannot use are shown as
+    one-line warnings; an address this app wrote itself (write_link) is not applied again."""
+    from vizcap import links
+
+    query = st.query_params.to_dict()
+    if not query or query == st.session_state.get("vz_link_written"):
+        return
+    st.session_state["vz_link_written"] = query
+    view, notes = links.parse(query)
+    for note in notes:
+        st.warning(note, icon=":material/link_off:")
+    if "image" in query and view.image == query["image"]:
+        set_link_image(view.image)
+    for name, (suffix, _) in DECODING_WIDGETS.items():
+        if name in query and getattr(view.decoding, name) is not None:
+            st.session_state[f"{prefix}_{suffix}"] = getattr(view.decoding, name)
+    for name, key in (display or {}).items():
+        if name in query:
+            value = getattr(view, name)
+            if key.endswith(("_layer", "_head")) and value is None:
+                value = "all"
+            st.session_state[key] = st.session_state[f"_keep_{key}"] = value
+    if view.word is not None:
+        st.session_state["vz_link_word"] = view.word
+
+
+def set_link_image(image: str) -> None:
+    """The picture a link names (links.image_problem already said it is valid)."""
+    from vizcap.compose import compose_scene
+    from vizcap.links import parse_compose
+
+    kind, _, rest = image.partition(":")
+    if kind == "scene":
+        set_scene(int(rest))
+    elif current_image()["id"] != image:
+        placements, background = parse_compose(rest)
+        scene = compose_scene(placements, background=background)
+        set_image(image, scene.image, "a composed scene", scene.caption)
+
+
+def write_link(view) -> str:
+    """Put `view` (a vizcap.links.View) in the address bar, so that copying the address shares this
+    view; an uploaded picture cannot travel in a link and is left out. Returns the query string."""
+    from urllib.parse import urlencode
+
+    from vizcap import links
+
+    query = links.to_query(view)
+    if links.image_problem(view.image):
+        query.pop("image", None)
+    if st.query_params.to_dict() != query:
+        st.query_params.from_dict(query)
+    st.session_state["vz_link_written"] = query
+    return urlencode(query)
 
 
 def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
