@@ -185,5 +185,6 @@ PAGES = {
     "decoding": st.Page(common.PAGE_FILES["decoding"], title="Decoding lab", icon=":material/casino:", url_path="decoding_lab"),
     "how": st.Page(common.PAGE_FILES["how"], title="How it works", icon=":material/settings:", url_path="how_it_works"),
     "trust": st.Page(common.PAGE_FILES["trust"], title="Training & trust", icon=":material/monitoring:", url_path="training_and_trust"),
+    "lesson": st.Page(common.PAGE_FILES["lesson"], title="Lesson (10 minutes)", icon=":material/school:", url_path="lesson"),
 }
 st.navigation(list(PAGES.values())).run()

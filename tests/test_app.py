@@ -718,3 +718,36 @@ def test_composed_scenes_are_shared_by_their_description(app):
     img = at.session_state["vz_image"]
     assert img["id"] == "compose:white/red-star-25-50-30/blue-circle-75-50-30"
     assert img["truth"] == "a red star left of a blue circle" and at.session_state["ex_tok"] == 1
+
+
+def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
+    """Back/Next through the five steps, each one sentence and one view; Reveal draws the map; the
+    address names the step and ?step=3 opens the third. (It is written for the shipped model.)"""
+    from vizcap.captioner import DEFAULT_CHECKPOINT
+    from vizcap.lesson import STEPS
+
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(DEFAULT_CHECKPOINT))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    at = ok(at.switch_page("app_pages/lesson.py").run())
+    for k, step in enumerate(STEPS):
+        said = [m.value for m in at.markdown if "vz-lesson-say" in m.value]
+        assert said and step.say.split(":")[0][:40] in said[0].replace("&#x27;", "'"), k
+        assert at.query_params["step"] == str(k + 1)
+        if step.view == "predict":
+            assert not at.get("plotly_chart")  # predict first: no map yet
+            at.toggle(key="ls_reveal").set_value(True)
+            at = ok(at.run())
+            assert len(at.get("plotly_chart")) == 1
+        if step.view == "decoding":
+            beam_line = [m.value for m in at.markdown if "Beam search (5 beams)" in m.value]
+            greedy_line = [m.value for m in at.markdown if "Greedy caption" in m.value]
+            assert beam_line and greedy_line and beam_line[0].split("</")[0][-20:] != greedy_line[0].split("</")[0][-20:]
+        if k < len(STEPS) - 1:
+            at.button(key="ls_next").click()
+            at = ok(at.run())
+    assert at.button(key="ls_next").disabled
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["step"] = "3"
+    fresh = ok(fresh.run())
+    fresh = ok(fresh.switch_page("app_pages/lesson.py").run())
+    assert any("Greedy or beam" in h.value for h in fresh.subheader)

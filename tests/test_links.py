@@ -60,3 +60,17 @@ def test_composed_scenes_travel_in_the_link():
     back, background = parse_compose(spec.split(":", 1)[1])
     assert back == placements and background == "light grey"
     assert compose_scene(back, background=background).caption == compose_scene(placements, background="light grey").caption
+
+
+def test_the_lessons_steps_are_valid_views_and_its_photo_is_fixed():
+    import numpy as np
+
+    from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
+    from vizcap.links import image_problem
+
+    assert len(STEPS) == 5 and all(s.say.count(".") <= 2 for s in STEPS)  # one sentence each, read aloud
+    assert all(s.image == PHOTO or image_problem(s.image) is None for s in STEPS)
+    assert np.array_equal(np.asarray(photo_like()), np.asarray(photo_like())) and photo_like().size == (320, 240)
+    assert focus_word("two pink circles and an orange square".split()) == 6
+    assert focus_word("a red triangle left of a blue circle".split(), "a red star left of a blue circle") == 2
+    assert focus_word([]) == 0

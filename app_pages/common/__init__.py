@@ -40,6 +40,7 @@ PAGE_FILES = {
     "decoding": "app_pages/decoding_lab.py",
     "how": "app_pages/how_it_works.py",
     "trust": "app_pages/training_and_trust.py",
+    "lesson": "app_pages/lesson.py",
 }
 # -- the model -----------------------------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""Lesson: a guided ten-minute tour for a projector (vizcap.lesson has the steps: one sentence and one
+existing view each). Back/Next move through the steps; every step links to the same view in the
+explorer (a vizcap.links address), and /lesson?step=3 opens the third step."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import urlencode
+
+import numpy as np
+import streamlit as st
+
+from app_pages import common
+from vizcap import figures, links
+from vizcap.compose import compose_scene
+from vizcap.decoding import DecodingParams
+from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
+from vizcap.scenes import render_scene
+
+st.title("Lesson: where does a captioner look?")
+common.sidebar()
+captioner, ckpt = common.require_captioner()
+if common.is_photo_model(captioner):
+    st.info("This lesson is written for the shipped ShapeScenes model, whose pictures vizcap can draw and check. "
+            "Choose “Shipped ShapeScenes model” in the sidebar to give it.")
+    st.stop()
+
+N = len(STEPS)
+asked = st.query_params.get("step")
+if asked is not None and asked != st.session_state.get("ls_step_written"):  # a link to a step
+    st.session_state["ls_step"] = min(max(int(asked) - 1, 0), N - 1) if asked.isdigit() else 0
+    if not asked.isdigit():
+        st.warning(f"link: step={asked[:20]} ignored (a step number from 1 to {N})", icon=":material/link_off:")
+st.session_state.setdefault("ls_step", 0)
+
+
+def _move(delta: int) -> None:
+    st.session_state["ls_step"] = min(max(st.session_state["ls_step"] + delta, 0), N - 1)
+    st.session_state.pop("ls_reveal", None)
+
+
+i = st.session_state["ls_step"]
+step = STEPS[i]
+st.session_state["ls_step_written"] = str(i + 1)
+st.query_params.from_dict({"step": str(i + 1)})
+
+with st.container(horizontal=True, vertical_alignment="center"):
+    st.button("Back", key="ls_back", on_click=_move, args=(-1,), disabled=i == 0, icon=":material/arrow_back:")
+    st.button("Next", key="ls_next", on_click=_move, args=(1,), disabled=i == N - 1, icon=":material/arrow_forward:")
+    st.markdown(f"Step **{i + 1}** of {N}")
+st.subheader(step.title)
+st.markdown(f"<p style='font-size:1.25rem' id='vz-lesson-say'>{html.escape(step.say)}</p>", unsafe_allow_html=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def picture(image: str):
+    """(image, its true caption or None) for a step."""
+    if image == PHOTO:
+        return photo_like(), None
+    kind, _, rest = image.partition(":")
+    if kind == "scene":
+        scene = render_scene(int(rest))
+    else:
+        placements, background = links.parse_compose(rest)
+        scene = compose_scene(placements, background=background)
+    return scene.image, scene.caption
+
+
+image, truth = picture(step.image)
+img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth}
+greedy = common.explanation(captioner, ckpt, img, DecodingParams())
+j = focus_word(greedy.tokens, truth if step.view == "failure" else None) if len(greedy) else 0
+maps = greedy.maps(step.method, normalize="max") if len(greedy) else None
+
+
+def caption_line(exp, label: str) -> None:
+    st.markdown(f"**{label}:** <span class='vz-lesson-caption'>{html.escape(exp.caption) or '(empty)'}</span>",
+                unsafe_allow_html=True)
+
+
+def overlay(word: int) -> None:
+    common.show(figures.attention_overlay(image, maps[word], greedy.tokens[word], 0.55, "viridis", 1.0, step.method,
+                                          height=360, unit="÷ this word's maximum"), key=f"ls_overlay_{i}")
+
+
+left, right = st.columns([3, 2])
+with left:
+    if step.view in ("predict", "failure"):
+        if st.session_state.get("ls_reveal"):
+            overlay(j)
+        else:
+            st.image(image, caption="Where will it look?", width=420)
+    elif step.view == "heads":
+        L, H = captioner.decoder_layers, captioner.decoder_heads
+        per_head = [greedy.maps("cross_attention", L - 1, h, "max")[j] for h in range(H)]
+        raw = [greedy.maps("cross_attention", L - 1, h, "none")[j] for h in range(H)]
+        common.show(figures.heads_grid(image, np.stack(per_head), greedy.tokens[j], L - 1, "cross_attention", 0.55,
+                                       "viridis", raw=np.stack(raw), vmax=1.0, unit="÷ each head's maximum",
+                                       normalize="max"), key=f"ls_heads_{i}")
+    elif step.view == "decoding":
+        beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5))
+        common.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
+    else:  # photo
+        st.image(image, caption="A picture drawn to look like a street with a red car", width=420)
+with right:
+    if truth is not None:
+        st.markdown(f"**True caption:** *{common.md(truth)}*")
+    caption_line(greedy, "Greedy caption")
+    if step.view == "decoding":
+        beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5))
+        caption_line(beam, "Beam search (5 beams)")
+        st.caption(f"Scores (log-probability ÷ length): greedy {greedy.score:.3f} · beam {beam.score:.3f} — "
+                   "higher is better for the model, which is not the same as right.")
+    if step.view in ("predict", "failure"):
+        st.toggle("Reveal where it looked", key="ls_reveal")
+        st.caption(f"The word: “{common.md(greedy.tokens[j])}” (cross-attention, each map scaled to its peak).")
+    if step.view == "heads":
+        st.caption(f"The word “{common.md(greedy.tokens[j])}”, each head's map scaled to its own peak.")
+    if step.view == "photo" and len(greedy):
+        st.dataframe({"word": greedy.tokens, "probability": [float(p) for p in greedy.probs]}, hide_index=True,
+                     height=min(35 * (len(greedy) + 1) + 3, 300),
+                     column_config={"probability": st.column_config.ProgressColumn(
+                         "probability", min_value=0.0, max_value=1.0, format="%.2f")})
+    if step.image != PHOTO:
+        query = links.to_query(links.View(image=step.image, word=j + 1, method=step.method, normalize="max",
+                                          decoding=DecodingParams(strategy="beam", beams=5)
+                                          if step.view == "decoding" else DecodingParams()))
+        st.markdown(f"[Open this in the explorer](/explorer?{urlencode(query)})")
