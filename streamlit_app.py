@@ -46,7 +46,7 @@ def home() -> None:
         "own file, or a scene you compose to test an idea) · **3.** open a page from the sidebar to see how the "
         "caption was made."
     )
-    captioner, ckpt = common.require_captioner()
+    captioner, ckpt = common.require_captioner(notice=False)  # the notice goes with the caption, below
     st.caption(model_line(captioner, ckpt))
     shown = st.container()  # the caption, drawn after the chooser below has set this run's image
     st.divider()
@@ -150,6 +150,7 @@ def compose() -> None:
 
 
 def show_caption(captioner, ckpt: str) -> None:
+    common.unfamiliar_notice(captioner)  # drawn after the chooser, so it is about this run's picture
     img = common.current_image()
     left, right = st.columns([1, 2])
     left.image(img["image"], caption=img["label"], width="stretch")

@@ -19,7 +19,7 @@ from vizcap.scenes import render_scene
 
 st.title("Lesson: where does a captioner look?")
 common.sidebar()
-captioner, ckpt = common.require_captioner()
+captioner, ckpt = common.require_captioner(notice=False)  # the lesson shows its own pictures
 if common.is_photo_model(captioner):
     st.info("This lesson is written for the shipped ShapeScenes model, whose pictures vizcap can draw and check. "
             "Choose “Shipped ShapeScenes model” in the sidebar to give it.")

@@ -751,3 +751,24 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
     fresh = ok(fresh.run())
     fresh = ok(fresh.switch_page("app_pages/lesson.py").run())
     assert any("Greedy or beam" in h.value for h in fresh.subheader)
+
+
+def test_an_uploaded_picture_keeps_its_notice_on_every_page(app):
+    """While an upload is current and the model is a ShapeScenes one, every page says what the model
+    knows, that probability is confidence not correctness, and shows on request what it saw."""
+    at = ok(app.run())
+    notice = "has only ever seen ShapeScenes"
+    assert not [m for m in at.markdown if notice in m.value]  # an example scene: no notice
+    ok(at.segmented_control(key="vz_source").set_value("Upload").run())
+    ok(at.file_uploader[0].set_value(("red.png", png_bytes(), "image/png")).run())
+    for page in [None, *PAGES]:
+        if page is not None:
+            at = ok(at.switch_page(page).run())
+        shown = [m.value for m in at.markdown if notice in m.value]
+        assert shown and "how *sure* the model is, not whether" in shown[0] and "64×64" in shown[0], page
+    n_images = len(at.image)
+    at.toggle(key="vz_show_input").set_value(True)
+    at = ok(at.run())
+    assert len(at.image) == n_images + 1  # the squashed input, shown on request
+    at = ok(at.switch_page("app_pages/lesson.py").run())
+    assert not [m for m in at.markdown if notice in m.value]  # the lesson shows its own pictures

@@ -101,3 +101,14 @@ def test_a_folder_given_as_the_checkpoint_directory_also_works(app, hf_folder, m
     for page in PAGES:
         ok(at.switch_page(page).run())
         assert not at.error, page
+
+
+def test_a_photo_model_on_a_drawn_scene_says_so(app, hf_folder):
+    """The notice for pictures far from a model's training data, worded for a photo captioner: an example
+    scene (drawn shapes) gets it, with the processor's own input size; an upload does not."""
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    shown = [m.value for m in at.markdown if "learned from photos" in m.value]
+    # the processor's square input: 32 px for the tiny ViT, 48 for BLIP
+    assert shown and "not whether" in shown[0] and ("32×32" in shown[0] or "48×48" in shown[0])
+    ok(at.switch_page("app_pages/explorer.py").run())
+    assert [m.value for m in at.markdown if "learned from photos" in m.value]

@@ -159,7 +159,59 @@ def shipped_path() -> str:
     return str(DEFAULT_CHECKPOINT.resolve())
 
 
-def require_captioner() -> tuple[vizcap.Captioner, str]:
+def require_captioner(notice: bool = True) -> tuple[vizcap.Captioner, str]:
+    """The loaded captioner and its path (or a friendly st.error and a stopped page), with the notice
+    for a current picture unlike the model's training data (unfamiliar_notice) unless notice=False
+    (a page that shows pictures of its own)."""
+    captioner, path = _require_captioner()
+    if notice:
+        unfamiliar_notice(captioner)
+    return captioner, path
+
+
+def model_input(captioner, image):
+    """What the model actually sees of `image`: its preprocessing's output turned back into a picture
+    (the whole image squashed to the model's square input, or the processor's crop)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = captioner.pixels(image)[0].numpy()  # [3, H, W], normalised
+    if is_photo_model(captioner):
+        proc = captioner.image_processor
+        mean, std = getattr(proc, "image_mean", None) or [0.0] * 3, getattr(proc, "image_std", None) or [1.0] * 3
+    else:
+        mean, std = captioner.cfg.image_mean, captioner.cfg.image_std
+    rgb = pixels * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
+    return Image.fromarray((rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8))
+
+
+def unfamiliar_notice(captioner) -> None:
+    """While the current picture is unlike what the model was trained on — an upload for the shipped
+    ShapeScenes model (or any vizcap checkpoint), a drawn scene for a photo captioner — say on every
+    page what the model knows, that a word's probability is confidence and not correctness, and show
+    on request what the model actually saw."""
+    img = current_image()
+    upload = img["id"].startswith("upload:")
+    if is_photo_model(captioner):
+        if upload:
+            return
+        knows = ("This captioner learned from photos with human captions; these drawn shapes are far from "
+                 "anything it saw, so its words can be wrong")
+    else:
+        if not upload:
+            return
+        knows = ("This model has only ever seen ShapeScenes — up to three coloured shapes (7 colours, 5 shapes) "
+                 "on a plain background — so it describes every picture, this one too, as coloured shapes")
+    side = model_input(captioner, img["image"]).size
+    with st.container(border=True):
+        st.markdown(f":material/info: **{knows}.** A word's probability is how *sure* the model is, not whether "
+                    f"the word is right. It saw this picture squashed to {side[0]}×{side[1]} pixels.")
+        if st.toggle("Show what the model saw", key="vz_show_input"):
+            st.image(model_input(captioner, img["image"]), caption=f"The model's input, {side[0]}×{side[1]}",
+                     width=min(256, 2 * side[0]))
+
+
+def _require_captioner() -> tuple[vizcap.Captioner, str]:
     """The loaded captioner and its path, or a friendly st.error and a stopped page."""
     path = checkpoint_path()
     if not path:
