@@ -1,13 +1,14 @@
 """vizcap, the app: `streamlit run streamlit_app.py`.
 
 This file is the entry point and the Home page; it registers the pages (st.navigation). The pages
-live in app_pages/, their shared glue in app_pages/common/. Thin pages: everything shown comes from
+live in pages/, their shared glue in pages/common/. Thin pages: everything shown comes from
 `vizcap` functions and `vizcap.figures`.
 
-The folder is not called pages/ on purpose: while a Streamlit process has a pages/ folder and no
-session has yet run st.navigation, a first visit straight to a page's address (/explorer, a bookmark)
-runs that file alone under Streamlit's automatic page list ("streamlit app", "explorer" …). Without
-a pages/ folder every address runs this file, which draws the app's own navigation and titles.
+A first visit straight to a page's address (/explorer, a bookmark) on a fresh Streamlit process runs
+that page's file alone under Streamlit's automatic page list ("streamlit app", "explorer" …), because
+the process found a pages/ folder and no session has run st.navigation yet. Every page therefore
+starts with common.sidebar(), which hands such a run over to this file (one rerun) so that every
+address shows the app's own navigation and titles.
 
 Environment: VIZCAP_CHECKPOINT=DIR opens that checkpoint directory by default (tests and demos use
 a tiny one); otherwise the shipped ShapeScenes model is used.
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.decoding import DecodingParams
 from vizcap.links import compose_spec
@@ -171,11 +172,11 @@ def show_caption(captioner, ckpt: str) -> None:
                          column_config={"probability": st.column_config.ProgressColumn(
                              "probability", min_value=0.0, max_value=1.0, format="%.3f")})
         st.markdown("**Explore:**")
-        st.page_link("app_pages/explorer.py", label="Where it looked, word by word", icon=":material/visibility:")
-        st.page_link("app_pages/decoding_lab.py", label="Greedy, beam and sampling compared",
+        st.page_link("pages/explorer.py", label="Where it looked, word by word", icon=":material/visibility:")
+        st.page_link("pages/decoding_lab.py", label="Greedy, beam and sampling compared",
                      icon=":material/casino:")
-        st.page_link("app_pages/how_it_works.py", label="How the model works", icon=":material/settings:")
-        st.page_link("app_pages/training_and_trust.py", label="Training, and can we trust the heatmaps?",
+        st.page_link("pages/how_it_works.py", label="How the model works", icon=":material/settings:")
+        st.page_link("pages/training_and_trust.py", label="Training, and can we trust the heatmaps?",
                      icon=":material/monitoring:")
 
 

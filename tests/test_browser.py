@@ -283,3 +283,45 @@ def test_every_page_in_a_browser(server, browser_page):
     for title, name, must_show in PAGES:
         page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True).click()
         _check(page, name, must_show, caption)
+
+
+# which word of the explorer's caption is highlighted (its span has a coloured background)
+HIGHLIGHTED_JS = r"""() => [...document.querySelectorAll('#vz-caption span')]
+  .findIndex(s => getComputedStyle(s).backgroundColor === 'rgb(0, 114, 178)')"""
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (800, 900)])
+def test_a_prepared_link_round_trips_and_the_lesson_steps_through(server, browser_page, size):
+    """A teacher's link opens the explorer on that view; Next rewrites the address, and the new address
+    opens the same view again. The Lesson page steps through its five steps with nothing cut or broken;
+    its screenshots (1280×800) go to docs/screenshots/lesson-N.png."""
+    page = browser_page
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    try:
+        _open(page, server + "/explorer?image=scene:42&word=3&method=rollout&normalize=max", "Where the model looked")
+        assert "rollout" in page.get_by_text("Map: ", exact=False).first.inner_text()
+        assert "ShapeScenes example 42" in page.locator("[data-testid='stMain']").inner_text()
+        words = page.locator("#vz-caption").first.inner_text().split()
+        assert page.evaluate(HIGHLIGHTED_JS) == 2  # the third word is the highlighted one
+        page.get_by_role("button", name="Next").first.click()
+        page.wait_for_function("() => location.search.includes('word=4')")
+        url = page.url
+        assert "image=scene%3A42" in url and "method=rollout" in url
+        _open(page, url, "Where the model looked")  # the address opens the same view again
+        assert page.evaluate(HIGHLIGHTED_JS) == 3 and page.locator("#vz-caption").first.inner_text().split() == words
+        _open(page, server + "/lesson", "Step")
+        for k in range(1, 6):
+            page.get_by_text(f"Step {k} of 5", exact=False).first.wait_for(state="visible")
+            _settle(page)
+            assert page.evaluate(BROKEN_TEXT_JS) == [], f"lesson step {k}"
+            assert page.locator("[data-testid='stException']").count() == 0
+            assert f"step={k}" in page.url
+            if (width, height) == (1280, 800):
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SHOTS / f"lesson-{k}.png"))
+                _shrink(SHOTS / f"lesson-{k}.png")
+            if k < 5:
+                page.get_by_role("button", name="Next").first.click()
+    finally:
+        page.set_viewport_size(VIEWPORT)

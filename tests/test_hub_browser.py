@@ -74,7 +74,7 @@ def test_browser_opens_a_hugging_face_folder(server, blip_folder):
     from playwright.sync_api import sync_playwright
 
     import vizcap
-    from app_pages.common import DEFAULT_SCENE
+    from pages.common import DEFAULT_SCENE
     from vizcap.scenes import render_scene
 
     expected = vizcap.load(blip_folder).explain(render_scene(DEFAULT_SCENE).image).caption

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import numpy as np
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap import figures, links
 from vizcap.compose import compose_scene
 from vizcap.decoding import DecodingParams

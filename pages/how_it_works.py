@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap import anatomy, figures
 from vizcap.decoding import DecodingParams
 

@@ -11,7 +11,7 @@ import html
 import numpy as np
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap import figures
 from vizcap.decoding import MAX_BEAMS
 from vizcap.explain import teacher_forced

@@ -1,9 +1,10 @@
 """Streamlit glue shared by the app's pages: the checkpoint picker, the model (st.cache_resource), the
 current image, and the explanations kept in st.session_state.
 
-This is a sub-package of app_pages/, not a page: streamlit_app.py registers the pages with
-st.navigation and runs first on every address (see its docstring for why the folder is not called
-pages/). Each page still calls `sidebar()` itself and names page files in its links. Everything
+This is a sub-package of pages/, not a page: streamlit_app.py registers the pages with
+st.navigation and runs first on every address (sidebar() hands over a run that Streamlit started
+from a page file alone; see streamlit_app.py). Each page calls `sidebar()` first and names page
+files in its links. Everything
 shown comes from `vizcap`; nothing here computes.
 
 Keys in st.session_state (all prefixed "vz_"):
@@ -36,11 +37,11 @@ MAX_UPLOAD_MB = 20
 DEFAULT_SCENE = 7
 MAX_EXPLANATIONS = 16
 PAGE_FILES = {
-    "explorer": "app_pages/explorer.py",
-    "decoding": "app_pages/decoding_lab.py",
-    "how": "app_pages/how_it_works.py",
-    "trust": "app_pages/training_and_trust.py",
-    "lesson": "app_pages/lesson.py",
+    "explorer": "pages/explorer.py",
+    "decoding": "pages/decoding_lab.py",
+    "how": "pages/how_it_works.py",
+    "trust": "pages/training_and_trust.py",
+    "lesson": "pages/lesson.py",
 }
 # -- the model -----------------------------------------------------------------------------------
 
@@ -106,10 +107,29 @@ h1 { font-size: 2.1rem !important; padding-top: 0.5rem !important; }
 </style>"""
 
 
+def _app_navigation_first() -> None:
+    """A fresh Streamlit process that finds a pages/ folder runs a page's file on its own (its older
+    multipage mode, with an automatic page list "streamlit app", "explorer" …) when the first visitor
+    opens that page's address. Switch that mode off and run again: every run then starts in
+    streamlit_app.py, whose st.navigation draws the app's own navigation and titles and runs the page
+    the address names. (st.navigation switches the mode off the same way once it has run; the flag is
+    Streamlit's own, read through getattr so that a Streamlit without it changes nothing here.)"""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    # only on a session's first run: a rerun then loses no click (and AppTest, which starts every run
+    # in that older mode, keeps its widget events)
+    first = "vz_session" not in st.session_state
+    st.session_state["vz_session"] = True
+    if first and getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def sidebar() -> None:
-    """Every page calls this first: the page style, and the checkpoint picker in the sidebar (the
-    shipped model or a directory). Pages draw it themselves, so that each page also works when run on
-    its own."""
+    """Every page calls this first: the hand-over to the app's navigation, the page style, and the
+    checkpoint picker in the sidebar (the shipped model or a directory). Pages draw it themselves, so
+    that each page also works when run on its own."""
+    _app_navigation_first()
     st.html(STYLE)
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
     for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap import figures
 from vizcap.trust import evaluate_trust
 

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import numpy as np
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from vizcap import figures, links, render
 from vizcap.maps import NORMALIZATIONS, select
 
