@@ -132,3 +132,16 @@ def test_the_fast_path_is_taken_for_a_hugging_face_vit_gpt2(tmp_path, images):
             assert len(e.beam_tree) > 1 and calls == [1], (params, len(calls))
     finally:
         del cap.decoder.forward
+
+
+def test_a_normal_cli_run_on_hugging_face_folders_writes_nothing_to_stderr(tmp_path):
+    from conftest import run_module
+    from hub_fixtures import blip, vit_gpt2
+
+    path = tmp_path / "scene.png"
+    render_scene(5).image.save(path)
+    for folder in (vit_gpt2(tmp_path / "vit-gpt2"), blip(tmp_path / "blip")):
+        done = run_module("-m", "vizcap", "caption", str(path), "--checkpoint", str(folder), "--strategy", "beam",
+                          "--maps", "cross_attention,rollout,relevancy", "--json")
+        assert done.returncode == 0 and done.stdout.strip(), done.stderr
+        assert done.stderr == "", done.stderr  # no "Loading weights" bar off a terminal, no padding warning

@@ -254,7 +254,8 @@ class HFCaptioner(ExplainAPI):
         _check_memory(source, target)
         say(f"loading the {kind} weights of {source}")
         try:
-            model = model_cls.from_pretrained(target, attn_implementation="eager", trust_remote_code=False)
+            with _quiet_transformers(show_progress=progress is not None):
+                model = model_cls.from_pretrained(target, attn_implementation="eager", trust_remote_code=False)
         except Exception as e:
             raise _error(f"{source}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
         _require_eager(model, source)
@@ -352,6 +353,8 @@ class HFCaptioner(ExplainAPI):
 
     def _decode(self, ids: torch.Tensor, memory: torch.Tensor, cache=None, use_cache: bool = True):
         kwargs = {self._cache_kw: cache} if cache is not None else {}
+        if cache is None:  # a whole sequence, nothing padded: say so (transformers warns when a pad id appears)
+            kwargs["attention_mask"] = torch.ones_like(ids)
         if self.kind == "blip":
             mask = torch.ones(memory.shape[:2], dtype=torch.long)
             return self.decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask,
@@ -414,6 +417,31 @@ class HFCaptioner(ExplainAPI):
 
 # ------------------------------------------------------------------------------------------------
 # helpers
+
+
+class _quiet_transformers:
+    """transformers' own progress bars ("Loading weights") only where vizcap shows progress (a terminal),
+    and its warnings held back while a model loads: stderr stays clean on a normal run."""
+
+    def __init__(self, show_progress: bool):
+        self.show_progress = show_progress
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        self.verbosity = hf_logging.get_verbosity()
+        self.bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()
+        if not self.show_progress:
+            hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self.verbosity)
+        if self.bars:
+            hf_logging.enable_progress_bar()
+        return False
 
 
 def _first_line(e: Exception) -> str:
