@@ -14,6 +14,10 @@ Sections (--only takes a comma-separated subset; the default is all of them):
   train     samples/s of `python -m train shapes`, and of the photo preset with/without feature cache
   memory    peak RSS of loading a model and explaining one image (in a fresh process)
   scaling   explain time against caption length and against the encoder's patch grid
+  hub       a Hugging Face ViT-B/16 + GPT-2 VisionEncoderDecoderModel (random weights, saved and opened
+            with vizcap.load like any hub folder): vizcap explain (every map captured, cross-attention
+            and rollout maps built) ÷ HF generate without attentions, and ÷ generate(output_attentions);
+            peak RSS of opening it and explaining one image (a fresh process)
   gpu       there is none here, or the explain/peer figures on CUDA
 
 Timing never goes into unit tests: this script is the only place where vizcap is timed.
@@ -42,7 +46,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SECTIONS = ("explain", "peer", "app", "train", "memory", "scaling", "gpu")
+SECTIONS = ("explain", "peer", "app", "train", "memory", "scaling", "hub", "gpu")
 HELDOUT = 2_000_000_000  # train/shapes.py HELDOUT_FIRST_SEED: scenes the shipped model never saw
 PEER_TOKENS = 20
 
@@ -443,7 +447,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
     from vizcap.model import CaptionModel
 
     repeats = repeats or args.app_repeats
-    page = ROOT / "app_pages" / "explorer.py"
+    page = ROOT / "pages" / "explorer.py"
     if not page.is_file():
         raise RuntimeError(f"{page.relative_to(ROOT)} does not exist (the explorer page is needed)")
     calls = {"explain": 0, "explain_s": [], "encode": 0, "captioner": None, "image": None}
@@ -463,7 +467,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
         return original_encode(self, *a, **k)
 
     vizcap.Captioner.explain, CaptionModel.encode = counted_explain, counted_encode
-    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, app_pages.common.show
+    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, pages.common.show
     spent: dict[str, float] = {}
     measuring, depth = [False], [0]
     patched: list[tuple[object, str, object]] = []
@@ -490,15 +494,15 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
             instrument(figures_module, name, "vizcap.figures")
     instrument(Explanation, "maps", "Explanation.maps")
     cwd = os.getcwd()
-    os.chdir(ROOT)  # pages import `app_pages.common`; .streamlit/config.toml is read from here
+    os.chdir(ROOT)  # pages import `pages.common`; .streamlit/config.toml is read from here
     try:
         at = AppTest.from_file(str(page), default_timeout=600)
         at.run()
         if at.exception:
             raise RuntimeError(f"the explorer page failed: {at.exception[0].message}")
-        import app_pages.common as page_common  # imported by the page's first run
+        import pages.common as page_common  # imported by the page's first run
 
-        instrument(page_common, "show", "st.plotly_chart (app_pages.common.show)")
+        instrument(page_common, "show", "st.plotly_chart (pages.common.show)")
         if calls["explain"] < 1:
             raise RuntimeError("the explorer page ran without calling Captioner.explain")
         page_explain = calls["explain_s"][0]
@@ -547,7 +551,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
             floor.append(time.perf_counter() - t0)
         timed, fresh, floor = changes[1:], fresh[1:], floor[1:]
         return {
-            "page": "app_pages/explorer.py",
+            "page": "pages/explorer.py",
             "checkpoint": checkpoint,
             "widgets": "'Heatmap opacity' slider (key ex_opacity) and 'Word' select_slider (key ex_tok), alternately",
             "rerun_s": med([c["s"] for c in timed]),
@@ -640,14 +644,17 @@ def bench_train(args, tmp: Path) -> dict:
 # ------------------------------------------------------------------------------------------------
 # 5. memory (a fresh process each)
 
-MEMORY_CHILD = r"""
-import json, sys, resource
+# the start of every memory child: the peak resident set so far (VmHWM), and the imports' share of it
+CHILD_PRELUDE = r"""
+import json, sys
 sys.path.insert(0, {root!r})
 def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM"):
             return int(line.split()[1]) / 1024
 import torch, timm, transformers, numpy
+"""
+MEMORY_CHILD = CHILD_PRELUDE + r"""
 sys.path.insert(0, {benchdir!r})
 import run as bench
 base = hwm()
@@ -679,7 +686,95 @@ def bench_memory() -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# 6. scaling
+# 6. a real Hugging Face captioner's shape: ViT-B/16 + GPT-2 small through vizcap.load
+
+
+def save_hf_vit_gpt2(directory: Path) -> Path:
+    """A VisionEncoderDecoderModel with nlpconnect/vit-gpt2-image-captioning's shapes (ViT-B/16 at 224,
+    GPT-2 small with cross-attention, 50257 tokens, start = eos = pad = <|endoftext|>, no crop,
+    mean/std 0.5), random weights, saved as a hub folder: config, safetensors, processor, tokenizer."""
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (GPT2Config, GPT2TokenizerFast, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
+                              VisionEncoderDecoderModel)
+
+    eot = "<|endoftext|>"
+    vocab = {f"w{i}": i for i in range(50256)}
+    vocab[eot] = 50256
+    word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token=eot))
+    word_level.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = GPT2TokenizerFast(tokenizer_object=word_level, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot)
+    enc = ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                    intermediate_size=3072)
+    dec = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, add_cross_attention=True,
+                     is_decoder=True, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
+    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id = cfg.pad_token_id = cfg.eos_token_id = 50256
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        torch.manual_seed(0)
+        model = VisionEncoderDecoderModel(cfg)
+        model.save_pretrained(directory)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    ViTImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+HUB_CHILD = CHILD_PRELUDE + r"""
+base = hwm()
+import vizcap
+from vizcap.scenes import render_scene
+cap = vizcap.load({folder!r})
+e = cap.explain(render_scene({seed}).image, max_tokens={T})
+e.maps("cross_attention"); e.maps("rollout")
+print(json.dumps({{"imports_mb": base, "peak_mb": hwm(), "tokens": len(e.tokens)}}))
+"""
+
+
+def bench_hub(args, tmp: Path, T: int = PEER_TOKENS) -> dict:
+    """vizcap on a Hugging Face model against that model's own generate(), same image, same T tokens."""
+    import vizcap
+
+    folder = save_hf_vit_gpt2(tmp / "vit-gpt2-base")
+    cap = vizcap.load(folder)
+    hf = cap.model
+    img = scene_images(1)[0]
+    pixels = cap.pixels(img)
+
+    def explain_all():
+        e = cap.explain(img, max_tokens=T)
+        e.maps("cross_attention")
+        e.maps("rollout")
+        return e
+
+    def generate(attentions: bool):
+        with torch.inference_mode():
+            return hf.generate(pixel_values=pixels, max_new_tokens=T, min_new_tokens=T, do_sample=False, num_beams=1,
+                               output_attentions=attentions, return_dict_in_generate=True)
+
+    e, plain, full = explain_all(), generate(False), generate(True)
+    assert len(e.tokens) == T and plain.sequences.shape[1] == T + 1, (len(e.tokens), plain.sequences.shape)
+    assert e.token_ids == plain.sequences[0, 1:].tolist()  # the very caption the model's own generate() writes
+    assert full.cross_attentions is not None and len(full.cross_attentions) == T
+    repeats = 3 if args.quick else 7
+    s = interleaved({"vizcap": explain_all, "hf": lambda: generate(False), "hf_attn": lambda: generate(True)},
+                    repeats, warmup=1)
+    child = HUB_CHILD.format(root=str(ROOT), folder=str(folder), seed=HELDOUT, T=T)
+    r = subprocess.run([sys.executable, "-c", child], env=_env(), capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise RuntimeError(f"hub memory child failed: {r.stderr.strip()[-800:]}")
+    memory = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"tokens": T, "vizcap_s": med(s["vizcap"]), "hf_s": med(s["hf"]), "hf_attn_s": med(s["hf_attn"]),
+            "ratio_vs_generate": paired_ratio(s["vizcap"], s["hf"]),
+            "ratio_vs_generate_attentions": paired_ratio(s["vizcap"], s["hf_attn"]),
+            "params": sum(p.numel() for p in hf.parameters()), "memory": memory, "samples": s}
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. scaling
 
 
 def bench_scaling(args) -> dict:
@@ -722,7 +817,7 @@ def bench_scaling(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# 7. GPU
+# 8. GPU
 
 
 def bench_gpu(args) -> dict:
@@ -822,6 +917,17 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
         rows.append(("explain vs grid 7×7 / 14×14 / 24×24 (20 tokens)",
                      " / ".join(f"{ms(g[k]['explain_s'])} (encoder {ms(g[k]['encode_s'])})" for k in ("7", "14", "24"))
                      + f"; 24×24 ÷ 7×7 = {s['grid_ratio_24_vs_7']:.2f}", "—", "—"))
+    h = res.get("hub")
+    if h:
+        what = f"HF ViT-B/16 + GPT-2 through vizcap.load ({h['params'] / 1e6:.0f} M params, {h['tokens']} tokens)"
+        rows.append((f"{what}: vizcap explain (all maps) ÷ HF generate without attentions",
+                     f"{h['ratio_vs_generate']:.2f} ({ms(h['vizcap_s'])} vs {ms(h['hf_s'])})", "≤ 1.10",
+                     ok(h["ratio_vs_generate"] <= 1.10)))
+        rows.append((f"{what}: vizcap explain (all maps) ÷ HF generate(output_attentions=True)",
+                     f"{h['ratio_vs_generate_attentions']:.2f} ({ms(h['vizcap_s'])} vs {ms(h['hf_attn_s'])})", "≤ 1.0",
+                     ok(h["ratio_vs_generate_attentions"] <= 1.0)))
+        rows.append(("peak RSS: open that HF model with vizcap.load + one explain",
+                     f"{h['memory']['peak_mb']:.0f} MB (imports alone {h['memory']['imports_mb']:.0f} MB)", "—", "—"))
     gpu = res.get("gpu")
     if gpu:
         rows.append(("GPU", gpu["note"], "—", "—"))
@@ -937,6 +1043,8 @@ def main(argv=None) -> int:
             print(f"[app] failed: {res['app']['error']}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="vizcap-bench-") as tmp:
         section("train", lambda: bench_train(args, Path(tmp)))
+    with tempfile.TemporaryDirectory(prefix="vizcap-bench-hub-") as tmp:
+        section("hub", lambda: bench_hub(args, Path(tmp)))
     section("memory", bench_memory)
     section("scaling", lambda: bench_scaling(args))
     section("gpu", lambda: bench_gpu(args))

@@ -117,10 +117,7 @@ class ExplainAPI:
         return explain(self, image, params)
 
 
-def take_captured() -> dict[str, list[torch.Tensor]]:
-    """Everything the active capture() holds so far, leaving it empty (one decoding step's maps)."""
-    cache = hooks._ACTIVE.get()
-    return cache.pop_all() if cache is not None else {}
+take_captured = hooks.take_captured  # one decoding step's maps, from the active capture()
 
 
 def install_points(model: torch.nn.Module, points: dict[str, tuple[torch.nn.Module, int | None]]) -> list[str]:

@@ -21,8 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from .backend import ExplainAPI, take_captured
-from .decoding import start_steps
+from .backend import ExplainAPI
+from .decoding import start_steps, step_function
 from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
@@ -98,21 +98,9 @@ class Captioner(ExplainAPI):
         model, cfg = self.model, self.cfg
         memory = model.encode(pixels)
         prefix, _ = model.prefix(memory)
-        state: dict = {}
-
-        def step(tokens, parents):
-            if tokens is None:
-                bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
-                embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
-                logits, state["steps"] = start_steps(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
-            else:
-                if parents.tolist() != list(range(state["rows"])):  # beams: follow each survivor's parent
-                    state["steps"].reorder(parents)
-                logits = state["steps"](tokens)
-            state["rows"] = logits.shape[0]
-            return logits, take_captured()
-
-        return step
+        bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
+        embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+        return step_function(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
 
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [prefix; <bos>; token_ids[:-1]] with every map captured (the oracle; with

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .hooks import record
+from .hooks import record, take_captured
 
 STRATEGIES = ("greedy", "beam", "sample")
 MAX_BEAMS = 16
@@ -285,6 +285,26 @@ def start_steps(decoder, inputs_embeds: torch.Tensor, encoder_hidden_states: tor
     else:
         steps = DecoderCacheSteps(decoder, _output_cache(out), encoder_hidden_states)
     return out.logits[:, -1], steps
+
+
+def step_function(decoder, prompt_embeds: torch.Tensor, memory: torch.Tensor | None):
+    """The step_fn of `search` for a GPT-2 decoder: the first call runs the prompt [1, S, d] (start_steps),
+    later calls append one token per row, each row continuing row `parents[k]` of the previous step;
+    every call returns (logits [K, V], the maps it captured). Shared by vizcap's own models and the
+    Hugging Face ViT+GPT-2 captioners."""
+    state: dict = {}
+
+    def step(tokens, parents):
+        if tokens is None:
+            logits, state["steps"] = start_steps(decoder, prompt_embeds, memory)
+        else:
+            if parents.tolist() != list(range(state["rows"])):  # beams: each row continues its parent
+                state["steps"].reorder(parents)
+            logits = state["steps"](tokens)
+        state["rows"] = logits.shape[0]
+        return logits, take_captured()
+
+    return step
 
 
 def _cache_keyword(decoder) -> str:

@@ -68,6 +68,12 @@ def capture(keep_grad: bool = False) -> Iterator[ActivationCache]:
         _ACTIVE.reset(token)
 
 
+def take_captured() -> dict[str, list[torch.Tensor]]:
+    """Everything the active capture() holds so far, leaving it empty (one decoding step's maps)."""
+    cache = _ACTIVE.get()
+    return cache.pop_all() if cache is not None else {}
+
+
 def record(name: str, weights: torch.Tensor) -> None:
     """Store `weights` under hook point `name` in the active capture (if any), exactly as that hook
     point's hook would: for code that computes an attention module's weights without calling the

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import torch
 
 from .backend import ExplainAPI, install_points, take_captured
-from .decoding import start_steps
+from .decoding import step_function
 from .hooks import capture
 
 KINDS = {"vision-encoder-decoder": "vision-encoder-decoder", "blip": "blip"}
@@ -365,7 +365,7 @@ class HFCaptioner(ExplainAPI):
         """Encode once (the encoder's maps go to the active capture) and return the step function."""
         memory = self._encode(pixels)
         state: dict = {}
-        if self.kind != "blip":  # a transformers GPT-2: vizcap's own decoder steps (vizcap.decoding.start_steps)
+        if self.kind != "blip":  # a transformers GPT-2: vizcap's own decoder steps (vizcap.decoding.step_function)
             return self._gpt2_session(memory)
 
         def step(tokens, parents):
@@ -384,22 +384,11 @@ class HFCaptioner(ExplainAPI):
         return step
 
     def _gpt2_session(self, memory: torch.Tensor):
-        """The same one-token steps as vizcap's own models: CachedSteps when it is bitwise the decoder's
-        step (eager attention, eval mode, only vizcap's hooks), else transformers' own cache."""
-        state: dict = {}
-
-        def step(tokens, parents):
-            if tokens is None:
-                start = self.decoder.transformer.wte(torch.full((1, 1), self.bos_id, dtype=torch.long))
-                logits, state["steps"] = start_steps(self.decoder, start, memory)
-            else:
-                if parents.tolist() != list(range(state["rows"])):  # beams: each row continues its parent
-                    state["steps"].reorder(parents)
-                logits = state["steps"](tokens)
-            state["rows"] = logits.shape[0]
-            return logits, take_captured()
-
-        return step
+        """The same one-token steps as vizcap's own models (vizcap.decoding.step_function): CachedSteps
+        when it is bitwise the decoder's step (eager attention, eval mode, only vizcap's hooks), else
+        transformers' own cache."""
+        start = self.decoder.transformer.wte(torch.full((1, 1), self.bos_id, dtype=torch.long))
+        return step_function(self.decoder, start, memory)
 
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
