@@ -31,14 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "real_captioners.json"
 
-CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {root!r})
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-import torch, transformers
+sys.path.insert(0, str(Path(__file__).parent))
+from run import CHILD_PRELUDE  # noqa: E402  (the memory children's shared start: hwm() and the imports)
+
+CHILD = CHILD_PRELUDE + r"""
+import time
 transformers.logging.set_verbosity_error()
 torch.set_num_threads({threads})
 import numpy as np

@@ -74,18 +74,10 @@ def _checkpoint(tmp_path_factory) -> str | None:
     return str(out)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    _requirements()
+def streamlit_server(env: dict, log: Path):
+    """Start `streamlit run streamlit_app.py` on a free port with `env`; yield its URL once it answers
+    its health check; stop it afterwards. Shared by the browser tests."""
     port = _free_port()
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
-    checkpoint = _checkpoint(tmp_path_factory)
-    env.pop("VIZCAP_CHECKPOINT", None)
-    if checkpoint:
-        env["VIZCAP_CHECKPOINT"] = checkpoint
-    log = tmp_path_factory.mktemp("streamlit_log") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
@@ -115,6 +107,19 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    _requirements()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    checkpoint = _checkpoint(tmp_path_factory)
+    env.pop("VIZCAP_CHECKPOINT", None)
+    if checkpoint:
+        env["VIZCAP_CHECKPOINT"] = checkpoint
+    yield from streamlit_server(env, tmp_path_factory.mktemp("streamlit_log") / "server.log")
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,12 @@ and no error. Skipped locally without chromium/playwright (fails when CI=true), 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import hub_fixtures
-from test_browser import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, _free_port, _requirements, _settle
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _requirements, _settle, streamlit_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,40 +24,10 @@ def blip_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _requirements()
-    port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("VIZCAP_CHECKPOINT", None)
-    log = tmp_path_factory.mktemp("hub_streamlit_log") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"streamlit did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    yield from streamlit_server(env, tmp_path_factory.mktemp("hub_streamlit_log") / "server.log")
 
 
 def _no_trouble(page, where: str) -> None:

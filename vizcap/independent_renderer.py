@@ -52,6 +52,8 @@ import math
 import numpy as np
 from PIL import Image
 
+# The same canonical colours and shape names as vizcap.scenes, written out again on purpose: this
+# renderer must share no code with the one it checks (a deliberate duplicate).
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "orange": (245, 140, 20),
