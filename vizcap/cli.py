@@ -132,8 +132,8 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
         atomic_write(directory / name, lambda p, picture=picture: picture.save(p, "PNG"))
     gif = caption_gif(exp.image, exp.tokens, maps, vmax=vmax)
     atomic_write(directory / f"{stem}.{method}.gif", lambda p: Path(p).write_bytes(gif))
-    atomic_write(directory / f"{stem}.json",
-                 lambda p: Path(p).write_text(exp.to_json(methods or (method,), normalize, layer=layer, head=head)))
+    record = exp.to_json(methods or (method,), normalize, layer=layer, head=head)
+    atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(record))
 
 
 def _caption(args) -> int:
