@@ -69,25 +69,10 @@ def _word_level(vocab: dict[str, int], unk: str):
 
 
 def build_vit_gpt2(directory: Path) -> Path:
-    import torch
-    from transformers import (GPT2Config, GPT2TokenizerFast, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
-                              VisionEncoderDecoderModel)
+    """nlpconnect/vit-gpt2-image-captioning's shapes with random weights: the same folder run.py's hub section uses."""
+    from run import save_hf_vit_gpt2
 
-    eot = "<|endoftext|>"
-    vocab = {f"w{i}": i for i in range(50256)} | {eot: 50256}
-    tok = GPT2TokenizerFast(tokenizer_object=_word_level(vocab, eot), bos_token=eot, eos_token=eot, unk_token=eot,
-                            pad_token=eot)
-    enc = ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                    intermediate_size=3072)
-    dec = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, add_cross_attention=True,
-                     is_decoder=True, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
-    cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
-    cfg.decoder_start_token_id = cfg.pad_token_id = cfg.eos_token_id = 50256
-    torch.manual_seed(0)
-    VisionEncoderDecoderModel(cfg).save_pretrained(directory)
-    ViTImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
-    tok.save_pretrained(directory)
-    return directory
+    return save_hf_vit_gpt2(directory)
 
 
 def build_blip_base(directory: Path) -> Path:

@@ -69,6 +69,7 @@ def picture(image: str):
 image, truth = picture(step.image)
 img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth}
 greedy = common.explanation(captioner, ckpt, img, DecodingParams())
+beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
 j = focus_word(greedy.tokens, truth if step.view == "failure" else None) if len(greedy) else 0
 maps = greedy.maps(step.method, normalize="max") if len(greedy) else None
 
@@ -98,7 +99,6 @@ with left:
                                        "viridis", raw=np.stack(raw), vmax=1.0, unit="÷ each head's maximum",
                                        normalize="max"), key=f"ls_heads_{i}")
     elif step.view == "decoding":
-        beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5))
         common.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
     else:  # photo
         st.image(image, caption="A picture drawn to look like a street with a red car", width=420)
@@ -107,7 +107,6 @@ with right:
         st.markdown(f"**True caption:** *{common.md(truth)}*")
     caption_line(greedy, "Greedy caption")
     if step.view == "decoding":
-        beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5))
         caption_line(beam, "Beam search (5 beams)")
         st.caption(f"Scores (log-probability ÷ length): greedy {greedy.score:.3f} · beam {beam.score:.3f} — "
                    "higher is better for the model, which is not the same as right.")

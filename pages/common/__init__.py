@@ -222,13 +222,13 @@ def unfamiliar_notice(captioner) -> None:
             return
         knows = ("This model has only ever seen ShapeScenes — up to three coloured shapes (7 colours, 5 shapes) "
                  "on a plain background — so it describes every picture, this one too, as coloured shapes")
-    side = model_input(captioner, img["image"]).size
+    seen = model_input(captioner, img["image"])
+    side = seen.size
     with st.container(border=True):
         st.markdown(f":material/info: **{knows}.** A word's probability is how *sure* the model is, not whether "
                     f"the word is right. It saw this picture squashed to {side[0]}×{side[1]} pixels.")
         if st.toggle("Show what the model saw", key="vz_show_input"):
-            st.image(model_input(captioner, img["image"]), caption=f"The model's input, {side[0]}×{side[1]}",
-                     width=min(256, 2 * side[0]))
+            st.image(seen, caption=f"The model's input, {side[0]}×{side[1]}", width=min(256, 2 * side[0]))
 
 
 def _require_captioner() -> tuple[vizcap.Captioner, str]:
