@@ -18,6 +18,7 @@ Images in links:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from types import SimpleNamespace
 
 from .compose import BACKGROUNDS, Placement, problems as compose_problems
 from .decoding import DecodingParams, validate
@@ -99,7 +100,7 @@ def parse(query) -> tuple[View, list[str]]:
         raw = str(q[f.name])
         kind = type(getattr(DecodingParams(), f.name)) if f.name != "seed" else int
         value = {int: _int, float: _float, str: lambda s: s}[kind](raw)
-        if value is None or validate(_with(view.decoding, **decoding, **{f.name: value})):
+        if value is None or validate(SimpleNamespace(**{**_fields(view.decoding), **decoding, f.name: value})):
             bad(f.name, f"not a valid {f.name.replace('_', ' ')}")
         else:
             decoding[f.name] = value
@@ -146,14 +147,6 @@ def parse_compose(spec: str) -> tuple[list[Placement], str]:
         x, y, size, *angle = numbers
         placements.append(Placement(bits[0], bits[1], x / 100, y / 100, size / 100, float(angle[0]) if angle else 0.0))
     return placements, background
-
-
-def _with(params: DecodingParams, **changes) -> DecodingParams:
-    """params with changes, not validated (validate() says what is wrong)."""
-    p = object.__new__(DecodingParams)
-    for name, value in {**_fields(params), **changes}.items():
-        object.__setattr__(p, name, value)
-    return p
 
 
 def _fields(params: DecodingParams) -> dict:
