@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from vizcap.captioner import atomic_write
+from vizcap.files import atomic_write, write_json
 
 VERSION = 1
 OPEN_SHARDS = 32  # per process: bounded, so that thousands of shards never exhaust file descriptors
@@ -109,7 +109,7 @@ def build(
             )
     barrier()  # every rank has read key.json before rank 0 may write it
     if rank == 0 and not key_path.exists():
-        atomic_write(key_path, lambda p: Path(p).write_text(json.dumps(key, indent=2) + "\n"))
+        write_json(key_path, key)
     if not meta_path.exists():
         size = key["shard_size"]
         n_shards = (n_images + size - 1) // size
@@ -130,6 +130,6 @@ def build(
                 with safe_open(str(shard_path(directory, 0)), framework="pt") as f:
                     shape = f.get_slice("features").get_shape()[1:]
             meta = {**key, "shape": list(shape), "shards": n_shards}
-            atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))
+            write_json(meta_path, meta)
         barrier()
     return FeatureCache(directory)

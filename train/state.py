@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vizcap.captioner import atomic_write
+from vizcap.files import atomic_write
 
 TIED = "decoder.lm_head.weight"  # GPT-2's output layer shares the word-embedding tensor
 

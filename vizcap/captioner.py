@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from safetensors.torch import load_file, save_model
 
 from .backend import ExplainAPI
 from .decoding import start_steps, step_function
+from .files import atomic_write, write_json
 from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
@@ -34,23 +33,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) then move tmp_path over `path`, so a crash never leaves half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:  # on disk before it takes the name: a power cut keeps the old file
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Captioner(ExplainAPI):
@@ -129,7 +111,7 @@ class Captioner(ExplainAPI):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"format_version": FORMAT_VERSION, **self.cfg.to_dict(), **(extra or {})}
-        atomic_write(directory / "config.json", lambda p: Path(p).write_text(json.dumps(config, indent=2) + "\n"))
+        write_json(directory / "config.json", config)
         atomic_write(directory / "tokenizer.json", lambda p: self.tokenizer.save(p))
         atomic_write(directory / "model.safetensors", lambda p: save_model(self.model, p))
         return directory

@@ -113,7 +113,7 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
             head: int | None = None) -> None:
     """Per word a slide-ready PNG (the word, the overlay, a colour bar in the map's unit, how it was
     made), the caption as a GIF, and the JSON with the decoding settings and the view."""
-    from .captioner import atomic_write
+    from .files import atomic_write
     from .figures import map_colour_range
     from .render import caption_gif, labelled_overlay
 
@@ -202,7 +202,8 @@ def _caption(args) -> int:
 
 def _eval(args) -> int:
     from . import load
-    from .captioner import DEFAULT_CHECKPOINT, atomic_write
+    from .captioner import DEFAULT_CHECKPOINT
+    from .files import atomic_write
     from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, evaluate_trust, independent_scene
 
     if args.n < 1 or args.curves_n < 0:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
+from .files import atomic_write
+
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
 
@@ -43,9 +45,7 @@ class CaptionTokenizer:
         return cls(tok, pad="<|endoftext|>", bos="<|endoftext|>", eos="<|endoftext|>")
 
     def save(self, path: str | Path) -> None:
-        from .captioner import atomic_write  # a reader never sees half a tokenizer.json
-
-        atomic_write(path, lambda p: self.tokenizer.save(str(p)))
+        atomic_write(path, lambda p: self.tokenizer.save(str(p)))  # a reader never sees half a tokenizer.json
 
     @property
     def vocab_size(self) -> int:

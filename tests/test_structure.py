@@ -1,0 +1,26 @@
+"""Static checks on the tree's shape (issue 15): the shared helpers import nothing that imports them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, anywhere in the file (relative imports as written: '.name')."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            out.add("." * node.level + (node.module or ""))
+    return out
+
+
+def test_file_helpers_import_nothing_of_vizcap():
+    """vizcap/files.py (atomic_write, write_json) is used by the checkpoint, the tokenizer, the CLI and
+    train/: it must not import any of them back."""
+    imports = imported_modules(ROOT / "vizcap" / "files.py")
+    assert not [m for m in imports if m.startswith(".") or m.split(".")[0] == "vizcap"], imports
