@@ -43,9 +43,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vizcap.captioner import Captioner, atomic_write
-from vizcap.decoding import start_steps
+from vizcap.captioner import Captioner, greedy_search
 from vizcap.evaluate import caption_metrics
+from vizcap.files import write_json
 from vizcap.model import IGNORE, CaptionerConfig, CaptionModel
 from vizcap.tokenizer import CaptionTokenizer
 
@@ -370,11 +370,6 @@ def build_model(args: PhotoArgs) -> tuple[CaptionModel, CaptionTokenizer, dict]:
     return model, tokenizer, {"decoder_source": decoder_source, "encoder_weights": weights_id}
 
 
-def memory_from_features(model: CaptionModel, feats: torch.Tensor) -> torch.Tensor:
-    """Encoder features [B, N, C] -> memory [B, N, d]: the rest of CaptionModel.encode."""
-    return model.ln_memory(model.project(feats) + model.pos)
-
-
 class Trainer(nn.Module):
     """What DDP wraps: (pixels or cached features, ids) -> (logits, labels)."""
 
@@ -391,33 +386,10 @@ class Trainer(nn.Module):
                 feats = m.encoder(inputs)
         else:
             feats = m.encoder(inputs)
-        memory = memory_from_features(m, feats)
+        memory = m.memory_from_features(feats)
         prefix, _ = m.prefix(memory)
         logits = m.decode(memory, prefix, ids, use_cache=False).logits
         return logits, m.labels(ids)
-
-
-@torch.inference_mode()
-def greedy(model: CaptionModel, memory: torch.Tensor, max_tokens: int) -> list[list[int]]:
-    """Greedy decoding from the memory with the KV cache (as Captioner.generate_greedy, on any device)."""
-    cfg = model.cfg
-    B = memory.shape[0]
-    max_tokens = min(max_tokens, cfg.max_positions - cfg.n_prefix - 1)
-    prefix, _ = model.prefix(memory)
-    bos = model.decoder.transformer.wte(torch.full((B, 1), cfg.bos_id, dtype=torch.long, device=memory.device))
-    embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
-    logits, decoder_steps = start_steps(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
-    done = torch.zeros(B, dtype=torch.bool, device=memory.device)
-    steps = []
-    for _ in range(max_tokens):
-        nxt = logits.float().argmax(dim=-1)
-        nxt = torch.where(done, torch.full_like(nxt, cfg.eos_id), nxt)
-        steps.append(nxt)
-        done |= nxt == cfg.eos_id
-        if bool(done.all()):
-            break
-        logits = decoder_steps(nxt)
-    return torch.stack(steps, dim=1).tolist()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -611,11 +583,11 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
             idx = idx.tolist()
             with torch.inference_mode(), _autocast(device, amp):
                 if cache is not None:
-                    memory = memory_from_features(model, torch.stack([cache[j] for j in idx]).to(device))
+                    memory = model.memory_from_features(torch.stack([cache[j] for j in idx]).to(device))
                 else:
                     memory = model.encode(normalise(pixels))
-                tokens = greedy(model, memory, args.max_tokens)
-            preds.update({j: tokenizer.decode(t) for j, t in zip(idx, tokens)})
+                found = greedy_search(model, memory, args.max_tokens)
+            preds.update({j: tokenizer.decode(h.tokens) for j, h in zip(idx, found)})
         return preds
 
     def score(model: CaptionModel, photos: list[Photo], cache=None) -> dict:
@@ -646,7 +618,7 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
         holder = SimpleNamespace(cfg=cfg, tokenizer=tokenizer, model=model)
         Captioner.save_pretrained(holder, out, extra={"decoder_source": info["decoder_source"]})
         record["best"] = {"step": step, "val": metrics}
-        _write_json(out / "metrics.json", record)
+        write_json(out / "metrics.json", record)
 
     warmup = args.warmup if args.warmup is not None else min(5000, math.ceil(0.05 * steps))
     loop = LoopConfig(steps=steps, lr=args.lr, warmup=max(1, warmup),
@@ -678,13 +650,9 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
 
             best = load(out).model.to(device)  # the best checkpoint, reloaded as any user would
             record["test"] = score(best, splits["test"][: args.test_n or None])
-        _write_json(out / "metrics.json", record)
+        write_json(out / "metrics.json", record)
         if summary["state_path"].exists():  # finished: the resume state is no longer needed
             summary["state_path"].unlink()
         print(json.dumps({"best": (record.get("best") or {}).get("val", {}), "test": record.get("test", {})}))
     barrier()
     return record
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=2) + "\n"))

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
 from .backend import ExplainAPI
-from .decoding import start_steps, step_function
+from .decoding import DecodingParams, Hypothesis, search_batch, step_function
 from .files import atomic_write, write_json
 from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
@@ -64,8 +64,8 @@ class Captioner(ExplainAPI):
     eos_id = property(lambda self: self.cfg.eos_id)
     pad_id = property(lambda self: self.cfg.pad_id)
     vocab_size = property(lambda self: self.cfg.vocab_size)
-    banned = property(lambda self: tuple(sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id})))
-    token_limit = property(lambda self: max(1, min(256, self.cfg.max_positions - self.cfg.n_prefix - 1)))
+    banned = property(lambda self: banned_tokens(self.cfg))
+    token_limit = property(lambda self: longest_caption(self.cfg))
     max_tokens = property(lambda self: min(20, self.token_limit))
 
     def decoding_defaults(self) -> dict:
@@ -77,12 +77,7 @@ class Captioner(ExplainAPI):
     def session(self, pixels: torch.Tensor):
         """Encode once (encoder and mapper maps go to the active capture) and return the step
         function for vizcap.decoding.search: (tokens, parents) -> (logits [K, V], captured maps)."""
-        model, cfg = self.model, self.cfg
-        memory = model.encode(pixels)
-        prefix, _ = model.prefix(memory)
-        bos = model.decoder.transformer.wte(torch.full((1, 1), cfg.bos_id, dtype=torch.long))
-        embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
-        return step_function(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
+        return decoder_session(self.model, self.model.encode(pixels))
 
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [prefix; <bos>; token_ids[:-1]] with every map captured (the oracle; with
@@ -174,33 +169,9 @@ class Captioner(ExplainAPI):
 
     @torch.inference_mode()
     def generate_greedy(self, pixels: torch.Tensor, max_tokens: int = 20) -> tuple[list[list[int]], list[list[float]]]:
-        """Greedy decoding of a batch with the KV cache: token ids and their probabilities."""
-        model = self.model
-        B = pixels.shape[0]
-        max_tokens = min(max_tokens, self.cfg.max_positions - self.cfg.n_prefix - 1)
-        memory = model.encode(pixels)
-        prefix, _ = model.prefix(memory)
-        bos = model.decoder.transformer.wte(torch.full((B, 1), self.cfg.bos_id, dtype=torch.long))
-        embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
-        logits, steps = start_steps(model.decoder, embeds, memory if self.cfg.mode != "prefix" else None)
-        tokens = [[] for _ in range(B)]
-        probs = [[] for _ in range(B)]
-        done = [False] * B
-        banned = torch.tensor(sorted({self.cfg.pad_id, self.cfg.bos_id} - {self.cfg.eos_id}), dtype=torch.long)
-        for _ in range(max_tokens):
-            p = torch.softmax(logits.float(), dim=-1)
-            p.index_fill_(1, banned, -1.0)  # never valid outputs
-            best, nxt = p.max(dim=-1)
-            nxt_ids, best_p = nxt.tolist(), best.tolist()  # one conversion per step, not one per row
-            for b in range(B):
-                if not done[b]:
-                    tokens[b].append(nxt_ids[b])
-                    probs[b].append(best_p[b])
-                    done[b] = nxt_ids[b] == self.cfg.eos_id
-            if all(done):
-                break
-            logits = steps(nxt)
-        return tokens, probs
+        """Greedy decoding of a batch (vizcap.decoding.search_batch): token ids and their probabilities."""
+        found = greedy_search(self.model, self.model.encode(pixels), max_tokens)
+        return [h.tokens for h in found], [np.exp(np.array(h.logps, dtype=np.float64)).tolist() for h in found]
 
     def caption_batch(self, images, max_tokens: int = 20) -> list[str]:
         tokens, _ = self.generate_greedy(self.pixels(images), max_tokens)
@@ -221,6 +192,41 @@ class Captioner(ExplainAPI):
             "token_probs": [round(float(x), 6) for x, i in zip(p, ids) if i != self.cfg.eos_id],
             "grid": list(self.grid),
         }
+
+
+def banned_tokens(cfg: CaptionerConfig) -> tuple[int, ...]:
+    """Token ids a caption never contains (<pad>, <bos>), unless they double as <eos>."""
+    return tuple(sorted({cfg.pad_id, cfg.bos_id} - {cfg.eos_id}))
+
+
+def longest_caption(cfg: CaptionerConfig) -> int:
+    """The longest caption the decoder's position table leaves room for (at most 256 tokens)."""
+    return max(1, min(256, cfg.max_positions - cfg.n_prefix - 1))
+
+
+def decoder_session(model: CaptionModel, memory: torch.Tensor):
+    """The step function of vizcap.decoding.search for a CaptionModel reading `memory` [B, N, d]
+    (from CaptionModel.encode, or cached encoder features): each row's prompt is its prefix and
+    <bos>. With B > 1 the rows are the images of a batch (vizcap.decoding.search_batch)."""
+    cfg = model.cfg
+    prefix, _ = model.prefix(memory)
+    bos = model.decoder.transformer.wte(
+        torch.full((memory.shape[0], 1), cfg.bos_id, dtype=torch.long, device=memory.device))
+    embeds = bos if prefix is None else torch.cat([prefix, bos], dim=1)
+    return step_function(model.decoder, embeds, memory if cfg.mode != "prefix" else None)
+
+
+def greedy_search(model: CaptionModel, memory: torch.Tensor, max_tokens: int) -> list[Hypothesis]:
+    """Greedy captions of a batch from its memory [B, N, d], one Hypothesis (tokens, log-probabilities)
+    per image: Captioner.caption and the evaluation during training (train/) both decode here."""
+    B = memory.shape[0]
+    max_tokens = min(max_tokens, longest_caption(model.cfg))
+    if max_tokens < 1:
+        return [Hypothesis() for _ in range(B)]
+    cfg = model.cfg
+    results = search_batch(decoder_session(model, memory), DecodingParams(max_tokens=max_tokens), cfg.eos_id,
+                           cfg.vocab_size, banned_tokens(cfg), rows=B)
+    return [r.best for r in results]
 
 
 # timm.create_model keywords that would read weights from a file or the network: a config.json must

@@ -164,6 +164,24 @@ def search(
     returns (logits [K, V], captured {name: tensor}). Tokens in `banned` (<pad>, <bos>: never valid
     outputs) are never chosen; reported probabilities stay the model's own. `forced` replays a given
     token sequence instead of choosing (the maps a model has for someone else's caption)."""
+    return _decode(step_fn, params, eos_id, vocab_size, banned, forced, rows=1, keep_steps=True)[0]
+
+
+def search_batch(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned: tuple[int, ...] = (),
+                 rows: int = 1) -> list[SearchResult]:
+    """Greedy decoding of `rows` images at once, through the same loop as `search`: step_fn's rows
+    are the images (its prompt is [rows, S, d]). Every row keeps stepping until all have ended, so
+    the batch never changes shape; a row's tokens after its <eos> are dropped. The results hold each
+    row's hypothesis; no per-step maps or beam tree are kept (`steps` and `tree` are empty)."""
+    if params.strategy != "greedy":
+        raise ValueError(f"search_batch decodes greedily; got strategy {params.strategy!r}")
+    return _decode(step_fn, params, eos_id, vocab_size, banned, None, rows=rows, keep_steps=False)
+
+
+def _decode(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banned: tuple[int, ...],
+            forced: list[int] | None, rows: int, keep_steps: bool) -> list[SearchResult]:
+    """The one decoding loop. Beam search: one image, K live beams as the rows. Greedy, sampling and
+    a forced caption: one hypothesis per row (rows > 1 only for greedy: a batch of images)."""
     beam = params.strategy == "beam"
     K = params.beams if beam else 1
     seed = params.seed
@@ -171,14 +189,16 @@ def search(
     if params.strategy == "sample":
         seed = secrets.randbelow(2**31) if seed is None else seed
         generator = torch.Generator().manual_seed(seed)
-    live = [Hypothesis()]
+    live = [Hypothesis() for _ in range(1 if beam else rows)]
+    ended = [False] * len(live)  # greedy, sampling, forced: row b has ended (<eos>, or the forced caption's end)
     finished: list[Hypothesis] = []
     steps, tree = [], []
-    banned_index = torch.tensor(sorted(set(banned)), dtype=torch.long)
     logits, captured = step_fn(None, None)
+    banned_index = torch.tensor(sorted(set(banned)), dtype=torch.long, device=logits.device)
     for t in range(params.max_tokens):
         logp = torch.log_softmax(logits.float(), dim=-1)  # [K_live, V]
-        steps.append({"logp": logp, "captured": captured})
+        if keep_steps:
+            steps.append({"logp": logp, "captured": captured})
         choice = logp.index_fill(1, banned_index, float("-inf")) if banned else logp  # a copy: logp stays the model's
         if beam:
             last = t == params.max_tokens - 1
@@ -206,38 +226,51 @@ def search(
                 live = []
             elif _beam_done(finished, live, K, t + 1, params):
                 live = []
-        else:
-            if forced is not None:
-                tok = forced[t]
-            elif params.strategy == "greedy":
-                tok = int(choice[0].argmax())
-            else:
-                allowed = logits[0:1].float().masked_fill(torch.isinf(choice[0:1]), float("-inf"))
-                filtered = filter_logits(allowed, params.temperature, params.top_k, params.top_p)
-                tok = int(torch.multinomial(torch.softmax(filtered, -1), 1, generator=generator))
-            hyp = live[0].extend(tok, float(logp[0, tok]), (t, 0))
-            tree.append(BeamStep([tok], [0], [hyp.logp], []))
-            if tok == eos_id or (forced is not None and t == len(forced) - 1):
-                hyp.finished = tok == eos_id
-                finished.append(hyp)
-                live = []
+            if not live:
                 break
-            live = [hyp]
-            parents = [0]
-        if not live or t == params.max_tokens - 1:
+            fed = [h.tokens[-1] for h in live]
+        else:
+            fed = _choose(logits, logp, choice, params, generator, forced, t)  # one token per row
+            picked = logp.gather(1, torch.tensor(fed, device=logp.device)[:, None])[:, 0].tolist()
+            for b, (tok, lp) in enumerate(zip(fed, picked)):
+                if not ended[b]:
+                    live[b] = live[b].extend(tok, lp, (t, b))
+                    ended[b] = tok == eos_id or (forced is not None and t == len(forced) - 1)
+                    live[b].finished = tok == eos_id
+            if keep_steps:
+                tree.append(BeamStep(fed, list(range(len(fed))), [h.logp for h in live], []))
+            parents = list(range(len(fed)))  # each row continues itself
+            if all(ended):
+                break
+        if t == params.max_tokens - 1:
             break
-        logits, captured = step_fn(torch.tensor([h.tokens[-1] for h in live]), torch.tensor(parents))
-    for h in live:  # greedy/sampling cut at max_tokens
-        h.truncated = True
+        logits, captured = step_fn(torch.tensor(fed), torch.tensor(parents))
+    if not beam:  # greedy/sampling cut at max_tokens: truncated
+        for h, done in zip(live, ended):
+            h.truncated = not done
+        return [SearchResult(best=h, steps=steps, tree=tree, candidates=[(h, h.score(params.length_penalty))], seed=seed)
+                for h in live]
     pool = finished + live  # hypotheses cut by max_tokens compete too, marked truncated (as in Hugging Face)
     ranked = sorted(pool, key=lambda h: h.score(params.length_penalty), reverse=True)
-    return SearchResult(
+    return [SearchResult(
         best=ranked[0],
         steps=steps,
         tree=tree,
         candidates=[(h, h.score(params.length_penalty)) for h in ranked],
         seed=seed,
-    )
+    )]
+
+
+def _choose(logits, logp, choice, params: DecodingParams, generator, forced: list[int] | None, t: int) -> list[int]:
+    """The next token of every row: the forced caption's, the most probable allowed one (greedy), or
+    a draw from the filtered distribution (sampling: one row)."""
+    if forced is not None:
+        return [forced[t]]
+    if params.strategy == "greedy":
+        return choice.argmax(dim=-1).tolist()
+    allowed = logits[0:1].float().masked_fill(torch.isinf(choice[0:1]), float("-inf"))
+    filtered = filter_logits(allowed, params.temperature, params.top_k, params.top_p)
+    return [int(torch.multinomial(torch.softmax(filtered, -1), 1, generator=generator))]
 
 
 def _beam_done(done: list[Hypothesis], live: list[Hypothesis], K: int, n_tokens: int, params: DecodingParams) -> bool:
@@ -288,7 +321,7 @@ def start_steps(decoder, inputs_embeds: torch.Tensor, encoder_hidden_states: tor
 
 
 def step_function(decoder, prompt_embeds: torch.Tensor, memory: torch.Tensor | None):
-    """The step_fn of `search` for a GPT-2 decoder: the first call runs the prompt [1, S, d] (start_steps),
+    """The step_fn of `search` for a GPT-2 decoder: the first call runs the prompt [B, S, d] (start_steps),
     later calls append one token per row, each row continuing row `parents[k]` of the previous step;
     every call returns (logits [K, V], the maps it captured). Shared by vizcap's own models and the
     Hugging Face ViT+GPT-2 captioners."""
@@ -299,8 +332,8 @@ def step_function(decoder, prompt_embeds: torch.Tensor, memory: torch.Tensor | N
             logits, state["steps"] = start_steps(decoder, prompt_embeds, memory)
         else:
             if parents.tolist() != list(range(state["rows"])):  # beams: each row continues its parent
-                state["steps"].reorder(parents)
-            logits = state["steps"](tokens)
+                state["steps"].reorder(parents.to(prompt_embeds.device))
+            logits = state["steps"](tokens.to(prompt_embeds.device))
         state["rows"] = logits.shape[0]
         return logits, take_captured()
 

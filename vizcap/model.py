@@ -259,7 +259,11 @@ class CaptionModel(nn.Module):
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """Images [B, 3, S, S] -> memory [B, N, d]."""
-        return self.ln_memory(self.project(self.encoder(pixels)) + self.pos)
+        return self.memory_from_features(self.encoder(pixels))
+
+    def memory_from_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Encoder features [B, N, C] -> memory [B, N, d] (training from cached features starts here)."""
+        return self.ln_memory(self.project(features) + self.pos)
 
     def prefix(self, memory: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Memory -> prefix [B, P, d] and the mapper's attention [B, heads, P, N] (None in mode "cross")."""
