@@ -104,7 +104,7 @@ st.markdown(
 @st.cache_data(show_spinner=False, max_entries=8)
 def measure(path: str, n: int) -> dict:
     """evaluate_trust on n held-out scenes, cached per checkpoint path and n."""
-    return evaluate_trust(common._load(path), n=n, curves_n=min(n, 6), progress=False)
+    return evaluate_trust(common.load_captioner(path), n=n, curves_n=min(n, 6), progress=False)
 
 
 saved = read_json(folder / "trust.json") if (folder / "trust.json").is_file() else None

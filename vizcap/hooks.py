@@ -9,7 +9,8 @@ Every attention module of the captioner gets a stable, readable name that mirror
     decoder.h.{i}.attn                  GPT-2 causal self-attention [B, heads, q, k]
     decoder.h.{i}.crossattention        GPT-2 cross-attention to the patches [B, heads, q, N]
 
-`install_hook_points(model)` attaches one forward hook per module, once, when a model is loaded.
+`install_hook_points(model)` attaches one forward hook per module, once, when a model is loaded
+(switching a ViT encoder's fused attention off first: `unfuse_encoder_attention`).
 The hooks hold no data: they write into the cache of the innermost active `capture()` context,
 which lives in a `contextvars.ContextVar`. Each thread (and each asyncio task) has its own context,
 so two Streamlit sessions explaining different images at the same moment never see each other's
@@ -96,15 +97,26 @@ def _make_hook(name: str, index: int | None):
     return hook
 
 
+def _encoder_attentions(model: torch.nn.Module) -> list[tuple[int, torch.nn.Module]]:
+    """(block index, attention module) of a timm ViT encoder whose weights a hook can read."""
+    blocks = getattr(model.encoder.model, "blocks", []) or []
+    return [(i, b.attn) for i, b in enumerate(blocks)
+            if getattr(b, "attn", None) is not None and hasattr(b.attn, "attn_drop") and hasattr(b.attn, "fused_attn")]
+
+
+def unfuse_encoder_attention(model: torch.nn.Module) -> None:
+    """Switch a timm ViT encoder's attention to its unfused path: the fused SDPA path computes no
+    weights a hook could read. install_hook_points calls it, so every loaded Captioner's encoder runs
+    unfused, for captions and maps alike."""
+    for _, attn in _encoder_attentions(model):
+        attn.fused_attn = False
+
+
 def hook_point_modules(model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, int | None]]:
-    """Hook name -> (module, which output holds the weights) for a CaptionModel."""
+    """Hook name -> (module, which output holds the weights) for a CaptionModel. Changes nothing."""
     points: dict[str, tuple[torch.nn.Module, int | None]] = {}
-    enc = model.encoder.model
-    for i, block in enumerate(getattr(enc, "blocks", []) or []):
-        attn = getattr(block, "attn", None)
-        if attn is not None and hasattr(attn, "attn_drop") and hasattr(attn, "fused_attn"):
-            attn.fused_attn = False  # the fused SDPA path computes no weights we could read
-            points[f"encoder.blocks.{i}.attn"] = (attn.attn_drop, None)  # sees the post-softmax weights
+    for i, attn in _encoder_attentions(model):
+        points[f"encoder.blocks.{i}.attn"] = (attn.attn_drop, None)  # sees the post-softmax weights
     if model.mapper is not None:
         points["mapper.attn"] = (model.mapper.attn, 1)
         for i, block in enumerate(model.mapper.blocks):
@@ -120,6 +132,7 @@ def install_hook_points(model: torch.nn.Module) -> list[str]:
     """Attach the capture hooks (idempotent); returns the hook names."""
     if getattr(model, "_vizcap_hook_names", None) is not None:
         return model._vizcap_hook_names
+    unfuse_encoder_attention(model)  # so that the encoder's hooks see its attention weights
     points = hook_point_modules(model)
     for name, (module, index) in points.items():
         module.register_forward_hook(_make_hook(name, index))

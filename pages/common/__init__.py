@@ -47,7 +47,8 @@ PAGE_FILES = {
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load(path: str) -> vizcap.Captioner:
+def load_captioner(path: str) -> vizcap.Captioner:
+    """vizcap.load(path), once per path for the whole app (st.cache_resource)."""
     return vizcap.load(path)
 
 
@@ -65,23 +66,32 @@ def shapescenes_only(captioner, what: str) -> bool:
     return True
 
 
-def keep(key: str) -> None:
-    """Call before drawing the widget `key` (drawn with on_change=remember(key)): it gets back the value
-    it had on another page. Streamlit forgets a widget's value when a run does not draw it, and treats
-    the same key drawn by another page as a new widget; a shadow copy in st.session_state bridges it."""
-    shadow = f"_keep_{key}"
-    if shadow in st.session_state:
-        st.session_state[key] = st.session_state[shadow]
+# -- widgets that keep their values across pages ---------------------------------------------------
+# Streamlit forgets a widget's value when a run does not draw it, and treats the same key drawn by
+# another page as a new widget. One mechanism bridges it: a shadow copy of the value in
+# st.session_state under _shadow(key), written by the widget's on_change callback and read back
+# before the widget is drawn again. Pages use persistent(); the sidebar, whose defaults depend on
+# each other, uses its three steps directly.
 
 
-def remember(key: str):
-    """on_change callback for a kept widget: runs before the script, so keep() sees the new value."""
-    return lambda: st.session_state.__setitem__(f"_keep_{key}", st.session_state.get(key))
+def _shadow(key: str) -> str:
+    return f"_keep_{key}"
 
 
-def kept(key: str):
-    """Call after drawing the widget `key`: its first value becomes the shadow copy."""
-    st.session_state.setdefault(f"_keep_{key}", st.session_state.get(key))
+def _restore(key: str) -> None:
+    """Before drawing the widget `key`: it gets back the value it had on another page."""
+    if _shadow(key) in st.session_state:
+        st.session_state[key] = st.session_state[_shadow(key)]
+
+
+def _on_change(key: str):
+    """The widget's on_change callback: runs before the script, so _restore() sees the new value."""
+    return lambda: st.session_state.__setitem__(_shadow(key), st.session_state.get(key))
+
+
+def _first_value(key: str):
+    """After drawing the widget `key`: its first value becomes the shadow copy."""
+    st.session_state.setdefault(_shadow(key), st.session_state.get(key))
     return st.session_state.get(key)
 
 
@@ -90,11 +100,11 @@ def persistent(key: str, default, options=None):
     without a default of its own (value=/index=): it starts at `default`, and keeps its value across
     visits to other pages and tabs. A kept value that is no longer among `options` (another model)
     goes back to `default`."""
-    keep(key)
+    _restore(key)
     if key not in st.session_state or (options is not None and st.session_state[key] not in options):
         st.session_state[key] = default
-        st.session_state[f"_keep_{key}"] = default
-    return remember(key)
+        st.session_state[_shadow(key)] = default
+    return _on_change(key)
 
 
 # Less empty space above the title, a smaller title and no word broken mid-word in labels: the
@@ -133,7 +143,7 @@ def sidebar() -> None:
     st.html(STYLE)
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
     for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source"):
-        keep(key)
+        _restore(key)
     if "vz_ckpt_choice" not in st.session_state:
         st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
         st.session_state["vz_ckpt_dir"] = env
@@ -144,22 +154,22 @@ def sidebar() -> None:
                  help="The shipped model was trained on ShapeScenes. A directory written by `python -m train` "
                       "(config.json, model.safetensors, tokenizer.json) loads the same way. A Hugging Face "
                       "captioner is a ViT+GPT-2 (VisionEncoderDecoder) or BLIP model: a hub id or a local folder.",
-                 on_change=remember("vz_ckpt_choice"))
+                 on_change=_on_change("vz_ckpt_choice"))
         if st.session_state["vz_ckpt_choice"] == "directory":
             st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
-                          on_change=remember("vz_ckpt_dir"))
+                          on_change=_on_change("vz_ckpt_dir"))
         elif st.session_state["vz_ckpt_choice"] == "hub":
             st.session_state.setdefault("vz_hf_source", SUGGESTED[0])
             st.text_input("Hub id or folder", key="vz_hf_source", placeholder=SUGGESTED[0],
-                          on_change=remember("vz_hf_source"),
+                          on_change=_on_change("vz_hf_source"),
                           help="For example " + " or ".join(f"`{s}`" for s in SUGGESTED) + ". A hub id is read from "
                                "the Hugging Face cache (downloaded there first when this machine is online).")
             st.caption("Try " + " · ".join(f"`{s}`" for s in SUGGESTED))
-    kept("vz_ckpt_choice")
+    _first_value("vz_ckpt_choice")
     if st.session_state["vz_ckpt_choice"] == "directory":
-        kept("vz_ckpt_dir")
+        _first_value("vz_ckpt_dir")
     elif st.session_state["vz_ckpt_choice"] == "hub":
-        kept("vz_hf_source")
+        _first_value("vz_hf_source")
 
 
 def checkpoint_path() -> str:
@@ -242,7 +252,7 @@ def _require_captioner() -> tuple[vizcap.Captioner, str]:
         shown = Path(path).name if Path(path).exists() else path
         with st.spinner(f"Loading {shown}… (a big model takes a while the first time: its weights are read into "
                         "memory once, then every page reuses them)"):
-            return _load(path), path
+            return load_captioner(path), path
     except vizcap.CheckpointError as e:
         shipped = path == str(DEFAULT_CHECKPOINT.resolve())
         st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
@@ -467,7 +477,7 @@ def apply_link(prefix: str, display: dict | None = None) -> None:
             value = getattr(view, name)
             if key.endswith(("_layer", "_head")) and value is None:
                 value = "all"
-            st.session_state[key] = st.session_state[f"_keep_{key}"] = value
+            st.session_state[key] = st.session_state[_shadow(key)] = value
     if view.word is not None:
         st.session_state["vz_link_word"] = view.word
 
