@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "real_captioners.json"
 
-sys.path.insert(0, str(Path(__file__).parent))
-from run import CHILD_PRELUDE  # noqa: E402  (the memory children's shared start: hwm() and the imports)
+sys.path.insert(0, str(ROOT))
+from benchmarks.children import CHILD_PRELUDE  # noqa: E402  (the memory children's shared start: hwm() and the imports)
 
 CHILD = CHILD_PRELUDE + r"""
 import time
@@ -69,8 +69,8 @@ def _word_level(vocab: dict[str, int], unk: str):
 
 
 def build_vit_gpt2(directory: Path) -> Path:
-    """nlpconnect/vit-gpt2-image-captioning's shapes with random weights: the same folder run.py's hub section uses."""
-    from run import save_hf_vit_gpt2
+    """nlpconnect/vit-gpt2-image-captioning's shapes with random weights: the same folder the hub benchmark (benchmarks/hub.py) uses."""
+    from benchmarks.hub import save_hf_vit_gpt2
 
     return save_hf_vit_gpt2(directory)
 

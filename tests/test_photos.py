@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, run_module, subprocess_env
-from fabricate import END_OF_TEXT, fabricate
+from train.fabricate import END_OF_TEXT, fabricate
 from train.__main__ import main as train_main
 
 

@@ -24,3 +24,11 @@ def test_file_helpers_import_nothing_of_vizcap():
     train/: it must not import any of them back."""
     imports = imported_modules(ROOT / "vizcap" / "files.py")
     assert not [m for m in imports if m.startswith(".") or m.split(".")[0] == "vizcap"], imports
+
+
+def test_benchmarks_import_nothing_from_tests():
+    """What the benchmarks and the tests both need lives in the library or train/ (train/fabricate.py)."""
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        imports = imported_modules(path)
+        assert not [m for m in imports if m.split(".")[0] in ("tests", "fabricate", "hub_fixtures", "conftest")], path
+        assert '"tests"' not in path.read_text(encoding="utf-8"), f"{path}: puts tests/ on the import path"

@@ -1,4 +1,5 @@
-"""A tiny photo-captioning world on disk, made without the network, for tests of `python -m train coco`:
+"""A tiny photo-captioning world on disk, made without the network, for the tests and the benchmarks
+of `python -m train coco`:
 
     root/
       images/train2014/*.jpg, images/val2014/*.jpg   ShapeScenes pictures, COCO-style folders
