@@ -32,3 +32,13 @@ def test_benchmarks_import_nothing_from_tests():
         imports = imported_modules(path)
         assert not [m for m in imports if m.split(".")[0] in ("tests", "fabricate", "hub_fixtures", "conftest")], path
         assert '"tests"' not in path.read_text(encoding="utf-8"), f"{path}: puts tests/ on the import path"
+
+
+def test_readme_layout_lists_every_module():
+    """README's "Project layout" names every module of the library, train/, benchmarks/ and pages/."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Project layout"):text.index("## Where to change what")]
+    missing = [str(path.relative_to(ROOT)) for folder in ("vizcap", "train", "benchmarks", "pages")
+               for path in sorted((ROOT / folder).rglob("*.py"))
+               if path.name not in layout and not (path.name == "__init__.py" and path.parent.name in ("train", "benchmarks"))]
+    assert not missing, missing
