@@ -191,23 +191,72 @@ def run(args: PhotoArgs, argv: list[str] | None = None) -> dict:
             torch.distributed.destroy_process_group()
 
 
+class _Run:
+    """What the run's steps share: the arguments, the processes, the device and precision, the model
+    with its tokenizer, and the model's image normalisation."""
+
+    def __init__(self, args: PhotoArgs, device: torch.device, amp: str, rank: int, world: int):
+        self.args, self.device, self.amp, self.rank, self.world = args, device, amp, rank, world
+        self.main = rank == 0
+        self.barrier = (lambda: torch.distributed.barrier()) if world > 1 else (lambda: None)
+        self.model, self.tokenizer, self.info = build_model(args)
+        self.cfg = self.model.cfg
+        self.out = Path(args.out)
+        self.mean = torch.tensor(self.cfg.image_mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.cfg.image_std, device=device).view(1, 3, 1, 1)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels.to(self.device, non_blocking=True).float() / 255.0 - self.mean) / self.std
+
+    def pixel_batches(self, photos: list[Photo], indices: list[int]):
+        """(uint8 pixels, indices) batches of the photos `indices`; never draws from the global RNG."""
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(PixelData(photos, self.cfg.image_size), indices), batch_size=args.eval_batch,
+            num_workers=min(args.workers, math.ceil(len(indices) / args.eval_batch)),
+            pin_memory=self.device.type == "cuda", generator=torch.Generator())
+        yield from loader
+
+    def caption_photos(self, model: CaptionModel, photos: list[Photo], cache=None) -> dict[int, str]:
+        """Greedy captions {index: text}, from cached features when given, else from the images."""
+        args = self.args
+        model.eval()
+        preds: dict[int, str] = {}
+        if cache is not None:
+            starts = range(0, len(photos), args.eval_batch)
+            batches_ = ((None, torch.arange(i, min(i + args.eval_batch, len(photos)))) for i in starts)
+        else:
+            batches_ = self.pixel_batches(photos, list(range(len(photos))))
+        for pixels, idx in tqdm(batches_, desc="caption", unit="batch", leave=False,
+                                total=math.ceil(len(photos) / args.eval_batch)):
+            idx = idx.tolist()
+            with torch.inference_mode(), _autocast(self.device, self.amp):
+                if cache is not None:
+                    memory = model.memory_from_features(torch.stack([cache[j] for j in idx]).to(self.device))
+                else:
+                    memory = model.encode(self.normalise(pixels))
+                found = greedy_search(model, memory, args.max_tokens)
+            preds.update({j: self.tokenizer.decode(h.tokens) for j, h in zip(idx, found)})
+        return preds
+
+    def score(self, model: CaptionModel, photos: list[Photo], cache=None) -> dict:
+        preds = self.caption_photos(model, photos, cache)
+        metrics = caption_metrics(preds, {i: list(p.captions) for i, p in enumerate(photos)})
+        metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
+        metrics["n_images"] = len(photos)
+        metrics["examples"] = [{"image": photos[i].key, "caption": preds[i]} for i in range(min(3, len(photos)))]
+        return metrics
+
+
 def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
-    main = rank == 0
-    barrier = (lambda: torch.distributed.barrier()) if world > 1 else (lambda: None)
     torch.manual_seed(args.seed)
-    model, tokenizer, info = build_model(args)
-    cfg = model.cfg
-    if args.freeze_encoder:
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-    if args.freeze_decoder:
-        for name, p in model.decoder.named_parameters():
-            p.requires_grad_("crossattention" in name or "ln_cross_attn" in name)
+    r = _Run(args, device, amp, rank, world)
+    model, tokenizer, cfg, out = r.model, r.tokenizer, r.cfg, r.out
+    _freeze(model, args)
     model.to(device)
     if world > 1:  # each rank its own dropout masks (the weights are broadcast from rank 0 anyway)
         torch.manual_seed(args.seed + 1_000_003 * rank)
-    out = Path(args.out)
-    if main:
+    if r.main:
         out.mkdir(parents=True, exist_ok=True)
 
     train_photos, val_photos = splits["train"], splits["val"]
@@ -217,45 +266,8 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
     steps_per_epoch = math.ceil(len(samples) / args.batch_size)
     steps = args.steps if args.steps else max(1, math.ceil((args.epochs or 10) * steps_per_epoch))
     eval_every = steps_per_epoch if args.eval_every is None else args.eval_every
-    mean = torch.tensor(cfg.image_mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.image_std, device=device).view(1, 3, 1, 1)
+    caches = _feature_caches(r, splits) if args.cache_features else {}
 
-    def normalise(pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels.to(device, non_blocking=True).float() / 255.0 - mean) / std
-
-    def pixel_batches(photos: list[Photo], indices: list[int]):
-        """(uint8 pixels, indices) batches of the photos `indices`; never draws from the global RNG."""
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(PixelData(photos, cfg.image_size), indices), batch_size=args.eval_batch,
-            num_workers=min(args.workers, math.ceil(len(indices) / args.eval_batch)),
-            pin_memory=device.type == "cuda", generator=torch.Generator())
-        yield from loader
-
-    # -- frozen-encoder feature cache ------------------------------------------------------------
-    caches: dict[str, feature_cache.FeatureCache] = {}
-    if args.cache_features:
-        model.encoder.eval()
-        enc_key = {k: getattr(cfg, k) for k in ("encoder", "encoder_kwargs", "feature_index", "image_size",
-                                                "image_mean", "image_std")}
-        weights_id = info["encoder_weights"]
-        if weights_id == "none":
-            weights_id = f"none:seed={args.seed}:decoder={info['decoder_source']}"
-
-        @torch.inference_mode()
-        def encode(pixels):
-            with _autocast(device, amp):
-                return model.encoder(normalise(pixels))
-
-        for split, photos in (("train", train_photos), ("val", splits["val"])):
-            if not photos:
-                continue
-            keys = [p.key for p in photos]
-            key = feature_cache.cache_key(enc_key, weights_id, keys, args.cache_dtype, shard_size=256)
-            caches[split] = feature_cache.build(Path(args.cache_features) / split, key, len(photos), encode,
-                                                partial(pixel_batches, photos), rank, world, barrier,
-                                                desc=f"cache {split} features")
-
-    # -- training --------------------------------------------------------------------------------
     from_features = "train" in caches
     trainer = Trainer(model, args.freeze_encoder, from_features)
     net: nn.Module = trainer
@@ -265,25 +277,7 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
         net, no_sync = ddp, ddp.no_sync
     if args.compile:
         net = torch.compile(net)
-    data = TrainData(samples, cfg.image_size, caches.get("train"))
-    micro = args.batch_size // (world * args.grad_accum)
-
-    def batches(start: int):
-        loader = torch.utils.data.DataLoader(
-            data, batch_size=micro, sampler=_Positions(start, steps, args.batch_size, rank, world),
-            num_workers=args.workers, collate_fn=partial(collate, pad_id=tokenizer.pad_id),
-            pin_memory=device.type == "cuda", generator=torch.Generator(),  # never draws from the global RNG
-            prefetch_factor=4 if args.workers else None, persistent_workers=False)
-        it = iter(loader)
-        for t in range(start, steps):
-            targets = samples.targets_in(t * args.batch_size, args.batch_size)  # of the whole global batch
-            step = []
-            for _ in range(args.grad_accum):
-                inputs, ids = next(it)
-                inputs = inputs.to(device, non_blocking=True) if from_features else normalise(inputs)
-                step.append((inputs, ids.to(device, non_blocking=True), targets))
-            yield step
-
+    batches = _train_batches(r, TrainData(samples, cfg.image_size, caches.get("train")), samples, steps, from_features)
     scale = world * args.grad_accum  # undoes DDP's mean over ranks and the loop's mean over micro-batches
 
     def loss_fn(net, batch):
@@ -297,36 +291,95 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
         if args.freeze_encoder:
             model.encoder.eval()  # a frozen encoder keeps its normalisation statistics and no dropout
 
-    def caption_photos(model: CaptionModel, photos: list[Photo], cache=None) -> dict[int, str]:
-        """Greedy captions {index: text}, from cached features when given, else from the images."""
-        model.eval()
-        preds: dict[int, str] = {}
-        if cache is not None:
-            starts = range(0, len(photos), args.eval_batch)
-            batches_ = ((None, torch.arange(i, min(i + args.eval_batch, len(photos)))) for i in starts)
-        else:
-            batches_ = pixel_batches(photos, list(range(len(photos))))
-        for pixels, idx in tqdm(batches_, desc="caption", unit="batch", leave=False,
-                                total=math.ceil(len(photos) / args.eval_batch)):
-            idx = idx.tolist()
-            with torch.inference_mode(), _autocast(device, amp):
-                if cache is not None:
-                    memory = model.memory_from_features(torch.stack([cache[j] for j in idx]).to(device))
-                else:
-                    memory = model.encode(normalise(pixels))
-                found = greedy_search(model, memory, args.max_tokens)
-            preds.update({j: tokenizer.decode(h.tokens) for j, h in zip(idx, found)})
-        return preds
+    record = _record(args, argv, world, amp, r.info, train_photos, samples, steps)
 
-    def score(model: CaptionModel, photos: list[Photo], cache=None) -> dict:
-        preds = caption_photos(model, photos, cache)
-        metrics = caption_metrics(preds, {i: list(p.captions) for i, p in enumerate(photos)})
-        metrics = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()}
-        metrics["n_images"] = len(photos)
-        metrics["examples"] = [{"image": photos[i].key, "caption": preds[i]} for i in range(min(3, len(photos)))]
-        return metrics
+    def on_best(step: int, metrics: dict) -> None:
+        # saved without constructing a Captioner, so that the training model gets no inference hooks
+        holder = SimpleNamespace(cfg=cfg, tokenizer=tokenizer, model=model)
+        Captioner.save_pretrained(holder, out, extra={"decoder_source": r.info["decoder_source"]})
+        record["best"] = {"step": step, "val": metrics}
+        write_json(out / "metrics.json", record)
 
-    record = {
+    warmup = args.warmup if args.warmup is not None else min(5000, math.ceil(0.05 * steps))
+    loop = LoopConfig(steps=steps, lr=args.lr, warmup=max(1, warmup),
+                      weight_decay=args.weight_decay, log_every=args.log_every, save_every=args.save_every,
+                      device=device.type, grad_accum=args.grad_accum, amp=amp, eval_every=eval_every,
+                      best_metric="cider")
+    summary = train(net, batches, loss_fn, loop, out, args.resume, args.batch_size,
+                    describe=f"train {args.dataset}", state_model=model, train_mode=train_mode, no_sync=no_sync,
+                    evaluate=lambda step: r.score(model, val_photos, caches.get("val")) if val_photos else {},
+                    on_best=on_best, run_key=_run_key(args, steps))
+    if r.main:
+        _finish(r, record, summary, splits["test"], steps, on_best, started)
+    r.barrier()
+    return record
+
+
+def _freeze(model: CaptionModel, args: PhotoArgs) -> None:
+    """--freeze-encoder: no encoder weight trains; --freeze-decoder: only GPT-2's new cross-attention does."""
+    if args.freeze_encoder:
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+    if args.freeze_decoder:
+        for name, p in model.decoder.named_parameters():
+            p.requires_grad_("crossattention" in name or "ln_cross_attn" in name)
+
+
+def _feature_caches(r: _Run, splits: dict) -> dict[str, feature_cache.FeatureCache]:
+    """The frozen encoder's features of the train and val splits (built once, shared by the ranks)."""
+    args, cfg, model = r.args, r.cfg, r.model
+    model.encoder.eval()
+    enc_key = {k: getattr(cfg, k) for k in ("encoder", "encoder_kwargs", "feature_index", "image_size",
+                                            "image_mean", "image_std")}
+    weights_id = r.info["encoder_weights"]
+    if weights_id == "none":
+        weights_id = f"none:seed={args.seed}:decoder={r.info['decoder_source']}"
+
+    @torch.inference_mode()
+    def encode(pixels):
+        with _autocast(r.device, r.amp):
+            return model.encoder(r.normalise(pixels))
+
+    caches = {}
+    for split, photos in (("train", splits["train"]), ("val", splits["val"])):
+        if not photos:
+            continue
+        keys = [p.key for p in photos]
+        key = feature_cache.cache_key(enc_key, weights_id, keys, args.cache_dtype, shard_size=256)
+        caches[split] = feature_cache.build(Path(args.cache_features) / split, key, len(photos), encode,
+                                            partial(r.pixel_batches, photos), r.rank, r.world, r.barrier,
+                                            desc=f"cache {split} features")
+    return caches
+
+
+def _train_batches(r: _Run, data: TrainData, samples: CaptionSamples, steps: int, from_features: bool):
+    """batches(start): from step `start` on, each step's micro-batches (inputs, ids, the global batch's
+    target count) of this rank."""
+    args, device = r.args, r.device
+    micro = args.batch_size // (r.world * args.grad_accum)
+
+    def batches(start: int):
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=micro, sampler=_Positions(start, steps, args.batch_size, r.rank, r.world),
+            num_workers=args.workers, collate_fn=partial(collate, pad_id=r.tokenizer.pad_id),
+            pin_memory=device.type == "cuda", generator=torch.Generator(),  # never draws from the global RNG
+            prefetch_factor=4 if args.workers else None, persistent_workers=False)
+        it = iter(loader)
+        for t in range(start, steps):
+            targets = samples.targets_in(t * args.batch_size, args.batch_size)  # of the whole global batch
+            step = []
+            for _ in range(args.grad_accum):
+                inputs, ids = next(it)
+                inputs = inputs.to(device, non_blocking=True) if from_features else r.normalise(inputs)
+                step.append((inputs, ids.to(device, non_blocking=True), targets))
+            yield step
+
+    return batches
+
+
+def _record(args: PhotoArgs, argv, world: int, amp: str, info: dict, train_photos, samples, steps: int) -> dict:
+    """metrics.json's description of the run (the evaluations are added as they come)."""
+    return {
         "dataset": args.dataset,
         "command": "python -m train" + ("" if argv is None else "".join(f" {a}" for a in argv)),
         "args": asdict(args),
@@ -341,46 +394,37 @@ def _run(args, argv, splits, device, amp, rank, world, started) -> dict:
         "metric_tokenizer": "whitespace (lower-cased, punctuation removed; no PTB tokenizer)",
     }
 
-    def on_best(step: int, metrics: dict) -> None:
-        # saved without constructing a Captioner, so that the training model gets no inference hooks
-        holder = SimpleNamespace(cfg=cfg, tokenizer=tokenizer, model=model)
-        Captioner.save_pretrained(holder, out, extra={"decoder_source": info["decoder_source"]})
-        record["best"] = {"step": step, "val": metrics}
-        write_json(out / "metrics.json", record)
 
-    warmup = args.warmup if args.warmup is not None else min(5000, math.ceil(0.05 * steps))
-    loop = LoopConfig(steps=steps, lr=args.lr, warmup=max(1, warmup),
-                      weight_decay=args.weight_decay, log_every=args.log_every, save_every=args.save_every,
-                      device=device.type, grad_accum=args.grad_accum, amp=amp, eval_every=eval_every,
-                      best_metric="cider")
+def _run_key(args: PhotoArgs, steps: int) -> dict:
+    """What a resumed run must share with the interrupted one."""
     run_key = {k: str(getattr(args, k)) for k in ("dataset", "encoder", "encoder_weights", "feature_index",
                                                    "image_size", "decoder", "dropout", "prefix_tokens",
                                                    "mapper_layers", "mode", "freeze_encoder", "freeze_decoder",
                                                    "batch_size", "max_caption_tokens", "seed")}
     run_key.update(karpathy_json=str(Path(args.karpathy_json).resolve()), steps=str(steps), lr=str(args.lr))
-    summary = train(net, batches, loss_fn, loop, out, args.resume, args.batch_size,
-                    describe=f"train {args.dataset}", state_model=model, train_mode=train_mode, no_sync=no_sync,
-                    evaluate=lambda step: score(model, val_photos, caches.get("val")) if val_photos else {},
-                    on_best=on_best, run_key=run_key)
-    if main:
-        if "best" not in record:  # a resumed run whose best evaluation came before the interruption
-            previous = out / "metrics.json"
-            if previous.exists():
-                record["best"] = json.loads(previous.read_text()).get("best")
-            if "best" not in summary:  # no val split: the final weights
-                on_best(steps, {})
-        record.update(train_seconds=summary["train_seconds"], wall_seconds=round(time.time() - started, 1),
-                      machine={"platform": platform.platform(), "device": str(device),
-                               "cpus": torch.get_num_threads(), "python": sys.version.split()[0],
-                               "torch": torch.__version__})
-        if args.test_n >= 0 and splits["test"]:
-            from vizcap import load
+    return run_key
 
-            best = load(out).model.to(device)  # the best checkpoint, reloaded as any user would
-            record["test"] = score(best, splits["test"][: args.test_n or None])
-        write_json(out / "metrics.json", record)
-        if summary["state_path"].exists():  # finished: the resume state is no longer needed
-            summary["state_path"].unlink()
-        print(json.dumps({"best": (record.get("best") or {}).get("val", {}), "test": record.get("test", {})}))
-    barrier()
-    return record
+
+def _finish(r: _Run, record: dict, summary: dict, test_photos: list[Photo], steps: int, on_best, started: float) -> None:
+    """Rank 0 after training: the best evaluation, the machine, the test split scored with the best
+    checkpoint reloaded as any user would, metrics.json; the resume state goes."""
+    args, out, device = r.args, r.out, r.device
+    if "best" not in record:  # a resumed run whose best evaluation came before the interruption
+        previous = out / "metrics.json"
+        if previous.exists():
+            record["best"] = json.loads(previous.read_text()).get("best")
+        if "best" not in summary:  # no val split: the final weights
+            on_best(steps, {})
+    record.update(train_seconds=summary["train_seconds"], wall_seconds=round(time.time() - started, 1),
+                  machine={"platform": platform.platform(), "device": str(device),
+                           "cpus": torch.get_num_threads(), "python": sys.version.split()[0],
+                           "torch": torch.__version__})
+    if args.test_n >= 0 and test_photos:
+        from vizcap import load
+
+        best = load(out).model.to(device)  # the best checkpoint, reloaded as any user would
+        record["test"] = r.score(best, test_photos[: args.test_n or None])
+    write_json(out / "metrics.json", record)
+    if summary["state_path"].exists():  # finished: the resume state is no longer needed
+        summary["state_path"].unlink()
+    print(json.dumps({"best": (record.get("best") or {}).get("val", {}), "test": record.get("test", {})}))
