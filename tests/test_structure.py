@@ -42,3 +42,41 @@ def test_readme_layout_lists_every_module():
                for path in sorted((ROOT / folder).rglob("*.py"))
                if path.name not in layout and not (path.name == "__init__.py" and path.parent.name in ("train", "benchmarks"))]
     assert not missing, missing
+
+
+def test_no_import_cycles():
+    """No module of vizcap/, train/, pages/ or benchmarks/ imports, directly or through others, a
+    module that imports it back (every import counts, also those inside functions)."""
+    modules = {}
+    for folder in ("vizcap", "train", "pages", "benchmarks"):
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for imported in imported_modules(path):
+            dots = len(imported) - len(imported.lstrip("."))
+            if dots:
+                base = package.split(".")[: len(package.split(".")) - dots + 1]
+                imported = ".".join(base + ([imported.lstrip(".")] if imported.lstrip(".") else []))
+            deps.add(imported)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):  # from . import hub: the module vizcap.hub
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    for dep in list(deps):
+                        if f"{dep}.{alias.name}" in modules:
+                            deps.add(f"{dep}.{alias.name}")
+        graph[name] = {d for d in deps if d in modules and d != name and not name.startswith(d + ".")}
+
+    def reaches(start, goal, seen):
+        for nxt in graph[start] - seen:
+            seen.add(nxt)
+            if nxt == goal or reaches(nxt, goal, seen):
+                return True
+        return False
+
+    cycles = sorted(name for name in graph if reaches(name, name, set()))
+    assert not cycles, cycles

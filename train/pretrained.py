@@ -9,7 +9,6 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
@@ -18,9 +17,6 @@ from vizcap.model import CaptionerConfig, CaptionModel
 from vizcap.tokenizer import CaptionTokenizer
 
 from . import features as feature_cache
-
-if TYPE_CHECKING:
-    from .photos import PhotoArgs
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -244,7 +240,9 @@ def encoder_weights(name: str, spec: str) -> tuple[str | None, str]:
 # The model
 
 
-def build_model(args: PhotoArgs) -> tuple[CaptionModel, CaptionTokenizer, dict]:
+def build_model(args) -> tuple[CaptionModel, CaptionTokenizer, dict]:
+    """The CaptionModel that train/photos.py trains, from its arguments (a PhotoArgs), with the decoder's
+    tokenizer and {"decoder_source", "encoder_weights"}: what the weights came from."""
     problems = []  # both hub look-ups first, so that one message names everything to pass
     try:
         directory, decoder_source = decoder_dir(args.decoder)

@@ -117,6 +117,11 @@ class ExplainAPI:
         return explain(self, image, params)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint directory (or Hugging Face model) that cannot be loaded; the message names the file
+    and the problem. Every backend's loader raises it."""
+
+
 take_captured = hooks.take_captured  # one decoding step's maps, from the active capture()
 
 

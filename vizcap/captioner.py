@@ -19,20 +19,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 
-from .backend import ExplainAPI
+from .backend import CheckpointError, ExplainAPI
 from .decoding import DecodingParams, Hypothesis, search_batch, step_function
-from .files import atomic_write, write_json
+from .files import DEFAULT_CHECKPOINT, atomic_write, write_json
 from .hooks import capture, install_hook_points
 from .images import open_image, to_model_input
 from .model import CaptionerConfig, CaptionModel
 from .tokenizer import CaptionTokenizer
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "shapes"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint directory that cannot be loaded; the message names the file and the problem."""
 
 
 class Captioner(ExplainAPI):

@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import maps as mapping
 from .decoding import DecodingParams, SearchResult, search
+from .files import DEFAULT_CHECKPOINT
 from .hooks import capture
 from .images import open_image
 
@@ -221,8 +222,6 @@ class Explanation:
 
 def _model_label(captioner) -> str | None:
     """The model named for an export: the shipped one by what it is, never by a path on this machine."""
-    from .captioner import DEFAULT_CHECKPOINT
-
     name = getattr(captioner, "name", None)
     if name is not None and str(name) == str(DEFAULT_CHECKPOINT):
         return "the shipped ShapeScenes model (vizcap/checkpoints/shapes)"

@@ -1,4 +1,5 @@
-"""Small file helpers shared by the library, train/ and the app. This module imports nothing of
+"""Small file helpers shared by the library, train/ and the app, and where the shipped checkpoint
+lives. This module imports nothing of
 vizcap, so any module may use it without an import cycle."""
 
 from __future__ import annotations
@@ -7,6 +8,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
+
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "shapes"  # the shipped ShapeScenes model
 
 
 def atomic_write(path: str | Path, write) -> None:

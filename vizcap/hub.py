@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .backend import ExplainAPI, install_points, take_captured
+from .backend import CheckpointError, ExplainAPI, install_points, take_captured
 from .decoding import step_function
 from .hooks import capture
 
@@ -53,8 +53,6 @@ _UNSUPPORTED = {  # generation settings that need a logits processor: (name, val
 
 
 def _error(message: str):
-    from .captioner import CheckpointError
-
     return CheckpointError(" ".join(str(message).split())[:500])
 
 
@@ -268,8 +266,6 @@ class HFCaptioner(ExplainAPI):
         try:
             return cls(model, image_processor, tokenizer, name=source)
         except Exception as e:
-            from .captioner import CheckpointError
-
             if isinstance(e, CheckpointError):
                 raise
             raise _error(f"{source}: cannot be explained ({type(e).__name__}: {_first_line(e)})") from None
