@@ -1,6 +1,5 @@
 """Small file helpers shared by the library, train/ and the app, and where the shipped checkpoint
-lives. This module imports nothing of
-vizcap, so any module may use it without an import cycle."""
+lives. This module imports nothing of vizcap, so any module may use it without an import cycle."""
 
 from __future__ import annotations
 
