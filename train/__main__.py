@@ -30,13 +30,18 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (part of what fixes the bits)")
-    p.add_argument("--workers", type=int, default=d.workers, help="data-rendering worker processes")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help=f"processes that render the training scenes before training (default {d.workers}; 0 = in this one)")
+    p.add_argument("--scenes", type=int, default=d.scenes,
+                   help=f"distinct training scenes, rendered once; the run cycles through them (default {d.scenes})")
     p.add_argument("--eval-n", type=int, default=d.eval_n, help="held-out scenes to evaluate at the end")
     p.add_argument("--save-every", type=int, default=d.save_every, help="steps between resumable saves")
     p.add_argument("--encoder", choices=["mobilenet", "vit"], default=d.encoder,
-                   help="mobilenet (the shipped model) or vit (a ViT with a convolutional stem, vizcap/vit.py)")
+                   help="vit (the shipped model: a ViT with a convolutional stem, vizcap/vit.py) or mobilenet")
     p.add_argument("--hard-every", type=int, default=d.hard_every, metavar="K",
                    help="every K-th training scene is a hard one (small objects, large JPEG images); 0 = none")
+    p.add_argument("--bind-weight", type=float, default=d.bind_weight,
+                   help="weight of the loss that binds prefix token k to the k-th named object (0 = off)")
 
 
 def _photos_parser(sub, dataset: str) -> None:
@@ -146,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.preset == "shapes":
             from .shapes import ShapesArgs, run
 
-            for flag in ("steps", "batch_size", "threads", "eval_n", "save_every"):
+            for flag in ("steps", "batch_size", "threads", "eval_n", "save_every", "scenes"):
                 if getattr(args, flag) < 1:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-            if args.workers < 0 or args.lr <= 0 or args.hard_every < 0:
-                parser.error("--workers and --hard-every must be >= 0 and --lr > 0")
+            if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0:
+                parser.error("--workers, --hard-every and --bind-weight must be >= 0 and --lr > 0")
             if args.device == "cuda":
                 import torch
 

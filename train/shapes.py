@@ -1,13 +1,22 @@
 """The ShapeScenes preset: trains the default model that ships in vizcap/checkpoints/shapes/.
 
-Training scene k of run seed s is `render_scene(s·10⁸ + k)`, and batch t holds scenes
-t·B … t·B + B − 1, so the data order is fixed by (seed, step). Held-out evaluation scenes come from a
+Training scene k of run seed s is `render_scene(s·10⁸ + k)` (every `hard_every`-th one drawn with
+`vizcap.scenes.HARD`); the first `scenes` of them are rendered once before training, and batch t
+holds samples t·B … t·B + B − 1, sample i being scene i mod `scenes`, so the data order is fixed by
+(seed, step). Held-out evaluation scenes come from a
 disjoint seed range (`HELDOUT_FIRST_SEED`). With the defaults below, on the same machine and torch
 version, `python -m train shapes` writes weights bitwise equal to the shipped ones.
 
-Besides the caption loss, two auxiliary heads predict the shape and the colour of the object under
-every grid cell (background is class 0) from the generator's masks: dense supervision that teaches
-the encoder shapes much faster than captions alone (see README, "How the default model was made").
+Besides the caption loss, three auxiliary heads predict the shape, the colour and the caption
+position (first, second, third object named) of the object under every grid cell (background is
+class 0) from the generator's masks: dense supervision that teaches the encoder shapes much faster
+than captions alone (see README, "How the default model was made").
+
+A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
+mean) is trained towards the cells of the k-th object the caption names (cross-entropy against the
+object's share of each cell), for k < 3; the other prefix tokens are left free. So the first prefix
+tokens each carry one object, and their maps are meant to look like that object (the "How it works"
+page says so); which prefix token the decoder reads for a word is not supervised.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from tqdm.auto import tqdm
 from vizcap.captioner import DEFAULT_CHECKPOINT, Captioner, atomic_write
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import COLOURS, HARD, SHAPES, VOCABULARY, SceneConfig, object_cells, render_scene
+from vizcap.scenes import COLOURS, HARD, SHAPES, VOCABULARY, SceneConfig, cell_coverage, cells_from_coverage, render_scene
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -36,6 +45,7 @@ from .loop import LoopConfig, train
 TRAIN_SEED_STRIDE = 10**8
 HELDOUT_FIRST_SEED = 2_000_000_000
 COLOUR_NAMES = list(COLOURS)
+BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at most 3)
 
 
 @dataclass
@@ -49,13 +59,15 @@ class ShapesArgs:
     aux_weight: float = 1.0
     seed: int = 0
     threads: int = 2
-    workers: int = 1
+    workers: int = 2  # processes that render the training scenes before training starts
+    scenes: int = 48000  # distinct training scenes (rendered once; the run cycles through them)
     eval_n: int = 500
     save_every: int = 500
     device: str = "cpu"
     resume: bool = False
-    encoder: str = "mobilenet"  # "mobilenet" (the shipped model) | "vit" (vizcap_vit_convstem, see vizcap/vit.py)
-    hard_every: int = 0  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
+    encoder: str = "vit"  # "vit" (vizcap_vit_convstem, see vizcap/vit.py; the shipped model) | "mobilenet"
+    hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
+    bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
 
 
 ENCODERS = {
@@ -73,7 +85,7 @@ def default_config(tokenizer: CaptionTokenizer, encoder: str = "mobilenet") -> C
         bos_id=tokenizer.bos_id,
         eos_id=tokenizer.eos_id,
         pad_id=tokenizer.pad_id,
-        aux_heads={"shape": len(SHAPES) + 1, "colour": len(COLOURS) + 1},
+        aux_heads={"shape": len(SHAPES) + 1, "colour": len(COLOURS) + 1, "order": BOUND + 1},
     )
 
 
@@ -82,7 +94,8 @@ def heldout_seeds(n: int) -> list[int]:
 
 
 class ShapeScenesData(torch.utils.data.Dataset):
-    """Scene k -> (uint8 image [3, S, S], token ids, per-cell shape and colour labels)."""
+    """Scene k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and caption-position
+    labels, and [BOUND, N] the share of each cell that the caption's first, second, third object covers)."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
                  hard_every: int = 0):
@@ -98,19 +111,80 @@ class ShapeScenesData(torch.utils.data.Dataset):
         size = self.cfg.image_size
         pixels = np.asarray(scene.image.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1)
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(scene.caption), self.tokenizer.eos_id]
-        cells = object_cells(scene.mask, self.grid).reshape(-1)  # 0 = background, i = objects[i-1]
+        cover = cell_coverage(scene.mask, self.grid).reshape(-1, self.grid[0] * self.grid[1])  # [1 + objects, N]
+        cells = cells_from_coverage(cover)  # 0 = background, i = objects[i-1] (caption order)
         shape_of = np.array([0] + [SHAPES.index(o.shape) + 1 for o in scene.objects])
         colour_of = np.array([0] + [COLOUR_NAMES.index(o.colour) + 1 for o in scene.objects])
-        return torch.from_numpy(pixels.copy()), ids, torch.from_numpy(shape_of[cells]), torch.from_numpy(colour_of[cells])
+        bound = np.zeros((BOUND, cover.shape[1]), np.float32)
+        for j in range(min(BOUND, len(cover) - 1)):
+            bound[j] = cover[j + 1] / max(cover[j + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
+        return (torch.from_numpy(pixels.copy()), ids, torch.from_numpy(shape_of[cells]),
+                torch.from_numpy(colour_of[cells]), torch.from_numpy(cells), torch.from_numpy(bound))
+
+
+class RenderedScenes(torch.utils.data.Dataset):
+    """The first `n` scenes of a ShapeScenesData, rendered once up front by `workers` processes and
+    kept in memory (about 50 kB each at 128 px); sample k is scene k mod n.
+
+    Rendering costs about as much CPU as the training step (a hard scene at 640 px takes ~15 ms), and
+    a render worker beside the two training threads slows both: rendering first and then training
+    on two free cores is faster, and epochs over n scenes replace 320,000 renders by n."""
+
+    def __init__(self, scenes: ShapeScenesData, n: int, workers: int, progress: bool = True):
+        bar = tqdm(total=n, desc="render scenes", unit="scene", disable=not progress)
+        chunks = [range(i, min(n, i + 256)) for i in range(0, n, 256)]
+        self.items = []
+        if workers:
+            import multiprocessing
+
+            with multiprocessing.get_context("fork").Pool(workers, _keep_scenes, (scenes,)) as pool:
+                for chunk in pool.imap(_render_chunk, chunks):
+                    self.items += chunk
+                    bar.update(len(chunk))
+        else:
+            _keep_scenes(scenes)
+            for chunk in chunks:
+                self.items += _render_chunk(chunk)
+                bar.update(len(chunk))
+        bar.close()
+
+    def __len__(self) -> int:
+        return TRAIN_SEED_STRIDE
+
+    def __getitem__(self, k: int):
+        pixels, ids, *dense = self.items[k % len(self.items)]
+        return (torch.from_numpy(pixels), ids, *(torch.from_numpy(d) for d in dense))
+
+
+_worker_scenes: ShapeScenesData | None = None
+
+
+def _keep_scenes(scenes: ShapeScenesData) -> None:
+    global _worker_scenes  # one per render process (a Pool initializer), so chunks need not carry it
+    _worker_scenes = scenes
+
+
+def _render_chunk(indices: range) -> list[tuple]:
+    return [(p.numpy(), ids, *(d.numpy() for d in dense)) for p, ids, *dense in map(_worker_scenes.__getitem__, indices)]
 
 
 def collate(items, pad_id: int):
-    pixels, ids, shapes, colours = zip(*items)
+    pixels, ids, *dense = zip(*items)
     longest = max(len(i) for i in ids)  # trim padding per batch: the cost follows the longest caption
     padded = torch.full((len(ids), longest), pad_id, dtype=torch.long)
     for row, seq in enumerate(ids):
         padded[row, : len(seq)] = torch.tensor(seq)
-    return torch.stack(pixels), padded, torch.stack(shapes), torch.stack(colours)
+    return (torch.stack(pixels), padded, *(torch.stack(d) for d in dense))
+
+
+def binding_loss(mapper_attention: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of prefix token k's attention over the cells (head mean of [B, heads, P, N])
+    against bound[:, k] (the k-th named object's share of each cell, normalised; all zeros when the
+    scene has no k-th object, which then adds nothing), averaged over the objects present."""
+    attention = mapper_attention.mean(1)[:, : bound.shape[1]]  # B, BOUND, N
+    present = bound.sum(-1) > 0
+    ce = -(bound * torch.log(attention + 1e-8)).sum(-1)  # B, BOUND
+    return (ce * present).sum() / present.sum().clamp(min=1)
 
 
 def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
@@ -157,30 +231,24 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
     data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every)
+    data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers)
 
     def batches(start_step: int):
-        indices = range(start_step * args.batch_size, args.steps * args.batch_size)
-        loader = torch.utils.data.DataLoader(
-            data,
-            batch_size=args.batch_size,
-            sampler=indices,
-            num_workers=args.workers,
-            collate_fn=lambda items: collate(items, tokenizer.pad_id),
-            prefetch_factor=4 if args.workers else None,
-            persistent_workers=False,
-        )
-        for pixels, ids, shape_t, colour_t in loader:
-            yield normalise(pixels, cfg).to(device), ids.to(device), shape_t.to(device), colour_t.to(device)
+        for step in range(start_step, args.steps):
+            first = step * args.batch_size
+            pixels, ids, *dense = collate([data[k] for k in range(first, first + args.batch_size)], tokenizer.pad_id)
+            yield (normalise(pixels, cfg).to(device), ids.to(device), *(d.to(device) for d in dense))
 
     def loss_fn(model: CaptionModel, batch):
-        pixels, ids, shape_t, colour_t = batch
+        pixels, ids, shape_t, colour_t, order_t, bound_t = batch
         out = model(pixels, ids)
         cap = caption_loss(out["logits"], out["labels"])
         aux = model.aux_logits(out["memory"])
-        dense = F.cross_entropy(aux["shape"].flatten(0, 1), shape_t.flatten()) + F.cross_entropy(
-            aux["colour"].flatten(0, 1), colour_t.flatten()
-        )
-        return cap + args.aux_weight * dense, {"caption_loss": cap.detach(), "aux_loss": dense.detach()}
+        dense = sum(F.cross_entropy(aux[name].flatten(0, 1), target.flatten())
+                    for name, target in (("shape", shape_t), ("colour", colour_t), ("order", order_t)))
+        bind = binding_loss(out["mapper_attention"], bound_t)
+        total = cap + args.aux_weight * dense + args.bind_weight * bind
+        return total, {"caption_loss": cap.detach(), "aux_loss": dense.detach(), "bind_loss": bind.detach()}
 
     loop = LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
                       save_every=args.save_every, device=args.device)

@@ -284,11 +284,12 @@ class CaptionModel(nn.Module):
 
     def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """Teacher forcing. input_ids = <bos> w1 … wn <eos> <pad>…; returns logits at every
-        position (prefix included), the labels aligned with them, and the memory."""
+        position (prefix included), the labels aligned with them, the memory and the mapper's
+        attention [B, heads, P, N] (None in mode "cross"; a training loss may shape it)."""
         memory = self.encode(pixels)
-        prefix, _ = self.prefix(memory)
+        prefix, mapper_attention = self.prefix(memory)
         logits = self.decode(memory, prefix, input_ids, use_cache=False).logits
-        return {"logits": logits, "labels": self.labels(input_ids), "memory": memory}
+        return {"logits": logits, "labels": self.labels(input_ids), "memory": memory, "mapper_attention": mapper_attention}
 
     def labels(self, input_ids: torch.Tensor) -> torch.Tensor:
         """What each position should predict: the next caption token; IGNORE on the prefix (it has

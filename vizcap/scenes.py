@@ -326,9 +326,10 @@ def _unambiguous(box: tuple[float, ...], others: list[tuple[float, ...]]) -> boo
     return True
 
 
-def object_cells(mask: np.ndarray, grid: tuple[int, int], min_cover: float = 0.25) -> np.ndarray:
-    """Per grid cell, the object (1-based; 0 = background) covering most of it, if it covers at
-    least `min_cover` of the cell. The image is split into gh×gw equal cells, like the model's map."""
+def cell_coverage(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """[K + 1, gh, gw]: the share of each grid cell that label k covers (k = 0 background, k = i
+    object i), sampled on 8 × 8 points per cell. The image is split into gh×gw equal cells, like the
+    model's map."""
     gh, gw = grid
     h, w = mask.shape
     ys = (np.arange(gh * 8) + 0.5) * h / (gh * 8)
@@ -336,8 +337,17 @@ def object_cells(mask: np.ndarray, grid: tuple[int, int], min_cover: float = 0.2
     sub = mask[ys.astype(int)[:, None], xs.astype(int)[None, :]].reshape(gh, 8, gw, 8).transpose(0, 2, 1, 3)
     sub = sub.reshape(gh, gw, 64)
     n = int(mask.max()) + 1
-    counts = np.stack([(sub == k).sum(-1) for k in range(n)], -1)  # gh, gw, n
-    counts[..., 0] = 0
-    best = counts.argmax(-1)
-    cover = counts.max(-1) / 64
-    return np.where(cover >= min_cover, best, 0).astype(np.int64)
+    return np.stack([(sub == k).mean(-1) for k in range(n)], 0)
+
+
+def object_cells(mask: np.ndarray, grid: tuple[int, int], min_cover: float = 0.25) -> np.ndarray:
+    """Per grid cell, the object (1-based; 0 = background) covering most of it, if it covers at
+    least `min_cover` of the cell."""
+    return cells_from_coverage(cell_coverage(mask, grid), min_cover)
+
+
+def cells_from_coverage(cover: np.ndarray, min_cover: float = 0.25) -> np.ndarray:
+    """object_cells from a `cell_coverage` array [K + 1, ...]."""
+    objects = cover.copy()
+    objects[0] = 0
+    return np.where(objects.max(0) >= min_cover, objects.argmax(0), 0).astype(np.int64)
