@@ -211,6 +211,61 @@ def prefix_view() -> None:
                 key="ex_word_prefix")
 
 
+def vit_view() -> None:
+    """Where one patch (or the class token) looks inside the vision transformer, layer by layer."""
+    if exp.encoder is None:
+        st.info("This model's encoder is a convolutional network, not a vision transformer: it has no "
+                "self-attention between patches to show. The default ShapeScenes model and the Hugging Face "
+                "ViT captioners have one.")
+        return
+    gh, gw = exp.grid
+    n_layers, n_heads = exp.encoder.shape[0], exp.encoder.shape[1]
+    cells = [(r, c) for r in range(gh) for c in range(gw)]
+    if st.session_state.get("ex_vit_for") != (id(exp), j):  # a new word: start on the cell its map is hottest in
+        st.session_state["ex_vit_for"] = (id(exp), j)
+        st.session_state["ex_vit_cell"] = cells[int(np.argmax(maps[j]))]
+    try:  # the picker's last click (Streamlit keeps a chart's selection in session state under its key)
+        points = st.session_state["ex_vit_pick"]["selection"]["points"]
+    except (KeyError, TypeError):
+        points = []
+    if points and points[0].get("customdata") is not None:
+        clicked = tuple(int(v) for v in points[0]["customdata"][:2])
+        if clicked != st.session_state.get("ex_vit_clicked"):  # a new click (a redraw keeps the old selection)
+            st.session_state["ex_vit_clicked"] = clicked
+            st.session_state["ex_vit_cell"] = clicked
+    left_col, right_col = st.columns([2, 3])
+    with left_col:
+        query = st.radio("Look from", ["a patch", "the class token"], key="ex_vit_query", horizontal=True,
+                         disabled=exp.encoder.shape[-1] == gh * gw,  # no class token in this encoder
+                         help="A patch token: one cell of the grid. The class token belongs to no patch; "
+                              "vizcap's decoder reads the patches, not it.",
+                         on_change=common.persistent("ex_vit_query", "a patch"))
+        cell = st.selectbox("Patch (or click one below)", cells, key="ex_vit_cell",
+                            format_func=lambda rc: f"row {rc[0] + 1}, column {rc[1] + 1}",
+                            disabled=query != "a patch")
+        st.plotly_chart(figures.patch_picker(exp.image, exp.grid, cell if query == "a patch" else None),
+                        key="ex_vit_pick", on_select="rerun", selection_mode="points",
+                        config={"displaylogo": False, "displayModeBar": False})
+    with right_col:
+        c = st.columns(2)
+        vit_method = c[0].radio("Show", ["attention", "rollout"], key="ex_vit_method", horizontal=True,
+                                help="attention: that token's self-attention in each layer · rollout: where its "
+                                     "representation came from, through all the layers up to each one",
+                                on_change=common.persistent("ex_vit_method", "attention"))
+        heads = [ALL, *range(n_heads)]
+        vit_head = c[1].selectbox("Head", heads, key="ex_vit_head", disabled=vit_method == "rollout",
+                                  format_func=lambda v: "all (mean)" if v == ALL else f"head {v}",
+                                  on_change=common.persistent("ex_vit_head", ALL, heads))
+        vit_head = None if vit_head == ALL or vit_method == "rollout" else int(vit_head)
+        q = tuple(cell) if query == "a patch" else "cls"
+        stack = np.stack([exp.encoder_maps(q, layer=i, head=vit_head, method=vit_method) for i in range(n_layers)])
+        shares = [exp.encoder_extra_share(q, layer=i, head=vit_head, method=vit_method) for i in range(n_layers)]
+        name = f"the patch at row {cell[0] + 1}, column {cell[1] + 1}" if query == "a patch" else "the class token"
+        common.show(figures.encoder_layers(exp.image, stack, shares, name, vit_method, opacity, cmap,
+                                           cell=tuple(cell) if query == "a patch" else None, head=vit_head),
+                    key="ex_vit_layers")
+
+
 def export_view() -> None:
     st.write("Download what you see, for a report or a slide.")
     stem = f"vizcap-{img['id'].replace(':', '-')}-{method}"
@@ -246,8 +301,9 @@ def link_view() -> None:
     st.code(f"/explorer?{link}" if link else "/explorer", language=None)
 
 
-for tab, view in zip(st.tabs(["All heads of a layer", "Prefix tokens", "Export", "Link to this view"], key="ex_view", on_change="rerun"),
-                     (heads_view, prefix_view, export_view, link_view)):
+TABS = {"All heads of a layer": heads_view, "Prefix tokens": prefix_view, "Inside the ViT": vit_view,
+        "Export": export_view, "Link to this view": link_view}
+for tab, view in zip(st.tabs(list(TABS), key="ex_view", on_change="rerun"), TABS.values()):
     if tab.open:
         with tab:
             view()

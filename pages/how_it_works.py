@@ -19,6 +19,7 @@ if common.is_photo_model(captioner):  # this page traces vizcap's own architectu
                 f"model's own processor, into a **{captioner.grid[0]}×{captioner.grid[1]} grid** of patches plus "
                 f"{captioner.n_extra_keys} class token; for every word, each decoder layer's cross-attention reads "
                 "that grid — the heatmaps of the explorer. The share that goes to the class token is shown apart.")
+    common.show(figures.patch_tokens(img["image"], captioner.grid), key="how_patches")
     st.info("The rest of this page traces vizcap's own ShapeScenes model (its prefix mapper and how it was trained); "
             "it does not apply to this photo captioner.")
     st.stop()
@@ -36,7 +37,16 @@ a, b, c = st.columns(3)
 a.markdown(f"**Encoder.** `{cfg.encoder}` turns the image, squashed (never cropped) to {cfg.image_size}×"
            f"{cfg.image_size} pixels, into a **{gh}×{gw} grid** of {gh * gw} feature vectors. Each grid cell "
            f"covers the same share of the picture: these cells are the squares of every heatmap.")
-if cfg.mode != "cross":
+facts = common.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
+bound = cfg.mode != "cross" and facts.get("bind_weight", 0) > 0
+if bound:
+    b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
+               f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
+               f"first three queries' attention onto the first, second and third object the caption names (left "
+               f"to right), so each of them carries one object and its map looks like that object's outline; the "
+               f"other {P - 3} are free and read the scene as a whole. Which prefix token the decoder reads for a "
+               "word was never supervised: that is what the *prefix* heatmaps measure.")
+elif cfg.mode != "cross":
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the whole grid with attention and become "
                f"**{P} prefix tokens**: a summary of the image written in the decoder's own language, placed "
                f"before the words. Each prefix token has its own map over the image (see the explorer).")
@@ -47,6 +57,14 @@ c.markdown(f"**Decoder.** A GPT-2 with {cfg.decoder_layers} layers × {cfg.decod
            + ("the prefix and the words so far" if cfg.mode != "cross" else "the words so far")
            + (", and looks at the grid directly through **cross-attention**" if cfg.mode != "prefix" else "")
            + f". It outputs a score (logit) for each of the {cfg.vocab_size} words of its vocabulary.")
+
+if cfg.feature_index is None and captioner.model.encoder.num_prefix_tokens:  # a vision transformer
+    st.subheader("The image becomes a sequence of tokens")
+    common.show(figures.patch_tokens(img["image"], (gh, gw)), key="how_patches")
+    st.markdown(f"The encoder is a **vision transformer**: a small convolutional stem turns each "
+                f"{cfg.image_size // gw}×{cfg.image_size // gh}-pixel patch into one vector, and {len(captioner.model.encoder.model.blocks)} "
+                "layers of self-attention let every patch token look at every other (and at a class token that "
+                "belongs to no patch). The explorer's **Inside the ViT** tab shows where each patch looks, layer by layer.")
 
 st.header("2 · Training vs writing a caption")
 left, right = st.columns(2)
@@ -74,17 +92,26 @@ st.caption(f"Positions 0–{P - 1} are the prefix (label -100: ignored by the lo
            "This model has no prefix; position 0 reads `<bos>` and must predict the first word.")
 
 st.header("3 · The auxiliary dense loss (ShapeScenes)")
-facts = common.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
+
+
+def _what_heads(aux: dict) -> str:
+    named = {"shape": "the shape", "colour": "the colour", "order": "the place in the caption (first, second, third named)"}
+    parts = [named.get(name, name) for name in aux] or ["the shape and the colour"]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 seen = (f" (this checkpoint's encoder saw {facts['samples']:,} pictures"
         + (f": {facts['steps']:,} steps × {facts['batch_size']} per batch" if "steps" in facts and "batch_size" in facts
            else "") + ", as its metrics.json records)") if "samples" in facts else ""
 st.markdown(
     f"A small encoder trained from scratch{seen} has no reason to keep *where* things are: the caption loss "
     "only asks it to name them. So the ShapeScenes model gets extra help while training: **auxiliary heads** read "
-    "the memory grid and predict, for every cell, the shape and the colour of the object under it (or "
+    f"the memory grid and predict, for every cell, {_what_heads(info['aux'])} of the object under it (or "
     "background). Their cross-entropy is added to the caption loss"
     + (f" with weight {facts['aux_weight']}" if "aux_weight" in facts else "")
-    + ": `loss = caption loss + weight × aux loss`. This dense supervision stands in for a pretrained encoder; "
+    + ": `loss = caption loss + weight × aux loss"
+    + (f" + {facts['bind_weight']} × binding loss` (the prefix binding above)" if bound else "`")
+    + ". This dense supervision stands in for a pretrained encoder; "
     "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
     "the image — which is what makes the heatmaps meaningful.")
 if info["aux"]:

@@ -283,7 +283,8 @@ def test_explorer_default_flow(app):
     assert "background:#0072B2" in caption_of(at)  # the chosen word is highlighted
     assert at.metric[0].label.startswith("Probability of")
     # only the open tab is drawn: overlay, alternatives and the heads grid
-    assert [t.label for t in at.tabs] == ["All heads of a layer", "Prefix tokens", "Export", "Link to this view"]
+    assert [t.label for t in at.tabs] == ["All heads of a layer", "Prefix tokens", "Inside the ViT", "Export",
+                                          "Link to this view"]
     assert len(at.get("plotly_chart")) == 3 and not at.get("download_button")
     at.session_state["ex_view"] = "Prefix tokens"
     ok(at.run())

@@ -330,3 +330,31 @@ def test_a_prepared_link_round_trips_and_the_lesson_steps_through(server, browse
                 page.get_by_role("button", name="Next").first.click()
     finally:
         page.set_viewport_size(VIEWPORT)
+
+
+def test_inside_the_vit_a_click_on_a_patch_shows_where_it_looks(server, browser_page):
+    """Explorer, "Inside the ViT": clicking a patch of the picker chooses that patch (the Patch box
+    follows) and redraws its layer-by-layer maps, outlined at the clicked cell."""
+    page = browser_page
+    _open(page, server + "/explorer", "Where the model looked")
+    page.get_by_role("tab", name="Inside the ViT").click()
+    _settle(page)
+    picker = page.locator("[data-testid='stPlotlyChart']", has_text="Choose a patch").first
+    picker.wait_for(state="visible")
+    patch_box = page.locator("[data-testid='stSelectbox']", has_text="Patch").first
+    before = patch_box.inner_text()
+    points = picker.locator(".scatterlayer path.point")
+    n = points.count()
+    assert n >= 16, n
+    target = 0 if "row 1, column 1" not in before else n - 1  # a patch other than the chosen one
+    box = points.nth(target).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    _settle(page)
+    after = page.locator("[data-testid='stSelectbox']", has_text="Patch").first.inner_text()
+    side = int(round(n ** 0.5))
+    want = "row 1, column 1" if target == 0 else f"row {side}, column {side}"
+    assert want in after and after != before, (before, after)
+    assert page.get_by_text("Inside the ViT: where the patch at " + want, exact=False).first.is_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "inside-vit.png"), full_page=True)
+    _shrink(SHOTS / "inside-vit.png")

@@ -16,7 +16,8 @@ from .model import IGNORE, caption_loss
 from .scenes import COLOURS, SHAPES
 
 # The auxiliary heads of the ShapeScenes preset (train/shapes.py): class 0 is the background.
-AUX_CLASS_NAMES = {"shape": ["background", *SHAPES], "colour": ["background", *COLOURS]}
+AUX_CLASS_NAMES = {"shape": ["background", *SHAPES], "colour": ["background", *COLOURS],
+                   "order": ["background", "1st named", "2nd named", "3rd named"]}
 
 
 @torch.inference_mode()
