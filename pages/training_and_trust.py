@@ -24,7 +24,9 @@ METRIC_NOTES = {
     "cider": "agreement of word groups with the truth, rare words weighing more (0–10, higher is better)",
     "n_scenes": "held-out scenes evaluated",
 }
-SETS = {"heldout": "held-out ShapeScenes", "independent": "scenes drawn by an independent renderer"}
+SETS = {"heldout": "held-out ShapeScenes", "independent": "scenes drawn by an independent renderer",
+        "hard": "hard held-out ShapeScenes (three small objects, large JPEG pictures)",
+        "independent_hard": "hard scenes drawn by the independent renderer"}
 
 st.title("Training & trust")
 common.sidebar()
@@ -111,9 +113,8 @@ saved = read_json(folder / "trust.json") if (folder / "trust.json").is_file() el
 result = saved
 if saved:
     command = saved.get("command")
-    sets = {"heldout": {k: v for k, v in saved.items() if k != "independent"}}
-    if isinstance(saved.get("independent"), dict):
-        sets["independent"] = saved["independent"]
+    sets = {"heldout": {k: v for k, v in saved.items() if k not in SETS}}
+    sets.update({k: saved[k] for k in SETS if k != "heldout" and isinstance(saved.get(k), dict)})
     chosen = "heldout"
     if len(sets) > 1:
         chosen = st.segmented_control(
@@ -151,15 +152,19 @@ if result:
             common.show(figures.pointing_game(result), key="tt_pointing")
         with b:
             common.show(figures.mass_in_box(result), key="tt_mass")
-        a, b = st.columns(2)
-        with a:
-            common.show(figures.sanity_check(result), key="tt_sanity")
-        with b:
-            methods = [m for m in result.get("curves", {}) if m != "fractions"]
-            best = result.get("best_method")
-            method = st.selectbox("Curves for", methods, index=methods.index(best) if best in methods else 0,
-                                  key="tt_curve_method", format_func=lambda m: m.replace("_", " "))
-            common.show(figures.deletion_insertion(result, method), key="tt_curves")
+        if result.get("curves_n", 1):
+            a, b = st.columns(2)
+            with a:
+                common.show(figures.sanity_check(result), key="tt_sanity")
+            with b:
+                methods = [m for m in result.get("curves", {}) if m != "fractions"]
+                best = result.get("best_method")
+                method = st.selectbox("Curves for", methods, index=methods.index(best) if best in methods else 0,
+                                      key="tt_curve_method", format_func=lambda m: m.replace("_", " "))
+                common.show(figures.deletion_insertion(result, method), key="tt_curves")
+        else:
+            st.caption("The sanity check and the deletion/insertion curves were not measured on these scenes "
+                       "(`vizcap eval --hard` measures pointing, mass and captions only on hard scenes).")
     chance = [v.get("chance") for v in result.get("pointing", {}).values()]
     if chance and all(isinstance(v, float) and math.isnan(v) for v in chance):
         st.caption("No object was named correctly, so no map could be scored.")

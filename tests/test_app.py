@@ -56,8 +56,12 @@ def trusted_checkpoint(app_checkpoint, tmp_path_factory) -> Path:
     independent = trust_result()
     independent["n_scenes"] = 6
     independent["pointing"]["cross_attention"]["hit"] = 0.55
-    (out / "trust.json").write_text(json.dumps({**trust_result(), "command": "vizcap eval --n 8 --independent",
-                                                "independent": independent}))
+    hard = trust_result()
+    hard.update(n_scenes=7, curves_n=0, curves={"fractions": hard["curves"]["fractions"]},
+                sanity_spearman={m: float("nan") for m in hard["sanity_spearman"]})
+    hard["pointing"]["cross_attention"]["hit"] = 0.45
+    (out / "trust.json").write_text(json.dumps({**trust_result(), "command": "vizcap eval --n 8 --independent --hard",
+                                                "independent": independent, "hard": hard}))
     return out
 
 
@@ -659,7 +663,7 @@ def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     assert len(at.get("plotly_chart")) == 5  # loss, pointing, mass, sanity, curves
     captions = " ".join(c.value for c in at.caption)
     # each set of figures says how many scenes and which command made it; the metrics.json table too
-    assert "`vizcap eval --n 8 --independent`" in captions and "8 held-out ShapeScenes" in captions
+    assert "`vizcap eval --n 8 --independent --hard`" in captions and "8 held-out ShapeScenes" in captions
     assert any(sub.value.startswith("Evaluation at the end of training (8 held-out scenes)") for sub in at.subheader)
     assert all(f"**{name}**" in text for name in figures.MEASURES)  # every measure explained in a line
     assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.9)
@@ -669,6 +673,11 @@ def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     ok(at.selectbox(key="tt_curve_method").set_value("rollout").run())
     curves = figure(at, "Deletion and insertion (rollout)")
     assert array(curves["data"][0]["y"]) == pytest.approx(trust_result()["curves"]["rollout"]["deletion_map"])
+    # hard scenes: pointing and mass only (no curves were measured), said in a line
+    ok(at.segmented_control(key="tt_set").set_value("hard").run())
+    assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.45)
+    assert len(at.get("plotly_chart")) == 3  # loss, pointing, mass
+    assert "not measured on these scenes" in " ".join(c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("mode", ["cross", "prefix"])

@@ -4,7 +4,7 @@
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
                    [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--json]
-    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--out DIR] [--json]
+    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--hard] [--out DIR] [--json]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
 input gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--curves-n", type=_int, default=30, metavar="N", help="scenes for deletion/insertion and the sanity check")
     ev.add_argument("--independent", action="store_true",
                     help="also measure on N scenes of the independent renderer (stored under 'independent')")
+    ev.add_argument("--hard", action="store_true",
+                    help="also measure on N hard scenes (three small objects, large JPEG pictures) of ShapeScenes and, "
+                         "with --independent, of the independent renderer (under 'hard', 'independent_hard'; no curves)")
     ev.add_argument("--out", metavar="DIR", default=None,
                     help="folder for trust.json and trust_scenes.jsonl, made if missing (default: the checkpoint directory)")
     ev.add_argument("--json", action="store_true", help="print trust.json's content as one JSON object")
@@ -204,7 +207,7 @@ def _eval(args) -> int:
     from . import load
     from .captioner import DEFAULT_CHECKPOINT
     from .files import atomic_write
-    from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, evaluate_trust, independent_scene
+    from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, SOURCES, evaluate_trust
 
     if args.n < 1 or args.curves_n < 0:
         raise ValueError("--n must be at least 1 and --curves-n at least 0")
@@ -214,15 +217,20 @@ def _eval(args) -> int:
     captioner = load(args.checkpoint)
     out.mkdir(parents=True, exist_ok=True)
     curves_n = min(args.curves_n, args.n)
-    command = f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
+    command = (f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
+               + (" --hard" if args.hard else ""))
     result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True)
     scenes = [{"source": result["source"], **r} for r in result.pop("scenes")]
     result.update(first_seed=HELDOUT_FIRST_SEED, command=command)
-    if args.independent:
-        other = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True,
-                               scene_fn=independent_scene, source="independent renderer")
+    more = [("independent", "independent renderer", curves_n)] if args.independent else []
+    more += [("hard", "hard held-out ShapeScenes", 0)] if args.hard else []
+    more += [("independent_hard", "hard independent renderer", 0)] if args.hard and args.independent else []
+    for key, source, n_curves in more:
+        other = evaluate_trust(captioner, n=args.n, curves_n=n_curves, progress=not args.json, records=True,
+                               scene_fn=SOURCES[source], source=source)
         scenes += [{"source": other["source"], **r} for r in other.pop("scenes")]
-        result["independent"] = {**other, "first_seed": INDEPENDENT_FIRST_SEED}
+        first = INDEPENDENT_FIRST_SEED if "independent" in key else HELDOUT_FIRST_SEED
+        result[key] = {**other, "first_seed": first}
     stored = _finite_or_null(result)  # strict JSON: an undefined figure (no correctly named object) is null
     text = json.dumps(stored, indent=1, allow_nan=False) + "\n"
     lines = "".join(json.dumps(_finite_or_null(r), separators=(",", ":"), allow_nan=False) + "\n" for r in scenes)
@@ -232,8 +240,9 @@ def _eval(args) -> int:
         print(json.dumps(stored, allow_nan=False))
         return 0
     print(format_report(result))
-    if args.independent:
-        print("\n" + format_report(result["independent"]))
+    for key in ("independent", "hard", "independent_hard"):
+        if key in result:
+            print("\n" + format_report(result[key]))
     print(f"\nwrote {out / 'trust.json'} and {out / 'trust_scenes.jsonl'}")
     return 0
 

@@ -24,8 +24,8 @@ generator:
   light grey, pale beige, soft vertical gradient) with faint uniform noise,
   and half the images give objects a thin darker inner outline.
 
-Only numpy and Pillow are used; Pillow is used only to wrap the final array
-and to write PNG files (never JPEG).
+Only numpy and Pillow are used; Pillow is used only to wrap the final array,
+to write PNG files and, for hard scenes only, to compress them as JPEG.
 
 API
 ---
@@ -75,6 +75,10 @@ NOISE = 4                   # background/image noise amplitude (uniform +-)
 STAR_RATIO = 0.45           # inner / outer radius of the star
 CROSS_THICK = 1.0 / 3.0     # arm thickness / size of the cross
 MAX_ROT_DEG = 20.0          # rotation range for squares and triangles
+# hard scenes (issue 14): always three small objects on large pictures, JPEG-compressed
+HARD_MIN_SIDE, HARD_MAX_SIDE = 300, 640
+HARD_SIZE_FRAC = (0.12, 0.22)
+HARD_JPEG_QUALITY = 40
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +205,7 @@ def _separated(b0, b1, gap: float) -> bool:
             or b0[3] + gap <= b1[1] or b1[3] + gap <= b0[1])
 
 
-def _layout(w: int, h: int, n: int, rng: np.random.Generator) -> list[_Obj]:
+def _layout(w: int, h: int, n: int, rng: np.random.Generator, size_frac: tuple[float, float] = SIZE_FRAC) -> list[_Obj]:
     short = min(w, h)
     while True:
         for _attempt in range(40):
@@ -211,7 +215,7 @@ def _layout(w: int, h: int, n: int, rng: np.random.Generator) -> list[_Obj]:
                 shape = SHAPES[rng.integers(len(SHAPES))]
                 placed = False
                 for _try in range(60):
-                    o = _Obj(shape, rng.uniform(*SIZE_FRAC) * short, rng)
+                    o = _Obj(shape, rng.uniform(*size_frac) * short, rng)
                     hx, hy = o.half
                     lo_x, hi_x = MARGIN + hx, w - MARGIN - hx
                     lo_y, hi_y = MARGIN + hy, h - MARGIN - hy
@@ -262,15 +266,18 @@ def _coverage(o: _Obj, w: int, h: int, outline: float):
     return y0, x0, tot, inner
 
 
-def render_independent(seed: int) -> tuple[Image.Image, list[dict]]:
-    """Render one scene; same seed -> same image and objects."""
-    rng = np.random.default_rng(seed)
-    w = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
-    h = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
+def render_independent(seed: int, hard: bool = False) -> tuple[Image.Image, list[dict]]:
+    """Render one scene; same seed -> same image and objects. hard=True: the hard world of issue 14
+    (three objects of HARD_SIZE_FRAC of the shorter side, sides HARD_MIN_SIDE..HARD_MAX_SIDE, saved
+    as JPEG at HARD_JPEG_QUALITY)."""
+    rng = np.random.default_rng([seed, 1] if hard else seed)
+    lo, hi = (HARD_MIN_SIDE, HARD_MAX_SIDE) if hard else (MIN_SIDE, MAX_SIDE)
+    w = int(rng.integers(lo, hi + 1))
+    h = int(rng.integers(lo, hi + 1))
     img = _background(w, h, rng)
     outline = float(rng.uniform(1.0, 2.0)) if rng.random() < 0.5 else 0.0
-    n = int(rng.integers(1, 4))
-    objs = _layout(w, h, n, rng)
+    n = 3 if hard else int(rng.integers(1, 4))
+    objs = _layout(w, h, n, rng, HARD_SIZE_FRAC if hard else SIZE_FRAC)
 
     names = list(COLOURS)
     out: list[dict] = []
@@ -293,7 +300,14 @@ def render_independent(seed: int) -> tuple[Image.Image, list[dict]]:
     img += rng.integers(-NOISE, NOISE + 1, img.shape)
     arr = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     out.sort(key=lambda d: (d["box"][0] + d["box"][2]) / 2.0)
-    return Image.fromarray(arr, "RGB"), out
+    image = Image.fromarray(arr, "RGB")
+    if hard:
+        import io
+
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=HARD_JPEG_QUALITY)
+        image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return image, out
 
 
 def caption_objects(objects: list[dict]) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .evaluate import caption_metrics, parse_objects, scene_scores
 from .explain import explain
 from .maps import METHODS
-from .scenes import COLOURS, PLURALS, SHAPES, Scene, SceneObject, _caption_order, describe, render_scene
+from .scenes import COLOURS, HARD, PLURALS, SHAPES, Scene, SceneObject, _caption_order, describe, render_scene
 
 HELDOUT_FIRST_SEED = 2_000_000_000  # the same held-out range as train/shapes.py
 INDEPENDENT_FIRST_SEED = 10_000  # scene i of the independent renderer is render_independent(10_000 + i)
@@ -163,13 +163,13 @@ def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int]
     return torch.stack(out)
 
 
-def independent_scene(i: int) -> Scene:
-    """Scene i of the independent renderer (vizcap/independent_renderer.py, seed INDEPENDENT_FIRST_SEED + i),
-    with its true caption written in ShapeScenes' grammar. It has no pixel mask (the trust metrics use
-    boxes only)."""
+def independent_scene(i: int, hard: bool = False) -> Scene:
+    """Scene i of the independent renderer (vizcap/independent_renderer.py, seed INDEPENDENT_FIRST_SEED + i;
+    its hard world with hard=True), with its true caption written in ShapeScenes' grammar. It has no
+    pixel mask (the trust metrics use boxes only)."""
     from .independent_renderer import render_independent
 
-    image, objects = render_independent(INDEPENDENT_FIRST_SEED + i)
+    image, objects = render_independent(INDEPENDENT_FIRST_SEED + i, hard=hard)
     short = min(image.size)
     objs = [SceneObject(o["colour"], o["shape"], tuple(o["box"]), (o["box"][2] - o["box"][0]) / short) for o in objects]
     ordered = _caption_order(objs)
@@ -177,7 +177,9 @@ def independent_scene(i: int) -> Scene:
 
 
 SOURCES = {"held-out ShapeScenes": lambda i: render_scene(HELDOUT_FIRST_SEED + i),
-           "independent renderer": independent_scene}
+           "independent renderer": independent_scene,
+           "hard held-out ShapeScenes": lambda i: render_scene(HELDOUT_FIRST_SEED + i, HARD),
+           "hard independent renderer": lambda i: independent_scene(i, hard=True)}
 
 
 def scene_record(captioner, randomized, scene: Scene, i: int, methods: tuple[str, ...], curves: bool,
