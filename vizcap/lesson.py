@@ -38,7 +38,7 @@ STEPS: tuple[Step, ...] = (
          "Greedy decoding takes the likeliest word at every step; beam search keeps several captions alive and "
          "picks the best whole caption — on this picture they disagree: compare both with the truth, and follow "
          "the tree beam search explored.",
-         "scene:154", "decoding"),
+         "scene:98", "decoding"),
     Step("4 · A planted failure: a tiny object",
          "This star is half the smallest size the model ever saw in training: compare its caption with the "
          "truth, and see where it looked for the shape it named.",
