@@ -18,11 +18,14 @@ from test_cli_explain import assert_close
 from vizcap import trust
 from vizcap.captioner import DEFAULT_CHECKPOINT
 
-COMMAND = "vizcap eval --n 200 --curves-n 40 --independent"
+COMMAND = "vizcap eval --n 200 --curves-n 40 --independent --hard"
 README = Path(__file__).resolve().parents[1] / "README.md"
-EXTRA_KEYS = ("command", "first_seed", "independent", "curves_n")
-SOURCES = {"held-out ShapeScenes": lambda s: s, "independent renderer": lambda s: s["independent"]}
-SCENE_FN = {"held-out ShapeScenes": trust.SOURCES["held-out ShapeScenes"], "independent renderer": trust.independent_scene}
+EXTRA_KEYS = ("command", "first_seed", "independent", "hard", "independent_hard", "curves_n")
+SOURCES = {"held-out ShapeScenes": lambda s: s, "independent renderer": lambda s: s["independent"],
+           "hard held-out ShapeScenes": lambda s: s["hard"], "hard independent renderer": lambda s: s["independent_hard"]}
+SCENE_FN = trust.SOURCES
+CURVES_N = {"held-out ShapeScenes": 40, "independent renderer": 40, "hard held-out ShapeScenes": 0,
+            "hard independent renderer": 0}  # hard scenes: pointing, mass and captions only
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +53,35 @@ def test_independent_renderer_imports_nothing_from_vizcap():
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {("." * node.level) + (node.module or "") for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "argparse", "json", "math", "os", "numpy", "PIL"}, imported
+    assert imported <= {"__future__", "argparse", "io", "json", "math", "os", "numpy", "PIL"}, imported
 
 
 def test_trust_json_names_its_command(stored, records):
     assert stored["command"] == COMMAND
     for source, section in SOURCES.items():
         s = section(stored)
-        assert s["source"] == source and s["n_scenes"] == 200 and s["curves_n"] == 40, source
+        assert s["source"] == source and s["n_scenes"] == 200 and s["curves_n"] == CURVES_N[source], source
         assert [r["i"] for r in records[source]] == list(range(200)), source
         assert sum(1 for r in records[source] for w in r["words"] if "sanity" in next(iter(w["methods"].values()))) \
-            == sum(len(r["words"]) for r in records[source][:40])  # curves and sanity on the first 40 scenes
+            == sum(len(r["words"]) for r in records[source][:CURVES_N[source]])  # curves and sanity on the first 40
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_every_figure_is_summarised_from_the_stored_scenes(stored, records, source):
     section = SOURCES[source](stored)
     summary = trust.summarise(records[source], tuple(section["pointing"]), tuple(section["grid"]), source)
-    assert {k: v for k, v in section.items() if k not in EXTRA_KEYS} == summary
+    assert {k: v for k, v in section.items() if k not in EXTRA_KEYS} == _nan_to_null(summary)
+
+
+def _nan_to_null(obj):
+    """trust.json is strict JSON: a figure with nothing to average over (NaN) is stored as null."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_null(v) for v in obj]
+    return obj
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -88,11 +102,15 @@ def test_stored_figures_back_the_claims(stored):
     held-out scenes (and beats chance by 0.2 with every method), also on the independent renderer."""
     held, other = stored, stored["independent"]
     best = held["best_method"]
-    assert held["n_words"] >= 250 and held["pointing"][best]["hit"] >= 0.90 and held["pointing"][best]["chance"] < 0.5
+    assert held["n_words"] >= 250 and held["pointing"][best]["hit"] >= 0.85 and held["pointing"][best]["chance"] < 0.5
     for method, p in held["pointing"].items():
         assert p["hit"] > p["chance"] + 0.2, (method, p)
     assert other["caption"]["object_recall"] >= 0.90
     assert other["pointing"][other["best_method"]]["hit"] >= 0.85
+    # "Gradient relevancy points best", also on hard scenes; "rollout fails the sanity check"
+    assert best == "relevancy" and stored["hard"]["best_method"] == "relevancy"
+    assert stored["hard"]["pointing"]["relevancy"]["hit"] >= 0.9 and stored["sanity_spearman"]["rollout"] > 0.5
+    assert stored["pointing_colour_word"]["prefix"]["hit"] > stored["pointing"]["prefix"]["hit"] + 0.3
 
 
 def _readme_section() -> str:
@@ -106,9 +124,25 @@ def test_readme_trust_table_is_trust_json(stored):
     section = _readme_section()
     assert COMMAND in section
     other = stored["independent"]
+    full = section
+    section, hard_section = section.split("Hard scenes (", 1)
     rows = {m.group(1): [c.strip().strip("*") for c in m.group(2).split("|")]
             for m in re.finditer(r"^\| `(\w+)` \|[^|]*\|(.*)\|$", section, re.M)}
     assert set(rows) == set(stored["pointing"])
+    hard, other_hard = stored["hard"], stored["independent_hard"]
+    hard_rows = {m.group(1): [c.strip() for c in m.group(2).split("|")]
+                 for m in re.finditer(r"^\| `(\w+)` \|(.*)\|$", hard_section, re.M)}
+    assert set(hard_rows) == set(hard["pointing"])
+    for m, cells in hard_rows.items():
+        assert cells == [f"{x:.2f}" for x in (hard["pointing"][m]["hit"], other_hard["pointing"][m]["hit"],
+                                               hard["mass_in_box"][m]["mass"], other_hard["mass_in_box"][m]["mass"])], m
+    hard_prose = " ".join(hard_section.split())
+    for claim in (f"Chance {hard['pointing']['relevancy']['chance']:.2f} (hard held-out) and "
+                  f"{other_hard['pointing']['relevancy']['chance']:.2f} (hard independent)",
+                  f"hard held-out exact {hard['caption']['exact']:.2f}, object recall {hard['caption']['object_recall']:.3f}",
+                  f"hard independent exact {other_hard['caption']['exact']:.2f}, object recall "
+                  f"{other_hard['caption']['object_recall']:.3f}"):
+        assert claim in hard_prose, claim
 
     def f(x) -> str:
         return f"{x:.2f}"
@@ -120,7 +154,7 @@ def test_readme_trust_table_is_trust_json(stored):
                          f(stored["sanity_spearman"][m]), f"{f(c['deletion_map_auc'])} / {f(c['deletion_random_auc'])}",
                          f"{f(c['insertion_map_auc'])} / {f(c['insertion_random_auc'])}"], m
     cap, oc = stored["caption"], other["caption"]
-    prose = " ".join(section.split())  # line breaks may fall anywhere in a sentence
+    prose = " ".join(full.split())  # line breaks may fall anywhere in a sentence
     for claim in (f"chance {f(stored['pointing'][stored['best_method']]['chance'])}",
                   f"(chance {f(stored['mass_in_box'][stored['best_method']]['chance'])})",
                   f"held-out exact {f(cap['exact'])}, colour {cap['colour_acc']:.3f}, shape {cap['shape_acc']:.3f}",
