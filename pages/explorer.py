@@ -228,8 +228,8 @@ def vit_view() -> None:
         points = st.session_state["ex_vit_pick"]["selection"]["points"]
     except (KeyError, TypeError):
         points = []
-    if points and points[0].get("customdata") is not None:
-        clicked = tuple(int(v) for v in points[0]["customdata"][:2])
+    if points and isinstance(points[0].get("point_index"), int):  # the picker's points run row by row
+        clicked = divmod(points[0]["point_index"], gw)
         if clicked != st.session_state.get("ex_vit_clicked"):  # a new click (a redraw keeps the old selection)
             st.session_state["ex_vit_clicked"] = clicked
             st.session_state["ex_vit_cell"] = clicked

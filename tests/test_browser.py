@@ -341,16 +341,19 @@ def test_inside_the_vit_a_click_on_a_patch_shows_where_it_looks(server, browser_
     _settle(page)
     picker = page.locator("[data-testid='stPlotlyChart']", has_text="Choose a patch").first
     picker.wait_for(state="visible")
-    patch_box = page.locator("[data-testid='stSelectbox']", has_text="Patch").first
-    before = patch_box.inner_text()
+    def chosen() -> str:
+        return page.get_by_role("combobox", name="Patch (or click one below)").first.input_value()
+
+    before = chosen()
     points = picker.locator(".scatterlayer path.point")
     n = points.count()
     assert n >= 16, n
     target = 0 if "row 1, column 1" not in before else n - 1  # a patch other than the chosen one
+    points.nth(target).scroll_into_view_if_needed()
     box = points.nth(target).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     _settle(page)
-    after = page.locator("[data-testid='stSelectbox']", has_text="Patch").first.inner_text()
+    after = chosen()
     side = int(round(n ** 0.5))
     want = "row 1, column 1" if target == 0 else f"row {side}, column {side}"
     assert want in after and after != before, (before, after)

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from vizcap.captioner import DEFAULT_CHECKPOINT, Captioner, atomic_write
+from vizcap.captioner import Captioner
+from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
 from vizcap.scenes import COLOURS, HARD, SHAPES, VOCABULARY, SceneConfig, cell_coverage, cells_from_coverage, render_scene
@@ -269,7 +270,7 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
         "samples_seen": args.steps * args.batch_size,
         "machine": machine(),
     }
-    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(record, indent=2) + "\n"))
+    write_json(out / "metrics.json", record)
     if summary["state_path"].exists():  # finished: the resume state is no longer needed
         summary["state_path"].unlink()
     print(json.dumps(metrics))

@@ -398,7 +398,8 @@ def patch_picker(image: Image.Image, grid: tuple[int, int], selected: tuple[int,
     where = "no patch chosen" if selected is None else f"row {selected[0] + 1}, column {selected[1] + 1} outlined"
     text = (f"The picture with its {gh}×{gw} patch grid; click a patch to see where its token looks inside the "
             f"vision transformer ({where}).")
-    points = {"type": "scatter", "x": xs, "y": ys, "mode": "markers", "customdata": np.stack([rows.ravel(), cols.ravel()], -1),
+    points = {"type": "scatter", "x": xs.tolist(), "y": ys.tolist(), "mode": "markers",
+              "customdata": np.stack([rows.ravel(), cols.ravel()], -1).tolist(),
               "marker": {"size": max(8, min(W / gw, H / gh) * 0.8), "symbol": "square", "color": "rgba(255,255,255,0.01)"},
               "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}<extra>click to choose</extra>",
               "name": "patches"}
@@ -421,14 +422,14 @@ def encoder_layers(image: Image.Image, maps: np.ndarray, extra_share, query: str
             "attention rollout: the share of its output that flowed from each patch through the layers up to this one")
     top = float(maps.max()) if maps.size else 1.0
     text = (f"{L} panels, one per layer of the vision transformer, for the token of {query}: {what}, on one colour "
-            f"scale (0 to {top:.3g}). The class token's share is left out of the maps and given in each title. Early "
-            "layers tend to look near the patch itself; later ones at whatever the patch needs to know about, "
-            "such as the rest of its object.")
+            f"scale (0 to {top:.3g}). The class token's share is left out of the maps and given in each title. Each "
+            "layer's attention can go somewhere else: a patch token gathers what it needs from the whole picture, "
+            "which is why a later map of the words (cross-attention) can light up a patch beside an object.")
     unit = "attention weight (share, 0–1)" if method == "attention" else "share of attention flow (0–1)"
     labels = [f"layer {i} · class token {float(x):.0%}" for i, x in enumerate(extra_share)]
     title_text = (f"Inside the ViT: where {query} looks" if method == "attention"
                   else f"Inside the ViT: where {query}'s representation came from (rollout)")
-    fig = map_grid(image, maps, labels, title_text, text, opacity, colorscale, columns=min(L, 4), vmax=top, unit=unit)
+    fig = map_grid(image, maps, labels, title_text, text, opacity, colorscale, columns=min(L, 2), vmax=top, unit=unit)
     if cell is not None:
         W, H = shown_image(image, GRID_SIDE).size
         r, c = cell
