@@ -261,7 +261,7 @@ def build_model(args) -> tuple[CaptionModel, CaptionTokenizer, dict]:
     if tokenizer.vocab_size != g.vocab_size:
         raise ValueError(f"--decoder {args.decoder}: tokenizer has {tokenizer.vocab_size} tokens but the model "
                          f"{g.vocab_size}; they must match")
-    cfg = CaptionerConfig(
+    cfg = CaptionerConfig(  # one keyword per decoder setting: the duplicate finder's shape match here is no copy
         **enc,
         d_model=g.n_embd,
         n_prefix=args.prefix_tokens,
