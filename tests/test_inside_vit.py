@@ -162,3 +162,16 @@ def test_binding_loss_by_hand():
     assert float(binding_loss(attention, bound)) == pytest.approx(want, rel=1e-5)
     absent = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]])  # no second object: only the first counts
     assert float(binding_loss(attention, absent)) == pytest.approx(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25)), rel=1e-5)
+
+
+def test_how_it_works_shows_the_patch_tokens_for_a_vit_only(monkeypatch, vit_checkpoint, tiny_model_dir):
+    import json
+
+    def titles(checkpoint) -> list[str]:
+        monkeypatch.setenv("VIZCAP_CHECKPOINT", str(checkpoint))
+        at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+        at = ok(at.switch_page("pages/how_it_works.py").run())
+        return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+
+    assert "The image becomes a sequence of patch tokens" in titles(vit_checkpoint)
+    assert "The image becomes a sequence of patch tokens" not in titles(tiny_model_dir("both"))
