@@ -22,9 +22,11 @@ page says so); which prefix token the decoder reads for a word is not supervised
 from __future__ import annotations
 
 import json
+import multiprocessing
 import platform
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -135,17 +137,12 @@ class RenderedScenes(torch.utils.data.Dataset):
         bar = tqdm(total=n, desc="render scenes", unit="scene", disable=not progress)
         chunks = [range(i, min(n, i + 256)) for i in range(0, n, 256)]
         self.items = []
-        if workers:
-            import multiprocessing
-
-            with multiprocessing.get_context("fork").Pool(workers, _keep_scenes, (scenes,)) as pool:
-                for chunk in pool.imap(_render_chunk, chunks):
-                    self.items += chunk
-                    bar.update(len(chunk))
-        else:
-            _keep_scenes(scenes)
-            for chunk in chunks:
-                self.items += _render_chunk(chunk)
+        pool = multiprocessing.get_context("fork").Pool(workers, _keep_scenes, (scenes,)) if workers else None
+        with pool or nullcontext():
+            if pool is None:
+                _keep_scenes(scenes)  # render here, in this process
+            for chunk in (pool.imap if pool else map)(_render_chunk, chunks):
+                self.items += chunk
                 bar.update(len(chunk))
         bar.close()
 

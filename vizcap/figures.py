@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from . import maps as _maps
 from . import render
@@ -356,8 +356,6 @@ def prefix_maps(image: Image.Image, mapper: np.ndarray, grid: tuple[int, int], o
 def patch_tokens(image: Image.Image, grid: tuple[int, int], gap: int = 6) -> go.Figure:
     """The image cut into its gh×gw patches and pulled apart, each numbered with its token's place in
     the sequence the ViT reads (row by row, after the class token 0)."""
-    from PIL import ImageDraw
-
     gh, gw = grid
     shown = shown_image(image)
     W, H = shown.size
