@@ -39,13 +39,22 @@ a.markdown(f"**Encoder.** `{cfg.encoder}` turns the image, squashed (never cropp
            f"covers the same share of the picture: these cells are the squares of every heatmap.")
 facts = common.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
 bound = cfg.mode != "cross" and facts.get("bind_weight", 0) > 0
+supervised = facts.get("attend_weight", 0) > 0
 if bound:
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
                f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
                f"first three queries' attention onto the first, second and third object the caption names (left "
                f"to right), so each of them carries one object and its map looks like that object's outline; the "
-               f"other {P - 3} are free and read the scene as a whole. Which prefix token the decoder reads for a "
-               "word was never supervised: that is what the *prefix* heatmaps measure.")
+               f"other {P - 3} are free and read the scene as a whole. "
+               + ("A *supervised-attention loss* (Liu et al. 2017) also taught the decoder, at every colour and "
+                  "shape word, to read the prefix token of the object it names and to cross-attend to that "
+                  "object's cells. So this model's *prefix* and *cross-attention* heatmaps were **trained to "
+                  "point**: that they hit the object is expected, not a discovery. Whether the model really *uses* "
+                  "what it looks at is checked by methods that were never trained — gradient relevancy and the "
+                  "deletion test on the Training & trust page."
+                  if supervised else
+                  "Which prefix token the decoder reads for a word was never supervised: that is what the "
+                  "*prefix* heatmaps measure."))
 elif cfg.mode != "cross":
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the whole grid with attention and become "
                f"**{P} prefix tokens**: a summary of the image written in the decoder's own language, placed "
@@ -110,7 +119,9 @@ st.markdown(
     "background). Their cross-entropy is added to the caption loss"
     + (f" with weight {facts['aux_weight']}" if "aux_weight" in facts else "")
     + ": `loss = caption loss + weight × aux loss"
-    + (f" + {facts['bind_weight']} × binding loss` (the prefix binding above)" if bound else "`")
+    + (f" + {facts['bind_weight']} × binding loss" if bound else "")
+    + (f" + {facts['attend_weight']} × supervised-attention loss" if supervised else "")
+    + "`" + (" (both described above)" if bound and supervised else " (described above)" if bound or supervised else "")
     + ". This dense supervision stands in for a pretrained encoder; "
     "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
     "the image — which is what makes the heatmaps meaningful.")

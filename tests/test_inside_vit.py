@@ -141,7 +141,7 @@ def test_binding_targets_are_each_named_objects_share_of_the_cells(tiny_model):
     data = ShapeScenesData(captioner.cfg, captioner.grid, captioner.tokenizer, first_seed=0)
     for k in range(12):
         scene = render_scene(k)
-        _, _, _, _, order, bound = data[k]
+        _, _, _, _, order, bound, _ = data[k]
         assert torch.equal(order, torch.from_numpy(object_cells(scene.mask, captioner.grid).reshape(-1)))
         n = len(scene.objects)
         sums = bound.sum(-1)
@@ -162,6 +162,56 @@ def test_binding_loss_by_hand():
     assert float(binding_loss(attention, bound)) == pytest.approx(want, rel=1e-5)
     absent = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]])  # no second object: only the first counts
     assert float(binding_loss(attention, absent)) == pytest.approx(-(0.5 * np.log(0.5) + 0.5 * np.log(0.25)), rel=1e-5)
+
+
+def test_word_referents_follow_the_captions_object_phrases(tiny_model):
+    from train.shapes import ShapeScenesData, word_referents
+
+    captioner = tiny_model("both")
+    data = ShapeScenesData(captioner.cfg, captioner.grid, captioner.tokenizer, first_seed=0)
+    seen_group = False
+    for k in range(40):
+        scene = render_scene(k)
+        words, refers = scene.caption.split(), word_referents(scene)
+        assert refers.shape == (len(words), 3)
+        for word, row in zip(words, refers):
+            named = [i for i, v in enumerate(row) if v]
+            if word in ("a", "an", "two", "three", "and", "left", "right", "of", "above", "below"):
+                assert not named, (scene.caption, word)
+            else:  # a colour or shape word: exactly the objects of that phrase, same colour and shape
+                assert named and {(scene.objects[i].colour, scene.objects[i].shape) for i in named} == \
+                    {(scene.objects[named[0]].colour, scene.objects[named[0]].shape)}
+                assert word in (scene.objects[named[0]].colour, scene.objects[named[0]].shape) or word.startswith(
+                    scene.objects[named[0]].shape[:4])
+                seen_group |= len(named) > 1
+        ids_refers = data[k][-1]
+        assert ids_refers.shape == (len(words) + 2, 3)  # <bos> and <eos> name nothing
+        assert not ids_refers[0].any() and not ids_refers[-1].any()
+        assert torch.equal(ids_refers[1:-1], torch.from_numpy(refers))
+    assert seen_group  # "two green squares" names two objects with each word
+
+
+def test_attend_loss_by_hand():
+    from train.shapes import attend_loss
+
+    P, N = 2, 3
+    # caption <bos> w1 w2 <eos>: S = P + 4 decoder positions; word i is produced at position P + i - 1
+    refers = torch.tensor([[[0, 0], [1, 0], [0, 0], [0, 0]]], dtype=torch.float32)  # only w1 names object 0
+    bound = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]])
+    cross = torch.full((1, 1, 1, P + 4, N), 1 / 3)
+    cross[0, 0, 0, P] = torch.tensor([0.6, 0.2, 0.2])  # the position that produces w1
+    self_attention = torch.full((1, 1, 1, P + 4, P + 4), 1 / (P + 4))
+    self_attention[0, 0, 0, P] = torch.tensor([0.3, 0.1, 0.6, 0.0, 0.0, 0.0])  # prefix share: 0.75 on token 0
+    out = {"cross_attention": cross, "self_attention": self_attention}
+    want = -(0.5 * np.log(0.6) + 0.5 * np.log(0.2)) - np.log(0.75)
+    assert float(attend_loss(out, refers, bound, P)) == pytest.approx(want, rel=1e-5)
+    # mean over layers and heads: a second layer that looks elsewhere changes the cross term
+    out2 = {"cross_attention": torch.cat([cross, torch.full_like(cross, 1 / 3)]),
+            "self_attention": torch.cat([self_attention, self_attention])}
+    want2 = -(0.5 * np.log((0.6 + 1 / 3) / 2) + 0.5 * np.log((0.2 + 1 / 3) / 2)) - np.log(0.75)
+    assert float(attend_loss(out2, refers, bound, P)) == pytest.approx(want2, rel=1e-5)
+    # no word names an object: nothing to learn
+    assert float(attend_loss(out, torch.zeros_like(refers), bound, P)) == 0.0
 
 
 def test_how_it_works_shows_the_patch_tokens_for_a_vit_only(monkeypatch, vit_checkpoint, tiny_model_dir):

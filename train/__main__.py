@@ -42,6 +42,9 @@ def _shapes_parser(sub) -> None:
                    help="every K-th training scene is a hard one (small objects, large JPEG images); 0 = none")
     p.add_argument("--bind-weight", type=float, default=d.bind_weight,
                    help="weight of the loss that binds prefix token k to the k-th named object (0 = off)")
+    p.add_argument("--attend-weight", type=float, default=d.attend_weight,
+                   help="weight of the supervised attention at object words (cross-attention to the object's "
+                        "cells, prefix attention to its bound token; 0 = off)")
 
 
 def _photos_parser(sub, dataset: str) -> None:
@@ -154,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             for flag in ("steps", "batch_size", "threads", "eval_n", "save_every", "scenes"):
                 if getattr(args, flag) < 1:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
-            if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0:
-                parser.error("--workers, --hard-every and --bind-weight must be >= 0 and --lr > 0")
+            if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0 or args.attend_weight < 0:
+                parser.error("--workers, --hard-every, --bind-weight and --attend-weight must be >= 0 and --lr > 0")
             if args.device == "cuda":
                 import torch
 

@@ -15,8 +15,13 @@ than captions alone (see README, "How the default model was made").
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
 mean) is trained towards the cells of the k-th object the caption names (cross-entropy against the
 object's share of each cell), for k < 3; the other prefix tokens are left free. So the first prefix
-tokens each carry one object, and their maps are meant to look like that object (the "How it works"
-page says so); which prefix token the decoder reads for a word is not supervised.
+tokens each carry one object, and their maps are meant to look like that object.
+
+Supervised attention (`attend_loss`, Liu et al. 2017) teaches the decoder where to look while it writes
+an object's colour or shape word: its cross-attention towards that object's cells, its attention over
+the prefix tokens towards that object's bound token. The cross-attention and prefix heatmaps of the
+shipped model are therefore trained to point (the "How it works" page and README say so); gradient
+relevancy and the deletion test, which nothing trains, are the independent checks.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from vizcap.captioner import Captioner
 from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import COLOURS, HARD, SHAPES, VOCABULARY, SceneConfig, cell_coverage, cells_from_coverage, render_scene
+from vizcap.scenes import (COLOURS, HARD, PLURALS, SHAPES, SIZES, VOCABULARY, Scene, SceneConfig, cell_coverage,
+                           cells_from_coverage, render_scene)
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -54,7 +60,7 @@ BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at 
 @dataclass
 class ShapesArgs:
     out: str = str(DEFAULT_CHECKPOINT)
-    steps: int = 10000
+    steps: int = 8000  # with 36,000 scenes: about 29 minutes on the 2-core machine (README, "Time")
     batch_size: int = 32
     lr: float = 1.5e-3
     warmup: int = 300
@@ -63,7 +69,7 @@ class ShapesArgs:
     seed: int = 0
     threads: int = 2
     workers: int = 2  # processes that render the training scenes before training starts
-    scenes: int = 48000  # distinct training scenes (rendered once; the run cycles through them)
+    scenes: int = 36000  # distinct training scenes (rendered once; the run cycles through them)
     eval_n: int = 500
     save_every: int = 500
     device: str = "cpu"
@@ -71,6 +77,7 @@ class ShapesArgs:
     encoder: str = "vit"  # "vit" (vizcap_vit_convstem, see vizcap/vit.py; the shipped model) | "mobilenet"
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
+    attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
 
 
 ENCODERS = {
@@ -96,9 +103,37 @@ def heldout_seeds(n: int) -> list[int]:
     return list(range(HELDOUT_FIRST_SEED, HELDOUT_FIRST_SEED + n))
 
 
+OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPES, *PLURALS.values()])
+SHAPE_WORDS = frozenset([*SHAPES, *PLURALS.values()])
+
+
+def word_referents(scene: Scene) -> np.ndarray:
+    """[words, BOUND]: 1 where caption word i is a size, colour or shape word of the k-th object the
+    caption names ("two green squares" names two objects with each of its words). Objects are
+    grouped as `describe` groups them: by first mention, same colour and shape."""
+    groups: list[list[int]] = []
+    for i, obj in enumerate(scene.objects):
+        for g in groups:
+            if scene.objects[g[0]].name == obj.name:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    words = scene.caption.split()
+    refers = np.zeros((len(words), BOUND), np.float32)
+    g = 0
+    for i, word in enumerate(words):
+        if word in OBJECT_WORDS and g < len(groups):
+            refers[i, [m for m in groups[g] if m < BOUND]] = 1.0
+        if word in SHAPE_WORDS:
+            g += 1
+    return refers
+
+
 class ShapeScenesData(torch.utils.data.Dataset):
     """Scene k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and caption-position
-    labels, and [BOUND, N] the share of each cell that the caption's first, second, third object covers)."""
+    labels, [BOUND, N] the share of each cell that the caption's first, second, third object covers,
+    and [len(ids), BOUND] which of those objects each token names (`word_referents`; 0 for <bos>/<eos>))."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
                  hard_every: int = 0):
@@ -121,8 +156,14 @@ class ShapeScenesData(torch.utils.data.Dataset):
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
         for j in range(min(BOUND, len(cover) - 1)):
             bound[j] = cover[j + 1] / max(cover[j + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
+        words = word_referents(scene)
+        if len(words) != len(ids) - 2:
+            raise ValueError(f"the tokenizer split {scene.caption!r} into {len(ids) - 2} tokens, not one per word")
+        refers = np.zeros((len(ids), BOUND), np.float32)
+        refers[1:-1] = words
         return (torch.from_numpy(pixels.copy()), ids, torch.from_numpy(shape_of[cells]),
-                torch.from_numpy(colour_of[cells]), torch.from_numpy(cells), torch.from_numpy(bound))
+                torch.from_numpy(colour_of[cells]), torch.from_numpy(cells), torch.from_numpy(bound),
+                torch.from_numpy(refers))
 
 
 class RenderedScenes(torch.utils.data.Dataset):
@@ -167,12 +208,14 @@ def _render_chunk(indices: range) -> list[tuple]:
 
 
 def collate(items, pad_id: int):
-    pixels, ids, *dense = zip(*items)
+    pixels, ids, *dense, refers = zip(*items)
     longest = max(len(i) for i in ids)  # trim padding per batch: the cost follows the longest caption
     padded = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+    padded_refers = torch.zeros((len(ids), longest, BOUND))
     for row, seq in enumerate(ids):
         padded[row, : len(seq)] = torch.tensor(seq)
-    return (torch.stack(pixels), padded, *(torch.stack(d) for d in dense))
+        padded_refers[row, : len(seq)] = refers[row]
+    return (torch.stack(pixels), padded, *(torch.stack(d) for d in dense), padded_refers)
 
 
 def binding_loss(mapper_attention: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -183,6 +226,34 @@ def binding_loss(mapper_attention: torch.Tensor, bound: torch.Tensor) -> torch.T
     present = bound.sum(-1) > 0
     ce = -(bound * torch.log(attention + 1e-8)).sum(-1)  # B, BOUND
     return (ce * present).sum() / present.sum().clamp(min=1)
+
+
+def attend_loss(out: dict, refers: torch.Tensor, bound: torch.Tensor, n_prefix: int) -> torch.Tensor:
+    """Supervised attention (Liu et al. 2017, "Attention correctness in neural image captioning"),
+    at the positions that produce an object's size, colour or shape word (token i is produced at
+    decoder position n_prefix + i − 1):
+    - the decoder's cross-attention (mean over layers and heads: what the `cross_attention` map
+      shows) against the named objects' cells (`bound` rows, summed and renormalised);
+    - its self-attention over the prefix tokens (renormalised over them: what the `prefix` map
+      weighs the prefix tokens' maps by) against the named objects' bound prefix tokens.
+    Cross-entropy of each, averaged over the words that name an object."""
+    rows = refers[:, 1:]  # B, T-1, BOUND: what the word produced at each position names
+    T1 = rows.shape[1]
+    cells = rows @ bound  # B, T-1, N
+    cell_mass = cells.sum(-1, keepdims=True)
+    named = cell_mass[..., 0] > 0
+    n = named.sum().clamp(min=1)
+    loss = torch.zeros((), device=refers.device)
+    if out.get("cross_attention") is not None:
+        cross = out["cross_attention"].mean((0, 2))[:, n_prefix : n_prefix + T1]  # B, T-1, N
+        target = cells / cell_mass.clamp(min=1e-12)
+        loss = loss + ((-(target * torch.log(cross + 1e-8)).sum(-1)) * named).sum() / n
+    if n_prefix:
+        to_prefix = out["self_attention"].mean((0, 2))[:, n_prefix : n_prefix + T1, :n_prefix]  # B, T-1, P
+        to_prefix = to_prefix / to_prefix.sum(-1, keepdims=True).clamp(min=1e-12)
+        tokens = rows / rows.sum(-1, keepdims=True).clamp(min=1e-12)
+        loss = loss + ((-(tokens * torch.log(to_prefix[..., : rows.shape[-1]] + 1e-8)).sum(-1)) * named).sum() / n
+    return loss
 
 
 def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
@@ -238,15 +309,20 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
             yield (normalise(pixels, cfg).to(device), ids.to(device), *(d.to(device) for d in dense))
 
     def loss_fn(model: CaptionModel, batch):
-        pixels, ids, shape_t, colour_t, order_t, bound_t = batch
-        out = model(pixels, ids)
+        pixels, ids, shape_t, colour_t, order_t, bound_t, refers_t = batch
+        out = model(pixels, ids, attentions=args.attend_weight > 0)
         cap = caption_loss(out["logits"], out["labels"])
         aux = model.aux_logits(out["memory"])
         dense = sum(F.cross_entropy(aux[name].flatten(0, 1), target.flatten())
                     for name, target in (("shape", shape_t), ("colour", colour_t), ("order", order_t)))
         bind = binding_loss(out["mapper_attention"], bound_t)
         total = cap + args.aux_weight * dense + args.bind_weight * bind
-        return total, {"caption_loss": cap.detach(), "aux_loss": dense.detach(), "bind_loss": bind.detach()}
+        parts = {"caption_loss": cap.detach(), "aux_loss": dense.detach(), "bind_loss": bind.detach()}
+        if args.attend_weight > 0:
+            attend = attend_loss(out, refers_t, bound_t, cfg.n_prefix)
+            total = total + args.attend_weight * attend
+            parts["attend_loss"] = attend.detach()
+        return total, parts
 
     loop = LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
                       save_every=args.save_every, device=args.device)

@@ -282,14 +282,21 @@ class CaptionModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------------
 
-    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, attentions: bool = False) -> dict[str, torch.Tensor]:
         """Teacher forcing. input_ids = <bos> w1 … wn <eos> <pad>…; returns logits at every
         position (prefix included), the labels aligned with them, the memory and the mapper's
-        attention [B, heads, P, N] (None in mode "cross"; a training loss may shape it)."""
+        attention [B, heads, P, N] (None in mode "cross"; a training loss may shape it).
+        With attentions=True also the decoder's self-attention [L, B, heads, S, S] and
+        cross-attention [L, B, heads, S, N] (S = P + T; None where the mode has none)."""
         memory = self.encode(pixels)
         prefix, mapper_attention = self.prefix(memory)
-        logits = self.decode(memory, prefix, input_ids, use_cache=False).logits
-        return {"logits": logits, "labels": self.labels(input_ids), "memory": memory, "mapper_attention": mapper_attention}
+        out = self.decode(memory, prefix, input_ids, use_cache=False, output_attentions=attentions)
+        result = {"logits": out.logits, "labels": self.labels(input_ids), "memory": memory,
+                  "mapper_attention": mapper_attention}
+        if attentions:
+            result["self_attention"] = torch.stack(out.attentions)
+            result["cross_attention"] = torch.stack(out.cross_attentions) if out.cross_attentions else None
+        return result
 
     def labels(self, input_ids: torch.Tensor) -> torch.Tensor:
         """What each position should predict: the next caption token; IGNORE on the prefix (it has

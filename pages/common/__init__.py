@@ -374,7 +374,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def training_facts(ckpt: str) -> dict:
     """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
-    pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, minutes, command. Missing
+    pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, minutes,
+    command. Missing
     facts are absent, never guessed."""
     metrics = read_json(Path(ckpt) / "metrics.json") or {}
     args = metrics.get("args") if isinstance(metrics.get("args"), dict) else {}
@@ -386,7 +387,7 @@ def training_facts(ckpt: str) -> dict:
         facts["samples"] = metrics["samples_seen"]
     elif "steps" in facts and "batch_size" in facts:
         facts["samples"] = facts["steps"] * facts["batch_size"]
-    for key in ("aux_weight", "bind_weight"):
+    for key in ("aux_weight", "bind_weight", "attend_weight"):
         if isinstance(args.get(key), (int, float)) and not isinstance(args.get(key), bool):
             facts[key] = args[key]
     if isinstance(metrics.get("train_seconds"), (int, float)):
