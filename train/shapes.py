@@ -60,7 +60,7 @@ BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at 
 @dataclass
 class ShapesArgs:
     out: str = str(DEFAULT_CHECKPOINT)
-    steps: int = 8000  # with 36,000 scenes: about 29 minutes on the 2-core machine (README, "Time")
+    steps: int = 10000
     batch_size: int = 32
     lr: float = 1.5e-3
     warmup: int = 300
@@ -69,7 +69,7 @@ class ShapesArgs:
     seed: int = 0
     threads: int = 2
     workers: int = 2  # processes that render the training scenes before training starts
-    scenes: int = 36000  # distinct training scenes (rendered once; the run cycles through them)
+    scenes: int = 48000  # distinct training scenes (rendered once; the run cycles through them)
     eval_n: int = 500
     save_every: int = 500
     device: str = "cpu"
