@@ -98,19 +98,27 @@ def test_stored_scenes_are_measured_again(shipped, stored, records, source):
 
 
 def test_stored_figures_back_the_claims(stored):
-    """What the README says in words: the best method points at the named object 9 times in 10 on
-    held-out scenes (and beats chance by 0.2 with every method), also on the independent renderer."""
+    """What the README says in words, and issue 14's trust bars: cross-attention points at the named
+    object >= 0.95 and the prefix maps >= 0.85 of the time on held-out scenes (both were trained to
+    point: metrics.json's attend_weight > 0, which README and the app say); gradient relevancy, which
+    nothing trained, points >= 0.95 too, also on the independent renderer and hard scenes; every map
+    beats chance by 0.2 and is faithful in the deletion test; rollout fails the sanity check."""
     held, other = stored, stored["independent"]
-    best = held["best_method"]
-    assert held["n_words"] >= 250 and held["pointing"][best]["hit"] >= 0.85 and held["pointing"][best]["chance"] < 0.5
-    for method, p in held["pointing"].items():
-        assert p["hit"] > p["chance"] + 0.2, (method, p)
+    args = json.loads((DEFAULT_CHECKPOINT / "metrics.json").read_text())["args"]
+    assert args["attend_weight"] > 0
+    assert held["n_words"] >= 250 and held["pointing"]["cross_attention"]["chance"] < 0.5
+    assert held["pointing"]["cross_attention"]["hit"] >= 0.95 and held["pointing"]["prefix"]["hit"] >= 0.85
+    for source in (held, other, stored["hard"], stored["independent_hard"]):
+        assert source["pointing"]["relevancy"]["hit"] >= 0.95, source["source"]
+        for method, p in source["pointing"].items():
+            assert p["hit"] > p["chance"] + 0.2, (source["source"], method, p)
+    for method, c in held["curves"].items():
+        if method != "fractions":
+            assert c["deletion_map_auc"] < 0.6 * c["deletion_random_auc"], method
+            assert c["insertion_map_auc"] > 1.5 * c["insertion_random_auc"], method
     assert other["caption"]["object_recall"] >= 0.90
-    assert other["pointing"][other["best_method"]]["hit"] >= 0.85
-    # "Gradient relevancy points best", also on hard scenes; "rollout fails the sanity check"
-    assert best == "relevancy" and stored["hard"]["best_method"] == "relevancy"
-    assert stored["hard"]["pointing"]["relevancy"]["hit"] >= 0.9 and stored["sanity_spearman"]["rollout"] > 0.5
-    assert stored["pointing_colour_word"]["prefix"]["hit"] > stored["pointing"]["prefix"]["hit"] + 0.3
+    assert stored["sanity_spearman"]["rollout"] > 0.5
+    assert held["mass_in_box"]["relevancy"]["mass"] < 0.8  # "not 1": the model reads a little from elsewhere
 
 
 def _readme_section() -> str:
