@@ -101,6 +101,14 @@ st.markdown(
     "On ShapeScenes we know where every object is, so a heatmap can be **tested**: for each object the model "
     "names correctly, does the map of its word point at it? Would a scrambled model draw the same map? Does "
     "hiding the hot cells make the word less likely?")
+attend_weight = common.training_facts(ckpt).get("attend_weight", 0)
+if attend_weight > 0:
+    st.info("**This model's cross-attention and prefix maps were trained to point.** While it learned, a "
+            f"supervised-attention loss (weight {attend_weight}) pulled the decoder's attention, at "
+            "every colour and shape word, onto the object it names (see How it works). So for those two methods a "
+            "high pointing score confirms the training rather than discovers something. The checks that nothing "
+            "trained are gradient **relevancy**, the **sanity check** and the **deletion/insertion** curves: they "
+            "tell whether the model really uses what it looks at.")
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

@@ -424,6 +424,12 @@ def test_loss_curve_plots_each_logged_loss():
     assert list(fig.data[0].x) == [1, 2, 3, 4, 5]
     assert "from 5.00 to 1.00" in figures.description(fig)
     check(figures.loss_curve([]))
+    shapes = [dict(r, bind_loss=1 / r["step"], attend_loss=0.5 / r["step"]) for r in rows]  # the ShapeScenes preset's
+    fig = check(figures.loss_curve(shapes))
+    assert [t.name for t in fig.data] == ["loss", "caption loss", "aux loss", "bind loss", "attend loss"]
+    assert list(fig.data[4].y) == [0.5 / s for s in range(1, 6)]
+    assert "attend loss that of the decoder's attention" in figures.description(fig)
+    assert "attend loss" not in figures.description(figures.loss_curve(rows))
 
 
 def test_trust_figures_and_verdict():

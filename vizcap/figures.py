@@ -766,7 +766,8 @@ def aux_predictions(image: Image.Image, classes: np.ndarray, names: list[str], h
 
 def loss_curve(rows: list[dict]) -> go.Figure:
     """Training losses against the optimizer step, from a checkpoint's train_log.jsonl."""
-    keys = [k for k in ("loss", "caption_loss", "aux_loss", "val_loss") if any(k in r for r in rows)]
+    keys = [k for k in ("loss", "caption_loss", "aux_loss", "bind_loss", "attend_loss", "val_loss")
+            if any(k in r for r in rows)]
     fig = go.Figure()
     for i, k in enumerate(keys):
         pts = [(r["step"], r[k]) for r in rows if "step" in r and isinstance(r.get(k), (int, float))]
@@ -781,7 +782,10 @@ def loss_curve(rows: list[dict]) -> go.Figure:
     text = (f"Lines (on a logarithmic scale) of the training losses over {max(steps) if steps else 0} optimizer steps "
             f"({', '.join(k.replace('_', ' ') for k in keys) or 'none logged'}). "
             + (f"The total loss fell from {first:.2f} to {last:.2f}. " if first is not None and last is not None else "")
-            + "The caption loss is the cross-entropy of the next word; the aux loss that of the per-cell labels.")
+            + "The caption loss is the cross-entropy of the next word; the aux loss that of the per-cell labels"
+            + ("; the bind loss that of the bound prefix tokens' maps against their objects" if "bind_loss" in keys else "")
+            + ("; the attend loss that of the decoder's attention at object words against the named object"
+               if "attend_loss" in keys else "") + ".")
     return _finish(fig, "Training loss", text, height=360)
 
 
