@@ -108,7 +108,8 @@ with right:
     caption_line(greedy, "Greedy caption")
     if step.view == "decoding":
         caption_line(beam, "Beam search (5 beams)")
-        st.caption(f"Scores (log-probability ÷ length): greedy {greedy.score:.3f} · beam {beam.score:.3f} — "
+        st.caption(("Here they agree" if greedy.caption == beam.caption else "Here they disagree")
+                   + f". Scores (log-probability ÷ length): greedy {greedy.score:.3f} · beam {beam.score:.3f} — "
                    "higher is better for the model, which is not the same as right.")
     if step.view in ("predict", "failure"):
         st.toggle("Reveal where it looked", key="ls_reveal")

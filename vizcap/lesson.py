@@ -33,11 +33,12 @@ STEPS: tuple[Step, ...] = (
          "will look, then press Reveal.", "scene:42", "predict"),
     Step("2 · One word, every head",
          "The map you just saw is an average: here is the same word seen by each attention head of the last "
-         "layer, and each head looks somewhere else.", "scene:42", "heads"),
+         "layer. This model was trained to look at the object it names, so every head finds it — but each "
+         "spreads its attention in its own way.", "scene:42", "heads"),
     Step("3 · Greedy or beam search",
          "Greedy decoding takes the likeliest word at every step; beam search keeps several captions alive and "
-         "picks the best whole caption — on this picture they disagree: compare both with the truth, and follow "
-         "the tree beam search explored.",
+         "picks the best whole caption. Do they agree on this picture? Follow the tree beam search explored: "
+         "which captions did it drop, and how far behind were they?",
          "scene:98", "decoding"),
     Step("4 · A planted failure: a tiny object",
          "This star is half the smallest size the model ever saw in training: compare its caption with the "
