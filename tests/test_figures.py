@@ -541,3 +541,9 @@ def test_vizcap_never_imports_streamlit():
             "assert 'streamlit' not in sys.modules, 'vizcap imported streamlit'")
     result = run_module("-c", code)
     assert result.returncode == 0, result.stderr
+
+
+def test_percentages_never_round_to_all_or_nothing():
+    """A pointing score of 0.9968 is not "100% of the time" (nor 0.004 "0%")."""
+    assert [figures._pct(v) for v in (0.9968, 1.0, 0.004, 0.0, 0.5, 0.994, float("nan"), None)] == \
+        ["99.7%", "100%", "0.4%", "0%", "50%", "99%", "n/a", "n/a"]

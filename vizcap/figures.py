@@ -66,7 +66,11 @@ def _clean(values) -> list:
 
 
 def _pct(v) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.0f}%"
+    """A share as a percentage; one decimal where rounding would claim all or nothing (0.997 is 99.7%, not 100%)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    whole = f"{100 * v:.0f}"
+    return f"{100 * v:.1f}%" if whole in ("100", "0") and 0 < v < 1 else f"{whole}%"
 
 
 # ------------------------------------------------------------------------------------------------
