@@ -125,3 +125,13 @@ def test_the_lessons_claims_hold_for_the_shipped_model(shipped):
     assert shipped.caption(tiny.image) != tiny.caption
     photo = shipped.caption(photo_like())
     assert any(shape in photo for shape in SHAPES), photo
+
+
+def test_readme_states_the_checkpoints_size():
+    """README's "the default checkpoint (X MB of safetensors)" is the shipped file's size."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    stated = float(re.search(r"default checkpoint \(([\d.]+) MB of safetensors\)", readme).group(1))
+    assert stated == round((DEFAULT_CHECKPOINT / "model.safetensors").stat().st_size / 1e6, 1)
