@@ -45,8 +45,8 @@ from vizcap.captioner import Captioner
 from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import (COLOURS, HARD, PLURALS, SHAPES, SIZES, VOCABULARY, Scene, SceneConfig, cell_coverage,
-                           cells_from_coverage, render_scene)
+from vizcap.scenes import (COLOURS, HARD, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Scene, SceneConfig, cell_coverage,
+                           cells_from_coverage, name_groups, render_scene)
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -103,22 +103,14 @@ def heldout_seeds(n: int) -> list[int]:
     return list(range(HELDOUT_FIRST_SEED, HELDOUT_FIRST_SEED + n))
 
 
-OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPES, *PLURALS.values()])
-SHAPE_WORDS = frozenset([*SHAPES, *PLURALS.values()])
+OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPE_WORDS])
 
 
 def word_referents(scene: Scene) -> np.ndarray:
     """[words, BOUND]: 1 where caption word i is a size, colour or shape word of the k-th object the
     caption names ("two green squares" names two objects with each of its words). Objects are
-    grouped as `describe` groups them: by first mention, same colour and shape."""
-    groups: list[list[int]] = []
-    for i, obj in enumerate(scene.objects):
-        for g in groups:
-            if scene.objects[g[0]].name == obj.name:
-                g.append(i)
-                break
-        else:
-            groups.append([i])
+    grouped as the caption groups them (`name_groups`)."""
+    groups = name_groups(scene.objects)
     words = scene.caption.split()
     refers = np.zeros((len(words), BOUND), np.float32)
     g = 0

@@ -12,9 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .scenes import PLURALS, SHAPES
-
-SHAPE_WORDS = set(SHAPES) | set(PLURALS.values())
+from .scenes import SHAPE_WORDS
 PHOTO = "photo"  # the image of the last step: a picture unlike anything the model was trained on
 
 

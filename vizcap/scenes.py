@@ -44,6 +44,7 @@ PLURALS: dict[str, str] = {
     "star": "stars",
     "cross": "crosses",
 }
+SHAPE_WORDS: frozenset[str] = frozenset([*SHAPES, *PLURALS.values()])  # "circle" and "circles"
 SIZES: tuple[str, ...] = ("small", "large")
 NUMBERS: dict[int, str] = {1: "a", 2: "two", 3: "three"}
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
@@ -219,17 +220,24 @@ def _noun_phrase(obj: SceneObject, count: int, size_words: bool) -> str:
     return " ".join(words)
 
 
-def describe(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str:
-    """The caption of a scene whose objects are already in caption order."""
-    groups: list[tuple[SceneObject, int]] = []  # (first member, count), in order of first mention
-    for obj in objects:
-        for i, (first, n) in enumerate(groups):
-            if first.name == obj.name:
-                groups[i] = (first, n + 1)
+def name_groups(objects: list[SceneObject]) -> list[list[int]]:
+    """The indices of the objects that one noun phrase names ("two red circles"), phrase by phrase:
+    same colour and shape, in order of first mention."""
+    groups: list[list[int]] = []
+    for i, obj in enumerate(objects):
+        for g in groups:
+            if objects[g[0]].name == obj.name:
+                g.append(i)
                 break
         else:
-            groups.append((obj, 1))
-    phrases = [_noun_phrase(obj, n, config.size_words) for obj, n in groups]
+            groups.append([i])
+    return groups
+
+
+def describe(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str:
+    """The caption of a scene whose objects are already in caption order."""
+    groups = name_groups(objects)
+    phrases = [_noun_phrase(objects[g[0]], len(g), config.size_words) for g in groups]
     if len(groups) == 2 and len(objects) == 2 and config.relations:
         return f"{phrases[0]} {_relation(objects[0], objects[1])} {phrases[1]}"
     return " and ".join(phrases)

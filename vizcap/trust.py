@@ -32,30 +32,22 @@ from tqdm.auto import tqdm
 from .evaluate import caption_metrics, parse_objects, scene_scores
 from .explain import explain
 from .maps import METHODS
-from .scenes import COLOURS, HARD, PLURALS, SHAPES, Scene, SceneObject, _caption_order, describe, render_scene
+from .scenes import COLOURS, HARD, SHAPE_WORDS, Scene, SceneObject, _caption_order, describe, name_groups, render_scene
 
 HELDOUT_FIRST_SEED = 2_000_000_000  # the same held-out range as train/shapes.py
 INDEPENDENT_FIRST_SEED = 10_000  # scene i of the independent renderer is render_independent(10_000 + i)
 FRACTIONS = np.linspace(0, 1, 9)
-_SHAPE_WORDS = set(SHAPES) | set(PLURALS.values())
 
 
 def word_targets(tokens: list[str], scene: Scene) -> list[tuple[int, int, list[int]]]:
     """(shape-token index, colour-token index, object indices) for every object phrase of the
     generated caption that names the scene's object group at the same position correctly."""
-    groups: list[tuple[str, str, list[int]]] = []  # truth groups in caption order
-    for i, obj in enumerate(scene.objects):
-        for g in groups:
-            if (g[0], g[1]) == (obj.colour, obj.shape):
-                g[2].append(i)
-                break
-        else:
-            groups.append((obj.colour, obj.shape, [i]))
+    groups = [(scene.objects[g[0]].colour, scene.objects[g[0]].shape, g) for g in name_groups(scene.objects)]
     out, k, colour_at = [], 0, None
     for j, word in enumerate(tokens):
         if word in COLOURS:
             colour_at = j
-        elif word in _SHAPE_WORDS:
+        elif word in SHAPE_WORDS:
             if k < len(groups) and colour_at is not None:
                 colour, shape, members = groups[k]
                 named = parse_objects(f"{tokens[colour_at]} {word}")

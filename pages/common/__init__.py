@@ -375,8 +375,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def training_facts(ckpt: str) -> dict:
     """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
     pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, minutes,
-    command. Missing
-    facts are absent, never guessed."""
+    command. Missing facts are absent, never guessed."""
     metrics = read_json(Path(ckpt) / "metrics.json") or {}
     args = metrics.get("args") if isinstance(metrics.get("args"), dict) else {}
     facts = {}
