@@ -45,9 +45,6 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--attend-weight", type=float, default=d.attend_weight,
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
-    p.add_argument("--no-mirror", dest="mirror", action="store_false",
-                   help="show every pass over the scenes as drawn (by default pass k shows them mirrored: as "
-                        "drawn, left-right, top-bottom, both, then again)")
 
 
 def _photos_parser(sub, dataset: str) -> None:

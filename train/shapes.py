@@ -45,8 +45,8 @@ from vizcap.captioner import Captioner
 from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import (COLOURS, HARD, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, SceneConfig, SceneObject,
-                           cell_coverage, cells_from_coverage, describe, mirror_objects, name_groups, render_scene)
+from vizcap.scenes import (COLOURS, HARD, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Scene, SceneConfig, cell_coverage,
+                           cells_from_coverage, name_groups, render_scene)
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -78,7 +78,6 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
-    mirror: bool = True  # each pass over the scenes shows them in the next mirror (MIRRORS)
 
 
 ENCODERS = {
@@ -107,12 +106,12 @@ def heldout_seeds(n: int) -> list[int]:
 OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPE_WORDS])
 
 
-def word_referents(objects: list[SceneObject], caption: str) -> np.ndarray:
+def word_referents(scene: Scene) -> np.ndarray:
     """[words, BOUND]: 1 where caption word i is a size, colour or shape word of the k-th object the
     caption names ("two green squares" names two objects with each of its words). Objects are
     grouped as the caption groups them (`name_groups`)."""
-    groups = name_groups(objects)
-    words = caption.split()
+    groups = name_groups(scene.objects)
+    words = scene.caption.split()
     refers = np.zeros((len(words), BOUND), np.float32)
     g = 0
     for i, word in enumerate(words):
@@ -121,33 +120,6 @@ def word_referents(objects: list[SceneObject], caption: str) -> np.ndarray:
         if word in SHAPE_WORDS:
             g += 1
     return refers
-
-
-@dataclass
-class SceneRecord:
-    """What training keeps of a rendered scene: the model-sized pixels, each object's share of
-    every grid cell, and the objects (in caption order) with the scene's size and config."""
-
-    pixels: np.ndarray  # uint8 [3, S, S]
-    cover: np.ndarray  # [1 + objects, gh, gw]: label 0 background, i + 1 objects[i]
-    objects: list[SceneObject]
-    image_size: tuple[int, int]  # (w, h) of the scene as drawn
-    config: SceneConfig
-
-    def mirrored(self, left_right: bool, top_bottom: bool) -> "SceneRecord":
-        """The same scene seen in a mirror: a new scene, with its own caption order (data augmentation
-        at no rendering cost)."""
-        if not (left_right or top_bottom):
-            return self
-        objects, was = mirror_objects(self.objects, self.image_size, left_right, top_bottom)
-        axes = tuple(a for a, flip in ((-1, left_right), (-2, top_bottom)) if flip)
-        cover = np.flip(self.cover[[0, *(1 + i for i in was)]], axes)  # relabel in the new caption order
-        return SceneRecord(np.ascontiguousarray(np.flip(self.pixels, axes)), np.ascontiguousarray(cover), objects,
-                           self.image_size, self.config)
-
-
-# Each pass over the pre-rendered scenes shows them in the next mirror: as drawn, left-right, top-bottom, both.
-MIRRORS = ((False, False), (True, False), (False, True), (True, True))
 
 
 class ShapeScenesData(torch.utils.data.Dataset):
@@ -164,57 +136,46 @@ class ShapeScenesData(torch.utils.data.Dataset):
         return TRAIN_SEED_STRIDE
 
     def __getitem__(self, k: int):
-        return self.sample(self.record(k))
-
-    def record(self, k: int) -> SceneRecord:
         hard = self.hard_every and k % self.hard_every == self.hard_every - 1
-        config = HARD if hard else SceneConfig()
-        scene = render_scene(self.first_seed + k, config)
+        scene = render_scene(self.first_seed + k, HARD if hard else SceneConfig())
         size = self.cfg.image_size
         pixels = np.asarray(scene.image.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1)
-        return SceneRecord(np.ascontiguousarray(pixels), cell_coverage(scene.mask, self.grid), scene.objects,
-                           scene.image.size, config)
-
-    def sample(self, record: SceneRecord):
-        caption = describe(record.objects, record.config)
-        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(caption), self.tokenizer.eos_id]
-        cover = record.cover.reshape(-1, self.grid[0] * self.grid[1])  # [1 + objects, N]
+        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(scene.caption), self.tokenizer.eos_id]
+        cover = cell_coverage(scene.mask, self.grid).reshape(-1, self.grid[0] * self.grid[1])  # [1 + objects, N]
         cells = cells_from_coverage(cover)  # 0 = background, i = objects[i-1] (caption order)
-        shape_of = np.array([0] + [SHAPES.index(o.shape) + 1 for o in record.objects])
-        colour_of = np.array([0] + [COLOUR_NAMES.index(o.colour) + 1 for o in record.objects])
+        shape_of = np.array([0] + [SHAPES.index(o.shape) + 1 for o in scene.objects])
+        colour_of = np.array([0] + [COLOUR_NAMES.index(o.colour) + 1 for o in scene.objects])
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
         for j in range(min(BOUND, len(cover) - 1)):
             bound[j] = cover[j + 1] / max(cover[j + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
-        words = word_referents(record.objects, caption)
+        words = word_referents(scene)
         if len(words) != len(ids) - 2:
-            raise ValueError(f"the tokenizer split {caption!r} into {len(ids) - 2} tokens, not one per word")
+            raise ValueError(f"the tokenizer split {scene.caption!r} into {len(ids) - 2} tokens, not one per word")
         refers = np.zeros((len(ids), BOUND), np.float32)
         refers[1:-1] = words
-        return (torch.from_numpy(record.pixels.copy()), ids, torch.from_numpy(shape_of[cells]),
+        return (torch.from_numpy(pixels.copy()), ids, torch.from_numpy(shape_of[cells]),
                 torch.from_numpy(colour_of[cells]), torch.from_numpy(cells), torch.from_numpy(bound),
                 torch.from_numpy(refers))
 
 
 class RenderedScenes(torch.utils.data.Dataset):
     """The first `n` scenes of a ShapeScenesData, rendered once up front by `workers` processes and
-    kept in memory (about 50 kB each at 128 px); sample k is scene k mod n, and with `mirror` pass
-    k // n shows it in mirror MIRRORS[pass mod 4], so four passes see four different scenes.
+    kept in memory (about 50 kB each at 128 px); sample k is scene k mod n.
 
     Rendering costs about as much CPU as the training step (a hard scene at 640 px takes ~15 ms), and
     a render worker beside the two training threads slows both: rendering first and then training
     on two free cores is faster, and epochs over n scenes replace 320,000 renders by n."""
 
-    def __init__(self, scenes: ShapeScenesData, n: int, workers: int, progress: bool = True, mirror: bool = False):
-        self.scenes, self.mirror = scenes, mirror
+    def __init__(self, scenes: ShapeScenesData, n: int, workers: int, progress: bool = True):
         bar = tqdm(total=n, desc="render scenes", unit="scene", disable=not progress)
         chunks = [range(i, min(n, i + 256)) for i in range(0, n, 256)]
-        self.records: list[SceneRecord] = []
+        self.items = []
         pool = multiprocessing.get_context("fork").Pool(workers, _keep_scenes, (scenes,)) if workers else None
         with pool or nullcontext():
             if pool is None:
                 _keep_scenes(scenes)  # render here, in this process
             for chunk in (pool.imap if pool else map)(_render_chunk, chunks):
-                self.records += chunk
+                self.items += chunk
                 bar.update(len(chunk))
         bar.close()
 
@@ -222,10 +183,8 @@ class RenderedScenes(torch.utils.data.Dataset):
         return TRAIN_SEED_STRIDE
 
     def __getitem__(self, k: int):
-        record = self.records[k % len(self.records)]
-        if self.mirror:
-            record = record.mirrored(*MIRRORS[(k // len(self.records)) % len(MIRRORS)])
-        return self.scenes.sample(record)
+        pixels, ids, *dense = self.items[k % len(self.items)]
+        return (torch.from_numpy(pixels), ids, *(torch.from_numpy(d) for d in dense))
 
 
 _worker_scenes: ShapeScenesData | None = None
@@ -236,8 +195,8 @@ def _keep_scenes(scenes: ShapeScenesData) -> None:
     _worker_scenes = scenes
 
 
-def _render_chunk(indices: range) -> list[SceneRecord]:
-    return [_worker_scenes.record(k) for k in indices]
+def _render_chunk(indices: range) -> list[tuple]:
+    return [(p.numpy(), ids, *(d.numpy() for d in dense)) for p, ids, *dense in map(_worker_scenes.__getitem__, indices)]
 
 
 def collate(items, pad_id: int):
@@ -333,7 +292,7 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
     data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every)
-    data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers, mirror=args.mirror)
+    data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers)
 
     def batches(start_step: int):
         for step in range(start_step, args.steps):

@@ -201,25 +201,6 @@ def _caption_order(objects: list[SceneObject]) -> list[SceneObject]:
     return sorted(objects, key=lambda o: o.centre[0])
 
 
-def mirror_objects(objects: list[SceneObject], image_size: tuple[int, int], left_right: bool,
-                   top_bottom: bool) -> tuple[list[SceneObject], list[int]]:
-    """The objects of a `image_size` (w, h) scene seen in a mirror (left-right, top-bottom or both),
-    in the caption order of the mirrored scene, and for each the index it had in `objects`. A
-    mirrored scene is still a valid scene (the shapes are symmetric enough that a mirrored triangle
-    is a triangle); its caption, `describe(mirrored)`, reads its objects in the new order."""
-    w, h = image_size
-    moved = []
-    for o in objects:
-        x0, y0, x1, y1 = o.box
-        if left_right:
-            x0, x1 = w - x1, w - x0
-        if top_bottom:
-            y0, y1 = h - y1, h - y0
-        moved.append(SceneObject(o.colour, o.shape, (x0, y0, x1, y1), o.size))
-    ordered = _caption_order(moved)
-    return ordered, [moved.index(o) for o in ordered]
-
-
 def _size_word(obj: SceneObject) -> str | None:
     if obj.size < 0.22:
         return "small"
