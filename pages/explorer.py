@@ -139,8 +139,8 @@ def word_panel(j: int, key: str | None) -> None:
         chosen = per_head and (layer is not None or head is not None)
         share = float(exp.extra_share(layer if per_head else None, head if per_head else None)[j])
         where = "the chosen layer and head" if chosen else "mean of layers and heads"
-        st.caption(f"Class token: {share:.0%} of this word's cross-attention ({where}) went to the encoder's class "
-                   "token, not to a patch; the map shows the patches only.")
+        st.caption(f"Class token: {figures.percent(share)} of this word's cross-attention ({where}) went to the "
+                   "encoder's class token, not to a patch; the map shows the patches only.")
 
 
 def overlay_figure(j: int):

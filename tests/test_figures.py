@@ -545,5 +545,10 @@ def test_vizcap_never_imports_streamlit():
 
 def test_percentages_never_round_to_all_or_nothing():
     """A pointing score of 0.9968 is not "100% of the time" (nor 0.004 "0%")."""
-    assert [figures._pct(v) for v in (0.9968, 1.0, 0.004, 0.0, 0.5, 0.994, float("nan"), None)] == \
+    assert [figures.percent(v) for v in (0.9968, 1.0, 0.004, 0.0, 0.5, 0.994, float("nan"), None)] == \
         ["99.7%", "100%", "0.4%", "0%", "50%", "99%", "n/a", "n/a"]
+
+
+def test_percentages_round_the_share_as_written():
+    """0.945 of 200 captions is 189 of them: 94.5 % rounds to 95 %, though the float 0.945 is 0.94499…"""
+    assert [figures.percent(v) for v in (0.945, 0.825, 0.125, 0.9995, 0.0004)] == ["95%", "83%", "13%", "99.95%", "0.04%"]

@@ -54,7 +54,7 @@ def test_encoder_layers_shows_each_layer_with_its_class_token_share():
     heatmaps = [t for t in fig.data if t.type == "heatmap"]
     assert len(heatmaps) == 3 and all(np.allclose(h.z, m) for h, m in zip(heatmaps, maps))
     titles = [a.text for a in fig.layout.annotations]
-    assert titles == ["layer 0 · class token 50%", "layer 1 · class token 25%", "layer 2 · class token 12%"]
+    assert titles == ["layer 0 · class token 50%", "layer 1 · class token 25%", "layer 2 · class token 13%"]
     assert len([s for s in fig.layout.shapes if s.type == "rect"]) == 3
     assert fig.layout.coloraxis.cmax == pytest.approx(maps.max())
 

@@ -147,8 +147,8 @@ def test_readme_trust_table_is_trust_json(stored):
     hard_prose = " ".join(hard_section.split())
     for claim in (f"Chance {hard['pointing']['relevancy']['chance']:.2f} (hard held-out) and "
                   f"{other_hard['pointing']['relevancy']['chance']:.2f} (hard independent)",
-                  f"hard held-out exact {hard['caption']['exact']:.2f}, object recall {hard['caption']['object_recall']:.3f}",
-                  f"hard independent exact {other_hard['caption']['exact']:.2f}, object recall "
+                  f"hard held-out exact {hard['caption']['exact']:.3f}, object recall {hard['caption']['object_recall']:.3f}",
+                  f"hard independent exact {other_hard['caption']['exact']:.3f}, object recall "
                   f"{other_hard['caption']['object_recall']:.3f}"):
         assert claim in hard_prose, claim
 
@@ -165,7 +165,7 @@ def test_readme_trust_table_is_trust_json(stored):
     prose = " ".join(full.split())  # line breaks may fall anywhere in a sentence
     for claim in (f"chance {f(stored['pointing'][stored['best_method']]['chance'])}",
                   f"(chance {f(stored['mass_in_box'][stored['best_method']]['chance'])})",
-                  f"held-out exact {f(cap['exact'])}, colour {cap['colour_acc']:.3f}, shape {cap['shape_acc']:.3f}",
-                  f"independent renderer exact {f(oc['exact'])}, object recall {oc['object_recall']:.3f}",
+                  f"held-out exact {cap['exact']:.3f}, colour {cap['colour_acc']:.3f}, shape {cap['shape_acc']:.3f}",
+                  f"independent renderer exact {oc['exact']:.3f}, object recall {oc['object_recall']:.3f}",
                   f"{f(other['pointing'][other['best_method']]['chance'])} (independent)"):
         assert claim in prose, claim

@@ -16,6 +16,7 @@ import io
 import math
 import threading
 import weakref
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import plotly.graph_objects as go
@@ -65,12 +66,16 @@ def _clean(values) -> list:
     return out
 
 
-def _pct(v) -> str:
-    """A share as a percentage; one decimal where rounding would claim all or nothing (0.997 is 99.7%, not 100%)."""
+def percent(v) -> str:
+    """A share as a percentage; decimals where rounding would claim all or nothing (0.997 is 99.7%, not 100%)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    whole = f"{100 * v:.0f}"
-    return f"{100 * v:.1f}%" if whole in ("100", "0") and 0 < v < 1 else f"{whole}%"
+    pct = Decimal(repr(float(v))) * 100  # from the decimal the share prints as: 0.945 is 94.5, not 94.4999…
+    for places in range(4):  # as many decimals as it takes not to print a share between 0 and 1 as 0 % or 100 %
+        shown = pct.quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+        if not (0 < v < 1 and shown in (0, 100)):
+            break
+    return f"{shown}%"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -428,7 +433,7 @@ def encoder_layers(image: Image.Image, maps: np.ndarray, extra_share, query: str
             "layer's attention can go somewhere else: a patch token gathers what it needs from the whole picture, "
             "which is why a later map of the words (cross-attention) can light up a patch beside an object.")
     unit = "attention weight (share, 0–1)" if method == "attention" else "share of attention flow (0–1)"
-    labels = [f"layer {i} · class token {float(x):.0%}" for i, x in enumerate(extra_share)]
+    labels = [f"layer {i} · class token {percent(float(x))}" for i, x in enumerate(extra_share)]
     title_text = (f"Inside the ViT: where {query} looks" if method == "attention"
                   else f"Inside the ViT: where {query}'s representation came from (rollout)")
     fig = map_grid(image, maps, labels, title_text, text, opacity, colorscale, columns=min(L, 2), vmax=top, unit=unit)
@@ -455,7 +460,7 @@ def word_prefix_heatmap(tokens: list[str], to_prefix: np.ndarray, colorscale: st
     share = float(to_prefix.sum(1).mean()) if T else float("nan")
     text = (f"A table of colours: one row per written word, one column per prefix token (and a last column "
             f"for <bos> and the earlier words). Each row shows how the word's self-attention is shared out; "
-            f"on average {_pct(share)} of it goes to the image's prefix tokens.")
+            f"on average {percent(share)} of it goes to the image's prefix tokens.")
     heat = {"type": "heatmap", "z": z, "x": x, "y": y, "colorscale": colorscale, "zmin": 0, "zmax": 1,
             "hovertemplate": "%{y} → %{x}: %{z:.2f}<extra></extra>",
             "colorbar": {"title": {"text": "share"}, "thickness": 12}}
@@ -805,19 +810,19 @@ def pointing_game(result: dict) -> go.Figure:
     chance = _clean([result["pointing"][m]["chance"] for m in methods][:1] or [float("nan")])[0]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=methods, y=shape, name="shape word", marker_color=OKABE_ITO[0],
-                         text=[_pct(v) for v in shape], textposition="auto"))
+                         text=[percent(v) for v in shape], textposition="auto"))
     fig.add_trace(go.Bar(x=methods, y=colour, name="colour word", marker_color=OKABE_ITO[2],
-                         text=[_pct(v) for v in colour], textposition="auto"))
+                         text=[percent(v) for v in colour], textposition="auto"))
     if chance is not None:
         fig.add_hline(y=chance, line_dash="dash", line_color=OKABE_ITO[5])
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"chance ({_pct(chance)})",
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"chance ({percent(chance)})",
                                  line={"dash": "dash", "color": OKABE_ITO[5]}))
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
     fig.update_yaxes(range=[0, 1], title_text="hottest cell on the object", tickformat=".0%")
-    pairs = ", ".join(f"{m} {_pct(v)}" for m, v in zip(methods, shape))
+    pairs = ", ".join(f"{m} {percent(v)}" for m, v in zip(methods, shape))
     text = (f"Bars per map method: how often the hottest cell of a word's map lies on the object the word names "
             f"(pointing game, {result.get('n_words', 0)} words in {result.get('n_scenes', 0)} held-out scenes). "
-            f"Shape words: {pairs}. The dashed line is chance ({_pct(chance)}): a map pointing at a random cell.")
+            f"Shape words: {pairs}. The dashed line is chance ({percent(chance)}): a map pointing at a random cell.")
     return _finish(fig, "Pointing game: hottest cell on the object?", text, height=380)
 
 
@@ -827,14 +832,14 @@ def mass_in_box(result: dict) -> go.Figure:
     chance = _clean(result["mass_in_box"][m]["chance"] for m in methods)
     fig = go.Figure()
     fig.add_trace(go.Bar(x=methods, y=mass, name="map mass on the object", marker_color=OKABE_ITO[0],
-                         text=[_pct(v) for v in mass], textposition="auto"))
+                         text=[percent(v) for v in mass], textposition="auto"))
     fig.add_trace(go.Bar(x=methods, y=chance, name="object's share of the image (chance)", marker_color=GREY,
-                         text=[_pct(v) for v in chance], textposition="auto"))
+                         text=[percent(v) for v in chance], textposition="auto"))
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     text = ("Bars per map method: the share of the map's total weight that falls on the named object (blue) "
             "against the object's share of the image (grey), which a flat map would score. "
-            + ", ".join(f"{m} {_pct(v)} vs {_pct(c)}" for m, v, c in zip(methods, mass, chance)) + ".")
+            + ", ".join(f"{m} {percent(v)} vs {percent(c)}" for m, v, c in zip(methods, mass, chance)) + ".")
     return _finish(fig, "Mass in box: map weight on the object", text, height=360)
 
 
@@ -915,8 +920,8 @@ def trust_verdict(result: dict) -> list[str]:
     caption = result.get("caption", {})
     recall = caption.get("object_recall")
     if recall is not None:
-        out.append(f"**Captions.** On these {n_scenes} scenes the model named {_pct(recall)} of the objects "
-                   f"correctly" + (f" and wrote {_pct(caption.get('exact'))} of the captions exactly right."
+        out.append(f"**Captions.** On these {n_scenes} scenes the model named {percent(recall)} of the objects "
+                   f"correctly" + (f" and wrote {percent(caption.get('exact'))} of the captions exactly right."
                                    if caption.get("exact") is not None else "."))
     if not n_words:
         out.append("**Too little to measure.** The model named no object correctly in these scenes, so there is no "
@@ -933,14 +938,14 @@ def trust_verdict(result: dict) -> list[str]:
     else:
         level = "its brightest spot is no better than a random cell: do not read it as “where the model looked”"
     out.append(f"**Pointing.** The best method, *{best.replace('_', ' ')}*, puts its hottest cell on the named object "
-               f"{_pct(hit)} of the time against {_pct(chance)} by chance ({n_words} words): {level}.")
+               f"{percent(hit)} of the time against {percent(chance)} by chance ({n_words} words): {level}.")
     mass = result.get("mass_in_box", {}).get(best, {})
     m, m_chance = mass.get("mass"), mass.get("chance")
     if m is not None and m_chance is not None and not (math.isnan(m) or math.isnan(m_chance)):
         spread = ("most of the map's weight is on the object" if m >= 0.5 else
                   "the rest of the map is spread over other cells: read the brightest spot, not the whole map")
-        out.append(f"**Mass.** {_pct(m)} of the *{best.replace('_', ' ')}* map's weight falls on the named object, "
-                   f"where a flat map would put {_pct(m_chance)}: {spread}.")
+        out.append(f"**Mass.** {percent(m)} of the *{best.replace('_', ' ')}* map's weight falls on the named object, "
+                   f"where a flat map would put {percent(m_chance)}: {spread}.")
     weak = [w for w in pointing if w != best and pointing[w]["hit"] - pointing[w]["chance"] < 0.1]
     if weak:
         out.append(f"The maps of {', '.join(w.replace('_', ' ') for w in weak)} do little better than chance here.")
