@@ -60,7 +60,7 @@ BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at 
 @dataclass
 class ShapesArgs:
     out: str = str(DEFAULT_CHECKPOINT)
-    steps: int = 10000
+    steps: int = 13000  # 10,000 fell short of the quality bars (README, "Time"); 13,000 meets them
     batch_size: int = 32
     lr: float = 1.5e-3
     warmup: int = 300
@@ -70,7 +70,7 @@ class ShapesArgs:
     threads: int = 2
     workers: int = 2  # processes that render the training scenes before training starts
     scenes: int = 48000  # distinct training scenes (rendered once; the run cycles through them)
-    eval_n: int = 500
+    eval_n: int = 2000  # held-out scenes per evaluation: 500 cannot tell recall 0.990 from 0.989
     save_every: int = 500
     device: str = "cpu"
     resume: bool = False
