@@ -102,7 +102,9 @@ def test_stored_figures_back_the_claims(stored):
     object >= 0.95 and the prefix maps >= 0.85 of the time on held-out scenes (both were trained to
     point: metrics.json's attend_weight > 0, which README and the app say); gradient relevancy, which
     nothing trained, points >= 0.95 too, also on the independent renderer and hard scenes; every map
-    beats chance by 0.2 and is faithful in the deletion test; rollout fails the sanity check."""
+    beats chance by 0.2 and is faithful in the deletion test; rollout only just passes the sanity check
+    (the highest rank correlation with the randomised copy, under the app's 0.5 warning line), while
+    cross-attention and relevancy maps share nothing with the copy's (rho < 0)."""
     held, other = stored, stored["independent"]
     args = json.loads((DEFAULT_CHECKPOINT / "metrics.json").read_text())["args"]
     assert args["attend_weight"] > 0
@@ -117,7 +119,9 @@ def test_stored_figures_back_the_claims(stored):
             assert c["deletion_map_auc"] < 0.6 * c["deletion_random_auc"], method
             assert c["insertion_map_auc"] > 1.5 * c["insertion_random_auc"], method
     assert other["caption"]["object_recall"] >= 0.90
-    assert stored["sanity_spearman"]["rollout"] > 0.5
+    sanity = stored["sanity_spearman"]
+    assert max(sanity, key=sanity.get) == "rollout" and 0.3 < sanity["rollout"] < 0.5, sanity
+    assert sanity["cross_attention"] < 0 and sanity["relevancy"] < 0, sanity
     assert held["mass_in_box"]["relevancy"]["mass"] < 0.8  # "not 1": the model reads a little from elsewhere
 
 
