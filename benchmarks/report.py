@@ -169,8 +169,10 @@ def markdown(res: dict, rows) -> str:
                 "than that. Model calls counted by wrapping vizcap.Captioner.explain and CaptionModel.encode.")
     if "train" in res:
         t = res["train"]
-        notes.append(f"Training: `python -m train shapes` ({t['shapes']['steps']} steps, batch 32, 2 threads, 1 "
-                     "render worker), samples/s from train_log.jsonl windows after the first 25 steps. Photo preset: "
+        sh = t["shapes"]
+        notes.append(f"Training: `python -m train shapes` ({sh['steps']} steps, batch {sh.get('batch', 32)}, "
+                     f"{sh.get('threads', 2)} threads, scenes rendered first by {sh.get('workers', 1)} processes), "
+                     "samples/s from train_log.jsonl windows after the first 25 steps. Photo preset: "
                      + t["photos"]["setup"] + ".")
     if "memory" in res:
         notes.append("Memory: VmHWM of a fresh Python process that imports torch/timm/transformers, loads the model "

@@ -35,8 +35,9 @@ def bench_train(args, tmp: Path) -> dict:
     r = _train(["shapes", "--out", str(out), "--steps", str(steps), "--eval-n", "1", "--save-every", "100000"],
                out, timeout=900)
     later = [v for s, v in r["rates"] if s > 25]
-    res["shapes"] = {"samples_per_s": med(later), "windows": r["rates"], "steps": steps, "batch": 32,
-                     "threads": 2, "workers": 1, "wall_s": r["wall_s"]}
+    ran = json.loads((out / "metrics.json").read_text())["args"]  # what the run used, not what we assume
+    res["shapes"] = {"samples_per_s": med(later), "windows": r["rates"], "steps": steps, "batch": ran["batch_size"],
+                     "threads": ran["threads"], "workers": ran["workers"], "wall_s": r["wall_s"]}
 
     # The photo preset on fabricated images (train/fabricate.py): a frozen random ViT-S/16 at 224 px
     # and the tiny random GPT-2, with and without the feature cache. Alternated run by run.
