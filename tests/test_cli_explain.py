@@ -162,6 +162,19 @@ def test_invalid_values_exit_2_with_one_line(chatty_checkpoint, prefix_checkpoin
         assert proc.stdout == "", name
 
 
+def test_maps_all_is_every_method_the_checkpoint_has(chatty_checkpoint, prefix_checkpoint, scene_files):
+    """`--maps all`: the four methods on a checkpoint with prefix and cross-attention, equal to naming
+    them; on a prefix-only checkpoint every method but cross_attention (which it does not have)."""
+    named = vizcap("caption", scene_files[0], "--checkpoint", chatty_checkpoint, "--json", "--maps", ",".join(METHODS))
+    every = vizcap("caption", scene_files[0], "--checkpoint", chatty_checkpoint, "--json", "--maps", "all")
+    assert every.returncode == 0 and named.returncode == 0, every.stderr + named.stderr
+    assert strict_json(every.stdout) == strict_json(named.stdout)
+    assert set(strict_json(every.stdout)["maps"]) == set(METHODS)
+    prefix_only = vizcap("caption", scene_files[0], "--checkpoint", prefix_checkpoint, "--json", "--maps", "all")
+    assert prefix_only.returncode == 0, prefix_only.stderr
+    assert set(strict_json(prefix_only.stdout)["maps"]) == set(METHODS) - {"cross_attention"}
+
+
 def test_eval_writes_the_trust_json_the_app_reads(tmp_path):
     """`vizcap eval --independent --out DIR` on the shipped model: stdout is trust.json's content; the file
     holds the API's figures for both scene sources (real numbers: this model names objects right), the

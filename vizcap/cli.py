@@ -2,7 +2,7 @@
 
     vizcap caption PATH... [--checkpoint DIR] [--strategy greedy|beam|sample] [--beams N]
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
-                   [--max-tokens N] [--maps M1,M2,...] [--normalize none|max|sum|global] [--layer L] [--head H]
+                   [--max-tokens N] [--maps M1,M2,...|all] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--json]
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--hard] [--out DIR] [--json]
 
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--seed", type=_int, default=None, metavar="S", help="sampling seed (same seed, same caption)")
     cap.add_argument("--max-tokens", type=_int, default=None, metavar="N",
                      help="longest caption (default 20; a Hugging Face model: its generation config's length)")
-    cap.add_argument("--maps", default="", metavar="M1,M2", help="map methods to output: cross_attention, prefix, rollout, relevancy")
+    cap.add_argument("--maps", default="", metavar="M1,M2",
+                     help="map methods to output: cross_attention, prefix, rollout, relevancy, or all (those the checkpoint has)")
     cap.add_argument("--normalize", default="none", help="map scaling: none | max | sum | global (default none)")
     cap.add_argument("--layer", type=_int, default=None, metavar="L",
                      help="cross_attention / prefix maps of this decoder layer only (default: mean of all)")
@@ -106,10 +107,17 @@ def _methods(spec: str) -> tuple[str, ...]:
     from .maps import METHODS
 
     methods = tuple(m.strip() for m in spec.split(",") if m.strip())
+    if methods == ("all",):
+        return methods  # resolved once the checkpoint is loaded (_supported)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown map method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+        raise ValueError(f"unknown map method {unknown[0]!r}; choose from {', '.join(METHODS)} (or all)")
     return methods
+
+
+def _unsupported(method: str, mode: str) -> bool:
+    """A prefix-only checkpoint has no cross-attention maps; a cross-only one no prefix maps."""
+    return (method == "cross_attention" and mode == "prefix") or (method == "prefix" and mode == "cross")
 
 
 def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str, layer: int | None = None,
@@ -150,8 +158,11 @@ def _caption(args) -> int:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
     progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
     captioner = load(args.checkpoint, progress=progress)
-    unsupported = [m for m in methods if (m == "cross_attention" and captioner.mode == "prefix")
-                   or (m == "prefix" and captioner.mode == "cross")]
+    if methods == ("all",):
+        from .maps import METHODS
+
+        methods = tuple(m for m in METHODS if not _unsupported(m, captioner.mode))
+    unsupported = [m for m in methods if _unsupported(m, captioner.mode)]
     if unsupported:
         print(f"vizcap: error: this checkpoint (mode {captioner.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
         return 2
