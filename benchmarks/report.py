@@ -170,8 +170,8 @@ def markdown(res: dict, rows) -> str:
     if "train" in res:
         t = res["train"]
         sh = t["shapes"]
-        notes.append(f"Training: `python -m train shapes` ({sh['steps']} steps, batch {sh.get('batch', 32)}, "
-                     f"{sh.get('threads', 2)} threads, scenes rendered first by {sh.get('workers', 1)} processes), "
+        notes.append(f"Training: `python -m train shapes` ({sh['steps']} steps, batch {sh['batch']}, "
+                     f"{sh['threads']} threads, scenes rendered first by {sh['workers']} processes), "
                      "samples/s from train_log.jsonl windows after the first 25 steps. Photo preset: "
                      + t["photos"]["setup"] + ".")
     if "memory" in res:

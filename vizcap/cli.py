@@ -108,7 +108,7 @@ def _methods(spec: str) -> tuple[str, ...]:
 
     methods = tuple(m.strip() for m in spec.split(",") if m.strip())
     if methods == ("all",):
-        return methods  # resolved once the checkpoint is loaded (_supported)
+        return methods  # resolved in _caption once the checkpoint (and so its mode) is loaded
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown map method {unknown[0]!r}; choose from {', '.join(METHODS)} (or all)")
