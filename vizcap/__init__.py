@@ -1,6 +1,7 @@
 """vizcap: see where an image captioner looks while it writes each word."""
 
-from .captioner import Captioner, CheckpointError, load
+from .captioner import Captioner, CheckpointError
+from .families import load
 from .images import ImageError, open_image
 from .model import CaptionerConfig, CaptionModel
 
