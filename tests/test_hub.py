@@ -67,9 +67,9 @@ def _generated(model, pixels, eos, **kwargs) -> list[int]:
 
 
 def test_loader_reads_both_classes(hf_dir):
-    from vizcap.hub import HFCaptioner
+    import vizcap
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     assert b.grid == (4, 4) and b.n_extra_keys == 1 and b.n_prefix == 0
     assert b.decoder_layers == 2 and b.decoder_heads == 2 and b.banned == ()
     assert set(b.hook_names) >= {"encoder.blocks.0.attn", "decoder.h.1.attn", "decoder.h.1.crossattention"}
@@ -81,10 +81,10 @@ def test_loader_reads_both_classes(hf_dir):
 def test_preprocessing_equals_the_models_processor(hf_dir, photos):
     from transformers import AutoImageProcessor
 
+    import vizcap
     from vizcap import open_image
-    from vizcap.hub import HFCaptioner
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     processor = AutoImageProcessor.from_pretrained(hf_dir)
     assert b.crop is None  # ViT and BLIP processors squash, they never crop
     for path in photos:
@@ -96,12 +96,12 @@ def test_preprocessing_equals_the_models_processor(hf_dir, photos):
 
 def test_greedy_steps_equal_generate(hf_dir, photos):
     """The HF step function driven by vizcap.decoding.search gives generate()'s greedy tokens."""
+    import vizcap
     from vizcap import open_image
     from vizcap.decoding import DecodingParams, search
     from vizcap.hooks import capture
-    from vizcap.hub import HFCaptioner
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     model, _ = _oracle(hf_dir)
     lengths = set()
     for path in photos:
@@ -117,12 +117,12 @@ def test_greedy_steps_equal_generate(hf_dir, photos):
 def test_step_maps_equal_output_attentions(hf_dir, photos):
     """Every captured row (encoder self-attention, decoder cross-attention per layer and head) equals
     the model's own output_attentions in a teacher-forced pass over the final sequence."""
+    import vizcap
     from vizcap import open_image
     from vizcap.decoding import DecodingParams, search
     from vizcap.hooks import capture
-    from vizcap.hub import HFCaptioner
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     model, _ = _oracle(hf_dir)
     pixels = b.pixels(open_image(photos[1]))
     with torch.inference_mode(), capture() as cache:
@@ -151,10 +151,10 @@ def test_step_maps_equal_output_attentions(hf_dir, photos):
 
 
 def test_teacher_forced_matches_the_model(hf_dir, photos):
+    import vizcap
     from vizcap import open_image
-    from vizcap.hub import HFCaptioner
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     model, _ = _oracle(hf_dir)
     pixels = b.pixels(open_image(photos[0]))
     tokens = [7, 9, 11, b.eos_id]
@@ -170,26 +170,26 @@ def test_teacher_forced_matches_the_model(hf_dir, photos):
 
 
 def test_generation_settings_come_from_the_checkpoint(tmp_path):
-    from vizcap.hub import HFCaptioner
+    import vizcap
 
     d = hub_fixtures.vit_gpt2(tmp_path / "m")
     cfg = json.loads((d / "generation_config.json").read_text())
     cfg.update(max_length=9, early_stopping=True, no_repeat_ngram_size=3)
     (d / "generation_config.json").write_text(json.dumps(cfg))
-    b = HFCaptioner.from_pretrained(d)
+    b = vizcap.load(d)
     assert b.max_tokens == 8 and b.decoding_defaults()["early_stopping"] == "first_k"
     assert b.unsupported_settings == ["no_repeat_ngram_size=3"]
 
 
 def test_hub_id_not_cached_offline_is_one_line(monkeypatch, tmp_path):
+    import vizcap
     from vizcap.captioner import CheckpointError
-    from vizcap.hub import HFCaptioner
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
     start = time.perf_counter()
     with pytest.raises(CheckpointError) as info:
-        HFCaptioner.from_pretrained("someone/not-a-cached-captioner")
+        vizcap.load("someone/not-a-cached-captioner")
     message = str(info.value)
     assert time.perf_counter() - start < 10
     assert "\n" not in message and "huggingface-cli download someone/not-a-cached-captioner" in message
@@ -198,21 +198,21 @@ def test_hub_id_not_cached_offline_is_one_line(monkeypatch, tmp_path):
 def test_refuses_other_architectures(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    import vizcap
     from vizcap.captioner import CheckpointError
-    from vizcap.hub import HFCaptioner
 
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, n_positions=8)).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="'gpt2' model"):
-        HFCaptioner.from_pretrained(tmp_path)
+        vizcap.load(tmp_path)
 
 
 def test_memory_check_refuses_a_model_that_does_not_fit(monkeypatch, vit_gpt2_dir):
+    import vizcap
     from vizcap.captioner import CheckpointError
-    from vizcap.hub import HFCaptioner
 
     monkeypatch.setenv("VIZCAP_MEMORY_LIMIT_MB", "0")
     with pytest.raises(CheckpointError, match="GiB of memory"):
-        HFCaptioner.from_pretrained(vit_gpt2_dir)
+        vizcap.load(vit_gpt2_dir)
 
 
 def test_vizcap_load_dispatches_every_kind(vit_gpt2_dir, blip_dir, tiny_checkpoint, tmp_path):
@@ -231,10 +231,10 @@ def test_cli_captions_equal_generate(hf_dir, photos):
     """`vizcap caption --checkpoint FOLDER` (greedy and beam) writes generate()'s captions."""
     from conftest import run_module
 
+    import vizcap
     from vizcap import open_image
-    from vizcap.hub import HFCaptioner
 
-    b = HFCaptioner.from_pretrained(hf_dir)
+    b = vizcap.load(hf_dir)
     model, _ = _oracle(hf_dir)
     paths = [str(p) for p in photos[:3]]
     for extra, kwargs in (([], dict(num_beams=1)), (["--strategy", "beam", "--beams", "3", "--length-penalty", "0.6"],

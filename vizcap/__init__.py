@@ -11,7 +11,7 @@ import importlib
 _PUBLIC = {
     "Captioner": ".captioner",
     "CheckpointError": ".backend",
-    "load": ".captioner",
+    "load": ".families",
     "ImageError": ".images",
     "open_image": ".images",
     "CaptionerConfig": ".model",

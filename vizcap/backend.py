@@ -1,10 +1,16 @@
 """The one small interface between a captioning model and vizcap's decoding loop and explanations.
 
-vizcap explains three kinds of model — its own checkpoints (`vizcap.captioner.Captioner`), Hugging
+vizcap explains several families of model — its own checkpoints (`vizcap.captioner.Captioner`), Hugging
 Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention) and Hugging Face
-`BlipForConditionalGeneration` (`vizcap.hub`) — through the same few members:
+`BlipForConditionalGeneration` (`vizcap.hub.HFCaptioner` with a family adapter; the registry that
+loads each is vizcap/families/) — through the same few members:
 
-    kind, name        "vizcap" | "vision-encoder-decoder" | "blip"; a label for people
+    kind, name        the family's key ("vizcap" | "vision-encoder-decoder" | "blip"); this model's name
+    family_label      the family in a few words for people ("Hugging Face BLIP", ...)
+    is_photo_model    a captioner of photos (True), or a ShapeScenes model whose truth vizcap knows
+    decodes_text      sub-word tokens: the caption is tokenizer.decode(ids), not the tokens joined
+    decoder_module_prefixes  parameter-name prefixes of what reads the image (decoder, vizcap's mapper)
+    image_mean, image_std    the normalisation pixels() applies (to show what the model saw)
     grid              (gh, gw) patch grid of the encoder
     n_prefix          decoder positions before the start token that carry the image (vizcap's
                       prefix tokens; 0 for Hugging Face models)
@@ -34,6 +40,7 @@ Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention) a
                                   (logits [S, V] — [copies, S, V] when copies > 1 — , cache)
     decoding_defaults()           DecodingParams fields the model's own settings fix (Hugging Face:
                                   its generation config's early_stopping; max_tokens)
+    with_model(model, name)       the same captioner around another copy of its model
 
 Canonical hook names every backend records into the active capture:
     encoder.blocks.{i}.attn        ViT self-attention [1, heads, n_extra + N, n_extra + N]
@@ -62,6 +69,12 @@ class Tokenizer(Protocol):
 class Backend(Protocol):
     kind: str
     name: str
+    family_label: str
+    is_photo_model: bool
+    decodes_text: bool
+    decoder_module_prefixes: tuple[str, ...]
+    image_mean: list[float]
+    image_std: list[float]
     grid: tuple[int, int]
     n_prefix: int
     n_extra_keys: int
@@ -82,6 +95,8 @@ class Backend(Protocol):
     def session(self, pixels: torch.Tensor) -> StepFn: ...
 
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1): ...
+
+    def with_model(self, model: torch.nn.Module, name: str) -> "Backend": ...
 
 
 class ExplainAPI:

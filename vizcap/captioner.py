@@ -6,7 +6,8 @@
       tokenizer.json     a `tokenizers` tokenizer
 
 `vizcap.load()` opens the shipped ShapeScenes checkpoint; `vizcap.load(path)` any directory that
-`train/` wrote.
+`train/` wrote (through the family registry, vizcap/families/: this backend is the adapter of the
+vizcap checkpoint family and declares its facts below).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ class Captioner(ExplainAPI):
     """A vizcap checkpoint, and one implementation of the backend interface (vizcap/backend.py)."""
 
     kind = "vizcap"
+    family_label = "vizcap checkpoint"
+    is_photo_model = False  # its pages assume ShapeScenes, whose truth vizcap knows
+    decodes_text = False  # word-level: the caption is its tokens joined (Explanation.caption)
+    decoder_module_prefixes = ("mapper.", "decoder.")  # what reads the image: re-initialised by photo_trust
     n_extra_keys = 0  # the decoder's cross-attention keys are patches only
     crop = None  # preprocessing never crops
 
@@ -63,8 +68,15 @@ class Captioner(ExplainAPI):
     token_limit = property(lambda self: longest_caption(self.cfg))
     max_tokens = property(lambda self: min(20, self.token_limit))
 
+    image_mean = property(lambda self: list(self.cfg.image_mean))
+    image_std = property(lambda self: list(self.cfg.image_std))
+
     def decoding_defaults(self) -> dict:
         return {}
+
+    def with_model(self, model: CaptionModel, name: str) -> "Captioner":
+        """The same captioner around another copy of its model (e.g. one with a re-initialised decoder)."""
+        return Captioner(model, self.tokenizer, name=name)
 
     def view(self, image):
         return image  # the whole image: never cropped
@@ -303,27 +315,3 @@ def _load_state(model: CaptionModel, state: dict[str, torch.Tensor], path: Path)
                 f"{path}: tensor {name} has shape {tuple(tensor.shape)}, config.json implies {tuple(own[name].shape)}"
             )
     model.load_state_dict(state, strict=True)
-
-
-def load(path: str | Path | None = None, progress=None):
-    """Load any captioner vizcap explains (default: the shipped ShapeScenes model):
-
-    * a vizcap checkpoint directory (config.json with a format_version, model.safetensors, tokenizer.json);
-    * a local Hugging Face folder holding a VisionEncoderDecoderModel (ViT/DeiT/BEiT + GPT-2 with
-      cross-attention) or a BlipForConditionalGeneration;
-    * a hub id of either (e.g. "nlpconnect/vit-gpt2-image-captioning"), through the Hugging Face cache.
-
-    `progress(message)` is told what is being loaded. Any problem: CheckpointError, one line."""
-    from . import hub
-
-    if path is None:
-        return Captioner.from_pretrained(None)
-    text = str(path)
-    if not text.strip():
-        raise CheckpointError("empty checkpoint path")
-    directory = Path(text)
-    if directory.is_dir() and hub.hf_model_type(directory) is not None:
-        return hub.HFCaptioner.from_pretrained(directory, progress=progress)
-    if not directory.exists() and hub.is_hub_id(text):
-        return hub.HFCaptioner.from_pretrained(text, progress=progress)
-    return Captioner.from_pretrained(directory)

@@ -5,7 +5,7 @@ For each generated token j the maps are taken at the decoder position that *prod
 position whose logits chose token j), which is where the model "looked" to write that word.
 
 Any model that implements the small interface of vizcap/backend.py is explained the same way: vizcap's
-own checkpoints and Hugging Face ViT+GPT-2 / BLIP captioners (vizcap/hub.py) share this code and the
+own checkpoints and Hugging Face ViT+GPT-2 / BLIP captioners (vizcap/families/) share this code and the
 one decoding loop (vizcap.decoding.search).
 """
 
@@ -359,7 +359,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         _captioner=captioner,
         n_extra=X,
         cross_extra=cross_extra,
-        text=tok.decode(ids) if captioner.kind != "vizcap" else None,
+        text=tok.decode(ids) if captioner.decodes_text else None,  # sub-word tokens: the tokenizer joins them
         crop=captioner.crop,
     )
 

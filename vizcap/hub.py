@@ -1,9 +1,11 @@
-"""Hugging Face captioners as vizcap backends (see vizcap/backend.py).
+"""What every Hugging Face captioner family shares (the families themselves: vizcap/families/).
 
-    HFCaptioner.from_pretrained(X)   X: a local folder or a hub id of
-        * a VisionEncoderDecoderModel whose encoder has a patch grid (ViT, DeiT, BEiT) and whose
-          decoder is a GPT-2 with cross-attention (e.g. nlpconnect/vit-gpt2-image-captioning), or
-        * a BlipForConditionalGeneration (e.g. Salesforce/blip-image-captioning-base).
+    load_pretrained(X, family)   X: a local folder or a hub id of a model of `family` (e.g.
+                                 vizcap.families.blip.Blip()); `vizcap.load(X)` picks the family.
+    HFCaptioner                  the vizcap backend (see vizcap/backend.py) of any Hugging Face
+                                 encoder-decoder captioner; what differs by family (where the
+                                 encoder, decoder and attention modules are, how they are called)
+                                 its family adapter says.
 
 Loading rules:
 * Hub ids resolve through the ordinary Hugging Face cache. Not cached and no way to reach the hub:
@@ -30,17 +32,16 @@ import json
 import os
 import re
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
 from .backend import CheckpointError, ExplainAPI, install_points, take_captured
-from .decoding import step_function
 from .hooks import capture
 
-KINDS = {"vision-encoder-decoder": "vision-encoder-decoder", "blip": "blip"}
-PATCH_ENCODERS = ("vit", "deit", "beit")
+# the same ids as vizcap.families.SUGGESTED (each family's example_source); kept here while pages/ imports it from here
 SUGGESTED = ("nlpconnect/vit-gpt2-image-captioning", "Salesforce/blip-image-captioning-base")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _UNSUPPORTED = {  # generation settings that need a logits processor: (name, value that means "off")
@@ -52,7 +53,8 @@ _UNSUPPORTED = {  # generation settings that need a logits processor: (name, val
 }
 
 
-def _error(message: str):
+def checkpoint_error(message: str) -> CheckpointError:
+    """A CheckpointError with `message` on one line (at most 500 characters)."""
     return CheckpointError(" ".join(str(message).split())[:500])
 
 
@@ -104,9 +106,34 @@ def resolve(source: str) -> str:
     if isinstance(cached, str):
         return source  # transformers finds it in the cache (and refreshes it when online)
     if not _hub_reachable():
-        raise _error(f"{source}: no such folder, and not a Hugging Face model in the cache (the hub cannot be reached); "
+        raise checkpoint_error(f"{source}: no such folder, and not a Hugging Face model in the cache (the hub cannot be reached); "
                      f"{download_hint(source)}")
     return source
+
+
+def read_config(source: str):
+    """The transformers config of a local folder or a hub id (resolved first); CheckpointError, one
+    line, when it cannot be read."""
+    from transformers import AutoConfig
+
+    target = resolve(source)
+    try:
+        return AutoConfig.from_pretrained(target, trust_remote_code=False)
+    except Exception as e:  # OSError (missing / not cached), ValueError (unknown model type)
+        hint = f"; {download_hint(source)}" if is_hub_id(source) else ""
+        raise checkpoint_error(f"{source}: cannot read its config ({type(e).__name__}: {_first_line(e)}){hint}") from None
+
+
+def model_type(source: str) -> str | None:
+    """The Hugging Face `model_type` a source names: a local folder's config.json, or a hub id's config
+    (through the cache; CheckpointError when it is neither cached nor reachable). None for anything
+    else (a vizcap checkpoint, a path that does not exist): no Hugging Face family loads it."""
+    directory = Path(source)
+    if directory.is_dir():
+        return hf_model_type(directory)
+    if is_hub_id(source):
+        return getattr(read_config(source), "model_type", None)
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,137 +165,89 @@ class HFTokenizer:
 # The backend
 
 
+@dataclass
+class HFParts:
+    """Where a family's model keeps what vizcap reads (its adapter's `parts(model)` finds them)."""
+
+    vision: torch.nn.Module  # the image encoder: vision(pixel_values=...) -> hidden states first
+    decoder: torch.nn.Module  # the text decoder (its output embeddings give the vocabulary)
+    vision_config: object  # image_size, patch_size
+    encoder_attention: list  # per encoder layer, the module whose output[1] is its attention weights
+    decoder_self_attention: list  # per decoder layer, likewise
+    decoder_cross_attention: list
+    decoder_heads: int
+    bos_id: int
+    eos_id: int | list[int]
+    pad_id: int
+    generation_model: torch.nn.Module  # whose generation_config generate() reads
+    max_positions: int
+
+
 class HFCaptioner(ExplainAPI):
-    """A Hugging Face VisionEncoderDecoder (patch encoder + GPT-2) or BLIP captioner (vizcap Backend)."""
+    """A Hugging Face encoder-decoder captioner (vizcap Backend); `family` is its family's adapter
+    (vizcap/families/): the parts of the model, how the encoder and decoder are called, its label."""
 
     n_prefix = 0
     mode = "cross"  # the decoder sees the image only through cross-attention
     relevancy_group: int | None = None  # words per relevancy batch; None: sized to the encoder (below)
     RELEVANCY_BUDGET = 1 << 29  # bytes of encoder attention (weights, gradients, saved tensors) per batch
 
-    def __init__(self, model, image_processor, tokenizer, name: str):
+    def __init__(self, model, image_processor, tokenizer, name: str, family):
         self.model = model.eval()
         self.image_processor = image_processor
         self.tokenizer = HFTokenizer(tokenizer)
         self.name = name
-        self.kind = model.config.model_type
-        config = model.config
-        if self.kind == "blip":
-            text = config.text_config
-            self.vision, self.decoder = model.vision_model, model.text_decoder
-            self.bos_id, self.eos_id, self.pad_id = text.bos_token_id, text.sep_token_id, text.pad_token_id
-            vc = config.vision_config
-            enc_layers = [layer.self_attn for layer in _layers(self.vision)]
-            dec_blocks = list(self.decoder.bert.encoder.layer)
-            self_attn = [b.attention.self for b in dec_blocks]
-            cross_attn = [b.crossattention.self for b in dec_blocks]
-            self.decoder_heads = text.num_attention_heads
-            gen_model, prompt_len = self.decoder, 1
-            max_positions = text.max_position_embeddings
-        else:
-            self.vision, self.decoder = model.encoder, model.decoder
-            vc = model.encoder.config
-            dec = self.decoder.config
-            self.bos_id = config.decoder_start_token_id
-            if self.bos_id is None:
-                self.bos_id = model.generation_config.decoder_start_token_id
-            enc_layers = [_vit_attention(layer) for layer in _layers(self.vision)]
-            dec_blocks = list(self.decoder.transformer.h)
-            self_attn = [b.attn for b in dec_blocks]
-            cross_attn = [b.crossattention for b in dec_blocks]
-            self.decoder_heads = dec.n_head
-            gen_model, prompt_len = model, 1
-            max_positions = dec.n_positions
-            gc = model.generation_config
-            eos = gc.eos_token_id if gc.eos_token_id is not None else dec.eos_token_id
-            self.eos_id = eos
-            pad = gc.pad_token_id if gc.pad_token_id is not None else config.pad_token_id
-            self.pad_id = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
-        self.decoder_layers = len(dec_blocks)
-        self.encoder_layers = len(enc_layers)
+        self.family = family
+        self.kind = family.key
+        parts = family.parts(model)
+        self.vision, self.decoder = parts.vision, parts.decoder
+        self.bos_id, self.pad_id = parts.bos_id, parts.pad_id
+        self.decoder_heads = parts.decoder_heads
+        self.decoder_layers = len(parts.decoder_self_attention)
+        self.encoder_layers = len(parts.encoder_attention)
         self.has_cross = True
         self.banned: tuple[int, ...] = ()  # generate() bans nothing
+        vc = parts.vision_config
         size = vc.image_size if isinstance(vc.image_size, (list, tuple)) else (vc.image_size, vc.image_size)
         patch = vc.patch_size if isinstance(vc.patch_size, (list, tuple)) else (vc.patch_size, vc.patch_size)
         self.grid = (int(size[0]) // int(patch[0]), int(size[1]) // int(patch[1]))
         self.input_size = (int(size[0]), int(size[1]))
         self.vocab_size = int(self.decoder.get_output_embeddings().weight.shape[0])
-        self.settings, self.unsupported_settings = _generation_settings(gen_model, prompt_len, max_positions)
-        eos = self.eos_id
+        self.settings, self.unsupported_settings = _generation_settings(parts.generation_model, 1, parts.max_positions)
+        eos = parts.eos_id
         if isinstance(eos, (list, tuple)):
             if len(eos) > 1:
                 self.unsupported_settings.append(f"several end tokens {list(eos)} (vizcap stops at {eos[0]} only)")
             eos = eos[0]
         self.eos_id = int(eos)
-        self.token_limit = max(1, min(256, int(max_positions) - 1))
+        self.token_limit = max(1, min(256, int(parts.max_positions) - 1))
         self.max_tokens = min(self.settings["max_tokens"], self.token_limit)
         self.crop = _crop_note(image_processor)
-        self._project = (
-            self.kind != "blip"
-            and model.encoder.config.hidden_size != model.decoder.config.hidden_size
-            and getattr(model.decoder.config, "cross_attention_hidden_size", None) is None
-        )
-        points = {f"encoder.blocks.{i}.attn": (m, 1) for i, m in enumerate(enc_layers)}
-        for i, (s, c) in enumerate(zip(self_attn, cross_attn)):
+        points = {f"encoder.blocks.{i}.attn": (m, 1) for i, m in enumerate(parts.encoder_attention)}
+        for i, (s, c) in enumerate(zip(parts.decoder_self_attention, parts.decoder_cross_attention)):
             points[f"decoder.h.{i}.attn"] = (s, 1)
             points[f"decoder.h.{i}.crossattention"] = (c, 1)
         self.hook_names = install_points(model, points)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         self.n_extra_keys = self._probe()
 
-    # -- loading -----------------------------------------------------------------------------------
+    # what the family says (vizcap/backend.py: the same names on every backend)
+    family_label = property(lambda self: self.family.label)
+    is_photo_model = property(lambda self: self.family.is_photo_model)
+    decodes_text = property(lambda self: self.family.decodes_text)
+    decoder_module_prefixes = property(lambda self: self.family.decoder_module_prefixes)
 
-    @classmethod
-    def from_pretrained(cls, source: str | Path, progress=None) -> "HFCaptioner":
-        """Load a local folder or a hub id (see the module docstring); CheckpointError on any problem."""
-        import transformers
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+    @property
+    def image_mean(self) -> list[float]:
+        return list(getattr(self.image_processor, "image_mean", None) or [0.0] * 3)
 
-        source = str(source)
-        say = progress or (lambda message: None)
-        say(f"resolving {source}")
-        target = resolve(source)
-        try:
-            config = AutoConfig.from_pretrained(target, trust_remote_code=False)
-        except Exception as e:  # OSError (missing / not cached), ValueError (unknown model type)
-            hint = f"; {download_hint(source)}" if is_hub_id(source) else ""
-            raise _error(f"{source}: cannot read its config ({type(e).__name__}: {_first_line(e)}){hint}") from None
-        kind = getattr(config, "model_type", None)
-        if kind not in KINDS:
-            raise _error(f"{source}: a {kind!r} model; vizcap explains vision-encoder-decoder (ViT/DeiT/BEiT + GPT-2) "
-                         "and blip captioners")
-        if kind == "vision-encoder-decoder":
-            enc, dec = config.encoder.model_type, config.decoder.model_type
-            if enc not in PATCH_ENCODERS:
-                raise _error(f"{source}: encoder {enc!r} has no plain patch grid vizcap can map (supported: {', '.join(PATCH_ENCODERS)})")
-            if dec != "gpt2" or not getattr(config.decoder, "add_cross_attention", False):
-                raise _error(f"{source}: decoder {dec!r} is not a GPT-2 with cross-attention")
-            model_cls = transformers.VisionEncoderDecoderModel
-        else:
-            model_cls = transformers.BlipForConditionalGeneration
-            arch = getattr(config, "architectures", None) or []
-            if arch and "BlipForConditionalGeneration" not in arch:
-                raise _error(f"{source}: a BLIP {arch[0]}, not a BlipForConditionalGeneration captioner")
-        _check_memory(source, target)
-        say(f"loading the {kind} weights of {source}")
-        try:
-            with _quiet_transformers(show_progress=progress is not None):
-                model = model_cls.from_pretrained(target, attn_implementation="eager", trust_remote_code=False)
-        except Exception as e:
-            raise _error(f"{source}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
-        _require_eager(model, source)
-        say("loading the image processor and tokenizer")
-        try:
-            image_processor = AutoImageProcessor.from_pretrained(target, trust_remote_code=False)
-            tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
-        except Exception as e:
-            raise _error(f"{source}: cannot load its processor or tokenizer ({type(e).__name__}: {_first_line(e)})") from None
-        try:
-            return cls(model, image_processor, tokenizer, name=source)
-        except Exception as e:
-            if isinstance(e, CheckpointError):
-                raise
-            raise _error(f"{source}: cannot be explained ({type(e).__name__}: {_first_line(e)})") from None
+    @property
+    def image_std(self) -> list[float]:
+        return list(getattr(self.image_processor, "image_std", None) or [1.0] * 3)
+
+    def with_model(self, model, name: str) -> "HFCaptioner":
+        """The same captioner around another copy of its model (e.g. one with a re-initialised decoder)."""
+        return HFCaptioner(model, self.image_processor, self.tokenizer.tok, name=name, family=self.family)
 
     def _probe(self) -> int:
         """One encoder pass on a blank image: the hooks see real weights, and the number of
@@ -281,9 +260,9 @@ class HFCaptioner(ExplainAPI):
         n_patches = self.grid[0] * self.grid[1]
         names = [f"encoder.blocks.{i}.attn" for i in range(self.encoder_layers)]
         if any(name not in cache or cache[name][0] is None for name in names):
-            raise _error(f"{self.name}: the encoder computed no attention weights (is eager attention available?)")
+            raise checkpoint_error(f"{self.name}: the encoder computed no attention weights (is eager attention available?)")
         if n_tokens < n_patches:
-            raise _error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
+            raise checkpoint_error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
         return n_tokens - n_patches
 
     def relevancy_batch(self) -> int:
@@ -313,8 +292,7 @@ class HFCaptioner(ExplainAPI):
 
     def describe(self) -> str:
         """One line for people: what this model is."""
-        enc = "BLIP ViT" if self.kind == "blip" else self.vision.config.model_type.upper()
-        dec = "BLIP text decoder" if self.kind == "blip" else "GPT-2"
+        enc, dec = self.family.encoder_name(self), self.family.decoder_name
         return (f"{self.name}: {enc} encoder ({self.grid[0]}x{self.grid[1]} patches + {self.n_extra_keys} class token) and "
                 f"a {self.decoder_layers}-layer {dec} with {self.decoder_heads} heads reading it by cross-attention")
 
@@ -342,27 +320,23 @@ class HFCaptioner(ExplainAPI):
         return out["pixel_values"].to(torch.float32)
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.kind == "blip":
-            return self.vision(pixel_values=pixels)[0]
-        memory = self.vision(pixel_values=pixels).last_hidden_state
-        return self.model.enc_to_dec_proj(memory) if self._project else memory
+        return self.family.encode(self, pixels)
 
     def _decode(self, ids: torch.Tensor, memory: torch.Tensor, cache=None, use_cache: bool = True):
         kwargs = {self._cache_kw: cache} if cache is not None else {}
         if cache is None:  # a whole sequence, nothing padded: say so (transformers warns when a pad id appears)
             kwargs["attention_mask"] = torch.ones_like(ids)
-        if self.kind == "blip":
-            mask = torch.ones(memory.shape[:2], dtype=torch.long)
-            return self.decoder(input_ids=ids, encoder_hidden_states=memory, encoder_attention_mask=mask,
-                                use_cache=use_cache, **kwargs)
-        return self.decoder(input_ids=ids, encoder_hidden_states=memory, use_cache=use_cache, **kwargs)
+        return self.family.decode(self, ids, memory, use_cache=use_cache, **kwargs)
 
     def session(self, pixels: torch.Tensor):
         """Encode once (the encoder's maps go to the active capture) and return the step function."""
-        memory = self._encode(pixels)
+        return self.family.session(self, self._encode(pixels))
+
+    def cache_steps(self, memory: torch.Tensor):
+        """The step function over transformers' own KV cache (for decoders vizcap's CachedSteps does not
+        cover): the first call runs the start token, later ones one token per row, rows reordered by
+        `parents` for beams."""
         state: dict = {}
-        if self.kind != "blip":  # a transformers GPT-2: vizcap's own decoder steps (vizcap.decoding.step_function)
-            return self._gpt2_session(memory)
 
         def step(tokens, parents):
             if tokens is None:
@@ -379,13 +353,6 @@ class HFCaptioner(ExplainAPI):
 
         return step
 
-    def _gpt2_session(self, memory: torch.Tensor):
-        """The same one-token steps as vizcap's own models (vizcap.decoding.step_function): CachedSteps
-        when it is bitwise the decoder's step (eager attention, eval mode, only vizcap's hooks), else
-        transformers' own cache."""
-        start = self.decoder.transformer.wte(torch.full((1, 1), self.bos_id, dtype=torch.long))
-        return step_function(self.decoder, start, memory)
-
     def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
         pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
@@ -398,6 +365,52 @@ class HFCaptioner(ExplainAPI):
             memory = self._encode(batch)
             logits = self._decode(ids, memory, use_cache=False).logits
         return (logits[0] if len(batch) == 1 else logits), cache
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_pretrained(source: str | Path, family, progress=None) -> HFCaptioner:
+    """Load a local folder or a hub id of a model of `family` (see the module docstring): its config is
+    checked by the family (`family.model_class(config, source)`), then the weights with eager attention,
+    the image processor and the tokenizer. CheckpointError, one line, on any problem."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    source = str(source)
+    say = progress or (lambda message: None)
+    say(f"resolving {source}")
+    target = resolve(source)
+    config = read_config(source)
+    model_cls = family.model_class(config, source)
+    _check_memory(source, target)
+    say(f"loading the {config.model_type} weights of {source}")
+    try:
+        with _quiet_transformers(show_progress=progress is not None):
+            model = model_cls.from_pretrained(target, attn_implementation="eager", trust_remote_code=False)
+    except Exception as e:
+        raise checkpoint_error(f"{source}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
+    _require_eager(model, source)
+    say("loading the image processor and tokenizer")
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(target, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(target, trust_remote_code=False)
+    except Exception as e:
+        raise checkpoint_error(f"{source}: cannot load its processor or tokenizer ({type(e).__name__}: {_first_line(e)})") from None
+    try:
+        return HFCaptioner(model, image_processor, tokenizer, name=source, family=family)
+    except Exception as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise checkpoint_error(f"{source}: cannot be explained ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def unsupported_model(source: str, families) -> CheckpointError:
+    """The error for a Hugging Face model no registered family reads (its config read first, so that an
+    unreadable one says so), naming what `families` (those with a model_type) explain."""
+    kind = getattr(read_config(source), "model_type", None)
+    known = " and ".join(f.summary for f in families)
+    return checkpoint_error(f"{source}: a {kind!r} model; vizcap explains {known} captioners")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -434,7 +447,7 @@ def _first_line(e: Exception) -> str:
     return lines[0][:300] if lines else type(e).__name__
 
 
-def _layers(vision) -> list:
+def vision_layers(vision) -> list:
     """The transformer layers of a vision encoder, wherever this transformers version keeps them."""
     for owner in (vision, getattr(vision, "encoder", None)):
         for name in ("layers", "layer"):
@@ -442,13 +455,6 @@ def _layers(vision) -> list:
             if isinstance(found, torch.nn.ModuleList):
                 return list(found)
     raise ValueError(f"cannot find the layers of {type(vision).__name__}")
-
-
-def _vit_attention(layer):
-    """The module of a ViT/DeiT/BEiT layer whose output[1] is the attention weights."""
-    attn = layer.attention
-    inner = getattr(attn, "attention", None)  # older transformers: ViTAttention wraps ViTSelfAttention
-    return inner if isinstance(inner, torch.nn.Module) else attn
 
 
 def _require_eager(model, source: str) -> None:
@@ -464,7 +470,7 @@ def _require_eager(model, source: str) -> None:
             try:
                 model.set_attn_implementation("eager")
             except Exception:
-                raise _error(f"{source}: attention implementation {impl!r} cannot be switched to eager") from None
+                raise checkpoint_error(f"{source}: attention implementation {impl!r} cannot be switched to eager") from None
             return
 
 
@@ -583,5 +589,5 @@ def _check_memory(source: str, target: str) -> None:
     if limit and limit.isdigit():
         have = min(have or 1 << 62, int(limit) << 20)
     if need and have is not None and need * 1.3 > have:
-        raise _error(f"{source}: needs about {need * 1.3 / 2**30:.1f} GiB of memory for its weights, "
+        raise checkpoint_error(f"{source}: needs about {need * 1.3 / 2**30:.1f} GiB of memory for its weights, "
                      f"but only {have / 2**30:.1f} GiB is available")

@@ -31,27 +31,21 @@ METHODS = ("cross_attention", "rollout")
 
 
 def randomized(captioner, seed: int = 1234):
-    """The captioner with its decoder (and vizcap's mapper) re-initialised, the encoder kept."""
-    if captioner.kind == "vizcap":
-        from .trust import randomized_copy
-
-        return randomized_copy(captioner, seed)
-    from .hub import HFCaptioner
-
+    """The captioner with what reads the image (its `decoder_module_prefixes`: the decoder, and vizcap's
+    mapper) re-initialised, the encoder kept."""
     model = copy.deepcopy(captioner.model)  # the hooks come along: they hold no data
-    prefix = "text_decoder." if captioner.kind == "blip" else "decoder."
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if not name.startswith(prefix):
+            if not name.startswith(captioner.decoder_module_prefixes):
                 continue
-            if p.dim() >= 2:
+            if p.dim() >= 2 or name.endswith("queries"):  # weights, and the mapper's learned queries
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
-            elif "norm" in name.lower() or "ln_" in name:
-                p.fill_(1.0) if name.endswith("weight") else p.zero_()
+            elif name.endswith("weight") and ("ln" in name or "norm" in name.lower()):  # layer norms: identity
+                p.fill_(1.0)
             else:
                 p.zero_()
-    return HFCaptioner(model, captioner.image_processor, captioner.tokenizer.tok, name=f"{captioner.name} (randomised decoder)")
+    return captioner.with_model(model, name=f"{captioner.name} (randomised decoder)")
 
 
 def _masked(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int], insertion: bool) -> torch.Tensor:

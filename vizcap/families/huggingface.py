@@ -1,0 +1,53 @@
+"""`HuggingFaceFamily`: the base of every Hugging Face captioner family. A family names its
+`model_type`, checks a config and names the model class (`model_class`), finds the parts vizcap reads
+in a loaded model (`parts`), and says how its encoder and decoder are called (`encode`, `decode`,
+`session`); loading itself and the backend are shared (vizcap/hub.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import hub
+from .family import Family, Source
+
+
+class HuggingFaceFamily(Family):
+    model_type: str  # the config's model_type this family reads
+    summary: str  # for the error naming what vizcap explains, e.g. "blip"
+    decoder_name: str  # for people, e.g. "GPT-2"
+    is_photo_model = True
+    decodes_text = True
+
+    @property
+    def key(self) -> str:
+        return self.model_type
+
+    def recognises(self, source: Source) -> bool:
+        return source.model_type == self.model_type
+
+    def load(self, source: str, progress=None) -> hub.HFCaptioner:
+        return hub.load_pretrained(source, self, progress=progress)
+
+    # -- what each family says about its models -----------------------------------------------------
+
+    def model_class(self, config, source: str):
+        """The transformers class to load `config` with; CheckpointError when this family cannot explain it."""
+        raise NotImplementedError
+
+    def parts(self, model) -> hub.HFParts:
+        raise NotImplementedError
+
+    def encoder_name(self, captioner) -> str:
+        raise NotImplementedError
+
+    def encode(self, captioner, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels [B, 3, H, W] -> the memory the decoder's cross-attention reads [B, tokens, d]."""
+        raise NotImplementedError
+
+    def decode(self, captioner, ids: torch.Tensor, memory: torch.Tensor, use_cache: bool, **kwargs):
+        """One decoder call (kwargs: the cache and attention mask HFCaptioner passes); output with .logits."""
+        raise NotImplementedError
+
+    def session(self, captioner, memory: torch.Tensor):
+        """The step function of vizcap.decoding.search over `memory`."""
+        raise NotImplementedError
