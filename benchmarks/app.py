@@ -52,7 +52,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
     from vizcap.model import CaptionModel
 
     repeats = repeats or args.app_repeats
-    page = ROOT / "pages" / "explorer.py"
+    app, page = ROOT / "streamlit_app.py", ROOT / "app_pages" / "explorer.py"
     if not page.is_file():
         raise RuntimeError(f"{page.relative_to(ROOT)} does not exist (the explorer page is needed)")
     calls = {"explain": 0, "explain_s": [], "encode": 0, "captioner": None, "image": None}
@@ -72,24 +72,25 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
         return original_encode(self, *a, **k)
 
     vizcap.Captioner.explain, CaptionModel.encode = counted_explain, counted_encode
-    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, pages.common.show
+    # where a re-render's time goes: vizcap.figures builders, Explanation.maps, widgets.show (st.plotly_chart)
     timer = Instrument(outermost=True)  # nothing counted twice
     timer.active = False
     for name in dir(figures_module):
         fn = getattr(figures_module, name)
-        if not name.startswith("_") and callable(fn) and getattr(fn, "__module__", "") == figures_module.__name__:
+        if not name.startswith("_") and callable(fn) and getattr(fn, "__module__", "").startswith("vizcap.figures."):
             timer.patch(figures_module, name, "vizcap.figures")
     timer.patch(Explanation, "maps", "Explanation.maps")
     cwd = os.getcwd()
-    os.chdir(ROOT)  # pages import `pages.common`; .streamlit/config.toml is read from here
+    os.chdir(ROOT)  # pages import `app_pages.common`; .streamlit/config.toml is read from here
     try:
-        at = AppTest.from_file(str(page), default_timeout=600)
+        at = AppTest.from_file(str(app), default_timeout=600)  # the entry point, as a visit to /explorer runs it
+        at.switch_page(str(page.relative_to(ROOT)))  # the explorer is the first page this session opens
         at.run()
         if at.exception:
             raise RuntimeError(f"the explorer page failed: {at.exception[0].message}")
-        import pages.common as page_common  # imported by the page's first run
+        from app_pages.common import widgets  # imported by the first run
 
-        timer.patch(page_common, "show", "st.plotly_chart (pages.common.show)")
+        timer.patch(widgets, "show", "st.plotly_chart (widgets.show)")
         if calls["explain"] < 1:
             raise RuntimeError("the explorer page ran without calling Captioner.explain")
         page_explain = calls["explain_s"][0]
@@ -139,7 +140,7 @@ def app_rerender(args, checkpoint: str, repeats: int | None = None) -> dict:
         timed, fresh, floor = changes[1:], fresh[1:], floor[1:]
         spent = {label: timer.total(label) for label in timer.calls}
         return {
-            "page": "pages/explorer.py",
+            "page": "app_pages/explorer.py",
             "checkpoint": checkpoint,
             "widgets": "'Heatmap opacity' slider (key ex_opacity) and 'Word' select_slider (key ex_tok), alternately",
             "rerun_s": med([c["s"] for c in timed]),

@@ -30,7 +30,7 @@ from vizcap.model import CaptionModel
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-PAGES = ["pages/explorer.py", "pages/decoding_lab.py", "pages/how_it_works.py", "pages/training_and_trust.py"]
+PAGES = ["app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/how_it_works.py", "app_pages/training_and_trust.py"]
 TIMEOUT = 120
 
 
@@ -92,7 +92,7 @@ def calls(monkeypatch):
 
 
 def common_md(text: str) -> str:
-    from pages.common import md
+    from app_pages.common.widgets import md
 
     return md(text)
 
@@ -278,7 +278,7 @@ def test_checkpoint_choice_survives_page_switches(app, app_checkpoint):
 
 def explorer(app) -> AppTest:
     at = ok(app.run())
-    return ok(at.switch_page("pages/explorer.py").run())
+    return ok(at.switch_page("app_pages/explorer.py").run())
 
 
 def test_explorer_default_flow(app):
@@ -416,8 +416,8 @@ def test_explorer_display_settings_survive_a_visit_to_another_page(app):
     ok(at.selectbox(key="ex_cmap").set_value("cividis").run())
     ok(at.slider(key="ex_opacity").set_value(0.2).run())
     ok(at.toggle(key="ex_sinks").set_value(True).run())
-    ok(at.switch_page("pages/decoding_lab.py").run())
-    at = ok(at.switch_page("pages/explorer.py").run())
+    ok(at.switch_page("app_pages/decoding_lab.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     assert (at.selectbox(key="ex_method").value, at.selectbox(key="ex_layer").value, at.selectbox(key="ex_head").value,
             at.selectbox(key="ex_norm").value, at.selectbox(key="ex_cmap").value, at.slider(key="ex_opacity").value,
             at.toggle(key="ex_sinks").value) == ("prefix", 0, 1, "sum", "cividis", 0.2, True)
@@ -528,7 +528,7 @@ def test_captions_with_markup_are_shown_as_text(app):
     ok(at.run())
     home = caption_of(at)
     assert all(e in home for e in escaped) and "<b>" not in home and "x<y>" not in home, home
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     ok(at.select_slider(key="ex_tok").set_value(0).run())
     shown = caption_of(at)
     assert escaped[0] in shown and "<b>" not in shown
@@ -536,7 +536,7 @@ def test_captions_with_markup_are_shown_as_text(app):
     assert "\\<b\\>" in at.metric[0].label  # markdown: shown literally
     header = [m.value for m in at.markdown if "vz-greedy-caption" in m.value][0]
     assert "x&lt;y&gt;" in header and "x<y>" not in header
-    at = ok(at.switch_page("pages/decoding_lab.py").run())
+    at = ok(at.switch_page("app_pages/decoding_lab.py").run())
     for key, exp in at.session_state["vz_explanations"].items():
         if key[0] == at.session_state["vz_image"]["id"] and len(exp) >= len(words):
             plant(exp)
@@ -551,7 +551,7 @@ def test_captions_with_markup_are_shown_as_text(app):
 
 def decoding_lab(app) -> AppTest:
     at = ok(app.run())
-    return ok(at.switch_page("pages/decoding_lab.py").run())
+    return ok(at.switch_page("app_pages/decoding_lab.py").run())
 
 
 def test_decoding_lab_default_flow(app):
@@ -611,7 +611,7 @@ def how_it_works_text(at: AppTest) -> str:
 def test_how_it_works_states_training_from_the_checkpoints_files(app, app_checkpoint, tmp_path, monkeypatch):
     """How many pictures the encoder saw comes from the checkpoint's metrics.json (samples_seen, or
     steps × batch size), never from the page's own words; a checkpoint that does not say, says nothing."""
-    at = ok(ok(app.run()).switch_page("pages/how_it_works.py").run())
+    at = ok(ok(app.run()).switch_page("app_pages/how_it_works.py").run())
     text = how_it_works_text(at)
     assert "saw 40 pictures: 10 steps × 4 per batch" in text and "few thousand" not in text, text
     other = tmp_path / "other"
@@ -620,17 +620,17 @@ def test_how_it_works_states_training_from_the_checkpoints_files(app, app_checkp
         (other / f.name).write_bytes(f.read_bytes())
     (other / "metrics.json").write_text(json.dumps({"args": {"steps": 7, "batch_size": 3, "aux_weight": 0.5}}))
     monkeypatch.setenv("VIZCAP_CHECKPOINT", str(other))
-    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("pages/how_it_works.py").run())
+    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("app_pages/how_it_works.py").run())
     text = how_it_works_text(at)
     assert "saw 21 pictures: 7 steps × 3 per batch" in text and "with weight 0.5" in text, text
     (other / "metrics.json").unlink()
-    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("pages/how_it_works.py").run())
+    at = ok(ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run()).switch_page("app_pages/how_it_works.py").run())
     text = how_it_works_text(at)
     assert "pictures" not in text and "with weight" not in text
 
 
 def test_how_it_works(app):
-    at = ok(ok(app.run()).switch_page("pages/how_it_works.py").run())
+    at = ok(ok(app.run()).switch_page("app_pages/how_it_works.py").run())
     assert at.title[0].value == "How it works"
     table = at.dataframe[0].value
     P = 2  # make_random_captioner's n_prefix
@@ -644,7 +644,7 @@ def test_how_it_works(app):
 
 
 def test_training_and_trust_measures_on_demand(app):
-    at = ok(ok(app.run()).switch_page("pages/training_and_trust.py").run())
+    at = ok(ok(app.run()).switch_page("app_pages/training_and_trust.py").run())
     assert len(at.get("plotly_chart")) == 1  # the loss curve
     assert at.dataframe and any("Press" in i.value for i in at.info)
     at.slider(key="tt_n").set_value(4)
@@ -657,7 +657,7 @@ def test_training_and_trust_measures_on_demand(app):
 def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     monkeypatch.setenv("VIZCAP_CHECKPOINT", str(trusted_checkpoint))
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at = ok(at.switch_page("pages/training_and_trust.py").run())
+    at = ok(at.switch_page("app_pages/training_and_trust.py").run())
     text = " ".join(m.value for m in at.markdown)
     assert "Pointing." in text and "Sanity check passed" in text and "trusted to" not in text
     assert len(at.get("plotly_chart")) == 5  # loss, pointing, mass, sanity, curves
@@ -688,12 +688,12 @@ def test_other_model_modes_and_no_logs(mode, tmp_path, monkeypatch):
     for page in PAGES:  # a model without prefix tokens / without cross-attention, on every page
         ok(at.switch_page(page).run())
         assert not at.error, page
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     methods = {"cross": ["cross attention", "rollout", "relevancy"], "prefix": ["prefix", "rollout", "relevancy"]}
     assert at.selectbox(key="ex_method").options == methods[mode]
     for method in ("rollout", "relevancy"):
         ok(at.selectbox(key="ex_method").set_value(method).run())
-    at = ok(at.switch_page("pages/training_and_trust.py").run())
+    at = ok(at.switch_page("app_pages/training_and_trust.py").run())
     assert sum("missing" in i.value or "No metrics" in i.value for i in at.info) == 2
 
 
@@ -703,7 +703,7 @@ def test_a_prepared_link_opens_the_explorer_on_that_view(app):
     at = ok(app.run())
     at.query_params.update({"image": "scene:42", "word": "3", "method": "rollout", "normalize": "max",
                             "strategy": "beam", "beams": "4", "layer": "bogus"})
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     assert at.session_state["vz_image"]["id"] == "scene:42"
     assert at.selectbox(key="ex_method").value == "rollout" and at.selectbox(key="ex_norm").value == "max"
     assert at.selectbox(key="ex_strategy").value == "beam" and at.number_input(key="ex_beams").value == 4
@@ -724,7 +724,7 @@ def test_a_prepared_link_opens_the_explorer_on_that_view(app):
 def test_composed_scenes_are_shared_by_their_description(app):
     at = ok(app.run())
     at.query_params.update({"image": "compose:white/red-star-25-50-30/blue-circle-75-50-30", "word": "2"})
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     img = at.session_state["vz_image"]
     assert img["id"] == "compose:white/red-star-25-50-30/blue-circle-75-50-30"
     assert img["truth"] == "a red star left of a blue circle" and at.session_state["ex_tok"] == 1
@@ -738,7 +738,7 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
 
     monkeypatch.setenv("VIZCAP_CHECKPOINT", str(DEFAULT_CHECKPOINT))
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-    at = ok(at.switch_page("pages/lesson.py").run())
+    at = ok(at.switch_page("app_pages/lesson.py").run())
     for k, step in enumerate(STEPS):
         said = [m.value for m in at.markdown if "vz-lesson-say" in m.value]
         assert said and step.say.split(":")[0][:40] in said[0].replace("&#x27;", "'"), k
@@ -762,7 +762,7 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
     fresh.query_params["step"] = "3"
     fresh = ok(fresh.run())
-    fresh = ok(fresh.switch_page("pages/lesson.py").run())
+    fresh = ok(fresh.switch_page("app_pages/lesson.py").run())
     assert any("Greedy or beam" in h.value for h in fresh.subheader)
 
 
@@ -783,5 +783,5 @@ def test_an_uploaded_picture_keeps_its_notice_on_every_page(app):
     at.toggle(key="vz_show_input").set_value(True)
     at = ok(at.run())
     assert len(at.image) == n_images + 1  # the squashed input, shown on request
-    at = ok(at.switch_page("pages/lesson.py").run())
+    at = ok(at.switch_page("app_pages/lesson.py").run())
     assert not [m for m in at.markdown if notice in m.value]  # the lesson shows its own pictures

@@ -13,7 +13,7 @@ import hub_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-PAGES = ["pages/explorer.py", "pages/decoding_lab.py", "pages/how_it_works.py", "pages/training_and_trust.py"]
+PAGES = ["app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/how_it_works.py", "app_pages/training_and_trust.py"]
 
 
 @pytest.fixture(scope="module", params=["vit_gpt2", "blip"])
@@ -55,7 +55,7 @@ def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder)
         ok(at.switch_page(page).run())
         assert not at.error, page
         assert at.text_input(key="vz_hf_source").value == str(hf_folder), page
-    ok(at.switch_page("pages/training_and_trust.py").run())
+    ok(at.switch_page("app_pages/training_and_trust.py").run())
     assert any("photo captioner" in i.value for i in at.info)
     assert not any("pointing" in (m.value or "").lower() for m in at.subheader)
     ok(at.button(key="tt_photo_measure").click().run())  # sanity check and deletion/insertion, no truth needed
@@ -84,7 +84,7 @@ def test_explorer_reports_the_class_tokens_share(app, hf_folder):
     import vizcap
 
     at = choose_hf(ok(app.run()), str(hf_folder))
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     exp = vizcap.load(hf_folder).explain(at.session_state["vz_image"]["image"])
     if not len(exp.tokens):
         pytest.skip("empty caption")
@@ -110,5 +110,5 @@ def test_a_photo_model_on_a_drawn_scene_says_so(app, hf_folder):
     shown = [m.value for m in at.markdown if "learned from photos" in m.value]
     # the processor's square input: 32 px for the tiny ViT, 48 for BLIP
     assert shown and "not whether" in shown[0] and ("32×32" in shown[0] or "48×48" in shown[0])
-    ok(at.switch_page("pages/explorer.py").run())
+    ok(at.switch_page("app_pages/explorer.py").run())
     assert [m.value for m in at.markdown if "learned from photos" in m.value]

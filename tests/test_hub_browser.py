@@ -40,7 +40,7 @@ def test_browser_opens_a_hugging_face_folder(server, blip_folder):
     from playwright.sync_api import sync_playwright
 
     import vizcap
-    from pages.common import DEFAULT_SCENE
+    from app_pages.common.state import DEFAULT_SCENE
     from vizcap.scenes import render_scene
 
     expected = vizcap.load(blip_folder).explain(render_scene(DEFAULT_SCENE).image).caption

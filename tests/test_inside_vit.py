@@ -66,7 +66,7 @@ def _explorer(monkeypatch, checkpoint) -> AppTest:
     monkeypatch.setenv("VIZCAP_CHECKPOINT", str(checkpoint))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     ok(at.run())
-    at = ok(at.switch_page("pages/explorer.py").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
     at.session_state["ex_view"] = "Inside the ViT"
     return ok(at.run())
 
@@ -220,7 +220,7 @@ def test_how_it_works_shows_the_patch_tokens_for_a_vit_only(monkeypatch, vit_che
     def titles(checkpoint) -> list[str]:
         monkeypatch.setenv("VIZCAP_CHECKPOINT", str(checkpoint))
         at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
-        at = ok(at.switch_page("pages/how_it_works.py").run())
+        at = ok(at.switch_page("app_pages/how_it_works.py").run())
         return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
 
     assert "The image becomes a sequence of patch tokens" in titles(vit_checkpoint)

@@ -41,8 +41,6 @@ import torch
 from .backend import CheckpointError, ExplainAPI, install_points, take_captured
 from .hooks import capture
 
-# the same ids as vizcap.families.SUGGESTED (each family's example_source); kept here while pages/ imports it from here
-SUGGESTED = ("nlpconnect/vit-gpt2-image-captioning", "Salesforce/blip-image-captioning-base")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _UNSUPPORTED = {  # generation settings that need a logits processor: (name, value that means "off")
     "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,

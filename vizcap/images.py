@@ -27,6 +27,7 @@ are reduced by whole factors first (`reducing_gap`), all before any conversion.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -349,3 +350,40 @@ def to_model_input(img: Image.Image, size: int, mean, std) -> np.ndarray:
     arr = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
     arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return arr.transpose(2, 0, 1)
+
+
+def from_model_input(pixels, mean, std) -> Image.Image:
+    """The inverse of the normalisation: pixels [3, H, W] (normalised with `mean`, `std`) back to an RGB
+    picture, values outside 0…1 clipped."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    rgb = pixels * np.asarray(std)[:, None, None] + np.asarray(mean)[:, None, None]
+    return Image.fromarray((rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8))
+
+
+def pixel_statistics(captioner) -> tuple[list[float], list[float]]:
+    """(mean, std) the captioner normalises its pixels with (each backend states its own: vizcap/backend.py)."""
+    return list(captioner.image_mean), list(captioner.image_std)
+
+
+def model_view(captioner, image) -> Image.Image:
+    """What the model actually sees of `image`: its preprocessing's output turned back into a picture
+    (the whole image squashed to the model's square input, or the processor's crop)."""
+    return from_model_input(captioner.pixels(image)[0].numpy(), *pixel_statistics(captioner))
+
+
+MAX_UPLOAD_MB = 20  # the app's upload limit (.streamlit/config.toml's server.maxUploadSize says the same)
+
+
+def read_upload(name: str, data: bytes, size: int | None = None, max_mb: float = MAX_UPLOAD_MB):
+    """An uploaded file: (image, image id, None) or (None, None, a one-line message); never raises. The
+    id ("upload:" + the first 16 hex digits of the bytes' SHA-1) names the same file the same way."""
+    size = len(data) if size is None else size
+    if size > max_mb * 1024 * 1024:
+        return None, None, f"{name}: {size / 1024 / 1024:.1f} MB is over the {max_mb} MB limit."
+    try:
+        image = open_image(data, name=name)
+    except ImageError as e:
+        return None, None, str(e)
+    except Exception as e:  # a decoder bug must not reach the student as a traceback
+        return None, None, f"{name}: cannot be read as an image ({type(e).__name__})."
+    return image, "upload:" + hashlib.sha1(data).hexdigest()[:16], None

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 import numpy as np
 import streamlit as st
 
-from pages import common
+from app_pages.common import address_bar, model_picker, state, widgets
 from vizcap import figures, links, render
 from vizcap.maps import NORMALIZATIONS, select
 
@@ -31,27 +31,33 @@ NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention s
              "colour bar names the unit")
 
 st.title("Caption & attention explorer")
-common.sidebar()
-captioner, ckpt = common.require_captioner()
+captioner, ckpt = model_picker.require_captioner()
 # a link (/explorer?image=scene:42&word=3&method=rollout&normalize=max) sets the view before any widget
-common.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head": "ex_head", "normalize": "ex_norm",
+address_bar.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head": "ex_head", "normalize": "ex_norm",
                          "sinks": "ex_sinks"})
-img = common.image_header(captioner, ckpt, compact=True)
-params = common.decoding_controls("ex")
+img = widgets.image_header(captioner, ckpt, compact=True)
+params = widgets.decoding_controls("ex")
 if params is None:
     st.stop()
-exp = common.explanation(captioner, ckpt, img, params)
+exp = state.explanation(captioner, ckpt, img, params)
 T = len(exp)
 if T == 0:
     st.warning("The model wrote an empty caption for this image, so there is no word to explain. "
                "Try another image, or sampling in the decoding settings.")
     st.stop()
 
+
+def map_methods(exp) -> list[str]:
+    """The map methods this explanation can draw, in menu order (a model without cross-attention or
+    without prefix tokens has no map of that kind)."""
+    return [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
+            if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
+
+
 # -- display settings (never call the model) -----------------------------------------------------
-# common.persistent(key, default) runs before each widget (an argument is evaluated first): the
+# state.persistent(key, default) runs before each widget (an argument is evaluated first): the
 # settings start at their defaults and come back as they were after a visit to another page.
-methods = [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
-           if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
+methods = map_methods(exp)
 L, H = captioner.decoder_layers, captioner.decoder_heads
 ALL = "all"  # the mean over layers / heads (a string: a None option would read as "nothing chosen")
 layers, heads = [ALL, *range(L)], [ALL, *range(H)]
@@ -59,25 +65,25 @@ with st.expander("Map settings: method, layer, head, normalisation, colours", ex
     c = st.columns(3)
     method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: m.replace("_", " "),
                             help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods),
-                            on_change=common.persistent("ex_method", methods[0], methods))
+                            on_change=state.persistent("ex_method", methods[0], methods))
     per_head = method in ("cross_attention", "prefix")
     layer = c[1].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
                            format_func=lambda v: "all (mean)" if v == ALL else f"layer {v}",
-                           on_change=common.persistent("ex_layer", ALL, layers))
+                           on_change=state.persistent("ex_layer", ALL, layers))
     head = c[2].selectbox("Head", heads, key="ex_head", disabled=not per_head,
                           format_func=lambda v: "all (mean)" if v == ALL else f"head {v}",
-                          on_change=common.persistent("ex_head", ALL, heads))
+                          on_change=state.persistent("ex_head", ALL, heads))
     c = st.columns(3)
     normalize = c[0].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP,
-                               on_change=common.persistent("ex_norm", "max", NORMALIZATIONS))
+                               on_change=state.persistent("ex_norm", "max", NORMALIZATIONS))
     cmap = c[1].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.",
-                          on_change=common.persistent("ex_cmap", figures.COLORSCALES[0], figures.COLORSCALES))
+                          on_change=state.persistent("ex_cmap", figures.COLORSCALES[0], figures.COLORSCALES))
     opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
-                          on_change=common.persistent("ex_opacity", 0.55))
+                          on_change=state.persistent("ex_opacity", 0.55))
     sinks = st.toggle("Discount attention sinks", key="ex_sinks",
                       help="Transformers park spare attention on a few cells whatever the word. This subtracts "
                            "each cell's median over the caption, keeping what is specific to each word.",
-                      on_change=common.persistent("ex_sinks", False))
+                      on_change=state.persistent("ex_sinks", False))
 layer = None if layer == ALL or not per_head else int(layer)
 head = None if head == ALL or not per_head else int(head)
 summary = " · ".join([
@@ -89,7 +95,7 @@ summary = " · ".join([
     *(["attention sinks discounted"] if sinks else [])])
 st.caption("Map: " + summary + " (change in Map settings)")
 if exp.crop:
-    st.caption(common.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
+    st.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
 with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
     maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
@@ -131,10 +137,10 @@ def _play() -> None:
 
 def word_panel(j: int, key: str | None) -> None:
     """The word's probability and its alternatives (beside the map)."""
-    st.metric(f"Probability of “{common.md(exp.tokens[j])}”", f"{float(exp.probs[j]):.2f}",
+    st.metric(f"Probability of “{widgets.md(exp.tokens[j])}”", f"{float(exp.probs[j]):.2f}",
               help="The model's probability for the word it wrote, given the image and the words before: how "
                    "sure it was, not whether the word is right.")
-    common.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], exp.tokens[j], j), key=key)
+    widgets.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], exp.tokens[j], j), key=key)
     if exp.n_extra and exp.cross is not None:  # Hugging Face encoders: the class token's share, apart from the map
         chosen = per_head and (layer is not None or head is not None)
         share = float(exp.extra_share(layer if per_head else None, head if per_head else None)[j])
@@ -159,9 +165,9 @@ with right:
 if st.session_state.pop("ex_play", False):
     for j in range(T):  # the caption appears word by word; the map, the controls and the probability follow
         caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
-        controls_slot.markdown(f"**Playing:** word {j + 1} of {T}, “{common.md(exp.tokens[j])}”")
+        controls_slot.markdown(f"**Playing:** word {j + 1} of {T}, “{widgets.md(exp.tokens[j])}”")
         with map_slot.container():
-            common.show(overlay_figure(j), key=f"ex_play_overlay_{j}")
+            widgets.show(overlay_figure(j), key=f"ex_play_overlay_{j}")
         with word_slot.container():
             word_panel(j, key=f"ex_play_alternatives_{j}")
         time.sleep(PLAY_SECONDS)
@@ -177,10 +183,10 @@ with controls_slot.container():
                          format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
 word = exp.tokens[j]
-link = common.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
+link = address_bar.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
                                     normalize=normalize, sinks=sinks, decoding=params))
 with map_slot.container():
-    common.show(overlay_figure(j), key="ex_overlay")
+    widgets.show(overlay_figure(j), key="ex_overlay")
 with word_slot.container():
     word_panel(j, key="ex_alternatives")
 
@@ -193,12 +199,12 @@ def heads_view() -> None:
     if not per_head:
         st.caption(f"{method} combines every head, so this grid shows the {head_method.replace('_', ' ')} heads.")
     grid_layer = st.selectbox("Layer", list(range(L)), key="ex_grid_layer", format_func=lambda v: f"layer {v}",
-                              on_change=common.persistent("ex_grid_layer", layer if layer is not None else L - 1,
+                              on_change=state.persistent("ex_grid_layer", layer if layer is not None else L - 1,
                                                           range(L)))
     shown = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks) for h in range(H)])  # [H, T, gh, gw]
     raw = np.stack([exp.maps(head_method, grid_layer, h, "none", sinks)[j] for h in range(H)])
     top, grid_unit = figures.map_colour_range(shown, head_method, normalize, sinks)
-    common.show(figures.heads_grid(exp.image, shown[:, j], word, grid_layer, head_method, opacity, cmap, raw=raw,
+    widgets.show(figures.heads_grid(exp.image, shown[:, j], word, grid_layer, head_method, opacity, cmap, raw=raw,
                                    vmax=top, unit=grid_unit, normalize=normalize), key="ex_heads")
 
 
@@ -206,8 +212,8 @@ def prefix_view() -> None:
     if exp.mapper is None or exp.self_prefix is None:
         st.info("This model has no prefix tokens (mode “cross”): it reads the image only through cross-attention.")
         return
-    common.show(figures.prefix_maps(exp.image, exp.prefix_maps, exp.grid, opacity, cmap), key="ex_prefix_maps")
-    common.show(figures.word_prefix_heatmap(exp.tokens, select(exp.self_prefix, layer, head), cmap),
+    widgets.show(figures.prefix_maps(exp.image, exp.prefix_maps, exp.grid, opacity, cmap), key="ex_prefix_maps")
+    widgets.show(figures.word_prefix_heatmap(exp.tokens, select(exp.self_prefix, layer, head), cmap),
                 key="ex_word_prefix")
 
 
@@ -239,7 +245,7 @@ def vit_view() -> None:
                          disabled=exp.encoder.shape[-1] == gh * gw,  # no class token in this encoder
                          help="A patch token: one cell of the grid. The class token belongs to no patch; "
                               "vizcap's decoder reads the patches, not it.",
-                         on_change=common.persistent("ex_vit_query", "a patch"))
+                         on_change=state.persistent("ex_vit_query", "a patch"))
         cell = st.selectbox("Patch (or click one below)", cells, key="ex_vit_cell",
                             format_func=lambda rc: f"row {rc[0] + 1}, column {rc[1] + 1}",
                             disabled=query != "a patch")
@@ -251,17 +257,17 @@ def vit_view() -> None:
         vit_method = c[0].radio("Show", ["attention", "rollout"], key="ex_vit_method", horizontal=True,
                                 help="attention: that token's self-attention in each layer · rollout: where its "
                                      "representation came from, through all the layers up to each one",
-                                on_change=common.persistent("ex_vit_method", "attention"))
+                                on_change=state.persistent("ex_vit_method", "attention"))
         heads = [ALL, *range(n_heads)]
         vit_head = c[1].selectbox("Head", heads, key="ex_vit_head", disabled=vit_method == "rollout",
                                   format_func=lambda v: "all (mean)" if v == ALL else f"head {v}",
-                                  on_change=common.persistent("ex_vit_head", ALL, heads))
+                                  on_change=state.persistent("ex_vit_head", ALL, heads))
         vit_head = None if vit_head == ALL or vit_method == "rollout" else int(vit_head)
         q = tuple(cell) if query == "a patch" else "cls"
         stack = np.stack([exp.encoder_maps(q, layer=i, head=vit_head, method=vit_method) for i in range(n_layers)])
         shares = [exp.encoder_extra_share(q, layer=i, head=vit_head, method=vit_method) for i in range(n_layers)]
         name = f"the patch at row {cell[0] + 1}, column {cell[1] + 1}" if query == "a patch" else "the class token"
-        common.show(figures.encoder_layers(exp.image, stack, shares, name, vit_method, opacity, cmap,
+        widgets.show(figures.encoder_layers(exp.image, stack, shares, name, vit_method, opacity, cmap,
                                            cell=tuple(cell) if query == "a patch" else None, head=vit_head),
                     key="ex_vit_layers")
 
@@ -272,7 +278,7 @@ def export_view() -> None:
     safe_word = re.sub(r"[^\w-]+", "_", word)  # a file name: no / < > … from a BPE word
     e = st.columns(3)
 
-    settings = f"{summary} · {common.model_label(captioner, ckpt)}"
+    settings = f"{summary} · {model_picker.model_label(captioner, ckpt)}"
 
     def png() -> bytes:
         import io
@@ -290,7 +296,7 @@ def export_view() -> None:
     e[2].download_button("JSON: caption, probabilities, maps, settings",
                          lambda: exp.to_json((method,), normalize, layer=layer if per_head else None,
                                              head=head if per_head else None, discount_sinks=sinks,
-                                             model=common.model_label(captioner, ckpt)),
+                                             model=model_picker.model_label(captioner, ckpt)),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import streamlit as st
 
-from pages import common
-from vizcap import figures
+from app_pages.common import model_picker, state, widgets
+from vizcap import figures, records
 from vizcap.trust import evaluate_trust
 
 METRIC_NOTES = {
@@ -29,10 +28,9 @@ SETS = {"heldout": "held-out ShapeScenes", "independent": "scenes drawn by an in
         "independent_hard": "hard scenes drawn by the independent renderer"}
 
 st.title("Training & trust")
-common.sidebar()
-captioner, ckpt = common.require_captioner()
-common.image_header(captioner, ckpt)
-if common.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
+captioner, ckpt = model_picker.require_captioner()
+widgets.image_header(captioner, ckpt)
+if model_picker.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
     st.info("This is a Hugging Face photo captioner: vizcap did not train it, and the pointing game and mass in the "
             "box need ShapeScenes, whose objects vizcap knows. On photos nothing says where an object really is, so "
             "treat its heatmaps as *where the model looked*, not as proof of why it wrote a word.")
@@ -43,7 +41,7 @@ if common.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
                 "(the word's probability as the map's hottest cells are greyed out first, or revealed first, against "
                 "a random order; lower deletion and higher insertion areas than random = the map points at what the "
                 "word depends on).")
-    img_now = common.current_image()
+    img_now = state.current_image()
     key = (img_now["id"], ckpt)
     measured = st.session_state.setdefault("vz_photo_trust", {})
     if st.button("Measure on this picture", key="tt_photo_measure", icon=":material/science:"):
@@ -57,32 +55,26 @@ if common.is_photo_model(captioner):  # no ShapeScenes verdict on a photo model
     elif not result["words"]:
         st.info("The caption is empty: there is no word to measure.")
     else:
-        st.caption("Words measured: " + ", ".join(common.md(w) for w in result["words"]))
+        st.caption("Words measured: " + ", ".join(widgets.md(w) for w in result["words"]))
         st.dataframe([{"method": m, "sanity ρ": round(v["sanity"], 3),
                        "deletion AUC map / random": f"{v['deletion_map_auc']:.3f} / {v['deletion_random_auc']:.3f}",
                        "insertion AUC map / random": f"{v['insertion_map_auc']:.3f} / {v['insertion_random_auc']:.3f}"}
                       for m, v in result["methods"].items()], hide_index=True)
     st.stop()
-folder = Path(ckpt)
-
-
-read_json, read_jsonl = common.read_json, common.read_jsonl
-
 
 st.header("Training")
-log = folder / "train_log.jsonl"
-rows = read_jsonl(log) if log.is_file() else []
+rows = records.training_log(ckpt)
 if rows:
-    common.show(figures.loss_curve(rows), key="tt_loss")
+    widgets.show(figures.loss_curve(rows), key="tt_loss")
 else:
-    st.info(f"No training log in this checkpoint ({log.name} is missing or empty).")
+    st.info(f"No training log in this checkpoint ({records.TRAIN_LOG} is missing or empty).")
 
-metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+metrics = records.metrics(ckpt)
 if metrics:
     heldout = metrics.get("heldout") or {}
     table = [{"metric": k, "value": v, "what it means": METRIC_NOTES.get(k, "")} for k, v in heldout.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    facts = common.training_facts(ckpt)
+    facts = records.training_facts(ckpt)
     n = heldout.get("n_scenes")
     st.subheader("Evaluation at the end of training" + (f" ({n} held-out scenes)" if n else ""))
     st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3)  # every row, no inner scrolling
@@ -101,7 +93,7 @@ st.markdown(
     "On ShapeScenes we know where every object is, so a heatmap can be **tested**: for each object the model "
     "names correctly, does the map of its word point at it? Would a scrambled model draw the same map? Does "
     "hiding the hot cells make the word less likely?")
-attend_weight = common.training_facts(ckpt).get("attend_weight", 0)
+attend_weight = records.training_facts(ckpt).get("attend_weight", 0)
 if attend_weight > 0:
     st.info("**This model's cross-attention and prefix maps were trained to point.** While it learned, a "
             f"supervised-attention loss (weight {attend_weight}) pulled the decoder's attention, at "
@@ -114,10 +106,10 @@ if attend_weight > 0:
 @st.cache_data(show_spinner=False, max_entries=8)
 def measure(path: str, n: int) -> dict:
     """evaluate_trust on n held-out scenes, cached per checkpoint path and n."""
-    return evaluate_trust(common.load_captioner(path), n=n, curves_n=min(n, 6), progress=False)
+    return evaluate_trust(model_picker.load_captioner(path), n=n, curves_n=min(n, 6), progress=False)
 
 
-saved = read_json(folder / "trust.json") if (folder / "trust.json").is_file() else None
+saved = records.saved_trust(ckpt)
 result = saved
 if saved:
     command = saved.get("command")
@@ -157,19 +149,19 @@ if result:
     if result.get("n_words"):
         a, b = st.columns(2)
         with a:
-            common.show(figures.pointing_game(result), key="tt_pointing")
+            widgets.show(figures.pointing_game(result), key="tt_pointing")
         with b:
-            common.show(figures.mass_in_box(result), key="tt_mass")
+            widgets.show(figures.mass_in_box(result), key="tt_mass")
         if result.get("curves_n", 1):
             a, b = st.columns(2)
             with a:
-                common.show(figures.sanity_check(result), key="tt_sanity")
+                widgets.show(figures.sanity_check(result), key="tt_sanity")
             with b:
                 methods = [m for m in result.get("curves", {}) if m != "fractions"]
                 best = result.get("best_method")
                 method = st.selectbox("Curves for", methods, index=methods.index(best) if best in methods else 0,
                                       key="tt_curve_method", format_func=lambda m: m.replace("_", " "))
-                common.show(figures.deletion_insertion(result, method), key="tt_curves")
+                widgets.show(figures.deletion_insertion(result, method), key="tt_curves")
         else:
             st.caption("The sanity check and the deletion/insertion curves were not measured on these scenes "
                        "(`vizcap eval --hard` measures pointing, mass and captions only on hard scenes).")

@@ -6,38 +6,37 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages import common
-from vizcap import anatomy, figures
+from app_pages.common import model_picker, state, widgets
+from vizcap import anatomy, figures, records
 from vizcap.decoding import DecodingParams
 
 st.title("How it works")
-common.sidebar()
-captioner, ckpt = common.require_captioner()
-img = common.image_header(captioner, ckpt)
-if common.is_photo_model(captioner):  # this page traces vizcap's own architecture, not a Hugging Face model's
-    st.markdown(f"**This model.** {common.md(captioner.describe())}. The encoder turns the picture, resized by the "
+captioner, ckpt = model_picker.require_captioner()
+img = widgets.image_header(captioner, ckpt)
+if model_picker.is_photo_model(captioner):  # this page traces vizcap's own architecture, not a Hugging Face model's
+    st.markdown(f"**This model.** {widgets.md(captioner.describe())}. The encoder turns the picture, resized by the "
                 f"model's own processor, into a **{captioner.grid[0]}×{captioner.grid[1]} grid** of patches plus "
                 f"{captioner.n_extra_keys} class token; for every word, each decoder layer's cross-attention reads "
                 "that grid — the heatmaps of the explorer. The share that goes to the class token is shown apart.")
-    common.show(figures.patch_tokens(img["image"], captioner.grid), key="how_patches")
+    widgets.show(figures.patch_tokens(img["image"], captioner.grid), key="how_patches")
     st.info("The rest of this page traces vizcap's own ShapeScenes model (its prefix mapper and how it was trained); "
             "it does not apply to this photo captioner.")
     st.stop()
 cfg = captioner.cfg
-greedy = common.explanation(captioner, ckpt, img, DecodingParams())
+greedy = state.explanation(captioner, ckpt, img, DecodingParams())
 caption = img.get("truth") or greedy.caption or "a"
-info = common.session_memo("anatomy", (img["id"], ckpt, caption), lambda: anatomy.trace(captioner, img["image"], caption))
+info = state.session_memo("anatomy", (img["id"], ckpt, caption), lambda: anatomy.trace(captioner, img["image"], caption))
 shapes = info["shapes"]
 gh, gw = shapes["grid"]
 P = info["n_prefix"]
 
 st.header("1 · The parts, and the shape of every tensor")
-common.show(figures.architecture(shapes), key="how_arch")
+widgets.show(figures.architecture(shapes), key="how_arch")
 a, b, c = st.columns(3)
 a.markdown(f"**Encoder.** `{cfg.encoder}` turns the image, squashed (never cropped) to {cfg.image_size}×"
            f"{cfg.image_size} pixels, into a **{gh}×{gw} grid** of {gh * gw} feature vectors. Each grid cell "
            f"covers the same share of the picture: these cells are the squares of every heatmap.")
-facts = common.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
+facts = records.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
 bound = cfg.mode != "cross" and facts.get("bind_weight", 0) > 0
 supervised = facts.get("attend_weight", 0) > 0
 if bound:
@@ -69,7 +68,7 @@ c.markdown(f"**Decoder.** A GPT-2 with {cfg.decoder_layers} layers × {cfg.decod
 
 if cfg.feature_index is None and captioner.model.encoder.num_prefix_tokens:  # a vision transformer
     st.subheader("The image becomes a sequence of tokens")
-    common.show(figures.patch_tokens(img["image"], (gh, gw)), key="how_patches")
+    widgets.show(figures.patch_tokens(img["image"], (gh, gw)), key="how_patches")
     st.markdown(f"The encoder is a **vision transformer**: a small convolutional stem turns each "
                 f"{cfg.image_size // gw}×{cfg.image_size // gh}-pixel patch into one vector, and {len(captioner.model.encoder.model.blocks)} "
                 "layers of self-attention let every patch token look at every other (and at a class token that "
@@ -90,7 +89,7 @@ with right:
         "and runs again, keeping earlier work in a *KV cache*, until it writes `<eos>` or reaches the word limit. "
         "Its own mistakes become its input: the gap between training and inference called *exposure bias*.")
 source = "the true caption of this scene" if img.get("truth") else "the model's own caption (this image has no known truth)"
-st.markdown(f"Teacher forcing on this image with {source}: **“{common.md(info['caption'])}”** — caption loss "
+st.markdown(f"Teacher forcing on this image with {source}: **“{widgets.md(info['caption'])}”** — caption loss "
             f"**{info['loss']:.3f}** (mean cross-entropy over the positions whose label is not -100).")
 rows = [{"position": r["position"], "reads": r["input"], "label": r["label"], "must predict": r["target"],
          "model's top guess": "—" if r["label"] == -100 else r["predicted"],
@@ -129,6 +128,6 @@ if info["aux"]:
     cols = st.columns(len(info["aux"]))
     for col, (name, aux) in zip(cols, info["aux"].items()):
         with col:
-            common.show(figures.aux_predictions(img["image"], aux["classes"], aux["names"], name), key=f"how_aux_{name}")
+            widgets.show(figures.aux_predictions(img["image"], aux["classes"], aux["names"], name), key=f"how_aux_{name}")
 else:
     st.info("This checkpoint has no auxiliary heads (photo models start from a pretrained encoder instead).")

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import numpy as np
 import streamlit as st
 
-from pages import common
+from app_pages.common import model_picker, state, widgets
 from vizcap import figures, links
 from vizcap.compose import compose_scene
 from vizcap.decoding import DecodingParams
@@ -18,9 +18,8 @@ from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
 from vizcap.scenes import render_scene
 
 st.title("Lesson: where does a captioner look?")
-common.sidebar()
-captioner, ckpt = common.require_captioner(notice=False)  # the lesson shows its own pictures
-if common.is_photo_model(captioner):
+captioner, ckpt = model_picker.require_captioner(notice=False)  # the lesson shows its own pictures
+if model_picker.is_photo_model(captioner):
     st.info("This lesson is written for the shipped ShapeScenes model, whose pictures vizcap can draw and check. "
             "Choose “Shipped ShapeScenes model” in the sidebar to give it.")
     st.stop()
@@ -68,8 +67,8 @@ def picture(image: str):
 
 image, truth = picture(step.image)
 img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth}
-greedy = common.explanation(captioner, ckpt, img, DecodingParams())
-beam = common.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
+greedy = state.explanation(captioner, ckpt, img, DecodingParams())
+beam = state.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
 j = focus_word(greedy.tokens, truth if step.view == "failure" else None) if len(greedy) else 0
 maps = greedy.maps(step.method, normalize="max") if len(greedy) else None
 
@@ -80,7 +79,7 @@ def caption_line(exp, label: str) -> None:
 
 
 def overlay(word: int) -> None:
-    common.show(figures.attention_overlay(image, maps[word], greedy.tokens[word], 0.55, "viridis", 1.0, step.method,
+    widgets.show(figures.attention_overlay(image, maps[word], greedy.tokens[word], 0.55, "viridis", 1.0, step.method,
                                           height=360, unit="÷ this word's maximum"), key=f"ls_overlay_{i}")
 
 
@@ -95,16 +94,16 @@ with left:
         L, H = captioner.decoder_layers, captioner.decoder_heads
         per_head = [greedy.maps("cross_attention", L - 1, h, "max")[j] for h in range(H)]
         raw = [greedy.maps("cross_attention", L - 1, h, "none")[j] for h in range(H)]
-        common.show(figures.heads_grid(image, np.stack(per_head), greedy.tokens[j], L - 1, "cross_attention", 0.55,
+        widgets.show(figures.heads_grid(image, np.stack(per_head), greedy.tokens[j], L - 1, "cross_attention", 0.55,
                                        "viridis", raw=np.stack(raw), vmax=1.0, unit="÷ each head's maximum",
                                        normalize="max"), key=f"ls_heads_{i}")
     elif step.view == "decoding":
-        common.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
+        widgets.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
     else:  # photo
         st.image(image, caption="A picture drawn to look like a street with a red car", width=420)
 with right:
     if truth is not None:
-        st.markdown(f"**True caption:** *{common.md(truth)}*")
+        st.markdown(f"**True caption:** *{widgets.md(truth)}*")
     caption_line(greedy, "Greedy caption")
     if step.view == "decoding":
         caption_line(beam, "Beam search (5 beams)")
@@ -113,9 +112,9 @@ with right:
                    "higher is better for the model, which is not the same as right.")
     if step.view in ("predict", "failure"):
         st.toggle("Reveal where it looked", key="ls_reveal")
-        st.caption(f"The word: “{common.md(greedy.tokens[j])}” (cross-attention, each map scaled to its peak).")
+        st.caption(f"The word: “{widgets.md(greedy.tokens[j])}” (cross-attention, each map scaled to its peak).")
     if step.view == "heads":
-        st.caption(f"The word “{common.md(greedy.tokens[j])}”, each head's map scaled to its own peak.")
+        st.caption(f"The word “{widgets.md(greedy.tokens[j])}”, each head's map scaled to its own peak.")
     if step.view == "photo" and len(greedy):
         st.dataframe({"word": greedy.tokens, "probability": [float(p) for p in greedy.probs]}, hide_index=True,
                      height=min(35 * (len(greedy) + 1) + 3, 300),

@@ -11,7 +11,7 @@ import html
 import numpy as np
 import streamlit as st
 
-from pages import common
+from app_pages.common import model_picker, state, widgets
 from vizcap import figures
 from vizcap.decoding import MAX_BEAMS
 from vizcap.explain import teacher_forced
@@ -19,9 +19,8 @@ from vizcap.explain import teacher_forced
 st.title("Decoding lab")
 st.write("At every step the model gives a probability to every word of its vocabulary. **How** the next word is "
          "picked from that distribution is a separate choice — and it changes the caption.")
-common.sidebar()
-captioner, ckpt = common.require_captioner()
-img = common.image_header(captioner, ckpt)
+captioner, ckpt = model_picker.require_captioner()
+img = widgets.image_header(captioner, ckpt)
 
 
 def _new_seed() -> None:
@@ -58,10 +57,10 @@ settings = {
     f"top-p sampling (p = {top_p:g})": dict(strategy="sample", top_p=float(top_p), seed=int(seed)),
     f"temperature sampling (T = {temperature:g})": dict(strategy="sample", temperature=float(temperature), seed=int(seed)),
 }
-params = {name: common.params_or_error(max_tokens=max_tokens, **kw) for name, kw in settings.items()}
+params = {name: widgets.params_or_error(max_tokens=max_tokens, **kw) for name, kw in settings.items()}
 if any(p is None for p in params.values()):
     st.stop()
-runs = {name: common.explanation(captioner, ckpt, img, p) for name, p in params.items()}
+runs = {name: state.explanation(captioner, ckpt, img, p) for name, p in params.items()}
 
 columns = st.columns(len(runs))
 for col, (name, exp) in zip(columns, runs.items()):
@@ -77,7 +76,7 @@ for col, (name, exp) in zip(columns, runs.items()):
         if not exp.ended:
             detail += " · cut at max words"
         st.caption(detail)
-        if img.get("truth") and not common.is_photo_model(captioner):
+        if img.get("truth") and not model_picker.is_photo_model(captioner):
             st.caption("✓ matches the truth" if exp.caption == img["truth"] else "✗ differs from the truth")
 
 st.caption("**log p**: the sum of the log-probabilities of the caption's words and its end (0 would be certain; the "
@@ -91,7 +90,7 @@ st.subheader("Search tree")
 tree_run = st.selectbox("Tree of", list(runs), index=1, key="dl_tree_run",
                         help="Greedy and sampling keep one hypothesis, so their tree is a single chain.")
 chosen = runs[tree_run]
-common.show(figures.beam_tree(chosen.beam_tree, chosen.token_ids, chosen.ended), key="dl_tree")
+widgets.show(figures.beam_tree(chosen.beam_tree, chosen.token_ids, chosen.ended), key="dl_tree")
 if chosen.candidates and chosen.params.strategy == "beam":
     st.caption("Finished candidates, best first:")
     st.dataframe([{"caption": c["caption"], "score": c["score"], "log p": c["logprob"], "ended": c["ended"]}
@@ -104,7 +103,7 @@ if chosen.candidates and chosen.params.strategy == "beam":
                                     "ended", help="ended with <eos>, the model's choice to stop (not cut at the limit)")})
 
 st.subheader("Per-step probabilities")
-common.show(figures.step_probabilities({name: (e.tokens, list(e.probs)) for name, e in runs.items()}), key="dl_steps")
+widgets.show(figures.step_probabilities({name: (e.tokens, list(e.probs)) for name, e in runs.items()}), key="dl_steps")
 
 st.subheader("Live: how temperature, top-k and top-p reshape the next word")
 greedy = runs["greedy"]
@@ -122,7 +121,7 @@ def _logits() -> np.ndarray:
     return out
 
 
-step_logits = common.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logits)
+step_logits = state.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logits)
 
 
 def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once per checkpoint
@@ -131,7 +130,7 @@ def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once 
     return shown
 
 
-words = common.session_memo("words", ckpt, _words)
+words = state.session_memo("words", ckpt, _words)
 context = ["<start>", *greedy.tokens]
 if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
     # a new caption: start at its least certain step, where the knobs visibly matter
@@ -152,7 +151,7 @@ def live() -> None:
     live_k = row.slider("Top-k (0 = off)", 0, min(50, len(words)), 0, key="dl_live_topk", width=170)
     live_p = row.slider("Top-p (1 = off)", 0.05, 1.0, 1.0, 0.05, key="dl_live_topp", width=170)
     log_scale = row.toggle("Log y", value=True, key="dl_live_log", help="Show the tail of unlikely words too")
-    common.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
+    widgets.show(figures.distribution_reshape(words, step_logits[step], live_t, live_k, live_p,
                                              context=" ".join(context[: step + 1]), log_scale=log_scale), key="dl_live")
 
 

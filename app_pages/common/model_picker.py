@@ -1,0 +1,157 @@
+"""The model: the checkpoint picker in the sidebar (the shipped model, a checkpoint directory or a
+Hugging Face captioner), loading it once per process (st.cache_resource), naming it, and saying what it
+knows when the picture is unlike its training data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+import vizcap
+from vizcap.captioner import DEFAULT_CHECKPOINT
+from vizcap.families import SUGGESTED
+from vizcap.images import model_view
+
+from . import state
+
+CHECKPOINT_ENV = "VIZCAP_CHECKPOINT"  # a checkpoint directory the app opens by default (tests, demos)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_captioner(path: str) -> vizcap.Captioner:
+    """vizcap.load(path), once per path for the whole app (st.cache_resource)."""
+    return vizcap.load(path)
+
+
+def is_photo_model(captioner) -> bool:
+    """A Hugging Face captioner of photos (ViT+GPT-2, BLIP), not a model of ShapeScenes."""
+    return bool(captioner.is_photo_model)
+
+
+def shipped_path() -> str:
+    return str(DEFAULT_CHECKPOINT.resolve())
+
+
+def model_label(captioner, ckpt: str) -> str:
+    """The model in a few words for exports and links' notes (never a path on this machine)."""
+    if ckpt == shipped_path():
+        return "the shipped ShapeScenes model"
+    if is_photo_model(captioner):
+        return f"{captioner.family_label} “{Path(ckpt).name if Path(ckpt).exists() else ckpt}”"
+    return f"checkpoint “{Path(ckpt).name}”"
+
+
+def checkpoint_picker() -> None:
+    """The sidebar's model choice; streamlit_app.py draws it once per run, for every page."""
+    env = os.environ.get(CHECKPOINT_ENV, "").strip()
+    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source"):
+        state.restore(key)
+    if "vz_ckpt_choice" not in st.session_state:
+        st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
+        st.session_state["vz_ckpt_dir"] = env
+    with st.sidebar:
+        st.radio("Model", ["shipped", "directory", "hub"], key="vz_ckpt_choice",
+                 format_func={"shipped": "Shipped ShapeScenes model", "directory": "A checkpoint directory",
+                              "hub": "A Hugging Face captioner"}.get,
+                 help="The shipped model was trained on ShapeScenes. A directory written by `python -m train` "
+                      "(config.json, model.safetensors, tokenizer.json) loads the same way. A Hugging Face "
+                      "captioner is a ViT+GPT-2 (VisionEncoderDecoder) or BLIP model: a hub id or a local folder.",
+                 on_change=state.keep_on_change("vz_ckpt_choice"))
+        if st.session_state["vz_ckpt_choice"] == "directory":
+            st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
+                          on_change=state.keep_on_change("vz_ckpt_dir"))
+        elif st.session_state["vz_ckpt_choice"] == "hub":
+            st.session_state.setdefault("vz_hf_source", SUGGESTED[0])
+            st.text_input("Hub id or folder", key="vz_hf_source", placeholder=SUGGESTED[0],
+                          on_change=state.keep_on_change("vz_hf_source"),
+                          help="For example " + " or ".join(f"`{s}`" for s in SUGGESTED) + ". A hub id is read from "
+                               "the Hugging Face cache (downloaded there first when this machine is online).")
+            st.caption("Try " + " · ".join(f"`{s}`" for s in SUGGESTED))
+    state.keep_first_value("vz_ckpt_choice")
+    if st.session_state["vz_ckpt_choice"] == "directory":
+        state.keep_first_value("vz_ckpt_dir")
+    elif st.session_state["vz_ckpt_choice"] == "hub":
+        state.keep_first_value("vz_hf_source")
+
+
+def checkpoint_path() -> str:
+    """The chosen checkpoint directory, resolved (the cache key of the model and its explanations)."""
+    choice = st.session_state.get("vz_ckpt_choice", "shipped")
+    if choice == "directory":
+        text = (st.session_state.get("vz_ckpt_dir") or "").strip()
+        return str(Path(text).expanduser().resolve()) if text else ""
+    if choice == "hub":  # a hub id stays an id; a folder is resolved like a directory
+        text = (st.session_state.get("vz_hf_source") or "").strip()
+        path = Path(text).expanduser()
+        return str(path.resolve()) if text and path.exists() else text
+    return shipped_path()
+
+
+def require_captioner(notice: bool = True) -> tuple[vizcap.Captioner, str]:
+    """The loaded captioner and its path (or a friendly st.error and a stopped page), with the notice
+    for a current picture unlike the model's training data (unfamiliar_notice) unless notice=False
+    (a page that shows pictures of its own)."""
+    captioner, path = _load_chosen()
+    if notice:
+        unfamiliar_notice(captioner)
+    return captioner, path
+
+
+def _load_chosen() -> tuple[vizcap.Captioner, str]:
+    """The loaded captioner and its path, or a friendly st.error and a stopped page."""
+    path = checkpoint_path()
+    if not path:
+        st.info("Type the path of a checkpoint directory or a Hugging Face id in the sidebar (or choose the "
+                "shipped model).")
+        st.stop()
+    try:
+        shown = Path(path).name if Path(path).exists() else path
+        with st.spinner(f"Loading {shown}… (a big model takes a while the first time: its weights are read into "
+                        "memory once, then every page reuses them)"):
+            return load_captioner(path), path
+    except vizcap.CheckpointError as e:
+        shipped = path == shipped_path()
+        st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
+                 + f": {e}. " + ("Choose a checkpoint directory in the sidebar." if shipped else
+                                 "Pick another directory in the sidebar, or the shipped model."))
+    except Exception as e:  # never a traceback for a bad directory
+        st.error(f"This checkpoint cannot be loaded: {type(e).__name__}: {e}. Pick another one in the sidebar.")
+    st.stop()
+    raise AssertionError  # st.stop() does not return
+
+
+def shapescenes_only(captioner, what: str) -> bool:
+    """For a photo model, say once that `what` needs ShapeScenes' known truth and return True (the
+    caller then leaves it out); False for vizcap's own models."""
+    if not is_photo_model(captioner):
+        return False
+    st.info(f"{what} needs ShapeScenes, whose truth vizcap knows; this is a photo captioner, so it is left out here.")
+    return True
+
+
+def unfamiliar_notice(captioner) -> None:
+    """While the current picture is unlike what the model was trained on — an upload for the shipped
+    ShapeScenes model (or any vizcap checkpoint), a drawn scene for a photo captioner — say on every
+    page what the model knows, that a word's probability is confidence and not correctness, and show
+    on request what the model actually saw."""
+    img = state.current_image()
+    upload = img["id"].startswith("upload:")
+    if is_photo_model(captioner):
+        if upload:
+            return
+        knows = ("This captioner learned from photos with human captions; these drawn shapes are far from "
+                 "anything it saw, so its words can be wrong")
+    else:
+        if not upload:
+            return
+        knows = ("This model has only ever seen ShapeScenes — up to three coloured shapes (7 colours, 5 shapes) "
+                 "on a plain background — so it describes every picture, this one too, as coloured shapes")
+    seen = model_view(captioner, img["image"])
+    side = seen.size
+    with st.container(border=True):
+        st.markdown(f":material/info: **{knows}.** A word's probability is how *sure* the model is, not whether "
+                    f"the word is right. It saw this picture squashed to {side[0]}×{side[1]} pixels.")
+        if st.toggle("Show what the model saw", key="vz_show_input"):
+            st.image(seen, caption=f"The model's input, {side[0]}×{side[1]}", width=min(256, 2 * side[0]))

@@ -1,0 +1,110 @@
+"""Pieces every page draws the same way: the page style, text shown literally, a figure with its
+description, the strip naming the current image, and the decoding controls."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import fields
+from types import SimpleNamespace
+
+import streamlit as st
+
+from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, validate
+from vizcap.figures import description
+
+from . import state
+from .model_picker import is_photo_model
+
+# Less empty space above the title, a smaller title and no word broken mid-word in labels: the
+# explorer's caption, controls and map fit one 1280×800 screen (a projector), and 800-px-wide windows
+# keep their labels whole.
+STYLE = """<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
+h1 { font-size: 2.1rem !important; padding-top: 0.5rem !important; }
+[data-testid="stWidgetLabel"] p, button p { word-break: normal !important; overflow-wrap: normal !important; }
+</style>"""
+
+_MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|$~:&")
+
+
+def md(text) -> str:
+    """`text` shown literally inside st.markdown / st.caption: every character markdown (or
+    Streamlit's :colour[...] and $math$) could read as syntax is backslash-escaped. Captions,
+    words and file names go through this (or html.escape inside HTML)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
+def show(fig, key: str | None = None) -> None:
+    """A figure from vizcap.figures with its plain-language description underneath (and as alt text)."""
+    text = description(fig)
+    st.plotly_chart(fig, key=key, alt=text or None, config={"displaylogo": False})
+    if text:
+        st.caption(md(text))
+
+
+def image_header(captioner, ckpt: str, compact: bool = False) -> dict:
+    """A strip naming the current image and the model's (greedy) caption: every page explains the same
+    one. compact: one line without the thumbnail (the explorer, whose map shows the picture)."""
+    img = state.current_image()
+    exp = state.explanation(captioner, ckpt, img, DecodingParams())
+    truth = img.get("truth") if not is_photo_model(captioner) else None  # ShapeScenes' truth, not a photo model's
+    about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(truth)}*" if truth else "")
+    greedy = ("**Model's caption (greedy):** "
+              f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>")
+    if compact:
+        st.markdown(f"{about} · {greedy} · <small>choose another image on the Home page</small>",
+                    unsafe_allow_html=True)
+        return img
+    left, right = st.columns([1, 7], vertical_alignment="center")
+    left.image(img["image"], width=96)
+    with right:
+        st.markdown(about)
+        st.markdown(greedy, unsafe_allow_html=True)
+        st.caption("Choose another image on the Home page.")
+    return img
+
+
+# -- decoding parameters ---------------------------------------------------------------------------
+
+
+def params_or_error(**values) -> DecodingParams | None:
+    """DecodingParams from widget values, validated by vizcap.decoding.validate (errors shown)."""
+    problems = validate(SimpleNamespace(**{**{f.name: f.default for f in fields(DecodingParams)}, **values}))
+    if problems:
+        for p in problems:
+            st.error(p)
+        return None
+    return DecodingParams(**values)
+
+
+# decoding widgets: DecodingParams field -> (widget key suffix, the widget's starting value)
+DECODING_WIDGETS = {"strategy": ("strategy", "greedy"), "beams": ("beams", 3), "length_penalty": ("lp", 1.0),
+                    "max_tokens": ("max", 20), "temperature": ("temp", 1.0), "top_k": ("topk", 0),
+                    "top_p": ("topp", 1.0), "seed": ("seed", 0)}
+
+
+def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | None:
+    """Strategy and its knobs. Changing them asks the model again (once per new combination). The
+    widgets start from st.session_state (set here, or by a link: address_bar.apply_link), never from value=."""
+    for name, (suffix, start) in DECODING_WIDGETS.items():
+        st.session_state.setdefault(f"{prefix}_{suffix}", start)
+    with st.expander("Decoding: how the caption is chosen", expanded=expanded):
+        c1, c2, c3, c4 = st.columns(4)
+        strategy = c1.selectbox("Strategy", STRATEGIES, key=f"{prefix}_strategy",
+                                format_func={"greedy": "greedy", "beam": "beam search", "sample": "sampling"}.get)
+        beams = c2.number_input("Beams", 1, MAX_BEAMS, key=f"{prefix}_beams", disabled=strategy != "beam")
+        length_penalty = c3.number_input("Length penalty", -10.0, 10.0, step=0.1, key=f"{prefix}_lp",
+                                         disabled=strategy != "beam")
+        max_tokens = c4.number_input("Max words", 1, 40, key=f"{prefix}_max")
+        c5, c6, c7, c8 = st.columns(4)
+        sampling = strategy == "sample"
+        temperature = c5.number_input("Temperature", 0.05, 5.0, step=0.05, key=f"{prefix}_temp", disabled=not sampling)
+        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, key=f"{prefix}_topk", disabled=not sampling)
+        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, step=0.05, key=f"{prefix}_topp", disabled=not sampling)
+        seed = c8.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}_seed", disabled=not sampling)
+    values = {"strategy": strategy, "beams": int(beams) if strategy == "beam" else 1,
+              "top_k": int(top_k) if sampling else 0, "top_p": float(top_p) if sampling else 1.0,
+              "temperature": float(temperature) if sampling else 1.0,
+              "length_penalty": float(length_penalty) if strategy == "beam" else 1.0,
+              "seed": int(seed) if sampling else None, "max_tokens": int(max_tokens)}
+    return params_or_error(**values)
