@@ -94,16 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _params(args):
-    from .decoding import DecodingParams
+def _knobs(args) -> dict:
+    """The decoding knobs as given, validated here, before any model is loaded (vizcap.decoding.validate);
+    those left unset stay None: the model's own defaults fill them (ExplainAPI.decoding_params)."""
+    from .decoding import validate
 
-    beams = args.beams if args.beams is not None else (3 if args.strategy == "beam" else 1)
-    # validated here, before any model is loaded; None (the model's own default) checks as the usual default
-    return DecodingParams(strategy=args.strategy, beams=beams, top_k=args.top_k, top_p=args.top_p,
-                          temperature=args.temperature,
-                          length_penalty=1.0 if args.length_penalty is None else args.length_penalty, seed=args.seed,
-                          max_tokens=20 if args.max_tokens is None else args.max_tokens,
-                          **({} if args.early_stopping is None else {"early_stopping": args.early_stopping}))
+    knobs = dict(strategy=args.strategy, beams=3 if args.beams is None else args.beams, top_k=args.top_k,
+                 top_p=args.top_p, temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
+                 max_tokens=args.max_tokens, early_stopping=args.early_stopping)
+    problems = validate({k: v for k, v in knobs.items() if v is not None})
+    if problems:
+        raise ValueError(problems[0])
+    return knobs
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -147,10 +149,11 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
 
 def _caption(args) -> int:
     from . import ImageError, load
+    from .decoding import STRATEGIES
     from .maps import METHODS, available, check_layer_head, check_normalize, layer_head
 
     # bad values and bad checkpoints raise ValueError / CheckpointError: main() prints one line, exit 2
-    params = _params(args)
+    knobs = _knobs(args)
     methods = _methods(args.maps)
     check_normalize(args.normalize)
     progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
@@ -166,14 +169,11 @@ def _caption(args) -> int:
     if unsupported:  # a Hugging Face generation setting vizcap's decoding does not apply
         print(f"vizcap: note: this model's generation settings {', '.join(unsupported)} are not applied here, so "
               "its captions may differ from its generate()", file=sys.stderr, flush=True)
-    chosen = {k: getattr(params, k) for k in params.__dataclass_fields__}
-    for name in ("length_penalty", "max_tokens", "early_stopping"):  # left unset: the model's own default
-        if getattr(args, name) is None:
-            chosen[name] = None
+    params = captioner.decoding_params(**knobs)  # once, for every image
     failed = 0
     for path in args.paths:
         try:
-            exp = captioner.explain(path, **chosen)
+            exp = captioner.explain(path, params=params)
             record = {
                 "image": path,
                 "caption": exp.caption,
@@ -185,7 +185,7 @@ def _caption(args) -> int:
             }
             if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
                 record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
-            if args.strategy != "greedy":
+            if STRATEGIES[params.strategy].search != "greedy":  # greedy: nothing drawn or ranked
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:
                 _export(exp, path, Path(args.export), methods, args.normalize, args.layer, args.head)

@@ -11,6 +11,7 @@ one decoding loop (vizcap.decoding.search).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -221,7 +222,7 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
         params = DecodingParams(strategy="greedy", max_tokens=len(forced))
     limit = getattr(captioner, "token_limit", params.max_tokens)
     if params.max_tokens > limit:  # the decoder's position table
-        params = DecodingParams(**{**params.__dict__, "max_tokens": limit})
+        params = dataclasses.replace(params, max_tokens=limit)
     img = open_image(image)
     pixels = captioner.pixels(img)
     with torch.inference_mode(), capture() as cache:

@@ -1,5 +1,9 @@
 """From captured attention to one heatmap per generated token.
 
+Every method is declared once, as a `MapMethod` in the registry `METHODS` (its unit, colour range,
+whether it takes a layer and head, the model modes that have it, the app's help, how it is computed);
+`register()` adds one, and the API, the CLI, the app, links, exports and trust evaluation read it.
+
 Methods (all return [tokens, N] over the N = gh·gw image cells):
 
 cross_attention  the decoder's cross-attention from the position that produced the token to the
