@@ -96,3 +96,18 @@ def test_params_for_neutralises_the_knobs_a_strategy_does_not_use():
     with pytest.raises(ValueError, match="temperature"):  # every value given is checked, used or not
         params_for("greedy", temperature=0)
     assert decoding.validate({"strategy": "beam", "beams": 0}) and decoding.validate({"strategy": "beam"}) == []
+
+
+def test_colour_range_reads_the_registry_as_figures_did():
+    """maps.colour_range (which the pages are to call) gives what figures.map_colour_range gives."""
+    from vizcap import figures
+
+    rng = np.random.default_rng(0)
+    for scale in (0.3, 4.0):
+        weak = rng.random((3, 4, 4)) * scale
+        for method in (*maps.names(), "attention"):  # "attention": a name outside the registry (the ViT page)
+            for how in maps.NORMALIZATIONS:
+                for sinks in (False, True):
+                    assert maps.colour_range(weak, method, how, sinks) == figures.map_colour_range(weak, method, how, sinks)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        maps.colour_range(weak, "rollout", "peak")
