@@ -103,32 +103,36 @@ class ExplainAPI:
     """caption / explain / caption_details for any backend, with the model's own decoding defaults
     (Hugging Face: its generation config) filling every knob left as None."""
 
-    def decoding_params(self, strategy: str = "greedy", beams: int | None = None, top_k: int = 0, top_p: float = 1.0,
-                        temperature: float = 1.0, length_penalty: float | None = None, seed: int | None = None,
-                        max_tokens: int | None = None, early_stopping: str | None = None):
-        from .decoding import DecodingParams
+    def decoding_params(self, strategy: str | None = None, beams: int | None = None, top_k: int | None = None,
+                        top_p: float | None = None, temperature: float | None = None,
+                        length_penalty: float | None = None, seed: int | None = None, max_tokens: int | None = None,
+                        early_stopping: str | None = None):
+        """The DecodingParams of one request (vizcap.decoding.params_for): knobs left as None take this
+        model's own defaults, then DecodingParams' (a beam search's width: the model's num_beams, else 1)."""
+        from .decoding import params_for
 
-        defaults = self.decoding_defaults()
-        if beams is None:
-            beams = max(1, int(defaults.get("num_beams", 1))) if strategy == "beam" else 1
-        values = dict(strategy=strategy, beams=beams, top_k=top_k, top_p=top_p, temperature=temperature,
-                      length_penalty=defaults.get("length_penalty", 1.0) if length_penalty is None else length_penalty,
-                      seed=seed, max_tokens=self.max_tokens if max_tokens is None else max_tokens)
-        if early_stopping is None:
-            early_stopping = defaults.get("early_stopping")
-        if early_stopping is not None and "early_stopping" in DecodingParams.__dataclass_fields__:
-            values["early_stopping"] = early_stopping
-        return DecodingParams(**values)
+        own = self.decoding_defaults()
+        defaults = {"beams": max(1, int(own.get("num_beams", 1))), "length_penalty": own.get("length_penalty"),
+                    "early_stopping": own.get("early_stopping"), "max_tokens": self.max_tokens}
+        return params_for(strategy or "greedy", defaults, beams=beams, top_k=top_k, top_p=top_p,
+                          temperature=temperature, length_penalty=length_penalty, seed=seed, max_tokens=max_tokens,
+                          early_stopping=early_stopping)
 
-    def explain(self, image, strategy: str = "greedy", beams: int | None = None, top_k: int = 0, top_p: float = 1.0,
-                temperature: float = 1.0, length_penalty: float | None = None, seed: int | None = None,
-                max_tokens: int | None = None, early_stopping: str | None = None):
+    def explain(self, image, strategy: str | None = None, beams: int | None = None, top_k: int | None = None,
+                top_p: float | None = None, temperature: float | None = None, length_penalty: float | None = None,
+                seed: int | None = None, max_tokens: int | None = None, early_stopping: str | None = None,
+                params=None):
         """Caption `image` and capture every attention map behind every word (see vizcap.explain).
-        Knobs left as None take the model's own defaults (decoding_defaults())."""
+        Either `params` (a vizcap.decoding.DecodingParams, used as it is) or keyword knobs; knobs left
+        as None take the model's own defaults (decoding_defaults())."""
         from .explain import explain
 
-        params = self.decoding_params(strategy, beams, top_k, top_p, temperature, length_penalty, seed, max_tokens,
-                                      early_stopping)
+        knobs = dict(strategy=strategy, beams=beams, top_k=top_k, top_p=top_p, temperature=temperature,
+                     length_penalty=length_penalty, seed=seed, max_tokens=max_tokens, early_stopping=early_stopping)
+        if params is None:
+            params = self.decoding_params(**knobs)
+        elif any(v is not None for v in knobs.values()):
+            raise ValueError("explain() takes params or decoding knobs, not both")
         return explain(self, image, params)
 
 

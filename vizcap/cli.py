@@ -46,6 +46,9 @@ def _float(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .decoding import STRATEGIES
+    from .maps import METHODS, NORMALIZATIONS
+
     parser = _Parser(prog="vizcap", description="See where an image captioner looks while it writes each word.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--checkpoint", metavar="DIR|ID", default=None,
                      help="vizcap checkpoint directory, Hugging Face ViT+GPT-2 / BLIP folder, or hub id such as "
                           "nlpconnect/vit-gpt2-image-captioning (default: the shipped model)")
-    cap.add_argument("--strategy", default="greedy", help="greedy | beam | sample (default greedy)")
+    cap.add_argument("--strategy", default="greedy", help=f"{' | '.join(STRATEGIES)} (default greedy)")
     cap.add_argument("--beams", type=_int, default=None, metavar="N", help="beam width (strategy beam; default 3)")
     cap.add_argument("--top-k", type=_int, default=0, metavar="K", help="sample only from the K likeliest words (0 = off)")
     cap.add_argument("--top-p", type=_float, default=1.0, metavar="P", help="nucleus sampling mass (1 = off)")
@@ -67,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--max-tokens", type=_int, default=None, metavar="N",
                      help="longest caption (default 20; a Hugging Face model: its generation config's length)")
     cap.add_argument("--maps", default="", metavar="M1,M2",
-                     help="map methods to output: cross_attention, prefix, rollout, relevancy, or all (those the checkpoint has)")
-    cap.add_argument("--normalize", default="none", help="map scaling: none | max | sum | global (default none)")
+                     help=f"map methods to output: {', '.join(METHODS)}, or all (those the checkpoint has)")
+    cap.add_argument("--normalize", default="none", help=f"map scaling: {' | '.join(NORMALIZATIONS)} (default none)")
     cap.add_argument("--layer", type=_int, default=None, metavar="L",
                      help="cross_attention / prefix maps of this decoder layer only (default: mean of all)")
     cap.add_argument("--head", type=_int, default=None, metavar="H",
@@ -91,16 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _params(args):
-    from .decoding import DecodingParams
+def _knobs(args) -> dict:
+    """The decoding knobs as given, validated here, before any model is loaded (vizcap.decoding.validate);
+    those left unset stay None: the model's own defaults fill them (ExplainAPI.decoding_params)."""
+    from .decoding import validate
 
-    beams = args.beams if args.beams is not None else (3 if args.strategy == "beam" else 1)
-    # validated here, before any model is loaded; None (the model's own default) checks as the usual default
-    return DecodingParams(strategy=args.strategy, beams=beams, top_k=args.top_k, top_p=args.top_p,
-                          temperature=args.temperature,
-                          length_penalty=1.0 if args.length_penalty is None else args.length_penalty, seed=args.seed,
-                          max_tokens=20 if args.max_tokens is None else args.max_tokens,
-                          **({} if args.early_stopping is None else {"early_stopping": args.early_stopping}))
+    knobs = dict(strategy=args.strategy, beams=3 if args.beams is None else args.beams, top_k=args.top_k,
+                 top_p=args.top_p, temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
+                 max_tokens=args.max_tokens, early_stopping=args.early_stopping)
+    problems = validate({k: v for k, v in knobs.items() if v is not None})
+    if problems:
+        raise ValueError(problems[0])
+    return knobs
 
 
 def _methods(spec: str) -> tuple[str, ...]:
@@ -115,25 +120,20 @@ def _methods(spec: str) -> tuple[str, ...]:
     return methods
 
 
-def _unsupported(method: str, mode: str) -> bool:
-    """A prefix-only checkpoint has no cross-attention maps; a cross-only one no prefix maps."""
-    return (method == "cross_attention" and mode == "prefix") or (method == "prefix" and mode == "cross")
-
-
 def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize: str, layer: int | None = None,
             head: int | None = None) -> None:
     """Per word a slide-ready PNG (the word, the overlay, a colour bar in the map's unit, how it was
     made), the caption as a GIF, and the JSON with the decoding settings and the view."""
     from .files import atomic_write
-    from .figures import map_colour_range
+    from .maps import colour_range, layer_head, lookup
     from .render import caption_gif, labelled_overlay
 
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
     directory.mkdir(parents=True, exist_ok=True)
     method = methods[0] if methods else ("cross_attention" if exp.cross is not None else "prefix")
-    per_head = method in ("cross_attention", "prefix")
-    maps = exp.maps(method, layer if per_head else None, head if per_head else None, normalize)
-    vmax, unit = map_colour_range(maps, method, normalize)  # one colour scale for every word
+    per_head = lookup(method).per_layer_head
+    maps = exp.maps(method, *layer_head(method, layer, head), normalize)
+    vmax, unit = colour_range(maps, method, normalize)  # one colour scale for every word
     where = (f" · {'all layers (mean)' if layer is None else f'layer {layer}'} · "
              f"{'all heads (mean)' if head is None else f'head {head}'}") if per_head else ""
     note = f"{method.replace('_', ' ')}{where} · normalisation {normalize} · {exp.params.strategy} decoding"
@@ -149,50 +149,43 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
 
 def _caption(args) -> int:
     from . import ImageError, load
-    from .maps import NORMALIZATIONS
+    from .decoding import STRATEGIES
+    from .maps import METHODS, available, check_layer_head, check_normalize, layer_head
 
     # bad values and bad checkpoints raise ValueError / CheckpointError: main() prints one line, exit 2
-    params = _params(args)
+    knobs = _knobs(args)
     methods = _methods(args.maps)
-    if args.normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {args.normalize!r}")
+    check_normalize(args.normalize)
     progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
     captioner = load(args.checkpoint, progress=progress)
     if methods == ("all",):
-        from .maps import METHODS
-
-        methods = tuple(m for m in METHODS if not _unsupported(m, captioner.mode))
-    unsupported = [m for m in methods if _unsupported(m, captioner.mode)]
+        methods = available(captioner.mode)
+    unsupported = [m for m in methods if captioner.mode not in METHODS[m].modes]
     if unsupported:
         print(f"vizcap: error: this checkpoint (mode {captioner.mode!r}) has no {unsupported[0]!r} maps", file=sys.stderr)
         return 2
-    from .maps import check_layer_head
-
     check_layer_head(args.layer, args.head, captioner.decoder_layers, captioner.decoder_heads)  # once, before any image
     unsupported = getattr(captioner, "unsupported_settings", None)
     if unsupported:  # a Hugging Face generation setting vizcap's decoding does not apply
         print(f"vizcap: note: this model's generation settings {', '.join(unsupported)} are not applied here, so "
               "its captions may differ from its generate()", file=sys.stderr, flush=True)
-    chosen = {k: getattr(params, k) for k in params.__dataclass_fields__}
-    for name in ("length_penalty", "max_tokens", "early_stopping"):  # left unset: the model's own default
-        if getattr(args, name) is None:
-            chosen[name] = None
+    params = captioner.decoding_params(**knobs)  # once, for every image
     failed = 0
     for path in args.paths:
         try:
-            exp = captioner.explain(path, **chosen)
+            exp = captioner.explain(path, params=params)
             record = {
                 "image": path,
                 "caption": exp.caption,
                 "tokens": exp.tokens,
                 "token_probs": [round(float(p), 6) for p in exp.probs],
                 "grid": list(exp.grid),
-                "maps": {m: exp.maps(m, *((args.layer, args.head) if m in ("cross_attention", "prefix") else (None, None)),
-                                     normalize=args.normalize).round(6).tolist() for m in methods},
+                "maps": {m: exp.maps(m, *layer_head(m, args.layer, args.head), normalize=args.normalize).round(6).tolist()
+                         for m in methods},
             }
             if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
                 record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
-            if args.strategy != "greedy":
+            if STRATEGIES[params.strategy].search != "greedy":  # greedy: nothing drawn or ranked
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:
                 _export(exp, path, Path(args.export), methods, args.normalize, args.layer, args.head)

@@ -1,6 +1,10 @@
 """Decoding strategies (greedy, beam search, sampling) with the per-step bookkeeping that
 explanations need.
 
+Each strategy is declared once in `STRATEGIES` (a `Strategy`: which search of the loop it runs and
+which knobs it uses); `register()` adds one. `params_for` builds a request's DecodingParams once,
+with the knobs the strategy does not use at their neutral values; `validate` is the one validation.
+
 One loop serves every strategy. It keeps K live hypotheses (K = 1 for greedy and sampling), runs
 the decoder one token at a time with the KV cache, and for every step records which captured
 attention row produced which token. A hypothesis carries its own list of (step, row) references,
@@ -17,13 +21,12 @@ from __future__ import annotations
 import inspect
 import math
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
 from .hooks import record, take_captured
 
-STRATEGIES = ("greedy", "beam", "sample")
 MAX_BEAMS = 16
 # When beam search may stop before max_tokens (Hugging Face's `early_stopping`, same rules):
 #   "exact"     stop once K hypotheses have ended and no live beam can still beat the worst of the K
@@ -54,6 +57,63 @@ class DecodingParams:
             raise ValueError(problems[0])
 
 
+# The knobs a strategy may use; one it does not use is set to its neutral value (DecodingParams' default).
+KNOBS = ("beams", "length_penalty", "early_stopping", "temperature", "top_k", "top_p", "seed")
+# How the one decoding loop picks tokens: the most probable one, K beams, or a draw from the filtered distribution.
+SEARCHES = ("greedy", "beam", "sample")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A decoding strategy as the API, the CLI, the app and links know it, declared once."""
+
+    name: str  # what `DecodingParams.strategy`, --strategy and links hold
+    search: str  # how the decoding loop picks tokens: one of SEARCHES (the loop reads this, never the name)
+    knobs: tuple[str, ...] = ()  # the KNOBS it uses (max_tokens always applies)
+    label: str = ""  # for people: "beam search"
+    help: str = ""  # one line for the app
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"a strategy's name is a word of letters, digits and _; got {self.name!r}")
+        if self.search not in SEARCHES:
+            raise ValueError(f"strategy {self.name!r}: search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
+        if set(self.knobs) - set(KNOBS):
+            raise ValueError(f"strategy {self.name!r}: knobs must be some of {', '.join(KNOBS)}; got {self.knobs!r}")
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add `strategy` (or replace the one of its name): from then on DecodingParams, the API, the
+    CLI's --strategy, the app and links accept it, and the decoding loop runs it by its `search`."""
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"register() takes a Strategy; got {type(strategy).__name__}")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def unregister(name: str) -> None:
+    """Remove a strategy added by register() (tests' throwaway strategies)."""
+    STRATEGIES.pop(name, None)
+
+
+for _strategy in (
+    Strategy("greedy", "greedy", (), "greedy", "the most probable word at every step"),
+    Strategy("beam", "beam", ("beams", "length_penalty", "early_stopping"), "beam search",
+             "keeps the K best partial captions; the best finished one wins (score = logp / length**length_penalty)"),
+    Strategy("sample", "sample", ("temperature", "top_k", "top_p", "seed"), "sampling",
+             "draws each word from the model's distribution, reshaped by temperature, top-k and top-p"),
+):
+    register(_strategy)
+del _strategy
+
+
+# Every DecodingParams field at its default: the neutral value of a knob a strategy does not use
+DEFAULTS = {f.name: f.default for f in fields(DecodingParams)}
+
+
 def _show(value) -> str:
     """repr() for a message: one short line, whatever the value (a 5000-digit int, a huge string)."""
     try:
@@ -63,8 +123,12 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def validate(p: DecodingParams) -> list[str]:
-    """One-line messages for every invalid value (empty if all are fine)."""
+def validate(p) -> list[str]:
+    """One-line messages for every invalid value (empty if all are fine). `p` is a DecodingParams, or
+    a dict of its fields (missing ones count as DecodingParams' defaults): the one validation of
+    every knob, for the API, the CLI, the app and links."""
+    if isinstance(p, dict):
+        p = _Values({**DEFAULTS, **p})
     out = []
 
     def is_int(v):
@@ -73,7 +137,7 @@ def validate(p: DecodingParams) -> list[str]:
     def is_num(v):  # a finite real number (an int too large for a float is still finite)
         return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
 
-    if p.strategy not in STRATEGIES:
+    if not isinstance(p.strategy, str) or p.strategy not in STRATEGIES:
         out.append(f"strategy must be one of {', '.join(STRATEGIES)}; got {_show(p.strategy)}")
     if not is_int(p.beams) or not 1 <= p.beams <= MAX_BEAMS:
         out.append(f"beams must be a whole number from 1 to {MAX_BEAMS}; got {_show(p.beams)}")
@@ -92,6 +156,30 @@ def validate(p: DecodingParams) -> list[str]:
     if p.early_stopping not in EARLY_STOPPING:
         out.append(f"early_stopping must be one of {', '.join(EARLY_STOPPING)}; got {_show(p.early_stopping)}")
     return out
+
+
+class _Values:
+    """A dict's items as attributes, for validate() (DecodingParams itself validates on creation)."""
+
+    def __init__(self, values: dict):
+        self.__dict__.update(values)
+
+
+def params_for(strategy: str = "greedy", defaults: dict | None = None, **knobs) -> DecodingParams:
+    """The DecodingParams of one request, built once. Knobs left as None take `defaults` (a model's
+    own: its generation config), then DecodingParams' defaults; every value given is validated (a
+    ValueError with the first problem), then the knobs the strategy does not use are set to their
+    neutral values, so two requests that decode alike are equal (the app caches explanations by them)."""
+    unknown = sorted(set(knobs) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"params_for() got an unexpected knob {unknown[0]!r}")
+    values = {**DEFAULTS, **{k: v for k, v in (defaults or {}).items() if v is not None and k in DEFAULTS},
+              **{k: v for k, v in knobs.items() if v is not None}, "strategy": strategy}
+    problems = validate(values)
+    if problems:
+        raise ValueError(problems[0])
+    used = STRATEGIES[strategy].knobs
+    return DecodingParams(**{k: (DEFAULTS[k] if k in KNOBS and k not in used else v) for k, v in values.items()})
 
 
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -173,7 +261,7 @@ def search_batch(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, 
     are the images (its prompt is [rows, S, d]). Every row keeps stepping until all have ended, so
     the batch never changes shape; a row's tokens after its <eos> are dropped. The results hold each
     row's hypothesis; no per-step maps or beam tree are kept (`steps` and `tree` are empty)."""
-    if params.strategy != "greedy":
+    if STRATEGIES[params.strategy].search != "greedy":
         raise ValueError(f"search_batch decodes greedily; got strategy {params.strategy!r}")
     return _decode(step_fn, params, eos_id, vocab_size, banned, None, rows=rows, keep_steps=False)
 
@@ -182,11 +270,12 @@ def _decode(step_fn, params: DecodingParams, eos_id: int, vocab_size: int, banne
             forced: list[int] | None, rows: int, keep_steps: bool) -> list[SearchResult]:
     """The one decoding loop. Beam search: one image, K live beams as the rows. Greedy, sampling and
     a forced caption: one hypothesis per row (rows > 1 only for greedy: a batch of images)."""
-    beam = params.strategy == "beam"
+    how = STRATEGIES[params.strategy].search
+    beam = how == "beam"
     K = params.beams if beam else 1
     seed = params.seed
     generator = None
-    if params.strategy == "sample":
+    if how == "sample":
         seed = secrets.randbelow(2**31) if seed is None else seed
         generator = torch.Generator().manual_seed(seed)
     live = [Hypothesis() for _ in range(1 if beam else rows)]
@@ -266,7 +355,7 @@ def _choose(logits, logp, choice, params: DecodingParams, generator, forced: lis
     a draw from the filtered distribution (sampling: one row)."""
     if forced is not None:
         return [forced[t]]
-    if params.strategy == "greedy":
+    if STRATEGIES[params.strategy].search == "greedy":
         return choice.argmax(dim=-1).tolist()
     allowed = logits[0:1].float().masked_fill(torch.isinf(choice[0:1]), float("-inf"))
     filtered = filter_logits(allowed, params.temperature, params.top_k, params.top_p)

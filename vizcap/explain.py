@@ -11,6 +11,7 @@ one decoding loop (vizcap.decoding.search).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -91,45 +92,26 @@ class Explanation:
         normalize: str = "none",
         discount_sinks: bool = False,
     ) -> np.ndarray:
-        """One heatmap per token, [T, gh, gw] (see vizcap.maps for the methods)."""
+        """One heatmap per token, [T, gh, gw], by any method of the registry vizcap.maps.METHODS."""
+        mapping.check_normalize(normalize)  # before the method runs: relevancy costs a backward pass
         raw = self._raw_maps(method, layer, head)
         if discount_sinks:
             raw = mapping.discount_sinks(raw)
         return mapping.normalize(raw, normalize).reshape(len(self.tokens), *self.grid)
 
     def _raw_maps(self, method: str, layer: int | None, head: int | None) -> np.ndarray:
-        if method not in mapping.METHODS:
-            raise ValueError(f"method must be one of {', '.join(mapping.METHODS)}; got {method!r}")
-        T, N = len(self.tokens), self.grid[0] * self.grid[1]
         # every argument is checked before the empty-caption shortcut, so a bad request fails the same
         # way whatever the caption (an empty caption has no cross/self_prefix arrays to look at)
-        if method == "cross_attention" and (self.mode == "prefix" or (T and self.cross is None)):
-            raise ValueError("this model has no cross-attention (mode 'prefix'): use method 'prefix'")
-        if method == "prefix" and (self.mode == "cross" or not self.n_prefix or (T and self.self_prefix is None)):
-            raise ValueError("this model has no prefix tokens (mode 'cross'): use method 'cross_attention'")
-        if method in ("rollout", "relevancy") and (layer is not None or head is not None):
-            raise ValueError(f"method {method!r} combines all layers and heads; layer/head apply to cross_attention and prefix")
+        declared = mapping.check_available(method, self.mode)
+        mapping.check_layer_head_allowed(method, layer, head)
         mapping.check_layer_head(layer, head, self.self_full.shape[0], self.self_full.shape[1])
-        if T == 0:
-            return np.zeros((0, N))
-        if method == "cross_attention":
-            return mapping.select(self.cross, layer, head)
-        if method == "prefix":
-            to_prefix = mapping.select(self.self_prefix, layer, head)  # [T, P]
-            to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
-            return to_prefix @ self.prefix_maps
-        if method == "rollout":
-            relevance = mapping.rollout(
-                self.self_full.mean(1),
-                None if self.cross_full is None else self.cross_full.mean(1),
-                None if self.mapper is None else mapping.mapper_maps(self.mapper.mean(0), self._block_means(), 0.5),
-                self.n_prefix,
-            )[self.n_prefix : self.n_prefix + T]  # [T, X + N] over the cross-attention keys
-            if self.encoder is not None:  # the full chain: key k is ViT output token k, rolled out to the input patches
-                extra = self.encoder.shape[-1] - N  # the encoder's class/register tokens
-                dropped = extra - self.n_extra  # those not among the keys (vizcap drops them from its memory)
-                return (relevance @ mapping.encoder_rollout(self.encoder)[dropped:])[:, extra:]
-            return relevance[:, self.n_extra :]
+        if len(self.tokens) == 0:
+            return np.zeros((0, self.grid[0] * self.grid[1]))
+        return declared.compute(self, layer, head)
+
+    def relevancy_maps(self) -> np.ndarray:
+        """Chefer et al.'s relevancy of every token, [T, N] (see `relevancy`): computed on first use
+        with the model that wrote the caption, then kept."""
         if self._relevancy is None:
             if self._captioner is None:
                 raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
@@ -185,8 +167,9 @@ class Explanation:
                 head: int | None = None, discount_sinks: bool = False, model: str | None = None) -> dict:
         """Everything needed to read the export later: the caption, its probabilities and alternatives,
         the decoding settings, the model, and the maps with how they were made (`view`: method list,
-        layer and head — they apply to cross_attention and prefix —, normalisation, sinks, units)."""
-        per_head = {m: (layer, head) if m in ("cross_attention", "prefix") else (None, None) for m in methods}
+        layer and head — they apply to the methods that take them, MapMethod.per_layer_head —,
+        normalisation, sinks, units)."""
+        per_head = {m: mapping.layer_head(m, layer, head) for m in methods}
         return {
             "caption": self.caption,
             "tokens": self.tokens,
@@ -239,7 +222,7 @@ def explain(captioner, image, params: DecodingParams | None = None, forced: list
         params = DecodingParams(strategy="greedy", max_tokens=len(forced))
     limit = getattr(captioner, "token_limit", params.max_tokens)
     if params.max_tokens > limit:  # the decoder's position table
-        params = DecodingParams(**{**params.__dict__, "max_tokens": limit})
+        params = dataclasses.replace(params, max_tokens=limit)
     img = open_image(image)
     pixels = captioner.pixels(img)
     with torch.inference_mode(), capture() as cache:

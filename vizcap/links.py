@@ -18,7 +18,6 @@ Images in links:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from types import SimpleNamespace
 
 from .compose import BACKGROUNDS, Placement, problems as compose_problems
 from .decoding import DecodingParams, validate
@@ -100,7 +99,7 @@ def parse(query) -> tuple[View, list[str]]:
         raw = str(q[f.name])
         kind = type(getattr(DecodingParams(), f.name)) if f.name != "seed" else int
         value = {int: _int, float: _float, str: lambda s: s}[kind](raw)
-        if value is None or validate(SimpleNamespace(**{**_fields(view.decoding), **decoding, f.name: value})):
+        if value is None or validate({**_fields(view.decoding), **decoding, f.name: value}):
             bad(f.name, f"not a valid {f.name.replace('_', ' ')}")
         else:
             decoding[f.name] = value

@@ -1,5 +1,9 @@
 """From captured attention to one heatmap per generated token.
 
+Every method is declared once, as a `MapMethod` in the registry `METHODS` (its unit, colour range,
+whether it takes a layer and head, the model modes that have it, the app's help, how it is computed);
+`register()` adds one, and the API, the CLI, the app, links, exports and trust evaluation read it.
+
 Methods (all return [tokens, N] over the N = gh·gw image cells):
 
 cross_attention  the decoder's cross-attention from the position that produced the token to the
@@ -41,17 +45,119 @@ at is removed, and what is specific to *this* word stays.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
-METHODS = ("cross_attention", "prefix", "rollout", "relevancy")
 NORMALIZATIONS = ("none", "max", "sum", "global")
-# What a raw (normalize="none") value of each method means: for colour bars and exports.
-UNITS = {
-    "cross_attention": "attention weight (share of the word's attention, 0–1)",
-    "prefix": "attention weight via the prefix tokens (share, 0–1)",
-    "rollout": "share of attention flow from the cell (0–1)",
-    "relevancy": "relevance (no fixed scale)",
-}
+MODES = ("cross", "prefix", "both")  # how a model's decoder sees the image (vizcap.model.CaptionerConfig.mode)
+COLOUR_RANGES = ("share", "data")
+
+
+@dataclass(frozen=True)
+class MapMethod:
+    """Everything vizcap knows about one map method, declared once: the API (`Explanation.maps`),
+    the CLI (`--maps`), the explorer, links, exports and the trust evaluation all read it.
+
+    compute(explanation, layer, head) -> the raw maps [T, N] over the image cells, for a caption of
+    T >= 1 tokens; layer and head are None unless `per_layer_head`. `explanation` is a
+    vizcap.explain.Explanation: compute reads its captured arrays (and, for relevancy, asks it for
+    the backward pass)."""
+
+    name: str  # a word of a-z, 0-9, _: it goes in --maps lists and in links
+    compute: Callable[..., np.ndarray]
+    unit: str  # what a raw (normalize="none") value means: colour bars and exports
+    colour_range: str = "data"  # raw values on a colour scale of "share": 0..1 (a weak map stays weak); "data": 0..largest
+    per_layer_head: bool = False  # one decoder layer / head can be chosen (else it combines them all)
+    modes: tuple[str, ...] = MODES  # the model modes that have it
+    help: str = ""  # one line for the app's method picker
+    on_demand: bool = False  # computed on first use at a real cost (relevancy: one backward pass)
+    missing: str = ""  # what a model of another mode lacks, for the error message ("no cross-attention")
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", self.name) or self.name == "all":
+            raise ValueError(f"a map method's name is a word of a-z, 0-9 and _ (not 'all'); got {self.name!r}")
+        if not callable(self.compute):
+            raise ValueError(f"map method {self.name!r}: compute must be callable")
+        if self.colour_range not in COLOUR_RANGES:
+            raise ValueError(f"map method {self.name!r}: colour_range must be one of {', '.join(COLOUR_RANGES)}")
+        if not self.modes or set(self.modes) - set(MODES):
+            raise ValueError(f"map method {self.name!r}: modes must be some of {', '.join(MODES)}; got {self.modes!r}")
+
+    @property
+    def label(self) -> str:
+        """The name for people: "cross attention"."""
+        return self.name.replace("_", " ")
+
+
+# The registry, in the order the app and `--maps all` list the methods (filled at the end of this module).
+METHODS: dict[str, MapMethod] = {}
+# Each method's raw unit by name; kept in step with METHODS by register() for vizcap.figures, which reads it.
+UNITS: dict[str, str] = {}
+
+
+def register(method: MapMethod) -> MapMethod:
+    """Add `method` to the registry, or replace the one of the same name. From then on
+    `Explanation.maps(method.name)`, `vizcap caption --maps NAME`, the explorer, links, exports and
+    the trust evaluation offer it."""
+    if not isinstance(method, MapMethod):
+        raise TypeError(f"register() takes a MapMethod; got {type(method).__name__}")
+    METHODS[method.name] = method
+    UNITS[method.name] = method.unit
+    return method
+
+
+def unregister(name: str) -> None:
+    """Remove a method added by register() (tests' throwaway methods)."""
+    METHODS.pop(name, None)
+    UNITS.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Every registered method's name, in registry order."""
+    return tuple(METHODS)
+
+
+def available(mode: str) -> tuple[str, ...]:
+    """The methods a model of `mode` ("cross" | "prefix" | "both") has, in registry order."""
+    return tuple(name for name, m in METHODS.items() if mode in m.modes)
+
+
+def lookup(name: str) -> MapMethod:
+    """The registered method `name`; ValueError (one line) naming the choices if there is none."""
+    if not isinstance(name, str) or name not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {name!r}"[:300])
+    return METHODS[name]
+
+
+def check_available(name: str, mode: str) -> MapMethod:
+    """The method `name` if a model of `mode` has it; ValueError (one line) otherwise."""
+    method = lookup(name)
+    if mode not in method.modes:
+        lacks = method.missing or f"no {name!r} maps"
+        raise ValueError(f"this model has {lacks} (mode {mode!r}): use one of {', '.join(available(mode))}")
+    return method
+
+
+def layer_head(name: str, layer: int | None, head: int | None) -> tuple[int | None, int | None]:
+    """The layer and head a map of method `name` is drawn from: the chosen ones for a method that
+    takes them, else (None, None): the method combines every layer and head."""
+    return (layer, head) if lookup(name).per_layer_head else (None, None)
+
+
+def check_layer_head_allowed(name: str, layer, head) -> None:
+    """ValueError (one line) if a layer or head is chosen for a method that combines them all."""
+    if not lookup(name).per_layer_head and (layer is not None or head is not None):
+        takers = " and ".join(n for n, m in METHODS.items() if m.per_layer_head)
+        raise ValueError(f"method {name!r} combines all layers and heads; layer/head apply to {takers}")
+
+
+def check_normalize(how) -> None:
+    """ValueError (one line) unless `how` is one of NORMALIZATIONS."""
+    if not isinstance(how, str) or how not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {how!r}"[:300])
 
 
 def unit(method: str, normalize: str) -> str:
@@ -62,13 +168,36 @@ def unit(method: str, normalize: str) -> str:
         return "share of this word's map (sums to 1)"
     if normalize == "global":
         return "÷ the maximum over all words"
-    return UNITS[method]
+    return METHODS[method].unit
+
+
+def colour_range(maps: np.ndarray, method: str, normalize: str = "none", sinks: bool = False) -> tuple[float, str]:
+    """(top of the colour scale, colour-bar label) for maps [..] of `method` under `normalize`.
+
+    none: the raw unit's own range: 0..1 for methods whose raw values are shares (colour_range
+          "share": a weak map stays weak); the others (relevancy) have no natural top, so theirs is
+          the largest value of these maps. max, global: 0..1 (each map or the caption divided by its peak).
+    sum:  0..the largest share any cell holds, so that words stay comparable.
+    A name outside the registry (the ViT page's encoder maps) is drawn as "weight" on the data's range."""
+    maps = np.asarray(maps, dtype=float)
+    peak = float(np.nanmax(maps)) if maps.size else 0.0
+    check_normalize(normalize)
+    known = METHODS.get(method)
+    label = unit(method, normalize) if known else "weight"
+    if normalize == "none":
+        top = max(1.0, peak) if known and known.colour_range == "share" else peak
+    elif normalize == "sum":
+        top = peak
+    else:
+        top = 1.0
+    if sinks:
+        label += ", minus each cell's median over the caption"
+    return (top if top > 0 else 1.0), label
 
 
 def normalize(maps: np.ndarray, how: str) -> np.ndarray:
     """maps [T, ...] -> normalised copy."""
-    if how not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {how!r}")
+    check_normalize(how)
     maps = np.asarray(maps, dtype=np.float64)
     flat = maps.reshape(len(maps), -1) if len(maps) else maps.reshape(0, 1)
     if how == "max":
@@ -237,3 +366,53 @@ def encoder_map(encoder: np.ndarray, n_cells: int, query: int, method: str = "at
         a = a if head is None else a[:, int(head) : int(head) + 1 if head != -1 else None]
         row = a[:, :, query].mean(axis=(0, 1))
     return np.asarray(row[extra:], dtype=np.float64), float(row[:extra].sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# The built-in methods: how each reads an explanation's captured arrays, and its declaration
+
+
+def _cross_attention(exp, layer: int | None, head: int | None) -> np.ndarray:
+    return select(exp.cross, layer, head)
+
+
+def _prefix(exp, layer: int | None, head: int | None) -> np.ndarray:
+    to_prefix = select(exp.self_prefix, layer, head)  # [T, P]
+    to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
+    return to_prefix @ exp.prefix_maps
+
+
+def _rollout(exp, layer: None, head: None) -> np.ndarray:
+    T, N, P = len(exp.tokens), exp.grid[0] * exp.grid[1], exp.n_prefix
+    blocks = None if exp.mapper_blocks is None else exp.mapper_blocks.mean(1)
+    relevance = rollout(
+        exp.self_full.mean(1),
+        None if exp.cross_full is None else exp.cross_full.mean(1),
+        None if exp.mapper is None else mapper_maps(exp.mapper.mean(0), blocks, 0.5),
+        P,
+    )[P : P + T]  # [T, X + N] over the cross-attention keys
+    if exp.encoder is not None:  # the full chain: key k is ViT output token k, rolled out to the input patches
+        extra = exp.encoder.shape[-1] - N  # the encoder's class/register tokens
+        dropped = extra - exp.n_extra  # those not among the keys (vizcap drops them from its memory)
+        return (relevance @ encoder_rollout(exp.encoder)[dropped:])[:, extra:]
+    return relevance[:, exp.n_extra :]
+
+
+def _relevancy(exp, layer: None, head: None) -> np.ndarray:
+    return exp.relevancy_maps()  # needs the model (a backward pass); the explanation computes and keeps it
+
+
+for _method in (
+    MapMethod("cross_attention", _cross_attention, "attention weight (share of the word's attention, 0–1)", "share",
+              per_layer_head=True, modes=("cross", "both"), missing="no cross-attention",
+              help="the decoder's cross-attention from the word's position to the image cells"),
+    MapMethod("prefix", _prefix, "attention weight via the prefix tokens (share, 0–1)", "share",
+              per_layer_head=True, modes=("prefix", "both"), missing="no prefix tokens",
+              help="attention to the prefix tokens, each carrying its own map of the image"),
+    MapMethod("rollout", _rollout, "share of attention flow from the cell (0–1)", "share",
+              help="attention flow through all layers at once (heads averaged)"),
+    MapMethod("relevancy", _relevancy, "relevance (no fixed scale)", "data", on_demand=True,
+              help="gradient-weighted attention flow for this word (one backward pass, computed on first use)"),
+):
+    register(_method)
+del _method

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .evaluate import caption_metrics, parse_objects, scene_scores
 from .explain import explain
-from .maps import METHODS
+from . import maps as mapping
 from .scenes import COLOURS, HARD, SHAPE_WORDS, Scene, SceneObject, _caption_order, describe, name_groups, render_scene
 
 HELDOUT_FIRST_SEED = 2_000_000_000  # the same held-out range as train/shapes.py
@@ -251,7 +251,7 @@ def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED
     records=True the result also holds the per-scene measurements ("scenes"), from which `summarise`
     recomputes every figure and from which any scene can be checked alone (`scene_record`)."""
     scene_fn = scene_fn or (lambda i: render_scene(first_seed + i))
-    methods = tuple(m for m in (methods or METHODS) if _supports(captioner, m))
+    methods = tuple(m for m in (methods or mapping.names()) if _supports(captioner, m))
     randomized = randomized_copy(captioner)
     rows = [scene_record(captioner, randomized, scene_fn(i), i, methods, curves=i < curves_n, seed=seed)
             for i in tqdm(range(n), desc=f"trust ({source})", unit="scene", disable=not progress)]
@@ -263,8 +263,7 @@ def evaluate_trust(captioner, n: int = 100, first_seed: int = HELDOUT_FIRST_SEED
 
 
 def _supports(captioner, method: str) -> bool:
-    mode = captioner.cfg.mode
-    return not ((method == "cross_attention" and mode == "prefix") or (method == "prefix" and mode == "cross"))
+    return captioner.cfg.mode in mapping.lookup(method).modes
 
 
 def _mean(values) -> float:
