@@ -13,7 +13,7 @@ import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
 from vizcap import figures
-from vizcap.decoding import MAX_BEAMS
+from vizcap.decoding import MAX_BEAMS, STRATEGIES
 from vizcap.explain import teacher_forced
 
 st.title("Decoding lab")
@@ -42,7 +42,10 @@ with st.container(border=True):
                                      "(top-p column).")
         temperature = st.number_input("Temperature", 0.05, 5.0, 1.5, 0.05, key="dl_temp", width=150,
                                       help="Below 1 sharpens the distribution, above 1 flattens it (temperature column).")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="dl_seed", width=150,
+        # the seed starts from session state, never from value=: "New seed" sets it there, and a widget given
+        # both a value and a session-state value makes Streamlit print a warning with a traceback
+        st.session_state.setdefault("dl_seed", 0)
+        seed = st.number_input("Seed", 0, 2**31 - 1, key="dl_seed", width=150,
                                help="Same seed, same sampled caption (all three sampling columns).")
         st.button("New seed", key="dl_reseed", on_click=_new_seed, icon=":material/casino:")
     st.caption("Which knob drives which column: **Beams** and **Length penalty** the beam-search column; **Top-k**, "
@@ -69,7 +72,7 @@ for col, (name, exp) in zip(columns, runs.items()):
         st.markdown(f"<p style='font-size:1.15rem' class='vz-run-caption'>{html.escape(exp.caption) or '(empty)'}</p>",
                     unsafe_allow_html=True)
         detail = f"log p = {exp.logprob:.3g}"
-        if exp.params.strategy == "beam":
+        if STRATEGIES[exp.params.strategy].search == "beam":
             detail += f" · score {exp.score:.3g}"
         if exp.seed is not None:
             detail += f" · seed {exp.seed}"
@@ -91,7 +94,7 @@ tree_run = st.selectbox("Tree of", list(runs), index=1, key="dl_tree_run",
                         help="Greedy and sampling keep one hypothesis, so their tree is a single chain.")
 chosen = runs[tree_run]
 widgets.show(figures.beam_tree(chosen.beam_tree, chosen.token_ids, chosen.ended), key="dl_tree")
-if chosen.candidates and chosen.params.strategy == "beam":
+if chosen.candidates and STRATEGIES[chosen.params.strategy].search == "beam":
     st.caption("Finished candidates, best first:")
     st.dataframe([{"caption": c["caption"], "score": c["score"], "log p": c["logprob"], "ended": c["ended"]}
                   for c in chosen.candidates], hide_index=True,

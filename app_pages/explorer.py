@@ -16,15 +16,9 @@ import streamlit as st
 
 from app_pages.common import address_bar, model_picker, state, widgets
 from vizcap import figures, links, render
-from vizcap.maps import NORMALIZATIONS, select
+from vizcap.maps import METHODS, NORMALIZATIONS, available, colour_range, select
 
 PLAY_SECONDS = float(os.environ.get("VIZCAP_PLAY_SECONDS", "0.7"))
-METHOD_HELP = {
-    "cross_attention": "the decoder's cross-attention from the word's position to the image cells",
-    "prefix": "attention to the prefix tokens, each carrying its own map of the image",
-    "rollout": "attention flow through all layers at once (heads averaged)",
-    "relevancy": "gradient-weighted attention flow for this word (one backward pass, computed on first use)",
-}
 NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention shares), so a weak map stays weak; "
              "relevancy has no fixed scale, so its top is the caption's largest value · max: each word's map divided "
              "by its own maximum · sum: each map sums to 1 · global: divided by the maximum over all words · the "
@@ -34,7 +28,7 @@ st.title("Caption & attention explorer")
 captioner, ckpt = model_picker.require_captioner()
 # a link (/explorer?image=scene:42&word=3&method=rollout&normalize=max) sets the view before any widget
 address_bar.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head": "ex_head", "normalize": "ex_norm",
-                         "sinks": "ex_sinks"})
+                         "sinks": "ex_sinks"}, model=captioner)
 img = widgets.image_header(captioner, ckpt, compact=True)
 params = widgets.decoding_controls("ex")
 if params is None:
@@ -47,26 +41,19 @@ if T == 0:
     st.stop()
 
 
-def map_methods(exp) -> list[str]:
-    """The map methods this explanation can draw, in menu order (a model without cross-attention or
-    without prefix tokens has no map of that kind)."""
-    return [m for m in ("cross_attention", "prefix", "rollout", "relevancy")
-            if not (m == "cross_attention" and exp.cross is None) and not (m == "prefix" and exp.self_prefix is None)]
-
-
 # -- display settings (never call the model) -----------------------------------------------------
 # state.persistent(key, default) runs before each widget (an argument is evaluated first): the
 # settings start at their defaults and come back as they were after a visit to another page.
-methods = map_methods(exp)
+methods = list(available(exp.mode))  # the registry (vizcap.maps.METHODS): a model's mode decides which it has
 L, H = captioner.decoder_layers, captioner.decoder_heads
 ALL = "all"  # the mean over layers / heads (a string: a None option would read as "nothing chosen")
 layers, heads = [ALL, *range(L)], [ALL, *range(H)]
 with st.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
     c = st.columns(3)
-    method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: m.replace("_", " "),
-                            help=" · ".join(f"{m.replace('_', ' ')}: {METHOD_HELP[m]}" for m in methods),
+    method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: METHODS[m].label,
+                            help=" · ".join(f"{METHODS[m].label}: {METHODS[m].help}" for m in methods),
                             on_change=state.persistent("ex_method", methods[0], methods))
-    per_head = method in ("cross_attention", "prefix")
+    per_head = METHODS[method].per_layer_head
     layer = c[1].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
                            format_func=lambda v: "all (mean)" if v == ALL else f"layer {v}",
                            on_change=state.persistent("ex_layer", ALL, layers))
@@ -87,7 +74,7 @@ with st.expander("Map settings: method, layer, head, normalisation, colours", ex
 layer = None if layer == ALL or not per_head else int(layer)
 head = None if head == ALL or not per_head else int(head)
 summary = " · ".join([
-    method.replace("_", " "),
+    METHODS[method].label,
     *([("all layers (mean)" if layer is None else f"layer {layer}"), ("all heads (mean)" if head is None else f"head {head}")]
       if per_head else ["every layer and head"]),
     {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
@@ -97,9 +84,9 @@ st.caption("Map: " + summary + " (change in Map settings)")
 if exp.crop:
     st.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
-with st.spinner("Computing relevancy (one backward pass)…") if method == "relevancy" else nullcontext():
+with st.spinner(f"Computing {METHODS[method].label}…") if METHODS[method].on_demand else nullcontext():
     maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
-vmax, unit = figures.map_colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
+vmax, unit = colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
 
 
 def caption_html(j: int) -> str:
@@ -118,10 +105,14 @@ def caption_html(j: int) -> str:
 # -- the word: step, play, choose ------------------------------------------------------------------
 FUNCTION_WORDS = {"a", "an", "the", "two", "three", "and", "of", "left", "right", "above", "below", "is", "on", "in",
                   "with", "to", "at", "next"}
-if "vz_link_word" in st.session_state:  # a link names the word (1-based)
+linked = st.session_state.pop("vz_link_word", None)  # a link names the word (1-based)
+note = links.word_note(int(linked), T) if linked is not None else None
+if note:  # a word this caption does not have: said, never quietly replaced by another
+    st.warning(note, icon=":material/link_off:")
+if linked is not None and not note:
     st.session_state["ex_for"] = id(exp)
-    st.session_state["ex_tok"] = min(int(st.session_state.pop("vz_link_word")), T) - 1
-elif st.session_state.get("ex_for") != id(exp) or st.session_state.get("ex_tok", 0) >= T:
+    st.session_state["ex_tok"] = int(linked) - 1
+elif note or st.session_state.get("ex_for") != id(exp) or st.session_state.get("ex_tok", 0) >= T:
     # a new caption: start on its first content word (the first "a" says little about where it looked)
     st.session_state["ex_for"] = id(exp)
     st.session_state["ex_tok"] = next((i for i, w in enumerate(exp.tokens) if w.lower() not in FUNCTION_WORDS), 0)
@@ -195,7 +186,7 @@ with word_slot.container():
 
 
 def heads_view() -> None:
-    head_method = method if per_head else ("cross_attention" if "cross_attention" in methods else "prefix")
+    head_method = method if per_head else next(m for m in methods if METHODS[m].per_layer_head)
     if not per_head:
         st.caption(f"{method} combines every head, so this grid shows the {head_method.replace('_', ' ')} heads.")
     grid_layer = st.selectbox("Layer", list(range(L)), key="ex_grid_layer", format_func=lambda v: f"layer {v}",
@@ -203,7 +194,7 @@ def heads_view() -> None:
                                                           range(L)))
     shown = np.stack([exp.maps(head_method, grid_layer, h, normalize, sinks) for h in range(H)])  # [H, T, gh, gw]
     raw = np.stack([exp.maps(head_method, grid_layer, h, "none", sinks)[j] for h in range(H)])
-    top, grid_unit = figures.map_colour_range(shown, head_method, normalize, sinks)
+    top, grid_unit = colour_range(shown, head_method, normalize, sinks)
     widgets.show(figures.heads_grid(exp.image, shown[:, j], word, grid_layer, head_method, opacity, cmap, raw=raw,
                                    vmax=top, unit=grid_unit, normalize=normalize), key="ex_heads")
 

@@ -27,9 +27,10 @@ if model_picker.is_photo_model(captioner):
 N = len(STEPS)
 asked = st.query_params.get("step")
 if asked is not None and asked != st.session_state.get("ls_step_written"):  # a link to a step
-    st.session_state["ls_step"] = min(max(int(asked) - 1, 0), N - 1) if asked.isdigit() else 0
-    if not asked.isdigit():
-        st.warning(f"link: step={asked[:20]} ignored (a step number from 1 to {N})", icon=":material/link_off:")
+    note = links.step_note(asked, N)
+    st.session_state["ls_step"] = 0 if note else int(asked) - 1
+    if note:
+        st.warning(note, icon=":material/link_off:")
 st.session_state.setdefault("ls_step", 0)
 
 

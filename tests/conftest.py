@@ -204,3 +204,18 @@ def ckpt_copy(tiny_checkpoint, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         shutil.copy(tiny_checkpoint / name, d / name)
     return d
+
+
+@pytest.fixture
+def throwaway():
+    """my_rollout: rollout under another name; my_sample: sampling under another name (issue 23's
+    registries); removed after the test."""
+    import dataclasses
+
+    from vizcap import decoding, maps
+
+    method = maps.register(dataclasses.replace(maps.METHODS["rollout"], name="my_rollout", help="a copy of rollout"))
+    strategy = decoding.register(dataclasses.replace(decoding.STRATEGIES["sample"], name="my_sample", label="my sampling"))
+    yield method, strategy
+    maps.unregister("my_rollout")
+    decoding.unregister("my_sample")

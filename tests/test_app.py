@@ -23,8 +23,9 @@ from streamlit.testing.v1 import AppTest
 from conftest import make_random_captioner
 from test_figures import trust_result
 from vizcap import figures, render
+from vizcap import maps as vizcap_maps
 from vizcap.captioner import Captioner
-from vizcap.decoding import DecodingParams
+from vizcap.decoding import DecodingParams, params_for
 from transformers import GPT2Model
 from vizcap.model import CaptionModel
 
@@ -314,7 +315,7 @@ def test_explorer_every_display_widget(app):
         heat = traces(fig, "heatmap")[0]
         np.testing.assert_allclose(array(heat["z"]), expected[j], atol=1e-9)
         top = fig["layout"]["coloraxis"]["cmax"]
-        assert top == pytest.approx(figures.map_colour_range(expected, method, norm, sinks)[0])
+        assert top == pytest.approx(vizcap_maps.colour_range(expected, method, norm, sinks)[0])
         assert fig["layout"]["coloraxis"]["colorscale"] == [list(c) for c in figures.plotly_colorscale(cmap)]
         shown = pixels(traces(fig, "image")[0])
         base = figures.shown_image(exp.image)
@@ -443,6 +444,22 @@ def test_explorer_decoding_controls(app):
                                                     max_tokens=3))
     assert sample.seed == 9 and len(sample) <= 3
     assert at.select_slider(key="ex_tok").options == [f"{i + 1}. {w}" for i, w in enumerate(sample.tokens)]
+
+
+def test_the_explorer_offers_a_registered_method_and_strategy(app, throwaway):
+    """A map method and a strategy registered at run time (AppTest runs in this process) appear in the
+    explorer's menus with their declared help and knobs, and the explanation shown uses them."""
+    at = explorer(app)
+    assert "my rollout" in at.selectbox(key="ex_method").options  # its label
+    ok(at.selectbox(key="ex_method").set_value("my_rollout").run())
+    assert at.selectbox(key="ex_layer").disabled  # a copy of rollout combines every layer and head
+    assert "a copy of rollout" in at.selectbox(key="ex_method").help
+    assert any(c.value.startswith("Map: my rollout · every layer and head") for c in at.caption)
+    assert "my sampling" in at.selectbox(key="ex_strategy").options  # its label
+    ok(at.selectbox(key="ex_strategy").set_value("my_sample").run())
+    assert not at.number_input(key="ex_temp").disabled and at.number_input(key="ex_beams").disabled
+    chosen = current_explanation(at, params_for("my_sample", temperature=1.0, top_k=0, top_p=1.0, seed=0))
+    assert chosen.params.strategy == "my_sample" and chosen.seed == 0
 
 
 def test_display_widgets_never_call_the_model(app, calls):
@@ -721,6 +738,18 @@ def test_a_prepared_link_opens_the_explorer_on_that_view(app):
     assert at.code[0].value.startswith("/explorer?image=scene%3A42&word=4&method=rollout")
 
 
+def test_a_link_to_a_word_layer_or_head_the_view_lacks_says_so(app):
+    """Issue 26, item 6: word 30 of a short caption, layer 7 and head 9 of a small model are each named
+    in a warning (they used to become the last word, all layers and all heads without a word)."""
+    at = ok(app.run())
+    at.query_params.update({"image": "scene:42", "word": "30", "layer": "7", "head": "9"})
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    said = " ".join(w.value for w in at.warning)
+    assert "link: word=30 ignored (this caption has" in said
+    assert "link: layer=7 ignored" in said and "link: head=9 ignored" in said
+    assert at.selectbox(key="ex_layer").value == "all" and at.selectbox(key="ex_head").value == "all"
+
+
 def test_composed_scenes_are_shared_by_their_description(app):
     at = ok(app.run())
     at.query_params.update({"image": "compose:white/red-star-25-50-30/blue-circle-75-50-30", "word": "2"})
@@ -764,6 +793,11 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
     fresh = ok(fresh.run())
     fresh = ok(fresh.switch_page("app_pages/lesson.py").run())
     assert any("Greedy or beam" in h.value for h in fresh.subheader)
+    beyond = AppTest.from_file(APP, default_timeout=TIMEOUT)  # ?step=9 of 5: said, and step 1 shown
+    beyond.query_params["step"] = "9"
+    beyond = ok(ok(beyond.run()).switch_page("app_pages/lesson.py").run())
+    assert any("link: step=9 ignored" in w.value for w in beyond.warning)
+    assert beyond.query_params["step"] == "1"
 
 
 def test_an_uploaded_picture_keeps_its_notice_on_every_page(app):

@@ -112,7 +112,7 @@ def test_maps_normalize_and_export(chatty_checkpoint, chatty, scene_files, tmp_p
         with Image.open(png) as im:
             # slide-ready: the overlay (the image at 480 px wide) with the word above it and a colour bar beside it
             assert im.format == "PNG" and im.width > 480 + 40 and im.height > round(image.height * 480 / image.width) + 40
-            from vizcap.figures import map_colour_range
+            from vizcap.maps import colour_range as map_colour_range
             from vizcap.render import overlay, resized
 
             vmax, _ = map_colour_range(e.maps("cross_attention", normalize="sum"), "cross_attention", "sum")

@@ -162,17 +162,17 @@ def test_colour_range_of_each_normalisation():
     above 1); an unbounded unit (relevancy) runs to its largest value; max and global are 0..1; sum
     runs to the largest share. The colour bar says which."""
     weak = np.array([[[0.1, 0.2], [0.05, 0.0]], [[0.0, 0.1], [0.3, 0.0]]])
-    top, label = figures.map_colour_range(weak, "cross_attention", "none")
+    top, label = maps_module.colour_range(weak, "cross_attention", "none")
     assert top == 1.0 and "0–1" in label and "attention" in label
-    assert figures.map_colour_range(weak * 5, "prefix", "none")[0] == pytest.approx(1.5)
-    top, label = figures.map_colour_range(weak * 7, "relevancy", "none")
+    assert maps_module.colour_range(weak * 5, "prefix", "none")[0] == pytest.approx(1.5)
+    top, label = maps_module.colour_range(weak * 7, "relevancy", "none")
     assert top == pytest.approx(2.1) and "relevance" in label
-    assert figures.map_colour_range(weak, "rollout", "none")[0] == 1.0  # rollout's raw values are shares too
-    assert figures.map_colour_range(weak, "rollout", "max") == (1.0, maps_module.unit("rollout", "max"))
-    assert figures.map_colour_range(weak, "rollout", "global") == (1.0, maps_module.unit("rollout", "global"))
-    assert figures.map_colour_range(weak, "rollout", "sum")[0] == pytest.approx(0.3)
-    assert "median" in figures.map_colour_range(weak, "cross_attention", "none", sinks=True)[1]
-    assert figures.map_colour_range(np.zeros((1, 2, 2)), "relevancy", "none")[0] == 1.0  # an empty map: no 0..0 scale
+    assert maps_module.colour_range(weak, "rollout", "none")[0] == 1.0  # rollout's raw values are shares too
+    assert maps_module.colour_range(weak, "rollout", "max") == (1.0, maps_module.unit("rollout", "max"))
+    assert maps_module.colour_range(weak, "rollout", "global") == (1.0, maps_module.unit("rollout", "global"))
+    assert maps_module.colour_range(weak, "rollout", "sum")[0] == pytest.approx(0.3)
+    assert "median" in maps_module.colour_range(weak, "cross_attention", "none", sinks=True)[1]
+    assert maps_module.colour_range(np.zeros((1, 2, 2)), "relevancy", "none")[0] == 1.0  # an empty map: no 0..0 scale
     fig = figures.attention_overlay(Image.new("RGB", (32, 32)), weak[0], "w", vmax=1.0, method="cross_attention")
     assert "0–1" in fig.layout.coloraxis.colorbar.title.text
 

@@ -6,6 +6,7 @@ import pytest
 
 from vizcap.compose import Placement, compose_scene
 from vizcap.decoding import DecodingParams
+from vizcap import links
 from vizcap.links import View, compose_spec, parse, parse_compose, to_query
 
 
@@ -74,3 +75,19 @@ def test_the_lessons_steps_are_valid_views_and_its_photo_is_fixed():
     assert focus_word("two pink circles and an orange square".split()) == 6
     assert focus_word("a red triangle left of a blue circle".split(), "a red star left of a blue circle") == 2
     assert focus_word([]) == 0
+
+
+def test_values_the_model_or_caption_lack_are_named_not_clamped():
+    """Issue 26, item 6: /explorer?word=30&layer=7&head=9 on a 2-layer, 4-head model with a 7-word caption
+    silently became word 7, all layers, all heads; each is now named in a message."""
+    view, notes = links.parse({"image": "scene:42", "word": "30", "layer": "7", "head": "9"})
+    assert not notes and (view.layer, view.head, view.word) == (7, 9, 30)  # valid in themselves
+    fitted, notes = links.fit(view, n_layers=2, n_heads=4)
+    assert (fitted.layer, fitted.head) == (None, None)
+    assert notes == ["link: layer=7 ignored (this model has layers 0 to 1; showing all layers)",
+                     "link: head=9 ignored (this model has heads 0 to 3; showing all heads)"]
+    assert links.fit(links.View(layer=1, head=3), 2, 4) == (links.View(layer=1, head=3), [])
+    assert links.word_note(30, 7) == "link: word=30 ignored (this caption has 7 words)"
+    assert links.word_note(7, 7) is None and links.word_note(1, 1) is None
+    assert links.step_note("9", 5) == "link: step=9 ignored (a step number from 1 to 5; showing step 1)"
+    assert links.step_note("0", 5) and links.step_note("x", 5) and links.step_note("5", 5) is None

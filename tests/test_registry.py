@@ -1,6 +1,7 @@
-"""One table per concept (issue 23): a map method and a decoding strategy registered at run time reach
-the API, the CLI (its main() in the same process), links, exports, the trust evaluation and what the
-explorer reads (vizcap.maps.available, the method's help, maps.colour_range) with no other edit."""
+"""One table per concept (issue 23): a map method and a decoding strategy registered at run time (the
+`throwaway` fixture, tests/conftest.py) reach the API, the CLI (its main() in the same process), links,
+exports, the trust evaluation and what the explorer reads with no other edit (the explorer itself:
+tests/test_app.py::test_the_explorer_offers_a_registered_method_and_strategy)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,6 @@ from vizcap.decoding import DecodingParams, params_for
 PICTURE = str(Path(__file__).resolve().parent / "golden" / "scene42.png")
 SAMPLING = dict(top_k=5, temperature=1.5, seed=3)
 
-
-@pytest.fixture
-def throwaway():
-    """my_rollout: rollout under another name; my_sample: sampling under another name. Removed after."""
-    method = maps.register(dataclasses.replace(maps.METHODS["rollout"], name="my_rollout", help="a copy of rollout"))
-    strategy = decoding.register(dataclasses.replace(decoding.STRATEGIES["sample"], name="my_sample"))
-    yield method, strategy
-    maps.unregister("my_rollout")
-    decoding.unregister("my_sample")
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +90,21 @@ def test_params_for_neutralises_the_knobs_a_strategy_does_not_use():
     assert decoding.validate({"strategy": "beam", "beams": 0}) and decoding.validate({"strategy": "beam"}) == []
 
 
-def test_colour_range_reads_the_registry_as_figures_did():
-    """maps.colour_range (which the pages are to call) gives what figures.map_colour_range gives."""
-    from vizcap import figures
+def test_colour_range_reads_the_registry():
+    """A registered copy of a method gets its colour range from its declaration: a "share" method's raw
+    scale stops at 1 for a weak map (a weak map stays weak), a "data" one at the map's own peak."""
+    import dataclasses
 
-    rng = np.random.default_rng(0)
-    for scale in (0.3, 4.0):
-        weak = rng.random((3, 4, 4)) * scale
-        for method in (*maps.names(), "attention"):  # "attention": a name outside the registry (the ViT page)
-            for how in maps.NORMALIZATIONS:
-                for sinks in (False, True):
-                    assert maps.colour_range(weak, method, how, sinks) == figures.map_colour_range(weak, method, how, sinks)
+    weak = np.full((2, 3, 3), 0.2)
+    maps.register(dataclasses.replace(maps.METHODS["relevancy"], name="my_share", colour_range="share"))
+    maps.register(dataclasses.replace(maps.METHODS["rollout"], name="my_data", colour_range="data"))
+    try:
+        assert maps.colour_range(weak, "my_share", "none")[0] == 1.0
+        assert maps.colour_range(weak, "my_data", "none")[0] == pytest.approx(0.2)
+        assert maps.colour_range(weak, "my_data", "none")[1] == maps.METHODS["rollout"].unit
+        assert maps.colour_range(weak, "not_registered", "none") == (pytest.approx(0.2), "weight")
+    finally:
+        maps.unregister("my_share")
+        maps.unregister("my_data")
     with pytest.raises(ValueError, match="normalize must be one of"):
         maps.colour_range(weak, "rollout", "peak")

@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longest caption (default 20; a Hugging Face model: its generation config's length)")
     cap.add_argument("--maps", default="", metavar="M1,M2",
                      help=f"map methods to output: {', '.join(METHODS)}, or all (those the checkpoint has)")
-    cap.add_argument("--normalize", default="none", help=f"map scaling: {' | '.join(NORMALIZATIONS)} (default none)")
+    cap.add_argument("--normalize", default=None,
+                     help=f"map scaling: {' | '.join(NORMALIZATIONS)} (default: none for the --json maps, raw values; "
+                          "max for the --export pictures, as in the app, so every word's map uses the whole colour scale)")
     cap.add_argument("--layer", type=_int, default=None, metavar="L",
                      help="cross_attention / prefix maps of this decoder layer only (default: mean of all)")
     cap.add_argument("--head", type=_int, default=None, metavar="H",
@@ -143,7 +145,7 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
         atomic_write(directory / name, lambda p, picture=picture: picture.save(p, "PNG"))
     gif = caption_gif(exp.image, exp.tokens, maps, vmax=vmax)
     atomic_write(directory / f"{stem}.{method}.gif", lambda p: Path(p).write_bytes(gif))
-    record = exp.to_json(methods or (method,), normalize, layer=layer, head=head)
+    record = exp.to_json(methods or (method,), normalize, layer=layer, head=head, image=Path(path).name)
     atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(record))
 
 
@@ -151,11 +153,14 @@ def _caption(args) -> int:
     from . import ImageError, load
     from .decoding import STRATEGIES
     from .maps import METHODS, available, check_layer_head, check_normalize, layer_head
+    from .notices import caption_notices
 
     # bad values and bad checkpoints raise ValueError / CheckpointError: main() prints one line, exit 2
     knobs = _knobs(args)
     methods = _methods(args.maps)
-    check_normalize(args.normalize)
+    for how in [args.normalize] if args.normalize is not None else []:
+        check_normalize(how)
+    json_normalize = args.normalize or "none"  # raw values in JSON; pictures use the app's default (max)
     progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
     captioner = load(args.checkpoint, progress=progress)
     if methods == ("all",):
@@ -180,15 +185,18 @@ def _caption(args) -> int:
                 "tokens": exp.tokens,
                 "token_probs": [round(float(p), 6) for p in exp.probs],
                 "grid": list(exp.grid),
-                "maps": {m: exp.maps(m, *layer_head(m, args.layer, args.head), normalize=args.normalize).round(6).tolist()
+                "maps": {m: exp.maps(m, *layer_head(m, args.layer, args.head), normalize=json_normalize).round(6).tolist()
                          for m in methods},
             }
+            said = caption_notices(captioner, exp)  # a picture unlike the model's world; a caption ended at once
+            if said:
+                record["notice"] = " ".join(said)
             if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
                 record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
             if STRATEGIES[params.strategy].search != "greedy":  # greedy: nothing drawn or ranked
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:
-                _export(exp, path, Path(args.export), methods, args.normalize, args.layer, args.head)
+                _export(exp, path, Path(args.export), methods, args.normalize or "max", args.layer, args.head)
         except ImageError as e:
             failed += 1
             record = {"image": path, "error": str(e)}
@@ -204,6 +212,8 @@ def _caption(args) -> int:
             print(f"error: {record['error']}", file=sys.stderr, flush=True)
         else:
             print(f"{path}: {record['caption']}", flush=True)
+            if "notice" in record:
+                print(f"vizcap: note: {path}: {record['notice']}", file=sys.stderr, flush=True)
     return 2 if failed else 0
 
 

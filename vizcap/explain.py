@@ -164,13 +164,20 @@ class Explanation:
     # -- export --------------------------------------------------------------------------------
 
     def to_dict(self, methods: tuple[str, ...] = (), normalize: str = "none", layer: int | None = None,
-                head: int | None = None, discount_sinks: bool = False, model: str | None = None) -> dict:
-        """Everything needed to read the export later: the caption, its probabilities and alternatives,
-        the decoding settings, the model, and the maps with how they were made (`view`: method list,
-        layer and head — they apply to the methods that take them, MapMethod.per_layer_head —,
-        normalisation, sinks, units)."""
+                head: int | None = None, discount_sinks: bool = False, model: str | None = None,
+                image: str | None = None) -> dict:
+        """Everything needed to read the export later: the picture it explains (`image`: a file name or the
+        app's label for it), the caption, its probabilities and alternatives, the decoding settings, the
+        model, what vizcap says plainly about them (`notices`), and the maps with how they were made
+        (`view`: method list, layer and head — they apply to the methods that take them,
+        MapMethod.per_layer_head —, normalisation, sinks, units)."""
+        from .notices import caption_notices
+
         per_head = {m: mapping.layer_head(m, layer, head) for m in methods}
         return {
+            "image": image,
+            "size": list(self.image.size),
+            "notices": caption_notices(self._captioner, self) if self._captioner is not None else [],
             "caption": self.caption,
             "tokens": self.tokens,
             "token_ids": self.token_ids,

@@ -108,6 +108,32 @@ def parse(query) -> tuple[View, list[str]]:
     return view, notes
 
 
+def fit(view: View, n_layers: int, n_heads: int) -> tuple[View, list[str]]:
+    """`view` for a model of `n_layers` decoder layers and `n_heads` heads: a layer or head it does not
+    have is dropped (the mean over all stays) with a one-line message, never quietly changed."""
+    notes = []
+    for name, n in (("layer", n_layers), ("head", n_heads)):
+        value = getattr(view, name)
+        if value is not None and value >= n:
+            notes.append(f"link: {name}={value} ignored (this model has {name}s 0 to {n - 1}; showing all {name}s)")
+            view = replace(view, **{name: None})
+    return view, notes
+
+
+def word_note(word: int, n_words: int) -> str | None:
+    """The message for a link's word (1-based) that a caption of `n_words` words does not have, else None."""
+    if 1 <= word <= n_words:
+        return None
+    return f"link: word={word} ignored (this caption has {n_words} word{'s' if n_words != 1 else ''})"
+
+
+def step_note(asked: str, n_steps: int) -> str | None:
+    """The message for a lesson link's step that is not 1 … n_steps, else None."""
+    if asked.isdigit() and 1 <= int(asked) <= n_steps:
+        return None
+    return f"link: step={asked[:20]} ignored (a step number from 1 to {n_steps}; showing step 1)"
+
+
 def image_problem(image: str) -> str | None:
     """None if `image` names a picture a link can carry, else why not (one line)."""
     kind, _, rest = image.partition(":")

@@ -94,8 +94,6 @@ class MapMethod:
 
 # The registry, in the order the app and `--maps all` list the methods (filled at the end of this module).
 METHODS: dict[str, MapMethod] = {}
-# Each method's raw unit by name; kept in step with METHODS by register() for vizcap.figures, which reads it.
-UNITS: dict[str, str] = {}
 
 
 def register(method: MapMethod) -> MapMethod:
@@ -105,14 +103,12 @@ def register(method: MapMethod) -> MapMethod:
     if not isinstance(method, MapMethod):
         raise TypeError(f"register() takes a MapMethod; got {type(method).__name__}")
     METHODS[method.name] = method
-    UNITS[method.name] = method.unit
     return method
 
 
 def unregister(name: str) -> None:
     """Remove a method added by register() (tests' throwaway methods)."""
     METHODS.pop(name, None)
-    UNITS.pop(name, None)
 
 
 def names() -> tuple[str, ...]:
@@ -158,6 +154,11 @@ def check_normalize(how) -> None:
     """ValueError (one line) unless `how` is one of NORMALIZATIONS."""
     if not isinstance(how, str) or how not in NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}; got {how!r}"[:300])
+
+
+def raw_unit(method: str) -> str:
+    """What a raw value of `method` means; "weight" for a name outside the registry (the ViT page's maps)."""
+    return METHODS[method].unit if method in METHODS else "weight"
 
 
 def unit(method: str, normalize: str) -> str:

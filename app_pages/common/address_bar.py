@@ -15,16 +15,20 @@ from . import state
 from .widgets import DECODING_WIDGETS
 
 
-def apply_link(prefix: str, display: dict | None = None) -> None:
+def apply_link(prefix: str, display: dict | None = None, model=None) -> None:
     """Once per new address: set the image, the decoding widgets (`prefix`) and the display widgets
     (`display`: links.View field -> widget key) from the page's query parameters, and keep the word
-    for the page (st.session_state["vz_link_word"], 1-based). Values a link cannot use are shown as
-    one-line warnings; an address this app wrote itself (write_link) is not applied again."""
+    for the page (st.session_state["vz_link_word"], 1-based). Values a link cannot use — for `model`,
+    a layer or head it does not have — are shown as one-line warnings; an address this app wrote itself
+    (write_link) is not applied again."""
     query = st.query_params.to_dict()
     if not query or query == st.session_state.get("vz_link_written"):
         return
     st.session_state["vz_link_written"] = query
     view, notes = links.parse(query)
+    if model is not None:
+        view, more = links.fit(view, model.decoder_layers, model.decoder_heads)
+        notes += more
     for note in notes:
         st.warning(note, icon=":material/link_off:")
     if "image" in query and view.image == query["image"]:

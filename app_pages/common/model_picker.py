@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 import vizcap
+from vizcap import notices
 from vizcap.captioner import DEFAULT_CHECKPOINT
 from vizcap.families import SUGGESTED
 from vizcap.images import model_view
@@ -141,13 +142,11 @@ def unfamiliar_notice(captioner) -> None:
     if is_photo_model(captioner):
         if upload:
             return
-        knows = ("This captioner learned from photos with human captions; these drawn shapes are far from "
-                 "anything it saw, so its words can be wrong")
+        knows = notices.PHOTOS_ONLY
     else:
         if not upload:
             return
-        knows = ("This model has only ever seen ShapeScenes — up to three coloured shapes (7 colours, 5 shapes) "
-                 "on a plain background — so it describes every picture, this one too, as coloured shapes")
+        knows = notices.SHAPESCENES_ONLY
     seen = model_view(captioner, img["image"])
     side = seen.size
     with st.container(border=True):

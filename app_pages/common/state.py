@@ -12,7 +12,7 @@ The model itself is not here: it is one object per process (model_picker.load_ca
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import astuple, fields
+from dataclasses import astuple
 
 import streamlit as st
 
@@ -115,7 +115,7 @@ def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
     with st.spinner("The model is writing the caption…"):
         # every setting, explicitly: the stored key says exactly what produced the explanation (a model's
         # own defaults, e.g. a Hugging Face generation config, never slip in)
-        exp = captioner.explain(img["image"], **{f.name: getattr(params, f.name) for f in fields(DecodingParams)})
+        exp = captioner.explain(img["image"], params=params)
     st.session_state["vz_model_calls"] = st.session_state.get("vz_model_calls", 0) + 1
     store[key] = exp
     while len(store) > MAX_EXPLANATIONS:

@@ -4,12 +4,10 @@ description, the strip naming the current image, and the decoding controls."""
 from __future__ import annotations
 
 import html
-from dataclasses import fields
-from types import SimpleNamespace
 
 import streamlit as st
 
-from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, validate
+from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, params_for, validate
 from vizcap.figures import description
 
 from . import state
@@ -68,13 +66,14 @@ def image_header(captioner, ckpt: str, compact: bool = False) -> dict:
 
 
 def params_or_error(**values) -> DecodingParams | None:
-    """DecodingParams from widget values, validated by vizcap.decoding.validate (errors shown)."""
-    problems = validate(SimpleNamespace(**{**{f.name: f.default for f in fields(DecodingParams)}, **values}))
+    """DecodingParams from widget values, built once by vizcap.decoding.params_for (the knobs the strategy
+    does not use set to neutral); every problem vizcap.decoding.validate finds is shown instead."""
+    problems = validate(values)
     if problems:
         for p in problems:
             st.error(p)
         return None
-    return DecodingParams(**values)
+    return params_for(**values)
 
 
 # decoding widgets: DecodingParams field -> (widget key suffix, the widget's starting value)
@@ -90,21 +89,20 @@ def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | N
         st.session_state.setdefault(f"{prefix}_{suffix}", start)
     with st.expander("Decoding: how the caption is chosen", expanded=expanded):
         c1, c2, c3, c4 = st.columns(4)
-        strategy = c1.selectbox("Strategy", STRATEGIES, key=f"{prefix}_strategy",
-                                format_func={"greedy": "greedy", "beam": "beam search", "sample": "sampling"}.get)
-        beams = c2.number_input("Beams", 1, MAX_BEAMS, key=f"{prefix}_beams", disabled=strategy != "beam")
+        strategy = c1.selectbox("Strategy", list(STRATEGIES), key=f"{prefix}_strategy",
+                                format_func=lambda s: STRATEGIES[s].label or s,
+                                help=" · ".join(f"{s.label or s.name}: {s.help}" for s in STRATEGIES.values()))
+        uses = STRATEGIES[strategy].knobs  # the table says which knobs this strategy reads; the others are off
+        beams = c2.number_input("Beams", 1, MAX_BEAMS, key=f"{prefix}_beams", disabled="beams" not in uses)
         length_penalty = c3.number_input("Length penalty", -10.0, 10.0, step=0.1, key=f"{prefix}_lp",
-                                         disabled=strategy != "beam")
+                                         disabled="length_penalty" not in uses)
         max_tokens = c4.number_input("Max words", 1, 40, key=f"{prefix}_max")
         c5, c6, c7, c8 = st.columns(4)
-        sampling = strategy == "sample"
-        temperature = c5.number_input("Temperature", 0.05, 5.0, step=0.05, key=f"{prefix}_temp", disabled=not sampling)
-        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, key=f"{prefix}_topk", disabled=not sampling)
-        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, step=0.05, key=f"{prefix}_topp", disabled=not sampling)
-        seed = c8.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}_seed", disabled=not sampling)
-    values = {"strategy": strategy, "beams": int(beams) if strategy == "beam" else 1,
-              "top_k": int(top_k) if sampling else 0, "top_p": float(top_p) if sampling else 1.0,
-              "temperature": float(temperature) if sampling else 1.0,
-              "length_penalty": float(length_penalty) if strategy == "beam" else 1.0,
-              "seed": int(seed) if sampling else None, "max_tokens": int(max_tokens)}
-    return params_or_error(**values)
+        temperature = c5.number_input("Temperature", 0.05, 5.0, step=0.05, key=f"{prefix}_temp",
+                                      disabled="temperature" not in uses)
+        top_k = c6.number_input("Top-k (0 = off)", 0, 1000, key=f"{prefix}_topk", disabled="top_k" not in uses)
+        top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, step=0.05, key=f"{prefix}_topp", disabled="top_p" not in uses)
+        seed = c8.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}_seed", disabled="seed" not in uses)
+    return params_or_error(strategy=strategy, beams=int(beams), top_k=int(top_k), top_p=float(top_p),
+                           temperature=float(temperature), length_penalty=float(length_penalty), seed=int(seed),
+                           max_tokens=int(max_tokens))

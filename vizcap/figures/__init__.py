@@ -25,7 +25,7 @@ from .caption import alternatives_bar, distribution_reshape, step_probabilities
 from .common import COLORSCALES, GREY, OKABE_ITO, description, percent, title
 from .encoder import encoder_layers, patch_picker, patch_tokens
 from .images import DISPLAY_SIDE, image_pixels, image_source, plotly_colorscale, shown_image
-from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_colour_range, map_grid, map_unit, prefix_maps,
+from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_grid, prefix_maps,
                       word_prefix_heatmap)
 from .training import loss_curve
 from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, sanity_check, trust_verdict
@@ -33,6 +33,6 @@ from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, san
 __all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO",
            "alternatives_bar", "architecture", "attention_overlay", "aux_predictions", "beam_tree", "deletion_insertion",
            "description", "distribution_reshape", "encoder_layers", "heads_grid", "image_pixels", "image_source",
-           "loss_curve", "map_colour_range", "map_grid", "map_unit", "mass_in_box", "patch_picker", "patch_tokens",
+           "loss_curve", "map_grid", "mass_in_box", "patch_picker", "patch_tokens",
            "percent", "plotly_colorscale", "pointing_game", "prefix_maps", "sanity_check", "shown_image",
            "step_probabilities", "title", "trust_verdict", "word_prefix_heatmap"]

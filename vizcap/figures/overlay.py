@@ -14,52 +14,17 @@ from .common import figure_layout, panel_title, percent, plain
 from .images import colour_axis, image_and_map, image_axes
 
 
-def map_unit(method: str) -> str:
-    """The raw unit of a map method, as the engine states it (vizcap.maps.UNITS)."""
-    return _maps.UNITS.get(method, "weight")
-
-
-
-def _is_share(unit: str) -> bool:
-    return "0–1" in unit or "0-1" in unit
-
-
-
-def map_colour_range(maps: np.ndarray, method: str, normalize: str = "none", sinks: bool = False) -> tuple[float, str]:
-    """(top of the colour scale, colour-bar label) for maps [..] of `method` under `normalize`.
-
-    none: the raw unit's own range: 0..1 for methods whose unit is a share (a weak map stays weak);
-          methods without a bounded unit (relevancy) have no natural top, so theirs is the largest
-          value of these maps. max, global: 0..1 (each map or the caption divided by its peak).
-    sum:  0..the largest share any cell holds, so that words stay comparable."""
-    maps = np.asarray(maps, dtype=float)
-    peak = float(np.nanmax(maps)) if maps.size else 0.0
-    if normalize not in _maps.NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(_maps.NORMALIZATIONS)}; got {normalize!r}")
-    label = _maps.unit(method, normalize) if method in _maps.UNITS else map_unit(method)
-    if normalize == "none":
-        top = max(1.0, peak) if _is_share(map_unit(method)) else peak
-    elif normalize == "sum":
-        top = peak
-    else:
-        top = 1.0
-    if sinks:
-        label += ", minus each cell's median over the caption"
-    return (top if top > 0 else 1.0), label
-
-
-
 def attention_overlay(image: Image.Image, heatmap: np.ndarray, word: str = "", opacity: float = 0.5,
                       colorscale: str = "viridis", vmax: float | None = None, method: str = "cross_attention",
                       height: int = 430, unit: str | None = None) -> go.Figure:
     """One word's map (gh×gw) over the image. vmax fixes the top of the colour scale (default: the
     map's own maximum), so that maps of different words can be compared; unit labels the colour bar
-    (default: the method's raw unit; see map_colour_range for both)."""
+    (default: the method's raw unit; see vizcap.maps.colour_range for both)."""
     heatmap = np.asarray(heatmap, dtype=float)
     top = float(vmax) if vmax is not None else float(heatmap.max()) if heatmap.size else 1.0
     r, c = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape) if heatmap.size else (0, 0)
     gh, gw = heatmap.shape
-    unit = unit or map_unit(method)
+    unit = unit or _maps.raw_unit(method)
     text = (f"The image with a {gh}×{gw} grid of {method.replace('_', ' ')} values for the word '{word}' laid "
             f"over it; brighter cells weighed more when the model wrote that word (colour scale 0 to {top:.3g}, "
             f"{unit}). The hottest cell, {float(heatmap.max()) if heatmap.size else 0:.3g}, is in row "
@@ -127,7 +92,7 @@ def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, 
     n = len(heatmaps)
     peak = [float(h.max()) for h in raw] if raw.size else []
     strongest = int(np.argmax(peak)) if peak else 0
-    raw_unit = map_unit(method)
+    raw_unit = _maps.raw_unit(method)
     scale = {"none": "on one shared colour scale",
              "max": "each head's map divided by its own peak (so every panel reaches the top colour)",
              "sum": "each head's map scaled to sum to 1, on one shared colour scale",
@@ -138,7 +103,7 @@ def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, 
             + (f"Head {strongest} has the strongest single cell before normalisation ({peak[strongest]:.3g}, "
                f"{raw_unit})." if peak else ""))
     return map_grid(image, heatmaps, [f"head {h}" for h in range(n)], f"All heads of layer {layer} for “{plain(word)}”",
-                    text, opacity, colorscale, vmax=vmax, unit=unit or map_colour_range(heatmaps, method, normalize)[1])
+                    text, opacity, colorscale, vmax=vmax, unit=unit or _maps.colour_range(heatmaps, method, normalize)[1])
 
 
 

@@ -1,0 +1,74 @@
+"""What vizcap says plainly next to a caption, in one place for the CLI, exports and the app: a picture
+unlike what the model learned from, and a caption the model ended at once.
+
+Whether a picture looks like ShapeScenes is read from its pixels, three facts of that world: nearly
+every pixel is either low in saturation (the background) or near one of the seven object colours; the
+background is smooth (solid, a linear gradient, or mild noise: a plane fitted to its brightness leaves a
+median residual of at most 3.5 grey levels on 300 scenes of each renderer, normal and hard); and at
+least one coloured object covers a visible part (0.7 % of the picture or more on those scenes).
+Measured once (scikit-image's sample pictures, README's photo.jpg): every photograph, greyscale ones
+included, fails at least one of the three; every ShapeScenes scene passes all three."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .scenes import COLOURS, VOCABULARY
+
+_PALETTE = np.array(list(COLOURS.values()), dtype=float)
+GREY_SPREAD = 50  # max − min channel below this: a background (low saturation) pixel
+MIN_KNOWN_SHARE = 0.95  # pixels that are background or near an object colour
+MAX_BACKGROUND_RESIDUAL = 6.0  # grey levels: median |brightness − fitted plane| over the background
+MIN_OBJECT_SHARE = 0.003  # coloured pixels
+
+SHAPESCENES_ONLY = ("This model has only ever seen ShapeScenes — up to three coloured shapes (7 colours, 5 shapes) "
+                    "on a plain background — so it describes every picture, this one too, as coloured shapes")
+PHOTOS_ONLY = ("This captioner learned from photos with human captions; these drawn shapes are far from anything "
+               "it saw, so its words can be wrong")
+ENDED_AT_ONCE = ("The model ended the caption at once: the most likely first word was the end of the caption, so "
+                 "there is no word to explain")
+
+
+def looks_like_shapescenes(image: Image.Image) -> bool:
+    """True when `image` has the three marks of a ShapeScenes picture (module docstring)."""
+    a = np.asarray(image.convert("RGB").resize((96, 96)), dtype=float)
+    spread = a.max(2) - a.min(2)
+    grey = spread < GREY_SPREAD
+    flat = a.reshape(-1, 3)
+    near = np.sqrt(((flat[:, None, :] - _PALETTE[None]) ** 2).sum(-1)).min(1) < 60
+    unit = flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1.0)  # a darker or JPEG'd object colour
+    aligned = (unit @ (_PALETTE / np.linalg.norm(_PALETTE, axis=1, keepdims=True)).T).max(1) > 0.985
+    known = float((grey.ravel() | near | aligned).mean())
+    coloured = float((~grey).mean())
+    if known < MIN_KNOWN_SHARE or coloured < MIN_OBJECT_SHARE or grey.sum() < 50:
+        return False
+    h, w = grey.shape
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    design = np.stack([np.ones_like(xx), xx, yy], -1)[grey]
+    brightness = a.mean(2)[grey]
+    coef, *_ = np.linalg.lstsq(design, brightness, rcond=None)
+    return float(np.median(np.abs(brightness - design @ coef))) <= MAX_BACKGROUND_RESIDUAL
+
+
+def knows_only_shapescenes(captioner) -> bool:
+    """A vizcap checkpoint trained on ShapeScenes: its word-level vocabulary is the world's few words
+    (a photo preset's checkpoint has GPT-2's 50,257 BPE pieces)."""
+    return not captioner.is_photo_model and captioner.vocab_size <= len(VOCABULARY) + 8
+
+
+def picture_notice(captioner, image: Image.Image) -> str | None:
+    """A sentence when `image` is unlike what the model learned from, else None."""
+    if knows_only_shapescenes(captioner):
+        return None if looks_like_shapescenes(image) else SHAPESCENES_ONLY + "."
+    if captioner.is_photo_model and looks_like_shapescenes(image):
+        return PHOTOS_ONLY + "."
+    return None
+
+
+def caption_notices(captioner, exp) -> list[str]:
+    """Every notice for one explanation: the picture's, and an empty caption's."""
+    out = [n for n in [picture_notice(captioner, exp.image)] if n]
+    if not len(exp) and exp.ended:
+        out.append(ENDED_AT_ONCE + ".")
+    return out
