@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import address_bar, model_picker, state, widgets
-from vizcap import figures, links, render
+from vizcap import figures, links, notices, render
 from vizcap.maps import METHODS, NORMALIZATIONS, available, colour_range, select
 
 PLAY_SECONDS = float(os.environ.get("VIZCAP_PLAY_SECONDS", "0.7"))
@@ -29,11 +29,14 @@ captioner, ckpt = model_picker.require_captioner()
 # a link (/explorer?image=scene:42&word=3&method=rollout&normalize=max) sets the view before any widget
 address_bar.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head": "ex_head", "normalize": "ex_norm",
                          "sinks": "ex_sinks"}, model=captioner)
-img = widgets.image_header(captioner, ckpt, compact=True)
+header = st.container()  # filled once the explanation is known: it names the decoding of the caption shown
+img = state.current_image()
 params = widgets.decoding_controls("ex")
 if params is None:
     st.stop()
 exp = state.explanation(captioner, ckpt, img, params)
+with header:
+    widgets.image_header(captioner, ckpt, compact=True, exp=exp)
 T = len(exp)
 if T == 0:
     st.warning("The model wrote an empty caption for this image, so there is no word to explain. "
@@ -173,6 +176,8 @@ with controls_slot.container():
     j = st.select_slider("Word", options=list(range(T)), key="ex_tok",
                          format_func=lambda i: f"{i + 1}. {exp.tokens[i]}")
 caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
+if notices.piece_notice(exp.tokens):  # BLIP's "##op": say what a piece is where the pieces are read
+    st.caption(widgets.md(notices.piece_notice(exp.tokens)))
 word = exp.tokens[j]
 link = address_bar.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
                                     normalize=normalize, sinks=sinks, decoding=params))

@@ -60,6 +60,8 @@ if model_picker.is_photo_model(captioner):  # no ShapeScenes verdict on a photo 
                        "deletion AUC map / random": f"{v['deletion_map_auc']:.3f} / {v['deletion_random_auc']:.3f}",
                        "insertion AUC map / random": f"{v['insertion_map_auc']:.3f} / {v['insertion_random_auc']:.3f}"}
                       for m, v in result["methods"].items()], hide_index=True)
+        for sentence in figures.photo_trust_verdict(result):  # the table in words, never stronger than it
+            st.markdown(sentence)
     st.stop()
 
 st.header("Training")

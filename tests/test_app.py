@@ -8,6 +8,7 @@ and do not need the shipped model."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import struct
@@ -460,6 +461,19 @@ def test_the_explorer_offers_a_registered_method_and_strategy(app, throwaway):
     assert not at.number_input(key="ex_temp").disabled and at.number_input(key="ex_beams").disabled
     chosen = current_explanation(at, params_for("my_sample", temperature=1.0, top_k=0, top_p=1.0, seed=0))
     assert chosen.params.strategy == "my_sample" and chosen.seed == 0
+
+
+def test_the_explorers_header_names_the_decoding_of_the_caption_it_shows(app):
+    """Issue 26, item 7: with sampling chosen the header said "Model's caption (greedy): …" above the
+    sampled caption being explained; it now names the strategy and shows that caption."""
+    at = explorer(app)
+    ok(at.selectbox(key="ex_strategy").set_value("sample").run())
+    ok(at.number_input(key="ex_temp").set_value(3.0).run())
+    ok(at.number_input(key="ex_seed").set_value(4).run())
+    sampled = current_explanation(at, DecodingParams(strategy="sample", temperature=3.0, seed=4))
+    header = [m.value.replace("\\", "") for m in at.markdown if "vz-greedy-caption" in m.value]  # md() escapes
+    assert len(header) == 1 and "Model's caption (sampling (temperature 3, seed 4)):" in header[0]
+    assert f"vz-greedy-caption'>{html.escape(sampled.caption)}<" in header[0].replace('"', "'")
 
 
 def test_display_widgets_never_call_the_model(app, calls):

@@ -552,3 +552,19 @@ def test_percentages_never_round_to_all_or_nothing():
 def test_percentages_round_the_share_as_written():
     """0.945 of 200 captions is 189 of them: 94.5 % rounds to 95 %, though the float 0.945 is 0.94499…"""
     assert [figures.percent(v) for v in (0.945, 0.825, 0.125, 0.9995, 0.0004)] == ["95%", "83%", "13%", "99.95%", "0.04%"]
+
+
+def test_photo_trust_verdict_follows_the_numbers():
+    """Issue 26, item 9: one sentence per method in plain words, each clause decided by its number."""
+    result = {"words": ["a", "cat"], "methods": {
+        "cross_attention": {"sanity": 0.2, "deletion_map_auc": 0.10, "deletion_random_auc": 0.30,
+                            "insertion_map_auc": 0.50, "insertion_random_auc": 0.30},
+        "rollout": {"sanity": 0.71, "deletion_map_auc": 0.070, "deletion_random_auc": 0.062,
+                    "insertion_map_auc": 0.31, "insertion_random_auc": 0.30}}}
+    cross, rollout, closing = figures.photo_trust_verdict(result)
+    assert cross.startswith("**Cross attention:**") and "depends on what the model learned" in cross
+    assert "those cells matter to the words" in cross and "brings the words back sooner" in cross
+    assert "draws a similar map (rank correlation 0.71)" in rollout
+    assert "hurts the words no more than random cells (area 0.070 vs 0.062)" in rollout
+    assert "no sooner than random" in rollout and "2 words" in closing
+    assert figures.photo_trust_verdict({"words": [], "methods": {}})[0].startswith("**Nothing to measure.**")

@@ -36,7 +36,9 @@ def ok(at: AppTest) -> AppTest:
 
 def choose_hf(at: AppTest, source: str) -> AppTest:
     ok(at.radio(key="vz_ckpt_choice").set_value("hub").run())
-    assert at.text_input(key="vz_hf_source").value == "nlpconnect/vit-gpt2-image-captioning"  # suggested
+    # issue 26, item 8: nothing typed yet, so nothing is loaded and no error is shown, only what to do
+    assert not at.text_input(key="vz_hf_source").value and not at.error
+    assert any("Type a Hugging Face hub id" in i.value for i in at.info)
     return ok(at.text_input(key="vz_hf_source").set_value(source).run())
 
 
@@ -61,6 +63,8 @@ def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder)
     ok(at.button(key="tt_photo_measure").click().run())  # sanity check and deletion/insertion, no truth needed
     table = at.dataframe[0].value
     assert list(table["method"]) == ["cross_attention", "rollout"]
+    said = " ".join(m.value for m in at.markdown)  # issue 26, item 9: the verdict in words, as for ShapeScenes
+    assert "**Cross attention:**" in said and "**Rollout:**" in said and "a hint about these maps" in said
 
 
 def test_compose_is_left_out_for_a_photo_model(app, hf_folder):
@@ -75,7 +79,18 @@ def test_hub_id_not_cached_is_an_st_error(app, monkeypatch, tmp_path):
     at = choose_hf(ok(app.run()), "someone/not-a-cached-captioner")
     errors = [e.value for e in at.error]
     assert errors and "huggingface-cli download someone/not-a-cached-captioner" in errors[0]
-    assert "\n" not in errors[0].split(". Pick")[0]
+    assert "\n" not in errors[0].split(". Type another")[0]
+    assert errors[0].endswith("Type another hub id or folder in the sidebar, or choose the shipped model.")
+
+
+def test_a_suggested_id_fills_the_field(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    at = ok(app.run())
+    ok(at.radio(key="vz_ckpt_choice").set_value("hub").run())
+    at = ok(at.button(key="vz_hf_suggested_1").click().run())
+    assert at.text_input(key="vz_hf_source").value == "Salesforce/blip-image-captioning-base"
+    assert at.error and "huggingface-cli download Salesforce/blip-image-captioning-base" in at.error[0].value
 
 
 def test_explorer_reports_the_class_tokens_share(app, hf_folder):

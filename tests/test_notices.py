@@ -66,3 +66,11 @@ def test_export_names_its_picture_and_draws_with_max_by_default(tmp_path, capsys
     assert export["view"]["normalize"] == "max"
     assert max(max(row) for word in export["maps"]["cross_attention"] for row in word) == pytest.approx(1.0)
     assert record["maps"] == {}  # no --maps: the JSON line carries none; the export carries the drawn one
+
+
+def test_word_pieces_are_explained():
+    """Issue 26, item 10: BLIP's WordPiece pieces ("##op") appeared as words with no word of what they are."""
+    from vizcap.notices import WORD_PIECES, piece_notice
+
+    assert piece_notice(["a", "sc", "##op", "of", "ice"]) == WORD_PIECES + "."
+    assert piece_notice(["a", "cat", "#", "##"]) is None  # a hash sign is not a piece

@@ -112,6 +112,23 @@ del _strategy
 
 # Every DecodingParams field at its default: the neutral value of a knob a strategy does not use
 DEFAULTS = {f.name: f.default for f in fields(DecodingParams)}
+KNOB_NAMES = {"beams": "beams", "length_penalty": "length penalty", "early_stopping": "early stopping",
+              "temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "seed": "seed"}
+
+
+def describe(params: DecodingParams) -> str:
+    """The decoding in a few words for people: "greedy", "beam search (beams 4, length penalty 1)",
+    "sampling (temperature 1.5, top-k 5, seed 3)": the strategy's label and the knobs it uses that are
+    not off (top-k 0 and top-p 1 are off; early stopping only when not the default)."""
+    strategy = STRATEGIES[params.strategy]
+    shown = []
+    for knob in strategy.knobs:
+        value = getattr(params, knob)
+        if (knob, value) in (("top_k", 0), ("top_p", 1.0), ("early_stopping", DEFAULTS["early_stopping"])):
+            continue
+        shown.append(f"{KNOB_NAMES.get(knob, knob)} {value:g}" if isinstance(value, float) else
+                     f"{KNOB_NAMES.get(knob, knob)} {value}")
+    return (strategy.label or strategy.name) + (f" ({', '.join(shown)})" if shown else "")
 
 
 def _show(value) -> str:

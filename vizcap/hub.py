@@ -291,7 +291,9 @@ class HFCaptioner(ExplainAPI):
     def describe(self) -> str:
         """One line for people: what this model is."""
         enc, dec = self.family.encoder_name(self), self.family.decoder_name
-        return (f"{self.name}: {enc} encoder ({self.grid[0]}x{self.grid[1]} patches + {self.n_extra_keys} class token) and "
+        shown = Path(self.name).name if Path(str(self.name)).exists() else self.name  # a folder by its name, never its path
+        return (f"{self.family_label} “{shown}”: a {enc} encoder ({self.grid[0]}×{self.grid[1]} patches + "
+                f"{self.n_extra_keys} class token{'s' if self.n_extra_keys != 1 else ''}) and "
                 f"a {self.decoder_layers}-layer {dec} with {self.decoder_heads} heads reading it by cross-attention")
 
     # -- the Backend interface ----------------------------------------------------------------------

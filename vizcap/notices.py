@@ -66,9 +66,21 @@ def picture_notice(captioner, image: Image.Image) -> str | None:
     return None
 
 
+WORD_PIECES = ("Some words are written in pieces: the tokenizer splits a word it does not know whole, and a piece "
+               "written “##…” continues the word before it (“sc” + “##op” reads “scop”); each piece has its own map")
+
+
+def piece_notice(tokens: list[str]) -> str | None:
+    """A sentence when the caption has WordPiece continuation pieces (BLIP's tokenizer), else None."""
+    return WORD_PIECES + "." if any(t.startswith("##") and len(t) > 2 for t in tokens) else None
+
+
 def caption_notices(captioner, exp) -> list[str]:
-    """Every notice for one explanation: the picture's, and an empty caption's."""
+    """Every notice for one explanation: the picture's, an empty caption's, and word pieces'."""
     out = [n for n in [picture_notice(captioner, exp.image)] if n]
     if not len(exp) and exp.ended:
         out.append(ENDED_AT_ONCE + ".")
+    pieces = piece_notice(exp.tokens)
+    if pieces:
+        out.append(pieces)
     return out

@@ -64,12 +64,15 @@ def checkpoint_picker() -> None:
             st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
                           on_change=state.keep_on_change("vz_ckpt_dir"))
         elif st.session_state["vz_ckpt_choice"] == "hub":
-            st.session_state.setdefault("vz_hf_source", SUGGESTED[0])
+            # starts empty: nothing is loaded (or refused) until a person has typed or picked an id
             st.text_input("Hub id or folder", key="vz_hf_source", placeholder=SUGGESTED[0],
                           on_change=state.keep_on_change("vz_hf_source"),
                           help="For example " + " or ".join(f"`{s}`" for s in SUGGESTED) + ". A hub id is read from "
                                "the Hugging Face cache (downloaded there first when this machine is online).")
-            st.caption("Try " + " · ".join(f"`{s}`" for s in SUGGESTED))
+            st.caption("Or pick one:")
+            for i, source in enumerate(SUGGESTED):
+                st.button(source, key=f"vz_hf_suggested_{i}", on_click=state.set_widget, args=("vz_hf_source", source),
+                          type="tertiary")
     state.keep_first_value("vz_ckpt_choice")
     if st.session_state["vz_ckpt_choice"] == "directory":
         state.keep_first_value("vz_ckpt_dir")
@@ -103,9 +106,11 @@ def require_captioner(notice: bool = True) -> tuple[vizcap.Captioner, str]:
 def _load_chosen() -> tuple[vizcap.Captioner, str]:
     """The loaded captioner and its path, or a friendly st.error and a stopped page."""
     path = checkpoint_path()
+    hub = st.session_state.get("vz_ckpt_choice") == "hub"
     if not path:
-        st.info("Type the path of a checkpoint directory or a Hugging Face id in the sidebar (or choose the "
-                "shipped model).")
+        st.info("Type a Hugging Face hub id or a local folder in the sidebar, or pick one of its suggestions (or "
+                "choose the shipped model)." if hub else
+                "Type the path of a checkpoint directory in the sidebar (or choose the shipped model).")
         st.stop()
     try:
         shown = Path(path).name if Path(path).exists() else path
@@ -116,7 +121,8 @@ def _load_chosen() -> tuple[vizcap.Captioner, str]:
         shipped = path == shipped_path()
         st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
                  + f": {e}. " + ("Choose a checkpoint directory in the sidebar." if shipped else
-                                 "Pick another directory in the sidebar, or the shipped model."))
+                                 "Type another hub id or folder in the sidebar, or choose the shipped model." if hub
+                                 else "Pick another directory in the sidebar, or the shipped model."))
     except Exception as e:  # never a traceback for a bad directory
         st.error(f"This checkpoint cannot be loaded: {type(e).__name__}: {e}. Pick another one in the sidebar.")
     st.stop()

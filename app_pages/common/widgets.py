@@ -7,7 +7,7 @@ import html
 
 import streamlit as st
 
-from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, params_for, validate
+from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, describe, params_for, validate
 from vizcap.figures import description
 
 from . import state
@@ -40,14 +40,16 @@ def show(fig, key: str | None = None) -> None:
         st.caption(md(text))
 
 
-def image_header(captioner, ckpt: str, compact: bool = False) -> dict:
-    """A strip naming the current image and the model's (greedy) caption: every page explains the same
-    one. compact: one line without the thumbnail (the explorer, whose map shows the picture)."""
+def image_header(captioner, ckpt: str, compact: bool = False, exp=None) -> dict:
+    """A strip naming the current image and the model's caption: every page explains the same one. The
+    caption is `exp`'s when given (the explorer's, decoded as chosen there), else the greedy one; its
+    label names how it was decoded. compact: one line without the thumbnail (the explorer, whose map
+    shows the picture)."""
     img = state.current_image()
-    exp = state.explanation(captioner, ckpt, img, DecodingParams())
+    exp = exp if exp is not None else state.explanation(captioner, ckpt, img, DecodingParams())
     truth = img.get("truth") if not is_photo_model(captioner) else None  # ShapeScenes' truth, not a photo model's
     about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(truth)}*" if truth else "")
-    greedy = ("**Model's caption (greedy):** "
+    greedy = (f"**Model's caption ({md(describe(exp.params))}):** "
               f"<span class='vz-greedy-caption'>{html.escape(exp.caption) or '(empty)'}</span>")
     if compact:
         st.markdown(f"{about} · {greedy} · <small>choose another image on the Home page</small>",

@@ -49,7 +49,8 @@ class VisionEncoderDecoder(HuggingFaceFamily):
             generation_model=model, max_positions=dec.n_positions)
 
     def encoder_name(self, captioner) -> str:
-        return captioner.vision.config.model_type.upper()
+        kind = captioner.vision.config.model_type
+        return {"vit": "ViT", "deit": "DeiT", "beit": "BEiT"}.get(kind, kind)
 
     def encode(self, captioner, pixels: torch.Tensor) -> torch.Tensor:
         memory = captioner.vision(pixel_values=pixels).last_hidden_state

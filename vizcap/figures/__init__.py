@@ -28,11 +28,11 @@ from .images import DISPLAY_SIDE, image_pixels, image_source, plotly_colorscale,
 from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_grid, prefix_maps,
                       word_prefix_heatmap)
 from .training import loss_curve
-from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, sanity_check, trust_verdict
+from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, photo_trust_verdict, sanity_check, trust_verdict
 
 __all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO",
            "alternatives_bar", "architecture", "attention_overlay", "aux_predictions", "beam_tree", "deletion_insertion",
            "description", "distribution_reshape", "encoder_layers", "heads_grid", "image_pixels", "image_source",
            "loss_curve", "map_grid", "mass_in_box", "patch_picker", "patch_tokens",
            "percent", "plotly_colorscale", "pointing_game", "prefix_maps", "sanity_check", "shown_image",
-           "step_probabilities", "title", "trust_verdict", "word_prefix_heatmap"]
+           "photo_trust_verdict", "step_probabilities", "title", "trust_verdict", "word_prefix_heatmap"]

@@ -194,3 +194,43 @@ def trust_verdict(result: dict) -> list[str]:
                "hint about the model, not a proof.")
     return out
 
+
+
+# A difference of areas smaller than this is read as "no difference": the curves of one picture move
+# by a few hundredths between random orders.
+AREA_MARGIN = 0.02
+
+
+def photo_trust_verdict(result: dict) -> list[str]:
+    """Plain-language sentences for `vizcap.photo_trust.photo_trust`'s measurements on one picture (no
+    truth: the sanity check and deletion/insertion only), one per method, never stronger than the numbers."""
+    words = result.get("words") or []
+    if not words:
+        return ["**Nothing to measure.** The caption is empty, so there is no word whose map can be checked."]
+    out = []
+    for method, v in result.get("methods", {}).items():
+        name = method.replace("_", " ")
+        said = []
+        rho = v.get("sanity")
+        if rho is not None and not math.isnan(rho):
+            said.append(f"a scrambled model draws a different map (rank correlation {rho:.2f}): it depends on what the "
+                        "model learned" if rho < 0.5 else
+                        f"a scrambled model draws a similar map (rank correlation {rho:.2f}): much of it comes from the "
+                        "picture and the architecture, not from what the model learned")
+        d_map, d_rand = v.get("deletion_map_auc"), v.get("deletion_random_auc")
+        if d_map is not None and d_rand is not None:
+            said.append(f"greying its hottest cells first lowers the words' probability faster than random cells "
+                        f"(area {d_map:.3f} vs {d_rand:.3f}): those cells matter to the words" if d_map < d_rand - AREA_MARGIN
+                        else f"greying its hottest cells first hurts the words no more than random cells (area {d_map:.3f} "
+                             f"vs {d_rand:.3f}): this test does not show that the map marks what the words need")
+        i_map, i_rand = v.get("insertion_map_auc"), v.get("insertion_random_auc")
+        if i_map is not None and i_rand is not None:
+            said.append(f"revealing its hottest cells first brings the words back sooner than random cells (area "
+                        f"{i_map:.3f} vs {i_rand:.3f})" if i_map > i_rand + AREA_MARGIN else
+                        f"revealing its hottest cells first brings the words back no sooner than random cells (area "
+                        f"{i_map:.3f} vs {i_rand:.3f})")
+        out.append(f"**{name[0].upper() + name[1:]}:** " + "; ".join(said) + ".")
+    out.append(f"Measured on this one picture and {len(words)} word{'s' if len(words) != 1 else ''}: a hint about "
+               "these maps, not a measurement of the model (ShapeScenes models are measured on hundreds of scenes "
+               "whose truth is known).")
+    return out
