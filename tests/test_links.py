@@ -74,3 +74,15 @@ def test_the_lessons_steps_are_valid_views_and_its_photo_is_fixed():
     assert focus_word("two pink circles and an orange square".split()) == 6
     assert focus_word("a red triangle left of a blue circle".split(), "a red star left of a blue circle") == 2
     assert focus_word([]) == 0
+
+
+def test_the_lessons_focus_word_knows_every_right_caption():
+    """Given all right captions, a caption that is one of them has no wrong word (the focus is its last
+    shape word), and a wrong one is wrong where it leaves the right caption it follows longest."""
+    from vizcap.lesson import focus_word
+
+    truths = ["a red star left of a blue circle", "a blue circle right of a red star"]
+    assert focus_word("a blue circle right of a red star".split(), truths) == 7
+    assert focus_word("a blue circle left of a red star".split(), truths) == 3  # follows the second one to "left"
+    assert focus_word("a blue square right of a red star".split(), truths) == 2
+    assert focus_word("a blue circle right of a red star".split(), truths[0]) == 1  # one truth: the canonical one
