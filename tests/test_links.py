@@ -91,3 +91,15 @@ def test_values_the_model_or_caption_lack_are_named_not_clamped():
     assert links.word_note(7, 7) is None and links.word_note(1, 1) is None
     assert links.step_note("9", 5) == "link: step=9 ignored (a step number from 1 to 5; showing step 1)"
     assert links.step_note("0", 5) and links.step_note("x", 5) and links.step_note("5", 5) is None
+
+
+def test_the_lessons_focus_word_knows_every_right_caption():
+    """Given all right captions, a caption that is one of them has no wrong word (the focus is its last
+    shape word), and a wrong one is wrong where it leaves the right caption it follows longest."""
+    from vizcap.lesson import focus_word
+
+    truths = ["a red star left of a blue circle", "a blue circle right of a red star"]
+    assert focus_word("a blue circle right of a red star".split(), truths) == 7
+    assert focus_word("a blue circle left of a red star".split(), truths) == 3  # follows the second one to "left"
+    assert focus_word("a blue square right of a red star".split(), truths) == 2
+    assert focus_word("a blue circle right of a red star".split(), truths[0]) == 1  # one truth: the canonical one

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from vizcap.evaluate import parse_objects
+from vizcap.files import DEFAULT_CHECKPOINT
 from vizcap.scenes import (
     COLOURS,
+    HARD,
+    MIRRORED,
     PLURALS,
     SHAPES,
+    SIZES,
     VOCABULARY,
     SceneConfig,
+    SceneObject,
     describe,
+    name_groups,
     object_cells,
+    ordered_phrasings,
+    phrasings,
     render_scene,
 )
+from vizcap.tokenizer import CaptionTokenizer
 
 SEEDS = range(150)
 SIZE_SEEDS = range(1000, 1060)
@@ -228,3 +239,101 @@ def test_object_cells_on_a_scene():
     assert cells.shape == (8, 8)
     assert set(np.unique(cells)) <= set(range(len(s.objects) + 1))
     assert (cells > 0).any()
+
+
+# -- several right captions (issue 24, item 1) -----------------------------------------------------
+
+PHRASING_CONFIGS = {"plain": SceneConfig(), "size_words": SceneConfig(size_words=True), "hard": HARD,
+                    "no_relations": SceneConfig(relations=False), "four_objects": SceneConfig(min_objects=4, max_objects=4)}
+_RELATION_WORDS = {"left", "right", "of", "above", "below"}
+
+
+def _relation_holds(relation: str, first: SceneObject, second: SceneObject) -> bool:
+    """Does `first <relation> second` hold for the centres (on the pair's dominant axis)?"""
+    (x1, y1), (x2, y2) = first.centre, second.centre
+    horizontal = abs(x2 - x1) >= abs(y2 - y1)
+    return {"left of": horizontal and x1 < x2, "right of": horizontal and x1 > x2,
+            "above": not horizontal and y1 < y2, "below": not horizontal and y1 > y2}[relation]
+
+
+def _named(objects, pair):
+    return next(o for o in objects if (o.colour, o.shape) == pair)
+
+
+@pytest.mark.parametrize("name", PHRASING_CONFIGS)
+def test_every_phrasing_is_true_complete_distinct_and_in_the_vocabulary(name):
+    """Every right caption of many scenes names exactly the scene's objects (as a multiset), says
+    nothing but noun phrases joined by "and" or one relation that the centres bear out, is encoded
+    word by word by the shipped tokenizer, and no two are the same; the canonical caption is first."""
+    config = PHRASING_CONFIGS[name]
+    tokenizer = CaptionTokenizer.from_file(DEFAULT_CHECKPOINT / "tokenizer.json")
+    unknown = tokenizer.tokenizer.token_to_id("<unk>")
+    seen_mirrored = False
+    for seed in range(300, 420):
+        scene = render_scene(seed, config)
+        captions = scene.captions
+        assert captions[0] == scene.caption and len(set(captions)) == len(captions), (seed, captions)
+        truth = Counter((o.colour, o.shape) for o in scene.objects)
+        for caption in captions:
+            assert Counter(parse_objects(caption)) == truth, (seed, caption, truth)
+            words = caption.split()
+            assert set(words) <= set(VOCABULARY), (seed, caption)
+            ids = tokenizer.encode(caption)
+            assert len(ids) == len(words) and unknown not in ids, (seed, caption)
+            relation = " ".join(w for w in words if w in _RELATION_WORDS)
+            if relation:
+                first, second = parse_objects(caption)
+                assert len(scene.objects) == 2 and relation in MIRRORED, (seed, caption)
+                assert _relation_holds(relation, _named(scene.objects, first), _named(scene.objects, second)), \
+                    (seed, caption, scene.objects)
+                seen_mirrored |= relation in ("right of", "below")
+            else:
+                assert words.count("and") == len(name_groups(scene.objects)) - 1, (seed, caption)
+    if name in ("plain", "size_words"):  # worlds with pairs and relations: the mirrored forms occur
+        assert seen_mirrored
+
+
+@pytest.mark.parametrize("name", PHRASING_CONFIGS)
+def test_each_phrasing_is_the_canonical_caption_of_its_object_order(name):
+    """What training relies on: a phrasing's `order` lists every object once, and the objects in
+    that order are described by exactly that phrasing; the canonical one keeps the scene's order."""
+    config = PHRASING_CONFIGS[name]
+    for seed in range(300, 380):
+        scene = render_scene(seed, config)
+        phrased = ordered_phrasings(scene.objects, config)
+        assert phrased[0] == (scene.caption, tuple(range(len(scene.objects))))
+        for caption, order in phrased:
+            assert sorted(order) == list(range(len(scene.objects))), (seed, caption, order)
+            assert describe([scene.objects[i] for i in order], config) == caption, (seed, caption, order)
+
+
+def _obj(colour: str, shape: str, x: float, y: float) -> SceneObject:
+    return SceneObject(colour, shape, (int(x) - 10, int(y) - 10, int(x) + 10, int(y) + 10), 0.25)
+
+
+def test_how_many_right_captions_each_kind_of_scene_has():
+    red, blue, green, pink = (_obj("red", "circle", 20, 50), _obj("blue", "star", 100, 60),
+                              _obj("green", "square", 180, 40), _obj("pink", "cross", 260, 50))
+    red_again = _obj("red", "circle", 220, 80)
+    assert phrasings([]) == [""]
+    assert phrasings([red]) == ["a red circle"]
+    assert phrasings([red, red_again]) == ["two red circles"]
+    assert phrasings([red, red_again, _obj("red", "circle", 300, 20)]) == ["three red circles"]
+    assert phrasings([red, blue]) == ["a red circle left of a blue star", "a blue star right of a red circle"]
+    below = _obj("blue", "star", 25, 200)
+    assert phrasings([red, below]) == ["a red circle above a blue star", "a blue star below a red circle"]
+    assert phrasings([red, blue], SceneConfig(relations=False)) == ["a red circle and a blue star",
+                                                                    "a blue star and a red circle"]
+    assert phrasings([red, blue, red_again]) == ["two red circles and a blue star", "a blue star and two red circles"]
+    three = phrasings([red, blue, green])
+    assert len(three) == len(set(three)) == 6 and three[0] == "a red circle and a blue star and a green square"
+    assert "a green square and a red circle and a blue star" in three
+    assert len(set(phrasings([red, blue, green, pink]))) == 24  # a kind of scene ShapeScenes does not draw
+
+
+def test_a_scene_exposes_its_right_captions():
+    """Scene.captions follows the world the scene was drawn in (size words here)."""
+    config = SceneConfig(size_words=True)
+    scene = next(s for s in (render_scene(seed, config) for seed in range(100)) if len(s.captions) > 1)
+    assert scene.captions == phrasings(scene.objects, config) and scene.captions[0] == scene.caption
+    assert any(w in " ".join(scene.captions).split() for w in SIZES)

@@ -164,6 +164,108 @@ def test_resume_without_state_starts_fresh(tmp_path):
     assert [r["step"] for r in _log(out)] == [3]
 
 
+# -- training on several right captions (issue 24, item 1) -----------------------------------------
+
+
+def _data(captions: str):
+    from train.shapes import ShapeScenesData, default_config
+    from vizcap.model import CaptionModel
+    from vizcap.scenes import VOCABULARY
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tokenizer = CaptionTokenizer.word_level(VOCABULARY)
+    cfg = default_config(tokenizer, "vit")
+    return ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, hard_every=4, captions=captions)
+
+
+def test_canonical_samples_are_what_they_were():
+    """The default (captions="canonical") sample is built as before issue 24, so `python -m train
+    shapes` still reproduces the shipped weights: the canonical caption, caption positions = the
+    scene's object order, bound[j] = object j's normalised cover, refers = word_referents(scene)."""
+    from train.shapes import BOUND, word_referents
+    from vizcap.scenes import HARD, SceneConfig, cell_coverage, cells_from_coverage, render_scene
+
+    data = _data("canonical")
+    for k in range(24):
+        pixels, ids, shapes, colours, order, bound, refers = data[k]
+        scene = render_scene(k, HARD if k % 4 == 3 else SceneConfig())
+        assert ids == [data.tokenizer.bos_id, *data.tokenizer.encode(scene.caption), data.tokenizer.eos_id]
+        cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
+        assert torch.equal(order, torch.from_numpy(cells_from_coverage(cover)))
+        for j in range(BOUND):
+            want = cover[j + 1] / max(cover[j + 1].sum(), 1e-12) if j < len(scene.objects) else 0 * cover[0]
+            assert torch.equal(bound[j], torch.from_numpy(want.astype("float32"))), (k, j)
+        assert torch.equal(refers[1:-1], torch.from_numpy(word_referents(scene)))
+
+
+def test_all_captions_draws_other_phrasings_and_its_labels_follow():
+    """captions="all": sample k's caption is one of its scene's right captions, drawn by k alone
+    (the same in another dataset object; a scene seen again later may get another), not always the
+    canonical one; caption positions, bound objects and word referents follow the drawn order."""
+    from train.shapes import BOUND, OBJECT_WORDS, RenderedScenes, word_referents
+    from vizcap.evaluate import parse_objects
+    from vizcap.scenes import SHAPE_WORDS
+    from vizcap.scenes import HARD, SceneConfig, cell_coverage, cells_from_coverage, ordered_phrasings, render_scene
+
+    data, again = _data("all"), _data("all")
+    other = 0
+    for k in range(48):
+        pixels, ids, shapes, colours, order, bound, refers = data[k]
+        assert ids == again[k][1]
+        config = HARD if k % 4 == 3 else SceneConfig()
+        scene = render_scene(k, config)
+        caption = data.tokenizer.decode(ids)
+        phrasing = next(p for p in ordered_phrasings(scene.objects, config) if p.caption == caption)
+        other += caption != scene.caption
+        cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
+        cells = torch.from_numpy(cells_from_coverage(cover))  # 0 = background, i + 1 = scene object i
+        assert torch.equal(order == 0, cells == 0)
+        for place, i in enumerate(phrasing.order):
+            assert (order[cells == i + 1] == place + 1).all(), (k, caption)  # object i's cells: its place
+            if place < BOUND:
+                want = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)
+                assert torch.equal(bound[place], torch.from_numpy(want.astype("float32"))), (k, caption)
+        assert torch.equal(refers[1:-1], torch.from_numpy(word_referents(scene, phrasing)))
+        words = caption.split()
+        for w, word in enumerate(words):  # a size/colour/shape word names the places of its phrase's objects
+            named = {m for m in range(BOUND) if refers[1 + w, m]}
+            if word in OBJECT_WORDS:
+                j = next(j for j in range(w, len(words)) if words[j] in SHAPE_WORDS)  # its phrase's shape word
+                pair = (words[j - 1], parse_objects(words[j])[0][1])
+                assert named == {m for m, i in enumerate(phrasing.order[:BOUND])
+                                 if (scene.objects[i].colour, scene.objects[i].shape) == pair}, (k, caption, w)
+            else:
+                assert not named, (k, caption, w)
+    assert 10 <= other < 48, other  # about half the scenes have several right captions
+    rendered = RenderedScenes(data, 8, workers=0, progress=False)
+    drawn = {k % 8: set() for k in range(8)}
+    for k in range(64):
+        drawn[k % 8].add(tuple(rendered[k][1]))
+    assert any(len(captions) > 1 for captions in drawn.values())
+
+
+def test_all_captions_run_is_reproducible(tmp_path):
+    args = dict(steps=4, save_every=1000, seed=1, captions="all", **{**FAST, "eval_n": 2})
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    run(ShapesArgs(out=str(a), **args))
+    run(ShapesArgs(out=str(b), **args))
+    run(ShapesArgs(out=str(c), **{**args, "captions": "canonical"}))
+    torch.set_num_threads(1)
+    _same_weights(a, b)
+    assert [r["loss"] for r in _log(a)] == [r["loss"] for r in _log(b)]
+    assert json.loads((a / "metrics.json").read_text())["args"]["captions"] == "all"
+    assert json.loads((a / "metrics.json").read_text())["heldout"]["references"] == "all"
+    # …and the option has teeth: the canonical captions train other weights
+    ta, tc = load_file(a / "model.safetensors"), load_file(c / "model.safetensors")
+    assert not torch.equal(ta["project.weight"], tc["project.weight"])
+
+
+def test_unknown_captions_choice_is_refused(capsys):
+    assert _exit_code(["shapes", "--captions", "some", "--steps", "1"]) == 2
+    with pytest.raises(ValueError, match="captions must be one of"):
+        _data("some")
+
+
 # -- the command line fails cleanly ----------------------------------------------------------------
 
 

@@ -57,6 +57,51 @@ def test_word_targets_skip_wrongly_named_objects():
     assert trust.word_targets(["a", "circle"], scene) == []  # no colour word: nothing to check
 
 
+def test_word_targets_follow_any_right_order():
+    """Every right caption of a scene, in whatever order it names the objects, has a target for each
+    object group: the phrase's own group (same colour and shape), not the group at its place."""
+    seen_other_order = False
+    for seed in SCENE_SEEDS:
+        scene = render_scene(seed)
+        groups = dict(_truth_groups(scene))
+        for caption in scene.captions:
+            tokens = caption.split()
+            targets = trust.word_targets(tokens, scene)
+            assert len(targets) == len(groups), (caption, targets)
+            for shape_j, colour_j, members in targets:
+                pair = (tokens[colour_j], tokens[shape_j])
+                assert members == next(m for (c, s), m in groups.items() if (c, s) == pair or (c, PLURALS[s]) == pair)
+            seen_other_order |= [t[2] for t in targets] != sorted(t[2] for t in targets)
+    assert seen_other_order
+
+
+def test_word_targets_match_each_group_once():
+    red = SceneObject("red", "circle", (0, 0, 10, 10), 0.2)
+    blue = SceneObject("blue", "star", (30, 0, 40, 10), 0.2)
+    scene = Scene(image=Image.new("RGB", (40, 10)), objects=[red, blue], caption="", mask=np.zeros((10, 40), np.uint8))
+    tokens = "a blue star right of a red circle".split()
+    assert trust.word_targets(tokens, scene) == [(2, 1, [1]), (7, 6, [0])]
+    assert trust.word_targets("a red circle and a red circle".split(), scene) == [(2, 1, [0])]
+
+
+def test_summarise_accepts_every_right_caption():
+    """A record's "truths" (all right captions) decide exact; a record without them (written before
+    issue 24) has only its canonical "truth"."""
+    record = {"i": 0, "caption": "a blue star right of a red circle", "truth": "a red circle left of a blue star",
+              "n_objects": 2, "words": []}
+    assert trust.summarise([record], ("a",), (4, 4))["caption"]["exact"] == 0.0
+    record["truths"] = ["a red circle left of a blue star", "a blue star right of a red circle"]
+    caption = trust.summarise([record], ("a",), (4, 4))["caption"]
+    assert caption["exact"] == 1.0 and caption["bleu4"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_scene_records_hold_every_right_caption(monkeypatch):
+    scene = next(s for s in map(render_scene, SCENE_SEEDS) if len(s.captions) > 1)
+    monkeypatch.setattr(trust, "explain", lambda *a, **k: type("E", (), {"caption": "", "tokens": []})())
+    record = trust.scene_record(None, None, scene, 0, (), curves=False)
+    assert record["truth"] == scene.caption and record["truths"] == scene.captions
+
+
 def test_pointing_game_by_hand():
     coverage = np.zeros((3, 4))
     coverage[1, 1:3] = [0.5, 1.0]  # the object touches two of twelve cells

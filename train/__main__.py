@@ -45,6 +45,9 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--attend-weight", type=float, default=d.attend_weight,
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
+    p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
+                   help="training captions: the canonical one of each scene (the shipped model) or, per sample, "
+                        "one drawn among all its right phrasings (default canonical)")
 
 
 def _photos_parser(sub, dataset: str) -> None:

@@ -7,6 +7,11 @@ holds samples t·B … t·B + B − 1, sample i being scene i mod `scenes`, so t
 disjoint seed range (`HELDOUT_FIRST_SEED`). With the defaults below, on the same machine and torch
 version, `python -m train shapes` writes weights bitwise equal to the shipped ones.
 
+A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
+gets one of them, drawn from (seed, sample index) alone, and every label that depends on the order
+in which the caption names the objects (caption positions, binding, supervised attention) follows
+it; the default, `canonical`, trains on `Scene.caption` as the shipped model was.
+
 Besides the caption loss, three auxiliary heads predict the shape, the colour and the caption
 position (first, second, third object named) of the object under every grid cell (background is
 class 0) from the generator's masks: dense supervision that teaches the encoder shapes much faster
@@ -45,8 +50,8 @@ from vizcap.captioner import Captioner
 from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import (COLOURS, HARD, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Scene, SceneConfig, cell_coverage,
-                           cells_from_coverage, name_groups, render_scene)
+from vizcap.scenes import (COLOURS, HARD, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Phrasing, Scene, SceneConfig,
+                           cell_coverage, cells_from_coverage, name_groups, ordered_phrasings, render_scene)
 from vizcap.tokenizer import CaptionTokenizer
 
 from .loop import LoopConfig, train
@@ -55,6 +60,8 @@ TRAIN_SEED_STRIDE = 10**8
 HELDOUT_FIRST_SEED = 2_000_000_000
 COLOUR_NAMES = list(COLOURS)
 BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at most 3)
+CAPTIONS = ("canonical", "all")  # which right captions a training sample may get (ShapesArgs.captions)
+PHRASING_STREAM = 0xCA9  # keeps the phrasing draws apart from every other random stream
 
 
 @dataclass
@@ -78,6 +85,7 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
+    captions: str = "canonical"  # "canonical": Scene.caption (the shipped model); "all": one of Scene.captions per sample
 
 
 ENCODERS = {
@@ -106,12 +114,14 @@ def heldout_seeds(n: int) -> list[int]:
 OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPE_WORDS])
 
 
-def word_referents(scene: Scene) -> np.ndarray:
-    """[words, BOUND]: 1 where caption word i is a size, colour or shape word of the k-th object the
-    caption names ("two green squares" names two objects with each of its words). Objects are
-    grouped as the caption groups them (`name_groups`)."""
-    groups = name_groups(scene.objects)
-    words = scene.caption.split()
+def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray:
+    """[words, BOUND]: 1 where word i of the caption (the canonical one unless `phrasing` is given)
+    is a size, colour or shape word of the k-th object it names ("two green squares" names two
+    objects with each of its words). Objects are counted in the phrasing's order and grouped as the
+    caption groups them (`name_groups`)."""
+    phrasing = phrasing or Phrasing(scene.caption, tuple(range(len(scene.objects))))
+    groups = name_groups([scene.objects[i] for i in phrasing.order])
+    words = phrasing.caption.split()
     refers = np.zeros((len(words), BOUND), np.float32)
     g = 0
     for i, word in enumerate(words):
@@ -123,50 +133,85 @@ def word_referents(scene: Scene) -> np.ndarray:
 
 
 class ShapeScenesData(torch.utils.data.Dataset):
-    """Scene k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and caption-position
+    """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and caption-position
     labels, [BOUND, N] the share of each cell that the caption's first, second, third object covers,
-    and [len(ids), BOUND] which of those objects each token names (`word_referents`; 0 for <bos>/<eos>))."""
+    and [len(ids), BOUND] which of those objects each token names (`word_referents`; 0 for <bos>/<eos>)).
+
+    Sample k shows scene k. Its caption is the canonical one, or with captions="all" one of the
+    scene's right captions drawn by (first_seed, k) alone (`phrasing_index`), and every label that
+    depends on the order of the objects in the caption follows the drawn one. `scene_item(k)` is
+    what does not depend on the draw, with every phrasing's labels; `sample` makes sample k of it."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
-                 hard_every: int = 0):
+                 hard_every: int = 0, captions: str = "canonical"):
+        if captions not in CAPTIONS:
+            raise ValueError(f"captions must be one of {', '.join(CAPTIONS)}; got {captions!r}")
         self.cfg, self.grid, self.tokenizer, self.first_seed = cfg, grid, tokenizer, first_seed
-        self.hard_every = hard_every
+        self.hard_every, self.captions = hard_every, captions
 
     def __len__(self) -> int:
         return TRAIN_SEED_STRIDE
 
     def __getitem__(self, k: int):
+        return self.sample(k, self.scene_item(k))
+
+    def scene_item(self, k: int) -> tuple:
+        """(pixels, shape labels, colour labels, [(ids, caption-position labels, bound, refers) per
+        phrasing]) of scene k, as numpy arrays; one phrasing (the canonical one) unless captions="all"."""
         hard = self.hard_every and k % self.hard_every == self.hard_every - 1
-        scene = render_scene(self.first_seed + k, HARD if hard else SceneConfig())
+        config = HARD if hard else SceneConfig()
+        scene = render_scene(self.first_seed + k, config)
         size = self.cfg.image_size
-        pixels = np.asarray(scene.image.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1)
-        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(scene.caption), self.tokenizer.eos_id]
+        pixels = np.asarray(scene.image.resize((size, size), Image.BILINEAR), dtype=np.uint8).transpose(2, 0, 1).copy()
         cover = cell_coverage(scene.mask, self.grid).reshape(-1, self.grid[0] * self.grid[1])  # [1 + objects, N]
-        cells = cells_from_coverage(cover)  # 0 = background, i = objects[i-1] (caption order)
+        cells = cells_from_coverage(cover)  # 0 = background, i = objects[i-1] (canonical caption order)
         shape_of = np.array([0] + [SHAPES.index(o.shape) + 1 for o in scene.objects])
         colour_of = np.array([0] + [COLOUR_NAMES.index(o.colour) + 1 for o in scene.objects])
+        phrasings = ordered_phrasings(scene.objects, config) if self.captions == "all" else [
+            Phrasing(scene.caption, tuple(range(len(scene.objects))))]
+        return pixels, shape_of[cells], colour_of[cells], [self._phrased(scene, p, cover, cells) for p in phrasings]
+
+    def _phrased(self, scene: Scene, phrasing: Phrasing, cover: np.ndarray, cells: np.ndarray) -> tuple:
+        """(ids, caption-position labels, bound, refers) of the scene captioned by `phrasing`."""
+        ids = [self.tokenizer.bos_id, *self.tokenizer.encode(phrasing.caption), self.tokenizer.eos_id]
+        place = np.zeros(len(scene.objects) + 1, np.int64)  # scene object i + 1 -> its place in the phrasing + 1
+        for nth, i in enumerate(phrasing.order):
+            place[i + 1] = nth + 1
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
-        for j in range(min(BOUND, len(cover) - 1)):
-            bound[j] = cover[j + 1] / max(cover[j + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
-        words = word_referents(scene)
+        for j, i in enumerate(phrasing.order[:BOUND]):
+            bound[j] = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
+        words = word_referents(scene, phrasing)
         if len(words) != len(ids) - 2:
-            raise ValueError(f"the tokenizer split {scene.caption!r} into {len(ids) - 2} tokens, not one per word")
+            raise ValueError(f"the tokenizer split {phrasing.caption!r} into {len(ids) - 2} tokens, not one per word")
         refers = np.zeros((len(ids), BOUND), np.float32)
         refers[1:-1] = words
-        return (torch.from_numpy(pixels.copy()), ids, torch.from_numpy(shape_of[cells]),
-                torch.from_numpy(colour_of[cells]), torch.from_numpy(cells), torch.from_numpy(bound),
-                torch.from_numpy(refers))
+        return ids, place[cells], bound, refers
+
+    def phrasing_index(self, k: int, n: int) -> int:
+        """Which of sample k's n phrasings it gets: a function of (first_seed, k) alone, so a run is
+        reproducible and resumable, and a scene seen again in a later epoch may get another one."""
+        if n == 1:
+            return 0
+        return int(np.random.default_rng([PHRASING_STREAM, self.first_seed, k]).integers(n))
+
+    def sample(self, k: int, item: tuple):
+        pixels, shapes, colours, phrased = item
+        ids, order, bound, refers = phrased[self.phrasing_index(k, len(phrased))]
+        return (torch.from_numpy(pixels), ids, torch.from_numpy(shapes), torch.from_numpy(colours),
+                torch.from_numpy(order), torch.from_numpy(bound), torch.from_numpy(refers))
 
 
 class RenderedScenes(torch.utils.data.Dataset):
     """The first `n` scenes of a ShapeScenesData, rendered once up front by `workers` processes and
-    kept in memory (about 50 kB each at 128 px); sample k is scene k mod n.
+    kept in memory (about 50 kB each at 128 px, plus a few kB per extra phrasing); sample k is scene
+    k mod n, with sample k's phrasing.
 
     Rendering costs about as much CPU as the training step (a hard scene at 640 px takes ~15 ms), and
     a render worker beside the two training threads slows both: rendering first and then training
     on two free cores is faster, and epochs over n scenes replace 320,000 renders by n."""
 
     def __init__(self, scenes: ShapeScenesData, n: int, workers: int, progress: bool = True):
+        self.scenes = scenes
         bar = tqdm(total=n, desc="render scenes", unit="scene", disable=not progress)
         chunks = [range(i, min(n, i + 256)) for i in range(0, n, 256)]
         self.items = []
@@ -183,8 +228,7 @@ class RenderedScenes(torch.utils.data.Dataset):
         return TRAIN_SEED_STRIDE
 
     def __getitem__(self, k: int):
-        pixels, ids, *dense = self.items[k % len(self.items)]
-        return (torch.from_numpy(pixels), ids, *(torch.from_numpy(d) for d in dense))
+        return self.scenes.sample(k, self.items[k % len(self.items)])
 
 
 _worker_scenes: ShapeScenesData | None = None
@@ -196,7 +240,7 @@ def _keep_scenes(scenes: ShapeScenesData) -> None:
 
 
 def _render_chunk(indices: range) -> list[tuple]:
-    return [(p.numpy(), ids, *(d.numpy() for d in dense)) for p, ids, *dense in map(_worker_scenes.__getitem__, indices)]
+    return [_worker_scenes.scene_item(k) for k in indices]
 
 
 def collate(items, pad_id: int):
@@ -255,16 +299,22 @@ def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
 
 
 def evaluate_scenes(captioner: Captioner, seeds: list[int], batch: int = 64, progress: bool = True,
-                    config: SceneConfig = SceneConfig()) -> dict:
-    """Greedy captions of the scenes `seeds`: exact/colour/shape/count scores and BLEU/ROUGE/CIDEr."""
+                    config: SceneConfig = SceneConfig(), references: str = "all") -> dict:
+    """Greedy captions of the scenes `seeds`: exact/colour/shape/count scores and BLEU/ROUGE/CIDEr
+    against every right caption of each scene (references="all"), or against the canonical one only
+    (references="canonical": how checkpoints trained before issue 24 recorded theirs; a metrics.json
+    without a "references" entry was scored so)."""
+    if references not in CAPTIONS:
+        raise ValueError(f"references must be one of {', '.join(CAPTIONS)}; got {references!r}")
     preds, truths, refs = [], [], []
     for i in tqdm(range(0, len(seeds), batch), desc="eval", unit="batch", disable=not progress):
         scenes = [render_scene(s, config) for s in seeds[i : i + batch]]
         preds += captioner.caption_batch([s.image for s in scenes])
         truths += [s.objects for s in scenes]
-        refs += [s.caption for s in scenes]
+        refs += [s.captions if references == "all" else [s.caption] for s in scenes]
     scores = scene_scores(preds, truths, refs)
-    scores.update(caption_metrics(dict(enumerate(preds)), {i: [r] for i, r in enumerate(refs)}))
+    scores.update(caption_metrics(dict(enumerate(preds)), dict(enumerate(refs))))
+    scores["references"] = references
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
 
 
@@ -291,7 +341,8 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     cfg = default_config(tokenizer, args.encoder)
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
-    data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every)
+    data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every,
+                           captions=args.captions)
     data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers)
 
     def batches(start_step: int):

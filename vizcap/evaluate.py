@@ -53,20 +53,28 @@ def parse_objects(caption: str) -> list[tuple[str, str]]:
     return objects
 
 
-def scene_scores(predictions: list[str], truths: list[list[SceneObject]], captions: list[str]) -> dict[str, float]:
-    """Exact match; colour and shape accuracy per object in caption order; count accuracy (the
-    caption names as many objects as the scene has); object recall (order-free)."""
+def scene_scores(predictions: list[str], truths: list[list[SceneObject]],
+                 references: list[list[str] | str]) -> dict[str, float]:
+    """ShapeScenes' own scores of `predictions` against each scene's right captions (`references`:
+    per scene, all its phrasings, the canonical one first; a lone string is the only right one).
+
+    exact          the prediction is one of the right captions;
+    colour_acc /   per true object, the prediction's object at the same place in the one right
+    shape_acc      caption whose object order fits the prediction best (most objects right in both
+                   colour and shape, then most colours + shapes; ties go to the earlier caption);
+    count_acc      the caption names as many objects as the scene has;
+    object_recall  order-free: the share of true objects the caption names (counts expanded)."""
     n_obj = colour_ok = shape_ok = exact = count_ok = recalled = 0
-    for pred, objs, ref in zip(predictions, truths, captions):
-        exact += _normalise(pred) == _normalise(ref)
+    for pred, objs, refs in zip(predictions, truths, references):
+        refs = [refs] if isinstance(refs, str) else refs
+        exact += _normalise(pred) in {_normalise(r) for r in refs}
         named = parse_objects(pred)
-        truth = parse_objects(ref)  # caption order, counts expanded
         count_ok += len(named) == len(objs)
-        for i, (c, s) in enumerate(truth):
-            n_obj += 1
-            if i < len(named):
-                colour_ok += named[i][0] == c
-                shape_ok += named[i][1] == s
+        colours, shapes = _best_alignment(named, [parse_objects(r) for r in refs])
+        colour_ok += colours
+        shape_ok += shapes
+        truth = parse_objects(refs[0])  # every right caption names the same objects
+        n_obj += len(truth)
         remaining = list(named)
         for pair in truth:
             if pair in remaining:
@@ -82,3 +90,17 @@ def scene_scores(predictions: list[str], truths: list[list[SceneObject]], captio
         "object_recall": recalled / n_obj,
         "n_scenes": len(predictions),
     }
+
+
+def _best_alignment(named: list[tuple[str, str]], orders: list[list[tuple[str, str]]]) -> tuple[int, int]:
+    """(right colours, right shapes) of `named` against the object order in `orders` it fits best,
+    place by place."""
+    best, best_key = (0, 0), None
+    for truth in orders:
+        pairs = list(zip(named, truth))
+        colours = sum(n[0] == t[0] for n, t in pairs)
+        shapes = sum(n[1] == t[1] for n, t in pairs)
+        key = (sum(n == t for n, t in pairs), colours + shapes)
+        if best_key is None or key > best_key:
+            best, best_key = (colours, shapes), key
+    return best

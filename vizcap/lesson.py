@@ -49,13 +49,15 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def focus_word(tokens: list[str], truth: str | None = None) -> int:
+def focus_word(tokens: list[str], truth: str | list[str] | None = None) -> int:
     """The word a step is about: the first word that differs from the true caption, if one is given
-    and differs; else the caption's last shape word (else its last word)."""
-    if truth is not None:
-        wrong = [i for i, (a, b) in enumerate(zip(tokens, truth.split())) if a != b]
-        if wrong:
-            return wrong[0]
+    and differs; else the caption's last shape word (else its last word). A scene with several right
+    captions (`Scene.captions`) may be given them all: the caption differs from the right caption it
+    follows longest, and not at all if it follows one to its end."""
+    truths = [truth] if isinstance(truth, str) else list(truth or [])
+    differences = [[i for i, (a, b) in enumerate(zip(tokens, t.split())) if a != b] for t in truths]
+    if differences and all(differences):
+        return max(d[0] for d in differences)
     shape = [i for i, w in enumerate(tokens) if w.lower() in SHAPE_WORDS]
     return shape[-1] if shape else max(len(tokens) - 1, 0)
 

@@ -6,11 +6,17 @@ where, heatmaps can be *measured* (does the map for "star" point at the star?).
 
 Caption grammar (word level, lower case):
 
-* objects are mentioned left to right (top to bottom when they are stacked vertically);
 * every object is named ``[size] <colour> <shape>``: the colour word immediately before the shape;
 * identical objects are counted: "two red circles", "three blue stars";
 * two distinct objects get a relation: "a red circle left of a blue star", "a red circle above a
-  blue star"; three get "and": "a red circle and a blue star and a green square".
+  blue star"; any other scene joins its noun phrases with "and": "a red circle and a blue star and
+  a green square".
+
+A scene has several right captions (`phrasings`, `Scene.captions`): the noun phrases in any order,
+and a relation read from either object ("a blue star right of a red circle"). One of them is the
+canonical caption (`describe`, `Scene.caption`): objects mentioned left to right (a vertically
+stacked pair top to bottom), hence always "left of" or "above". The shipped model was trained on
+the canonical caption only.
 
 Domain randomisation (so the model also works on scenes drawn by other renderers): low-saturation
 backgrounds (solid, gradient, noise), jittered shades, sizes 15–40 % of the shorter side, free
@@ -21,8 +27,10 @@ aliased or anti-aliased edges and JPEG compression.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -48,6 +56,7 @@ SHAPE_WORDS: frozenset[str] = frozenset([*SHAPES, *PLURALS.values()])  # "circle
 SIZES: tuple[str, ...] = ("small", "large")
 NUMBERS: dict[int, str] = {1: "a", 2: "two", 3: "three"}
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+MIRRORED: dict[str, str] = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 
 # Every word the grammar can produce: the tokenizer's vocabulary is built from this list.
 VOCABULARY: tuple[str, ...] = tuple(
@@ -105,10 +114,16 @@ class SceneObject:
 @dataclass
 class Scene:
     image: Image.Image  # RGB
-    objects: list[SceneObject]  # in caption order
-    caption: str
+    objects: list[SceneObject]  # in (canonical) caption order
+    caption: str  # the canonical caption: describe(objects, config)
     mask: np.ndarray = field(repr=False)  # H×W uint8: 0 background, i+1 where objects[i] is drawn
     seed: int = 0
+    config: SceneConfig = field(default=SceneConfig(), repr=False)  # the world it was drawn in
+
+    @property
+    def captions(self) -> list[str]:
+        """Every right caption of the scene, the canonical one first (`phrasings`)."""
+        return phrasings(self.objects, self.config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,13 +249,59 @@ def name_groups(objects: list[SceneObject]) -> list[list[int]]:
     return groups
 
 
+def _noun_phrases(objects: list[SceneObject], config: SceneConfig) -> list[str]:
+    return [_noun_phrase(objects[g[0]], len(g), config.size_words) for g in name_groups(objects)]
+
+
+def _is_related_pair(objects: list[SceneObject]) -> bool:
+    """Two single objects of different kinds: the grammar says where one is from the other."""
+    return len(objects) == 2 and objects[0].name != objects[1].name
+
+
 def describe(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str:
-    """The caption of a scene whose objects are already in caption order."""
-    groups = name_groups(objects)
-    phrases = [_noun_phrase(objects[g[0]], len(g), config.size_words) for g in groups]
-    if len(groups) == 2 and len(objects) == 2 and config.relations:
+    """The canonical caption of a scene whose objects are already in caption order."""
+    phrases = _noun_phrases(objects, config)
+    if _is_related_pair(objects) and config.relations:
         return f"{phrases[0]} {_relation(objects[0], objects[1])} {phrases[1]}"
     return " and ".join(phrases)
+
+
+class Phrasing(NamedTuple):
+    """A right caption, and the objects (indices into the scene's) in an order that it is the
+    canonical caption of: describe([objects[i] for i in order]) == caption."""
+
+    caption: str
+    order: tuple[int, ...]
+
+
+def ordered_phrasings(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> list[Phrasing]:
+    """Every right caption of a scene whose objects are in caption order, `describe`'s first, each
+    with an object order it follows (`Phrasing`). Each names every object once (identical ones counted in
+    one noun phrase) and says nothing else:
+
+    * a pair of different objects: its relation read from either one, "A left of B" / "B right of
+      A" ("A above B" / "B below A"). Not "A and B": where the two are is part of a pair's
+      description in this grammar (`describe` always states it), so the relation-less form is
+      incomplete here, and training on it would teach the model to drop relations;
+    * any other scene: its noun phrases joined by "and" in every order (k groups: k! captions).
+    """
+    phrases = _noun_phrases(objects, config)
+    if _is_related_pair(objects) and config.relations:
+        relation = _relation(objects[0], objects[1])
+        return [Phrasing(f"{phrases[0]} {relation} {phrases[1]}", (0, 1)),
+                Phrasing(f"{phrases[1]} {MIRRORED[relation]} {phrases[0]}", (1, 0))]
+    groups = name_groups(objects)
+    canonical = tuple(range(len(groups)))
+    return [Phrasing(" and ".join(phrases[g] for g in order),
+                     # the canonical caption keeps the scene's order, in which a counted group's members
+                     # may be apart ("two red circles and a blue star" over circle, star, circle)
+                     tuple(range(len(objects))) if order == canonical else tuple(i for g in order for i in groups[g]))
+            for order in itertools.permutations(canonical)]  # the identity order first
+
+
+def phrasings(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> list[str]:
+    """Every right caption of a scene whose objects are in caption order, `describe`'s first."""
+    return [p.caption for p in ordered_phrasings(objects, config)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +378,8 @@ def render_scene(seed: int, config: SceneConfig = SceneConfig()) -> Scene:
     for new, obj in enumerate(order):
         remap[objects.index(obj) + 1] = new + 1
     mask_arr = remap[np.asarray(mask)]
-    return Scene(image=image.convert("RGB"), objects=order, caption=describe(order, config), mask=mask_arr, seed=seed)
+    return Scene(image=image.convert("RGB"), objects=order, caption=describe(order, config), mask=mask_arr, seed=seed,
+                 config=config)
 
 
 def _unambiguous(box: tuple[float, ...], others: list[tuple[float, ...]]) -> bool:

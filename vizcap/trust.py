@@ -41,19 +41,19 @@ FRACTIONS = np.linspace(0, 1, 9)
 
 def word_targets(tokens: list[str], scene: Scene) -> list[tuple[int, int, list[int]]]:
     """(shape-token index, colour-token index, object indices) for every object phrase of the
-    generated caption that names the scene's object group at the same position correctly."""
-    groups = [(scene.objects[g[0]].colour, scene.objects[g[0]].shape, g) for g in name_groups(scene.objects)]
-    out, k, colour_at = [], 0, None
+    generated caption that names one of the scene's object groups correctly (colour and shape), in
+    the caption's order. A right caption may name the groups in any order, so a phrase is matched to
+    the group it names, not to the group at its place; each group at most once."""
+    groups = {(scene.objects[g[0]].colour, scene.objects[g[0]].shape): g for g in name_groups(scene.objects)}
+    out, colour_at = [], None
     for j, word in enumerate(tokens):
         if word in COLOURS:
             colour_at = j
         elif word in SHAPE_WORDS:
-            if k < len(groups) and colour_at is not None:
-                colour, shape, members = groups[k]
+            if colour_at is not None:
                 named = parse_objects(f"{tokens[colour_at]} {word}")
-                if named and named[0] == (colour, shape):
-                    out.append((j, colour_at, members))
-            k += 1
+                if named and named[0] in groups:
+                    out.append((j, colour_at, groups.pop(named[0])))
             colour_at = None
     return out
 
@@ -157,8 +157,9 @@ def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int]
 
 def independent_scene(i: int, hard: bool = False) -> Scene:
     """Scene i of the independent renderer (vizcap/independent_renderer.py, seed INDEPENDENT_FIRST_SEED + i;
-    its hard world with hard=True), with its true caption written in ShapeScenes' grammar. It has no
-    pixel mask (the trust metrics use boxes only)."""
+    its hard world with hard=True), with its true captions written in ShapeScenes' grammar from its
+    objects (`Scene.captions`: the renderer itself writes none). It has no pixel mask (the trust
+    metrics use boxes only)."""
     from .independent_renderer import render_independent
 
     image, objects = render_independent(INDEPENDENT_FIRST_SEED + i, hard=hard)
@@ -179,7 +180,8 @@ def scene_record(captioner, randomized, scene: Scene, i: int, methods: tuple[str
     """Everything evaluate_trust measures on one scene, per correctly named object (floats rounded to 6
     places; the summary is computed from these rounded values, so it can be recomputed from them)."""
     exp = explain(captioner, scene.image, max_tokens=24)
-    record = {"i": i, "caption": exp.caption, "truth": scene.caption, "n_objects": len(scene.objects), "words": []}
+    record = {"i": i, "caption": exp.caption, "truth": scene.caption, "truths": scene.captions,
+              "n_objects": len(scene.objects), "words": []}
     targets = word_targets(exp.tokens, scene)
     if not targets:
         return record
@@ -216,12 +218,12 @@ def scene_record(captioner, randomized, scene: Scene, i: int, methods: tuple[str
 def summarise(records: list[dict], methods: tuple[str, ...], grid: tuple[int, int],
               source: str = "held-out ShapeScenes") -> dict:
     """The figures of evaluate_trust from its per-scene records (means over correctly named objects;
-    caption metrics over all scenes), rounded to 4 places."""
+    caption metrics over all scenes, against each scene's right captions), rounded to 4 places."""
     words = [w for r in records for w in r["words"]]
     preds = [r["caption"] for r in records]
-    refs = [r["truth"] for r in records]
+    refs = [r.get("truths") or [r["truth"]] for r in records]  # records written before issue 24 hold only "truth"
     scores = scene_scores(preds, [[None] * r["n_objects"] for r in records], refs)  # only the count is used
-    scores.update(caption_metrics(dict(enumerate(preds)), {i: [ref] for i, ref in enumerate(refs)}))
+    scores.update(caption_metrics(dict(enumerate(preds)), dict(enumerate(refs))))
     result: dict = {"source": source, "n_scenes": len(records), "n_words": len(words), "grid": list(grid),
                     "caption": scores}
     chance = _mean([w["chance"] for w in words])
