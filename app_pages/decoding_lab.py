@@ -80,7 +80,7 @@ for col, (name, exp) in zip(columns, runs.items()):
             detail += " · cut at max words"
         st.caption(detail)
         if img.get("truth") and not model_picker.is_photo_model(captioner):
-            st.caption("✓ matches the truth" if exp.caption == img["truth"] else "✗ differs from the truth")
+            st.caption("✓ a right caption" if state.is_right(exp.caption, img) else "✗ not a right caption")
 
 st.caption("**log p**: the sum of the log-probabilities of the caption's words and its end (0 would be certain; the "
            "more negative, the less likely) · **score** (beam search): log p ÷ length^penalty, how finished captions "

@@ -104,7 +104,7 @@ def compose() -> None:
                          "only asked to describe what can be seen.", icon=":material/visibility_off:")
     image_id = compose_spec(placements, background)  # the scene's own description: it can travel in a link
     if state.current_image()["id"] != image_id:
-        state.set_image(image_id, scene.image, "your composed scene", scene.caption)
+        state.set_image(image_id, scene.image, "your composed scene", scene.captions)
 
 
 def show_caption(captioner, ckpt: str) -> None:
@@ -118,10 +118,12 @@ def show_caption(captioner, ckpt: str) -> None:
         st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{html.escape(exp.caption) or '(empty caption)'}</p>",
                     unsafe_allow_html=True)
         if img.get("truth") and not model_picker.is_photo_model(captioner):  # a ShapeScenes truth says nothing of a photo model
-            same = exp.caption == img["truth"]
+            same = state.is_right(exp.caption, img)
+            others = len(img["truths"]) - 1
             (st.success if same else st.warning)(
-                f"True caption: *{widgets.md(img['truth'])}* — " + ("the model got it exactly right." if same else
-                                                        "the model's caption differs. Where did it look?"))
+                f"True caption: *{widgets.md(img['truth'])}*"
+                + (f" (or any of its {others} other right phrasing{'s' if others != 1 else ''})" if others else "")
+                + " — " + ("the model's caption is right." if same else "the model's caption differs. Where did it look?"))
         if len(exp):
             st.caption("How sure the model was of each word (greedy decoding):")
             st.dataframe({"word": exp.tokens, "probability": [float(p) for p in exp.probs]}, hide_index=True,

@@ -54,7 +54,7 @@ st.markdown(f"<p style='font-size:1.25rem' id='vz-lesson-say'>{html.escape(step.
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def picture(image: str):
-    """(image, its true caption or None) for a step."""
+    """(image, its right captions, canonical first, or None) for a step."""
     if image == PHOTO:
         return photo_like(), None
     kind, _, rest = image.partition(":")
@@ -63,14 +63,15 @@ def picture(image: str):
     else:
         placements, background = links.parse_compose(rest)
         scene = compose_scene(placements, background=background)
-    return scene.image, scene.caption
+    return scene.image, scene.captions
 
 
-image, truth = picture(step.image)
-img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth}
+image, truths = picture(step.image)
+truth = truths[0] if truths else None
+img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth, "truths": truths or []}
 greedy = state.explanation(captioner, ckpt, img, DecodingParams())
 beam = state.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
-j = focus_word(greedy.tokens, truth if step.view == "failure" else None) if len(greedy) else 0
+j = focus_word(greedy.tokens, truths if step.view == "failure" else None) if len(greedy) else 0
 maps = greedy.maps(step.method, normalize="max") if len(greedy) else None
 
 

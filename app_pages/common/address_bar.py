@@ -54,7 +54,7 @@ def set_link_image(image: str) -> None:
     elif state.current_image()["id"] != image:
         placements, background = links.parse_compose(rest)
         scene = compose_scene(placements, background=background)
-        state.set_image(image, scene.image, "a composed scene", scene.caption)
+        state.set_image(image, scene.image, "a composed scene", scene.captions)
 
 
 def write_link(view: links.View) -> str:

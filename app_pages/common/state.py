@@ -1,7 +1,8 @@
 """What the app keeps in st.session_state, and the only code that writes it (all keys "vz_…", except
 each page's own widget keys):
 
-  vz_image        {"id", "label", "image", "truth"}: the picture every page explains
+  vz_image        {"id", "label", "image", "truth", "truths"}: the picture every page explains (a ShapeScenes
+                  scene's canonical caption and every right caption, vizcap.scenes.Scene.captions)
   vz_explanations {(image id, checkpoint, decoding params): Explanation}, the newest 16
   vz_model_calls  how many times this session asked the model to explain an image
   vz_memo_<name>  other model-derived values (anatomy, next-word logits), the newest 8 each
@@ -75,7 +76,7 @@ def set_widget(key: str, value) -> None:
 @st.cache_data(show_spinner=False, max_entries=64)
 def scene_image(seed: int):
     scene = render_scene(int(seed))
-    return scene.image, scene.caption
+    return scene.image, scene.captions
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -86,13 +87,20 @@ def thumbnail(seed: int, side: int = 160):
     return ImageOps.pad(scene_image(int(seed))[0], (side, side), color=(255, 255, 255))
 
 
-def set_image(image_id: str, image, label: str, truth: str | None = None) -> None:
-    st.session_state["vz_image"] = {"id": image_id, "image": image, "label": label, "truth": truth}
+def set_image(image_id: str, image, label: str, truths: list[str] | None = None) -> None:
+    """The current picture; `truths`: every right caption of a ShapeScenes picture, canonical first."""
+    st.session_state["vz_image"] = {"id": image_id, "image": image, "label": label,
+                                    "truth": truths[0] if truths else None, "truths": list(truths or [])}
+
+
+def is_right(caption: str, img: dict) -> bool:
+    """The caption is one of the picture's right captions (a scene has several phrasings)."""
+    return caption in (img.get("truths") or [])
 
 
 def set_scene(seed: int) -> None:
-    image, caption = scene_image(int(seed))
-    set_image(f"scene:{int(seed)}", image, f"ShapeScenes example {int(seed)}", caption)
+    image, captions = scene_image(int(seed))
+    set_image(f"scene:{int(seed)}", image, f"ShapeScenes example {int(seed)}", captions)
 
 
 def current_image() -> dict:
