@@ -6,6 +6,8 @@ vizcap.scenes) are measured again here and must give the stored measurements."""
 
 from __future__ import annotations
 
+import copy
+
 import ast
 import json
 import re
@@ -87,8 +89,11 @@ def _nan_to_null(obj):
 @pytest.mark.parametrize("source", SOURCES)
 def test_stored_scenes_are_measured_again(shipped, stored, records, source):
     """Scenes 0-5 (with deletion/insertion curves and the sanity check) and 6 more across the range:
-    the same captions, the same pointing hits, the same masses, correlations and curves (to 2e-6: the
-    stored values have 6 places, and thread counts may move the last one)."""
+    the same captions, the same pointing hits, the same masses and curves (to 1e-5: the stored values
+    have 6 places, and the order of float32 sums — CPU kernel, thread count — moves the last ones: up to
+    6e-6 on this machine on 2026-12-02, where 2e-6 had sufficed on the machine that wrote them), and the
+    same sanity-check correlations to 2e-3 (a randomised model's maps are nearly flat, so float noise
+    reorders their ranks: up to 6e-4 here)."""
     section = SOURCES[source](stored)
     methods, curves_n = tuple(section["pointing"]), section["curves_n"]
     randomized = trust.randomized_copy(shipped)
@@ -96,7 +101,20 @@ def test_stored_scenes_are_measured_again(shipped, stored, records, source):
         again = trust.scene_record(shipped, randomized, SCENE_FN[source](i), i, methods, curves=i < curves_n)
         if "truths" not in records[source][i]:  # stored before issue 24: the canonical truth alone
             assert again.pop("truths")[0] == again["truth"]
-        assert_close(again, records[source][i], tol=2e-6, where=f"{source} scene {i}")
+        want = copy.deepcopy(records[source][i])  # the fixture is shared: compare a copy
+        got_rho, want_rho = _pop_sanity(again), _pop_sanity(want)
+        assert_close(again, want, tol=1e-5, where=f"{source} scene {i}")
+        assert_close(got_rho, want_rho, tol=2e-3, where=f"{source} scene {i} sanity ρ")
+
+
+def _pop_sanity(record: dict) -> list:
+    """The record's sanity-check rank correlations, taken out of a copy's word entries (compared apart)."""
+    out = []
+    for word in record.get("words", []):
+        for m in word.get("methods", {}).values():
+            if "sanity" in m:
+                out.append(m.pop("sanity"))
+    return out
 
 
 def test_stored_figures_back_the_claims(stored):
