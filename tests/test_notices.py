@@ -74,3 +74,37 @@ def test_word_pieces_are_explained():
 
     assert piece_notice(["a", "sc", "##op", "of", "ice"]) == WORD_PIECES + "."
     assert piece_notice(["a", "cat", "#", "##"]) is None  # a hash sign is not a piece
+
+
+def test_outputs_say_which_maps_were_trained_to_point(tmp_path, capsys):
+    """Issues 24/25: every output that carries the model says whether its maps were trained to look right.
+    The shipped model's metrics.json records the supervised-attention and binding losses (weights > 0)."""
+    import vizcap
+    from vizcap.notices import attention_notice, map_status, trained_maps
+
+    shipped = vizcap.load()
+    assert trained_maps(shipped) == ("cross_attention", "prefix")
+    assert map_status(shipped, "prefix").startswith("trained to point") and map_status(shipped, "rollout").startswith("nothing")
+    assert "cross-attention and prefix maps show that training" in attention_notice(shipped)
+    assert main(["caption", str(SCENE), "--json", "--export", str(tmp_path)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["attention_trained"] is True and record["trained_maps"] == ["cross_attention", "prefix"]
+    export = json.loads((tmp_path / "scene.json").read_text())
+    assert export["attention_trained"] is True and any("trained to look at the objects" in n for n in export["notices"])
+
+
+def test_a_checkpoint_without_the_attention_losses_says_nothing_trained_it(tmp_path):
+    """A metrics.json with both loss weights 0 (the free twin of issue 24) → nothing trained; none → unknown."""
+    import shutil
+
+    import vizcap
+    from vizcap.notices import NOTHING_TRAINED, attention_notice, trained_maps
+
+    folder = tmp_path / "free"
+    shutil.copytree(Path(vizcap.load().name), folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["args"].update(attend_weight=0.0, bind_weight=0.0)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert trained_maps(vizcap.load(folder)) == () and attention_notice(vizcap.load(folder)) == NOTHING_TRAINED + "."
+    (folder / "metrics.json").unlink()
+    assert trained_maps(vizcap.load(folder)) is None and attention_notice(vizcap.load(folder)) is None

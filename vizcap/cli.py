@@ -128,6 +128,7 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
     made), the caption as a GIF, and the JSON with the decoding settings and the view."""
     from .files import atomic_write
     from .maps import colour_range, layer_head, lookup
+    from .notices import map_status
     from .render import caption_gif, labelled_overlay
 
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
@@ -138,7 +139,9 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
     vmax, unit = colour_range(maps, method, normalize)  # one colour scale for every word
     where = (f" · {'all layers (mean)' if layer is None else f'layer {layer}'} · "
              f"{'all heads (mean)' if head is None else f'head {head}'}") if per_head else ""
-    note = f"{method.replace('_', ' ')}{where} · normalisation {normalize} · {exp.params.strategy} decoding"
+    status = map_status(exp._captioner, method) if exp._captioner is not None else None
+    note = (f"{method.replace('_', ' ')}{where} · normalisation {normalize} · {exp.params.strategy} decoding"
+            + (f" · {status}" if status else ""))
     for j, word in enumerate(exp.tokens):
         name = f"{stem}.{j:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', word)}.{method}.png"
         picture = labelled_overlay(exp.image, maps[j], word, unit, vmax, note=note)
@@ -153,7 +156,7 @@ def _caption(args) -> int:
     from . import ImageError, load
     from .decoding import STRATEGIES
     from .maps import METHODS, available, check_layer_head, check_normalize, layer_head
-    from .notices import caption_notices
+    from .notices import caption_notices, trained_maps
 
     # bad values and bad checkpoints raise ValueError / CheckpointError: main() prints one line, exit 2
     knobs = _knobs(args)
@@ -175,6 +178,7 @@ def _caption(args) -> int:
         print(f"vizcap: note: this model's generation settings {', '.join(unsupported)} are not applied here, so "
               "its captions may differ from its generate()", file=sys.stderr, flush=True)
     params = captioner.decoding_params(**knobs)  # once, for every image
+    trained = trained_maps(captioner)
     failed = 0
     for path in args.paths:
         try:
@@ -191,6 +195,8 @@ def _caption(args) -> int:
             said = caption_notices(captioner, exp)  # a picture unlike the model's world; a caption ended at once
             if said:
                 record["notice"] = " ".join(said)
+            if trained is not None:  # which maps a loss pulled onto the objects: those are not evidence
+                record.update(attention_trained=bool(trained), trained_maps=list(trained))
             if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
                 record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
             if STRATEGIES[params.strategy].search != "greedy":  # greedy: nothing drawn or ranked

@@ -171,13 +171,17 @@ class Explanation:
         model, what vizcap says plainly about them (`notices`), and the maps with how they were made
         (`view`: method list, layer and head — they apply to the methods that take them,
         MapMethod.per_layer_head —, normalisation, sinks, units)."""
-        from .notices import caption_notices
+        from .notices import attention_notice, caption_notices, trained_maps
 
         per_head = {m: mapping.layer_head(m, layer, head) for m in methods}
+        trained = trained_maps(self._captioner) if self._captioner is not None else None
+        said = [attention_notice(self._captioner)] if self._captioner is not None else []
         return {
             "image": image,
             "size": list(self.image.size),
-            "notices": caption_notices(self._captioner, self) if self._captioner is not None else [],
+            "notices": caption_notices(self._captioner, self) + [s for s in said if s] if self._captioner is not None else [],
+            "attention_trained": None if trained is None else bool(trained),
+            "trained_maps": None if trained is None else list(trained),
             "caption": self.caption,
             "tokens": self.tokens,
             "token_ids": self.token_ids,

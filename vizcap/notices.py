@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from . import records
 from .scenes import COLOURS, VOCABULARY
 
 _PALETTE = np.array(list(COLOURS.values()), dtype=float)
@@ -84,3 +85,51 @@ def caption_notices(captioner, exp) -> list[str]:
     if pieces:
         out.append(pieces)
     return out
+
+
+# -- which maps were trained to look right ---------------------------------------------------------
+# A map is evidence of what the model uses only where nothing trained it to look right. vizcap's
+# ShapeScenes preset can add a supervised-attention loss (attend_weight: cross-attention at object words
+# pulled onto the object) and a binding loss (bind_weight: prefix tokens tied to the named objects); the
+# checkpoint's metrics.json records both. Hugging Face captioners were trained on captions alone.
+
+TRAINED_TO_POINT = ("This model was trained to look at the objects it names: its {maps} maps show that training, so "
+                    "where they point is the training target, not evidence of what the model uses")
+NOTHING_TRAINED = "Nothing trained this model's maps to look right: what they show was learned from captions alone"
+
+
+def trained_maps(captioner) -> tuple[str, ...] | None:
+    """The map methods whose maps a loss pulled onto the objects during training ("cross_attention"
+    with a supervised-attention loss, "prefix" with that loss or a binding loss); () when nothing
+    trained any; None when the training is not recorded (a vizcap checkpoint without metrics.json)."""
+    if captioner.is_photo_model:
+        return ()  # trained on captions alone (their published recipes have no attention loss)
+    facts = records.training_facts(captioner.name)
+    if "attend_weight" not in facts and "bind_weight" not in facts:
+        return None
+    attend, bind = facts.get("attend_weight", 0) > 0, facts.get("bind_weight", 0) > 0
+    out = []
+    if attend and captioner.mode != "prefix":
+        out.append("cross_attention")
+    if (attend or bind) and captioner.mode != "cross":
+        out.append("prefix")
+    return tuple(out)
+
+
+def attention_notice(captioner) -> str | None:
+    """The sentence for where a map is read: which maps were trained to point (None when unknown)."""
+    trained = trained_maps(captioner)
+    if trained is None:
+        return None
+    if not trained:
+        return NOTHING_TRAINED + "."
+    names = " and ".join(m.replace("_", "-") for m in trained)
+    return TRAINED_TO_POINT.format(maps=names) + "."
+
+
+def map_status(captioner, method: str) -> str | None:
+    """A few words for one map's label: "trained to point" or "nothing trained it" (None: unknown)."""
+    trained = trained_maps(captioner)
+    if trained is None:
+        return None
+    return "trained to point: its training target, not evidence" if method in trained else "nothing trained it to point"
