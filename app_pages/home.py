@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
+from vizcap import notices
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.decoding import DecodingParams
 from vizcap.images import MAX_UPLOAD_MB, read_upload
@@ -153,6 +154,8 @@ st.markdown(
 )
 captioner, ckpt = model_picker.require_captioner(notice=False)  # the notice goes with the caption, below
 st.caption(model_line(captioner, ckpt))
+if notices.attention_notice(captioner):  # where maps are read, say whether they were trained to look right
+    st.caption(widgets.md(notices.attention_notice(captioner)) + " (Training & trust measures what the maps are worth).")
 shown = st.container()  # the caption, drawn after the chooser below has set this run's image
 st.divider()
 st.subheader("Choose another image")

@@ -177,6 +177,22 @@ def test_home_default_flow(app, app_checkpoint):
     text = " ".join(e.value for e in [*at.markdown, *at.caption])
     assert str(app_checkpoint) not in text and "/" not in at.caption[0].value  # no filesystem path for newcomers
     assert f"folder “{common_md(app_checkpoint.name)}”" in text and "mode both" not in text
+    assert "trained to look at the objects" not in text  # its metrics.json records no attention loss: nothing said
+
+
+def test_home_says_when_the_maps_were_trained_to_point(app_checkpoint, tmp_path, monkeypatch):
+    """Issue 25, item 5: where maps are read, a model whose training pulled them onto the objects says so."""
+    import shutil
+
+    folder = tmp_path / "trained"
+    shutil.copytree(app_checkpoint, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["args"].update(attend_weight=1.0, bind_weight=1.0)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(folder))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    text = " ".join(e.value for e in at.caption).replace("\\", "")
+    assert "This model was trained to look at the objects it names: its cross-attention and prefix maps" in text
 
 
 def test_home_gallery_and_any_example(app):
