@@ -13,7 +13,7 @@ import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
 from vizcap import figures
-from vizcap.decoding import MAX_BEAMS, STRATEGIES
+from vizcap.strategies import MAX_BEAMS, STRATEGIES
 from vizcap.explain import teacher_forced
 
 st.title("Decoding lab")

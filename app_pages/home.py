@@ -11,7 +11,7 @@ import streamlit as st
 from app_pages.common import model_picker, state, widgets
 from vizcap import notices
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
-from vizcap.decoding import DecodingParams
+from vizcap.strategies import DecodingParams
 from vizcap.images import MAX_UPLOAD_MB, read_upload
 from vizcap.links import compose_spec
 from vizcap.scenes import COLOURS, SHAPES, SceneConfig

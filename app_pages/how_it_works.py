@@ -8,7 +8,7 @@ import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
 from vizcap import anatomy, figures, records
-from vizcap.decoding import DecodingParams
+from vizcap.strategies import DecodingParams
 
 st.title("How it works")
 captioner, ckpt = model_picker.require_captioner()

@@ -13,7 +13,7 @@ import streamlit as st
 from app_pages.common import model_picker, state, widgets
 from vizcap import figures, links
 from vizcap.compose import compose_scene
-from vizcap.decoding import DecodingParams
+from vizcap.strategies import DecodingParams
 from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
 from vizcap.scenes import render_scene
 

@@ -212,10 +212,10 @@ def throwaway():
     registries); removed after the test."""
     import dataclasses
 
-    from vizcap import decoding, maps
+    from vizcap import maps, strategies
 
     method = maps.register(dataclasses.replace(maps.METHODS["rollout"], name="my_rollout", help="a copy of rollout"))
-    strategy = decoding.register(dataclasses.replace(decoding.STRATEGIES["sample"], name="my_sample", label="my sampling"))
+    strategy = strategies.register(dataclasses.replace(strategies.STRATEGIES["sample"], name="my_sample", label="my sampling"))
     yield method, strategy
     maps.unregister("my_rollout")
-    decoding.unregister("my_sample")
+    strategies.unregister("my_sample")

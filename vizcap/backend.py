@@ -109,7 +109,7 @@ class ExplainAPI:
                         early_stopping: str | None = None):
         """The DecodingParams of one request (vizcap.decoding.params_for): knobs left as None take this
         model's own defaults, then DecodingParams' (a beam search's width: the model's num_beams, else 1)."""
-        from .decoding import params_for
+        from .strategies import params_for
 
         own = self.decoding_defaults()
         defaults = {"beams": max(1, int(own.get("num_beams", 1))), "length_penalty": own.get("length_penalty"),

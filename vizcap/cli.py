@@ -46,7 +46,7 @@ def _float(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .decoding import STRATEGIES
+    from .strategies import STRATEGIES
     from .maps import METHODS, NORMALIZATIONS
 
     parser = _Parser(prog="vizcap", description="See where an image captioner looks while it writes each word.")
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _knobs(args) -> dict:
     """The decoding knobs as given, validated here, before any model is loaded (vizcap.decoding.validate);
     those left unset stay None: the model's own defaults fill them (ExplainAPI.decoding_params)."""
-    from .decoding import validate
+    from .strategies import validate
 
     knobs = dict(strategy=args.strategy, beams=3 if args.beams is None else args.beams, top_k=args.top_k,
                  top_p=args.top_p, temperature=args.temperature, length_penalty=args.length_penalty, seed=args.seed,
@@ -154,7 +154,7 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
 
 def _caption(args) -> int:
     from . import ImageError, load
-    from .decoding import STRATEGIES
+    from .strategies import STRATEGIES
     from .maps import METHODS, available, check_layer_head, check_normalize, layer_head
     from .notices import caption_notices, trained_maps
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from .compose import BACKGROUNDS, Placement, problems as compose_problems
-from .decoding import DecodingParams, validate
+from .strategies import DecodingParams, validate
 from .maps import METHODS, NORMALIZATIONS
 
 MAX_SCENE = 2**31 - 1

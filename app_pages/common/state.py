@@ -17,7 +17,7 @@ from dataclasses import astuple
 
 import streamlit as st
 
-from vizcap.decoding import DecodingParams
+from vizcap.strategies import DecodingParams
 from vizcap.scenes import render_scene
 
 DEFAULT_SCENE = 7

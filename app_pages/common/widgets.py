@@ -7,7 +7,7 @@ import html
 
 import streamlit as st
 
-from vizcap.decoding import MAX_BEAMS, STRATEGIES, DecodingParams, describe, params_for, validate
+from vizcap.strategies import MAX_BEAMS, STRATEGIES, DecodingParams, describe, params_for, validate
 from vizcap.figures import description
 
 from . import state
