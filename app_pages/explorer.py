@@ -17,6 +17,7 @@ import streamlit as st
 from app_pages.common import address_bar, model_picker, state, widgets
 from vizcap import figures, links, notices, render
 from vizcap.maps import METHODS, NORMALIZATIONS, available, colour_range, select
+from vizcap.maps import normalize as normalize_maps
 
 PLAY_SECONDS = float(os.environ.get("VIZCAP_PLAY_SECONDS", "0.7"))
 NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention shares), so a weak map stays weak; "
@@ -87,8 +88,30 @@ st.caption("Map: " + summary + " (change in Map settings)")
 if exp.crop:
     st.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
-with st.spinner(f"Computing {METHODS[method].label}…") if METHODS[method].on_demand else nullcontext():
-    maps = exp.maps(method, layer, head, normalize, sinks)  # [T, gh, gw]; the model only for relevancy, once
+def on_request(name: str, words: int):
+    """A spinner saying what is computed and how long it took last time on this model (per word), for
+    the methods the registry marks on_demand (relevancy through the encoder, occlusion); else nothing."""
+    if not METHODS[name].on_demand:
+        return nullcontext()
+    last = st.session_state.get("ex_seconds_per_word", {}).get((captioner.name, name))
+    expect = f" — about {last * words:.0f} s, going by the last time" if last else " — the first time on this model"
+    return st.spinner(f"Computing {METHODS[name].label} for {words} word{'s' if words != 1 else ''}{expect}…",
+                      show_time=True)
+
+
+def timed(name: str, words: int, compute):
+    """compute() under on_request's spinner; the seconds per word are kept for the next estimate."""
+    start = time.perf_counter()
+    with on_request(name, words):
+        out = compute()
+    if METHODS[name].on_demand and time.perf_counter() - start > 0.05:  # a real computation, not the kept maps
+        seconds = st.session_state.setdefault("ex_seconds_per_word", {})
+        seconds[(captioner.name, name)] = (time.perf_counter() - start) / max(words, 1)
+    return out
+
+
+# [T, gh, gw]; the model only for the gradient and occlusion methods, once per explanation
+maps = timed(method, T, lambda: exp.maps(method, layer, head, normalize, sinks))
 vmax, unit = colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
 
 
@@ -148,6 +171,36 @@ def overlay_figure(j: int):
                                      unit=unit)
 
 
+CONTRAST_HELP = ("A contrastive map: where the image made the model prefer its word over this alternative. "
+                 "Relevancy (or decoder relevancy) of the difference of the two logits at this step; with "
+                 "occlusion as the method, the drop of the difference of the two probabilities when each cell is "
+                 "greyed. Empty: the word's own map.")
+
+
+def contrast_picker(j: int) -> int | None:
+    """“Why this word and not…”: one of the step's other likely tokens, or None (the word's own map)."""
+    others = [k for k, i in enumerate(exp.top_ids[j].tolist()) if i != exp.token_ids[j] and exp.top_probs[j][k] > 0]
+    choice = st.selectbox(f"Why “{widgets.md(exp.tokens[j])}” and not…", [None, *others], key=f"ex_contrast_{j}",
+                          format_func=lambda k: "— (the word's own map)" if k is None else
+                          f"“{exp.top_tokens[j][k]}” (p = {float(exp.top_probs[j][k]):.2f})", help=CONTRAST_HELP)
+    return None if choice is None else int(exp.top_ids[j][choice])
+
+
+def contrast_figure(j: int, alternative: int):
+    """The contrastive map of word j against `alternative`, drawn in the overlay's place, its label saying so."""
+    how = method if method in exp.CONTRASTIVE_METHODS else "relevancy"
+    raw = timed(how, 1, lambda: exp.contrastive(j, alternative, how))
+    shown = normalize_maps(raw[None], normalize)
+    top, label = colour_range(shown, how, normalize)
+    other = exp.top_tokens[j][exp.top_ids[j].tolist().index(alternative)]
+    st.caption(f"Contrastive {METHODS[how].label}: why “{widgets.md(exp.tokens[j])}” and not “{widgets.md(other)}” "
+               f"({'the drop of p(word) − p(alternative) when each cell is greyed' if how == 'occlusion' else 'relevance of logit(word) − logit(alternative)'}; "
+               f"{'' if how == method else 'the chosen method has no contrastive form, so relevancy; '}"
+               "choose “—” to see the word's own map).")
+    return figures.attention_overlay(exp.image, shown[0], f"{exp.tokens[j]}, not {other}", opacity, cmap, top, how,
+                                     height=380, unit=label)
+
+
 # The caption on top; the map on the left; on the right the word controls and the word's probability,
 # so that caption, controls and map fit one screen (1280×800) on a projector.
 caption_slot = st.empty()
@@ -181,10 +234,11 @@ if notices.piece_notice(exp.tokens):  # BLIP's "##op": say what a piece is where
 word = exp.tokens[j]
 link = address_bar.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
                                     normalize=normalize, sinks=sinks, decoding=params))
-with map_slot.container():
-    widgets.show(overlay_figure(j), key="ex_overlay")
-with word_slot.container():
+with word_slot.container():  # first: the contrast chosen here decides what the map shows
     word_panel(j, key="ex_alternatives")
+    contrast = contrast_picker(j)
+with map_slot.container():
+    widgets.show(overlay_figure(j) if contrast is None else contrast_figure(j, contrast), key="ex_overlay")
 
 # -- more views: only the open tab is drawn ---------------------------------------------------------
 # (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.

@@ -1,4 +1,5 @@
-"""1. explain ÷ caption on the shipped model: same images, same tokens; relevancy per token."""
+"""1. explain ÷ caption on the shipped model: same images, same tokens; relevancy (through the encoder and
+decoder only) per token, and occlusion per caption, each against explain on the same images."""
 
 from __future__ import annotations
 
@@ -38,12 +39,16 @@ def bench_explain(args) -> dict:
     exps = [cap.explain(img) for img in images]
     n_words = sum(len(e) for e in exps)
 
-    def relevancy_all():
-        for e in exps:
-            e._relevancy = None  # computed on first use and kept: start afresh every time
-            e.maps("relevancy")
+    def on_request(method):
+        def run():
+            for e in exps:
+                e._relevancy = None  # computed on first use and kept: start afresh every time
+                e.maps(method)
+        return run
 
-    r = interleaved({"explain": explain_all, "relevancy": relevancy_all}, max(3, args.repeats // 2), warmup=1)
+    r = interleaved({"explain": explain_all, "relevancy": on_request("relevancy"),
+                     "decoder_relevancy": on_request("decoder_relevancy"), "occlusion": on_request("occlusion")},
+                    max(3, args.repeats // 2), warmup=1)
     return {
         "model": what,
         "images": len(images),
@@ -55,6 +60,10 @@ def bench_explain(args) -> dict:
         "caption_ms_per_token": med(s["caption"]) / steps * 1e3,
         "relevancy_ms_per_token": med(r["relevancy"]) / n_words * 1e3,
         "relevancy_vs_explain": paired_ratio(r["relevancy"], r["explain"]),
+        "decoder_relevancy_ms_per_token": med(r["decoder_relevancy"]) / n_words * 1e3,
+        "occlusion_ms_per_caption": med(r["occlusion"]) / len(exps) * 1e3,
+        "explain_ms_per_caption": med(r["explain"]) / len(exps) * 1e3,
+        "occlusion_vs_explain": paired_ratio(r["occlusion"], r["explain"]),
         "samples": {"first": s, "relevancy": r},
         "words": n_words,
     }

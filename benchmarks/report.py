@@ -53,6 +53,12 @@ def table(res: dict) -> list[tuple[str, str, str, str]]:
                      f"{e['decoder_steps']} decoder steps; {e['model']})", "≤ 1.10", ok(e["ratio"] <= 1.10)))
         rows.append(("gradient relevancy, per token", f"{e['relevancy_ms_per_token']:.1f} ms/token "
                      f"(explain: {e['explain_ms_per_token']:.2f} ms/token)", "—", "—"))
+        if "occlusion_ms_per_caption" in e:  # results written before occlusion existed lack it
+            rows.append(("decoder relevancy (gradients stopped at the encoder), per token",
+                         f"{e['decoder_relevancy_ms_per_token']:.1f} ms/token", "—", "—"))
+            rows.append(("occlusion (every cell greyed, every word), per caption",
+                         f"{e['occlusion_ms_per_caption']:.0f} ms/caption = {e['occlusion_vs_explain']:.1f}× explain "
+                         f"({e['explain_ms_per_caption']:.0f} ms/caption; {e['model']})", "—", "—"))
     for p in res.get("peer", []):
         f = p.get("step_floor")
         bound = "" if not f else (

@@ -356,10 +356,11 @@ def test_explorer_every_display_widget(app):
     overlay_shows("cross_attention", None, None, "max", False, len(exp) - 1)
     ok(at.select_slider(key="ex_tok").set_value(2).run())
     ok(at.selectbox(key="ex_norm").set_value("none").run())
-    assert at.selectbox(key="ex_method").options == ["cross attention", "prefix", "rollout", "relevancy"]
-    for method in ("prefix", "rollout", "relevancy", "cross_attention"):
+    assert at.selectbox(key="ex_method").options == ["cross attention", "prefix", "rollout", "relevancy",
+                                                     "decoder relevancy", "occlusion"]
+    for method in ("prefix", "rollout", "relevancy", "decoder_relevancy", "occlusion", "cross_attention"):
         ok(at.selectbox(key="ex_method").set_value(method).run())
-        assert at.selectbox(key="ex_layer").disabled == (method in ("rollout", "relevancy"))
+        assert at.selectbox(key="ex_layer").disabled == (method in ("rollout", "relevancy", "decoder_relevancy", "occlusion"))
         overlay_shows(method, None, None, "none", False, 2)
     ok(at.selectbox(key="ex_layer").set_value(0).run())
     ok(at.selectbox(key="ex_head").set_value(2).run())
@@ -400,6 +401,34 @@ def test_play_moves_the_map_and_the_probability_panel_together(app, monkeypatch)
     assert drawn["overlay"] == [*exp.tokens, exp.tokens[-1]]
     assert at.select_slider(key="ex_tok").value == T - 1
     assert exp.tokens[-1] in at.metric[0].label
+
+
+def test_explorer_why_this_word_and_not_another(app, calls):
+    """Issue 25 item 3: choosing an alternative under the word's probabilities draws the contrastive map
+    (relevancy of the logit difference) in the map's place, labelled as such; "—" brings the word's own map
+    back. Catches a picker that lists the chosen word, a contrastive map that is not exp.contrastive's, a
+    label that does not say what is shown, and a picker that runs the model before anything is chosen."""
+    at = explorer(app)
+    exp = current_explanation(at)
+    ok(at.select_slider(key="ex_tok").set_value(1).run())
+    before = dict(calls)
+    box = at.selectbox(key="ex_contrast_1")
+    assert box.value is None and calls == before
+    listed = [k for k in box.options if not k.startswith("—")]
+    assert len(listed) == sum(1 for i, p in zip(exp.top_ids[1], exp.top_probs[1]) if i != exp.token_ids[1] and p > 0)
+    assert not any(f"“{exp.tokens[1]}”" in k for k in listed)
+    k = next(i for i, t in enumerate(exp.top_ids[1].tolist()) if t != exp.token_ids[1])
+    ok(at.selectbox(key="ex_contrast_1").set_value(k).run())
+    alt = int(exp.top_ids[1][k])
+    fig = figure(at, "Where the model looked")
+    expected = vizcap_maps.normalize(exp.contrastive(1, alt, "relevancy")[None], "max")[0]
+    np.testing.assert_allclose(array(traces(fig, "heatmap")[0]["z"]), expected, atol=1e-9)
+    assert f"not {exp.top_tokens[1][k]}" in fig["layout"]["title"]["text"]
+    assert any(c.value.startswith("Contrastive relevancy: why") for c in at.caption)
+    ok(at.selectbox(key="ex_contrast_1").set_value(None).run())
+    fig = figure(at, "Where the model looked")
+    np.testing.assert_allclose(array(traces(fig, "heatmap")[0]["z"]), exp.maps("cross_attention", normalize="max")[1],
+                               atol=1e-9)
 
 
 def test_explorer_none_and_global_draw_different_maps(app):
@@ -736,7 +765,8 @@ def test_other_model_modes_and_no_logs(mode, tmp_path, monkeypatch):
         ok(at.switch_page(page).run())
         assert not at.error, page
     at = ok(at.switch_page("app_pages/explorer.py").run())
-    methods = {"cross": ["cross attention", "rollout", "relevancy"], "prefix": ["prefix", "rollout", "relevancy"]}
+    methods = {"cross": ["cross attention", "rollout", "relevancy", "decoder relevancy", "occlusion"],
+               "prefix": ["prefix", "rollout", "relevancy", "decoder relevancy", "occlusion"]}
     assert at.selectbox(key="ex_method").options == methods[mode]
     for method in ("rollout", "relevancy"):
         ok(at.selectbox(key="ex_method").set_value(method).run())

@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import run_module
 
-METHODS = ("cross_attention", "prefix", "rollout", "relevancy")
+METHODS = ("cross_attention", "prefix", "rollout", "relevancy", "decoder_relevancy", "occlusion")
 
 
 def vizcap(*args) -> subprocess.CompletedProcess:
@@ -93,13 +93,14 @@ def test_maps_normalize_and_export(chatty_checkpoint, chatty, scene_files, tmp_p
     e = chatty.explain(path)
     assert record["tokens"] == e.tokens and [gh, gw] == list(e.grid)
     for method, maps in record["maps"].items():
-        # nested lists tokens × gh × gw of non-negative floats
+        # nested lists tokens × gh × gw of floats, non-negative but for occlusion's drops (greying may help)
         assert isinstance(maps, list) and len(maps) == T
         assert all(isinstance(row, list) and len(row) == gh for token in maps for row in [token])
         assert all(isinstance(cells, list) and len(cells) == gw for token in maps for cells in token)
-        assert all(isinstance(v, (float, int)) and v >= 0 for token in maps for cells in token for v in cells)
+        assert all(isinstance(v, (float, int)) and (v >= 0 or method == "occlusion")
+                   for token in maps for cells in token for v in cells)
         arr = np.array(maps, dtype=float)
-        np.testing.assert_allclose(arr.reshape(T, -1).sum(1), 1.0, atol=1e-4, err_msg=method)  # --normalize sum
+        np.testing.assert_allclose(np.abs(arr).reshape(T, -1).sum(1), 1.0, atol=1e-4, err_msg=method)  # --normalize sum
         np.testing.assert_allclose(arr, e.maps(method, normalize="sum"), atol=2e-6, err_msg=method)  # = the API
 
     # export: one PNG per word (first method), a GIF with one frame per word, the JSON
@@ -163,7 +164,7 @@ def test_invalid_values_exit_2_with_one_line(chatty_checkpoint, prefix_checkpoin
 
 
 def test_maps_all_is_every_method_the_checkpoint_has(chatty_checkpoint, prefix_checkpoint, scene_files):
-    """`--maps all`: the four methods on a checkpoint with prefix and cross-attention, equal to naming
+    """`--maps all`: every method on a checkpoint with prefix and cross-attention, equal to naming
     them; on a prefix-only checkpoint every method but cross_attention (which it does not have)."""
     named = vizcap("caption", scene_files[0], "--checkpoint", chatty_checkpoint, "--json", "--maps", ",".join(METHODS))
     every = vizcap("caption", scene_files[0], "--checkpoint", chatty_checkpoint, "--json", "--maps", "all")

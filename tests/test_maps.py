@@ -13,7 +13,7 @@ from vizcap import maps as mapping
 from vizcap.explain import explain
 from vizcap.scenes import render_scene
 
-METHODS = ("cross_attention", "prefix", "rollout", "relevancy")
+METHODS = ("cross_attention", "prefix", "rollout", "relevancy", "decoder_relevancy", "occlusion")
 NORMALIZATIONS = ("none", "max", "sum", "global")
 
 
@@ -30,14 +30,19 @@ def exp(tiny_model, image):
     return e
 
 
+SIGNED = ("occlusion",)  # a drop in probability: greying a cell may also raise it
+
+
 def test_every_method_gives_one_non_negative_map_per_token(exp):
     T, (gh, gw) = len(exp.tokens), exp.grid
     for method in METHODS:
         for how in NORMALIZATIONS:
             m = exp.maps(method, normalize=how)
             assert m.shape == (T, gh, gw), (method, how)
-            assert np.all(np.isfinite(m)) and np.all(m >= 0), (method, how)
+            assert np.all(np.isfinite(m)) and (method in SIGNED or np.all(m >= 0)), (method, how)
             assert m.any(), f"{method} maps are all zero"
+            if how != "none":  # every normalisation keeps magnitudes at most 1, signed maps too
+                assert np.abs(m).max() <= 1 + 1e-9, (method, how)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -45,15 +50,16 @@ def test_normalizations(exp, method):
     raw = exp.maps(method, normalize="none")
     T = len(raw)
     flat = raw.reshape(T, -1)
+    size = np.abs(flat)  # = flat for every method but the signed ones
     by_max = exp.maps(method, normalize="max").reshape(T, -1)
-    np.testing.assert_allclose(by_max.max(1), 1.0, atol=1e-9)
-    np.testing.assert_allclose(by_max, flat / flat.max(1, keepdims=True), atol=1e-9)
+    np.testing.assert_allclose(np.abs(by_max).max(1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(by_max, flat / size.max(1, keepdims=True), atol=1e-9)
     by_sum = exp.maps(method, normalize="sum").reshape(T, -1)
-    np.testing.assert_allclose(by_sum.sum(1), 1.0, atol=1e-9)
-    np.testing.assert_allclose(by_sum, flat / flat.sum(1, keepdims=True), atol=1e-9)
+    np.testing.assert_allclose(np.abs(by_sum).sum(1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(by_sum, flat / size.sum(1, keepdims=True), atol=1e-9)
     glob = exp.maps(method, normalize="global")
-    assert glob.max() == pytest.approx(1.0)
-    np.testing.assert_allclose(glob, raw / raw.max(), atol=1e-9)
+    assert np.abs(glob).max() == pytest.approx(1.0)
+    np.testing.assert_allclose(glob, raw / np.abs(raw).max(), atol=1e-9)
     if method != "cross_attention":
         return
     # "none" is the raw mean over layers and heads, as indexed by hand
@@ -67,6 +73,11 @@ def test_normalize_keeps_zero_maps_zero():
         out = mapping.normalize(maps, how)
         assert np.all(np.isfinite(out)) and np.all(out[0] == 0)
     np.testing.assert_allclose(mapping.normalize(maps, "sum")[1], [0.25, 0.75, 0])
+    # a signed map (occlusion) is scaled by its magnitudes: a negative cell never explodes
+    signed = np.array([[-0.2, -0.1, 0.0], [0.4, -0.8, 0.4]])
+    np.testing.assert_allclose(mapping.normalize(signed, "max"), [[-1.0, -0.5, 0.0], [0.5, -1.0, 0.5]])
+    np.testing.assert_allclose(mapping.normalize(signed, "sum"), [[-2 / 3, -1 / 3, 0.0], [0.25, -0.5, 0.25]])
+    np.testing.assert_allclose(mapping.normalize(signed, "global"), signed / 0.8)
     assert mapping.normalize(np.zeros((0, 4)), "max").shape == (0, 4)
 
 
@@ -308,31 +319,43 @@ M = np.array([[3.0, 1.0]])  # the prefix token's map over the patches (normalise
 
 
 def test_propagate_one_layer_by_hand():
+    """Chefer et al. 2021's rules on paper, eq. 11 transposed as in the paper and its official code.
+    Catches the rule without the transpose (the audit's finding: it gives [[3.3, .7], [1.425, 1.075],
+    [.825, 1.375]] here) and a prefix row that is not renormalised."""
     # R_ti starts as the prefix token's normalised map: [[.75, .25], 0, 0]
-    # self-attention: R_ti += A @ R_ti   -> [[1.5, .5], [.375, .125], [.15, .05]]
-    # cross: R_bar = (R_tt - I) / rowsum + I = A + I; R_ti += R_bar @ C
-    #   (A + I) @ C = [[1.8, .2], [1.05, .95], [.675, 1.325]]
-    expected = np.array([[3.3, 0.7], [1.425, 1.075], [0.825, 1.375]])
+    # self-attention (eqs. 6-7): R_tt = I + A;  R_ti += A @ R_ti   -> [[1.5, .5], [.375, .125], [.15, .05]]
+    # cross (eq. 11): R_bar = (R_tt - I) / rowsum + I = A + I = [[2, 0, 0], [.5, 1.5, 0], [.2, .3, 1.5]]
+    #   R_barᵀ @ C = [[2·.9 + .5·.4 + .2·.25, 2·.1 + .5·.6 + .2·.75], [1.5·.4 + .3·.25, 1.5·.6 + .3·.75], 1.5·[.25, .75]]
+    #              = [[2.05, .65], [.675, 1.125], [.375, 1.125]]
+    expected = np.array([[3.55, 1.15], [1.05, 1.25], [0.525, 1.175]])
     np.testing.assert_allclose(mapping.propagate(A[None], C[None], M, 1), expected, atol=1e-12)
     # no cross-attention (mode "prefix"): only what the prefix carries
     np.testing.assert_allclose(mapping.propagate(A[None], None, M, 1), [[1.5, 0.5], [0.375, 0.125], [0.15, 0.05]], atol=1e-12)
 
 
 def test_propagate_normalises_self_relevance_rows():
-    """Gradient-weighted maps (relevancy) do not sum to 1: R_bar divides the rows of R_tt - I."""
+    """Gradient-weighted maps (relevancy) do not sum to 1: R_bar divides the rows of R_tt - I (eqs. 8-9).
+    Catches R_bar = R_tt (no normalisation) and a normalisation over columns."""
     Aw = np.array([[0.5, 0.0, 0.0], [0.2, 0.2, 0.0], [0.1, 0.1, 0.2]])
     # R_ti after self: [[1.125, .375], [.15, .05], [.075, .025]]
-    # R_bar = [[2, 0, 0], [.5, 1.5, 0], [.25, .25, 1.5]];  R_bar @ C = [[1.8, .2], [1.05, .95], [.7, 1.3]]
-    expected = np.array([[2.925, 0.575], [1.2, 1.0], [0.775, 1.325]])
+    # R_bar = [[2, 0, 0], [.5, 1.5, 0], [.25, .25, 1.5]]
+    # R_barᵀ @ C = [[1.8 + .2 + .0625, .2 + .3 + .1875], [.6 + .0625, .9 + .1875], [.375, 1.125]]
+    expected = np.array([[3.1875, 1.0625], [0.8125, 1.1375], [0.45, 1.15]])
     np.testing.assert_allclose(mapping.propagate(Aw[None], C[None], M, 1), expected, atol=1e-12)
 
 
 def test_propagate_without_prefix():
-    """Mode "cross": no mapper, relevance comes only from cross-attention."""
+    """Mode "cross": no mapper, relevance comes only from cross-attention (R_barᵀ: a position's relevance
+    also collects what later positions that read it took from the image)."""
     a = np.array([[1.0, 0.0], [0.4, 0.6]])
     c = np.array([[0.5, 0.5], [0.1, 0.9]])
-    # R_bar = A + I = [[2, 0], [.4, 1.6]];  R_ti = R_bar @ c
-    np.testing.assert_allclose(mapping.propagate(a[None], c[None], None, 0), [[1.0, 1.0], [0.36, 1.64]], atol=1e-12)
+    # R_bar = A + I = [[2, 0], [.4, 1.6]];  R_ti = R_barᵀ @ c = [[2·.5 + .4·.1, 2·.5 + .4·.9], [.16, 1.44]]
+    np.testing.assert_allclose(mapping.propagate(a[None], c[None], None, 0), [[1.04, 1.36], [0.16, 1.44]], atol=1e-12)
+
+
+def test_normalised_self_relevance_on_paper():
+    r = np.array([[1.0, 0.0], [3.0, 2.0]])  # R - I = [[0, 0], [3, 1]] -> rows / sums: [[0, 0], [.75, .25]] + I
+    np.testing.assert_allclose(mapping.normalised_self_relevance(r), [[1.0, 0.0], [0.75, 1.25]], atol=1e-12)
 
 
 # -- relevancy -----------------------------------------------------------------------------------------
@@ -380,7 +403,7 @@ def test_modes_without_a_map(tiny_model, image, model, missing):
     for method in METHODS:
         if method != missing:
             m = e.maps(method)
-            assert m.shape == (len(e.tokens), *e.grid) and np.all(m >= 0) and m.any(), method
+            assert m.shape == (len(e.tokens), *e.grid) and (method in SIGNED or np.all(m >= 0)) and m.any(), method
 
 
 # -- a model whose attention is known by construction --------------------------------------------------

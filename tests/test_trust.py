@@ -162,7 +162,7 @@ def test_randomized_copy(tiny_model):
     assert trust.randomized_copy(cap, seed=3).model.state_dict().keys() == cap.model.state_dict().keys()
 
 
-METHODS4 = ("cross_attention", "prefix", "rollout", "relevancy")
+METHODS4 = ("cross_attention", "prefix", "rollout", "relevancy", "decoder_relevancy", "occlusion")
 PER_WORD = [("pointing", "hit"), ("pointing", "chance"), ("pointing_colour_word", "hit"), ("mass_in_box", "mass"),
             ("mass_in_box", "chance")]
 CURVE_KINDS = ("deletion_map", "deletion_random", "insertion_map", "insertion_random")
@@ -247,7 +247,8 @@ def test_evaluate_trust_when_every_object_is_named(tiny_model, monkeypatch):
                 shape_map, colour_map = exp.maps(m)[w["shape_j"]], exp.maps(m)[w["colour_j"]]
                 assert v["hit"] == bool(cov.flat[np.argmax(shape_map)] > 0)
                 assert v["colour_hit"] == bool(cov.flat[np.argmax(colour_map)] > 0)
-                assert v["mass"] == pytest.approx((shape_map * cov).sum() / shape_map.sum(), abs=1e-6)
+                positive = np.clip(shape_map, 0, None)  # occlusion's negative drops are no mass
+                assert v["mass"] == pytest.approx((positive * cov).sum() / positive.sum(), abs=1e-6)
     # any scene recomputed alone gives its record (each scene draws its own random order)
     alone = trust.scene_record(cap, trust.randomized_copy(cap), scenes[1], 1, tuple(METHODS4), curves=True)
     assert alone == records[1]

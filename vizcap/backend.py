@@ -35,9 +35,13 @@ loads each is vizcap/families/) — through the same few members:
                                   -> (logits [K, V], captured {hook name: [tensors]}) for
                                   vizcap.decoding.search: one decoder step with a KV cache whose rows
                                   are reordered by `parents` for beams
-    teacher_forced(pixels, ids, keep_grad=False, copies=1)
+    teacher_forced(pixels, ids, keep_grad=False, copies=1, through_encoder=True)
                                   one forward pass over [start; ids[:-1]] with every map captured:
-                                  (logits [S, V] — [copies, S, V] when copies > 1 — , cache)
+                                  (logits [S, V] — [copies, S, V] when copies > 1 — , cache); with
+                                  keep_grad the maps stay in the autograd graph, the encoder's too
+                                  only with through_encoder (each copy then encodes for itself)
+    encoder_attends               the encoder is a vision transformer whose attention is captured
+                                  (relevancy can follow it to the input patches)
     decoding_defaults()           DecodingParams fields the model's own settings fix (Hugging Face:
                                   its generation config's early_stopping; max_tokens)
     with_model(model, name)       the same captioner around another copy of its model
@@ -94,7 +98,8 @@ class Backend(Protocol):
 
     def session(self, pixels: torch.Tensor) -> StepFn: ...
 
-    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1): ...
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1,
+                       through_encoder: bool = True): ...
 
     def with_model(self, model: torch.nn.Module, name: str) -> "Backend": ...
 

@@ -56,7 +56,7 @@ class Explanation:
     candidates: list[dict] = field(default_factory=list)  # ended and truncated sequences, best first
     hook_names: list[str] = field(default_factory=list)
     _captioner: object = field(default=None, repr=False)
-    _relevancy: np.ndarray | None = field(default=None, repr=False)
+    _relevancy: dict | None = field(default=None, repr=False)  # on-demand maps computed so far, by method (None: none)
     n_extra: int = 0  # encoder tokens that are not patches (class / distillation), first among the keys
     cross_extra: np.ndarray | None = None  # [T, L, H, X] cross-attention to those tokens (not in any map)
     text: str | None = None  # the tokenizer's own decoding of token_ids (sub-word models)
@@ -109,14 +109,70 @@ class Explanation:
             return np.zeros((0, self.grid[0] * self.grid[1]))
         return declared.compute(self, layer, head)
 
-    def relevancy_maps(self) -> np.ndarray:
-        """Chefer et al.'s relevancy of every token, [T, N] (see `relevancy`): computed on first use
-        with the model that wrote the caption, then kept."""
-        if self._relevancy is None:
+    def relevancy_maps(self, through_encoder: bool = True) -> np.ndarray:
+        """Chefer et al.'s relevancy of every token, [T, N] (see `relevancy`): through the encoder's
+        self-attention ("relevancy") or with the gradients stopped at its output
+        ("decoder_relevancy"); computed on first use with the model that wrote the caption, then kept."""
+        key = "relevancy" if through_encoder else "decoder_relevancy"
+        return self._kept(key, lambda cap: relevancy(cap, self, through_encoder=through_encoder))
+
+    def occlusion_maps(self) -> np.ndarray:
+        """[T, N]: the drop of each word's teacher-forced probability when each cell is greyed (see
+        `occlusion`); computed on first use (one pass per OCCLUSION_BATCH greyed images), then kept."""
+        return self._kept("occlusion", lambda cap: occlusion(cap, self))
+
+    def _kept(self, key, compute) -> np.ndarray:
+        kept = self._relevancy or {}
+        if key not in kept:
             if self._captioner is None:
-                raise ValueError("relevancy needs the model: explain again with a loaded Captioner")
-            self._relevancy = relevancy(self._captioner, self)
-        return self._relevancy
+                raise ValueError(f"{key[0] if isinstance(key, tuple) else key} needs the model: explain again with a loaded Captioner")
+            # a new dict, never one shared with a dataclasses.replace() copy of this explanation
+            self._relevancy = kept = {**kept, key: compute(self._captioner)}
+        return kept[key]
+
+    CONTRASTIVE_METHODS = ("relevancy", "decoder_relevancy", "occlusion")
+
+    def contrastive(self, word: int, alternative, method: str = "relevancy") -> np.ndarray:
+        """Why token `word` (an index into the caption) and not `alternative` (a token id, or its
+        text as the tokenizer spells it), [gh, gw]. relevancy / decoder_relevancy: Chefer et al.'s
+        relevancy of the logit difference (chosen − alternative) at that word's step; occlusion: the
+        drop of the probability difference when each cell is greyed. An alternative equal to the
+        chosen token gives a map of zeros."""
+        if method not in self.CONTRASTIVE_METHODS:
+            raise ValueError(f"contrastive maps are made by {', '.join(self.CONTRASTIVE_METHODS)}; got {method!r}"[:300])
+        mapping.check_available(method, self.mode)
+        T = len(self.tokens)
+        if isinstance(word, (bool, np.bool_)) or not isinstance(word, (int, np.integer)) or not 0 <= word < T:
+            raise ValueError(f"word must be a token index in 0..{T - 1}; got {word!r}"[:200] if T else
+                             "the caption is empty: there is no word to explain")
+        j, alt = int(word), self.token_id(alternative, int(word))
+
+        def compute(cap):
+            if method == "occlusion":
+                return occlusion(cap, self, [j], [alt])[0]
+            return relevancy(cap, self, through_encoder=method == "relevancy", words=[j], alternatives=[alt])[0]
+
+        return self._kept((method, j, alt), compute).reshape(self.grid)
+
+    def token_id(self, token, word: int | None = None) -> int:
+        """The id of `token`: an id (checked against the vocabulary) or a token's text: first among the
+        alternatives shown at `word` (exp.top_tokens[word]), else as the tokenizer writes it in one
+        token. ValueError (one line) for a text that is not one token."""
+        vocab = self._captioner.vocab_size if self._captioner is not None else None
+        if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)):
+            if token < 0 or (vocab is not None and token >= vocab):
+                raise ValueError(f"token id {token} is not in the vocabulary (0..{(vocab or 1) - 1})")
+            return int(token)
+        if not isinstance(token, str) or not token.strip():
+            raise ValueError(f"alternative must be a token id or a token's text; got {token!r}"[:200])
+        if word is not None:
+            for i, text in zip(self.top_ids[word].tolist(), self.top_tokens[word]):
+                if text == token or text == token.strip():
+                    return int(i)
+        ids = _encode_one(self._captioner, token)
+        if ids is None:
+            raise ValueError(f"{token!r} is not one token of this model's vocabulary"[:200])
+        return ids
 
     # -- inside the vision transformer ---------------------------------------------------------------
 
@@ -212,6 +268,22 @@ class Explanation:
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _encode_one(captioner, text: str) -> int | None:
+    """The one token id the captioner's tokenizer gives `text` (as written, then with a leading
+    space, as BPE spells a word inside a sentence), or None."""
+    tok = getattr(captioner, "tokenizer", None)
+    for form in dict.fromkeys((text, " " + text.strip(), text.strip())):
+        if hasattr(tok, "encode"):  # vizcap's CaptionTokenizer
+            ids = tok.encode(form)
+        elif hasattr(tok, "tok"):  # vizcap.hub.HFTokenizer around a transformers tokenizer
+            ids = tok.tok.encode(form, add_special_tokens=False)
+        else:
+            return None
+        if len(ids) == 1 and tok.token_text(ids[0]).strip() == text.strip():
+            return int(ids[0])
+    return None
 
 
 def _model_label(captioner) -> str | None:
@@ -375,46 +447,60 @@ def teacher_forced_logprob(captioner, image, token_ids: list[int]) -> float:
     return float(logp[torch.arange(len(token_ids)), torch.tensor(token_ids)].sum())
 
 
-def relevancy(captioner, exp: Explanation) -> np.ndarray:
-    """Gradient-weighted relevancy (Chefer et al. 2021) for every token, [T, N].
+def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: list[int] | None = None,
+              alternatives: list[int | None] | None = None) -> np.ndarray:
+    """Gradient-weighted relevancy (Chefer et al. 2021) of the tokens `words` (default: every token),
+    [len(words), N].
 
-    The final sequence is run once as a batch of T copies; copy j back-propagates the logit of
-    token j at the position that produced it, so a single backward pass gives every token's
-    attention gradients — in the decoder (self- and cross-attention), the mapper and, when the
-    backend runs its ViT encoder with gradients (Hugging Face models), the encoder's self-attention:
-    the patches' relevance then follows Chefer et al.'s rule for encoder-decoder models (the
-    cross-attention's keys are multiplied by the encoder's normalised self-relevance R̄_ii)."""
+    The final sequence is run once as a batch of copies; copy k back-propagates the logit of token
+    words[k] at the position that produced it (minus the logit of alternatives[k] when given: the
+    contrastive "why this token and not that one"), so a single backward pass gives every word's
+    attention gradients: in the decoder (self- and cross-attention), the mapper and, with
+    `through_encoder` and a vision-transformer encoder, the encoder's self-attention (each copy then
+    runs the encoder itself, so that its gradients are its own). The rules are the paper's (see
+    vizcap.maps.propagate); the cross-attention's keys are carried back to the input patches by the
+    encoder's normalised self-relevance R̄_ii (eqs. 6-9 over the encoder's blocks). Without
+    `through_encoder` (or with a convolutional encoder, which has no attention to follow) the
+    gradients stop at the encoder's output: R̄_ii = I, memory cell n stands for patch n."""
     T, N = len(exp.tokens), captioner.grid[0] * captioner.grid[1]
-    if T == 0:
+    words = list(range(T)) if words is None else list(words)
+    alternatives = [None] * len(words) if alternatives is None else list(alternatives)
+    if not words:
         return np.zeros((0, N))
     pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
     # a big model's copies (each with its own encoder pass and graph) go in groups, to bound memory
-    batch = getattr(captioner, "relevancy_batch", None)
-    group = max(1, int(batch() if callable(batch) else T))
-    return np.concatenate([_relevancy_rows(captioner, exp, pixels, list(range(a, min(a + group, T))))
-                           for a in range(0, T, group)])
+    batch = getattr(captioner, "relevancy_batch", None) if through_encoder else None
+    group = max(1, int(batch() if callable(batch) else len(words)))
+    return np.concatenate([_relevancy_rows(captioner, exp, pixels, words[a:a + group], alternatives[a:a + group],
+                                           through_encoder) for a in range(0, len(words), group)])
 
 
-def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[int]) -> np.ndarray:
+def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[int], alternatives: list[int | None],
+                    through_encoder: bool) -> np.ndarray:
     """relevancy() for the tokens `js`: one teacher-forced batch of len(js) copies, one backward pass."""
     P, X, C = captioner.n_prefix, captioner.n_extra_keys, len(js)
     N = captioner.grid[0] * captioner.grid[1]
     with torch.enable_grad():
-        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=C)
+        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=C,
+                                                 through_encoder=through_encoder)
         if logits.dim() == 2:
             logits = logits[None]
-        target = logits[torch.arange(C), torch.tensor(js) + P, torch.tensor([exp.token_ids[j] for j in js])].sum()
+        rows = logits[torch.arange(C), torch.tensor(js) + P]  # [C, V]: the logits that chose each token
+        target = rows[torch.arange(C), torch.tensor([exp.token_ids[j] for j in js])].sum()
+        contrast = [(k, a) for k, a in enumerate(alternatives) if a is not None]
+        if contrast:
+            target = target - rows[torch.tensor([k for k, _ in contrast]), torch.tensor([a for _, a in contrast])].sum()
         names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
-                 and cache[n][0].requires_grad]  # vizcap's own encoder runs without gradients
+                 and cache[n][0].requires_grad]  # without through_encoder the encoder runs without gradients
         tensors = [cache[n][0] for n in names]
         # autograd.grad, not backward(): the shared model's .grad fields are never touched
         grads = dict(zip(names, torch.autograd.grad(target, tensors, allow_unused=True)))
 
-    def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] per copy
+    def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] per copy (eq. 5)
         a, g = cache[name][0], grads[name]
         if g is None:
             g = torch.zeros_like(a)
-        return (g * a).clamp(min=0).mean(1).detach().numpy()
+        return (g * a).clamp(min=0).mean(1).detach().double().numpy()
 
     L = captioner.decoder_layers
     self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # T, L, S, S
@@ -427,23 +513,64 @@ def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[
         mapper_w = np.stack([mapping.relevancy_mapper(resampler[k], np.stack([b[k] for b in blocks]) if blocks else None)
                              for k in range(C)])
     enc_names = sorted((n for n in names if n.startswith("encoder.blocks.")),
-                       key=lambda n: int(n.split(".")[2]))
-    enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names and cross_w is not None else None  # T, Le, X+N, X+N
+                       key=lambda n: int(n.split(".")[2])) if through_encoder else []
+    enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names else None  # T, Le, E+N, E+N
     out = np.zeros((C, N))
     for k, j in enumerate(js):
         r = mapping.propagate(self_w[k], None if cross_w is None else cross_w[k], None if mapper_w is None else mapper_w[k], P)
-        if enc_w is not None:  # keys are encoder tokens: carry their relevance back to the input patches
-            r = r @ _encoder_relevance(enc_w[k])
+        if enc_w is not None:  # keys are encoder output tokens: carry their relevance back to the input patches
+            E = enc_w.shape[-1] - N  # the encoder's class/register tokens (vizcap's memory drops them: X = 0)
+            r = (r @ _encoder_relevance(enc_w[k])[E - X:])[:, E - X:]
         out[k] = r[P + j, X:]
     return out
 
 
 def _encoder_relevance(encoder_w: np.ndarray) -> np.ndarray:
     """R̄_ii of Chefer et al. 2021 for a ViT encoder: R = I + Σ_layers Ā·R over its gradient-weighted
-    self-attention [layers, M, M], then (R − I) with rows normalised, plus I (their eq. 10)."""
-    eye = np.eye(encoder_w.shape[-1])
-    r = eye.copy()
+    self-attention [layers, M, M] (eqs. 6-7), then (R − I) with rows normalised, plus I (eqs. 8-9)."""
+    r = np.eye(encoder_w.shape[-1])
     for a in encoder_w:
         r = r + a @ r
-    extra = r - eye
-    return extra / np.maximum(extra.sum(-1, keepdims=True), 1e-12) + eye
+    return mapping.normalised_self_relevance(r)
+
+
+# ------------------------------------------------------------------------------------------------
+# Occlusion: what the word's probability loses when one cell is greyed
+
+OCCLUSION_BATCH = 16  # greyed images per teacher-forced pass
+
+
+def occlusion(captioner, exp: Explanation, words: list[int] | None = None,
+              alternatives: list[int | None] | None = None) -> np.ndarray:
+    """For each word j of `words` (default: every word) and each grid cell n, [len(words), N]:
+    p_j(image) − p_j(image with cell n greyed), teacher-forced on the explanation's own tokens. With
+    alternatives[k] = a, the drop of p_j − p(a) at that word's step instead (contrastive). Grey is
+    what the deletion test uses (vizcap.images.grey_cells: 0 after normalisation, the model's mean
+    colour). Every word comes from the same pass: N greyed images, OCCLUSION_BATCH per pass."""
+    T, (gh, gw) = len(exp.tokens), captioner.grid
+    N = gh * gw
+    words = list(range(T)) if words is None else list(words)
+    alternatives = [None] * len(words) if alternatives is None else list(alternatives)
+    if not words:
+        return np.zeros((0, N))
+    from .images import grey_cells
+
+    pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
+    positions = torch.tensor(words) + captioner.n_prefix
+    chosen = torch.tensor([exp.token_ids[j] for j in words])
+    other = torch.tensor([-1 if a is None else int(a) for a in alternatives])
+
+    def scores(batch: torch.Tensor) -> np.ndarray:  # [B, len(words)]: p(chosen) − p(alternative)
+        logits, _ = captioner.teacher_forced(batch, exp.token_ids)
+        if logits.dim() == 2:
+            logits = logits[None]
+        p = torch.softmax(logits[:, positions].double(), -1)  # [B, W, V]
+        k = torch.arange(len(words))
+        out = p[:, k, chosen]
+        return (out - torch.where(other >= 0, p[:, k, other.clamp(min=0)], torch.zeros_like(out))).numpy()
+
+    full = scores(pixels)[0]
+    hidden = np.eye(N, dtype=bool)  # image n greys cell n
+    greyed = np.concatenate([scores(grey_cells(pixels, hidden[a:a + OCCLUSION_BATCH], (gh, gw)))
+                             for a in range(0, N, OCCLUSION_BATCH)])  # [N, W]
+    return (full[None] - greyed).T

@@ -353,16 +353,26 @@ class HFCaptioner(ExplainAPI):
 
         return step
 
-    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1):
+    encoder_attends = True  # a ViT / BLIP vision encoder: relevancy follows its attention to the patches
+
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1,
+                       through_encoder: bool = True):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
         pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
-        logits [S, V], or [B, S, V] for B > 1 copies (each copy its own encoder pass) or a batch of B
-        images (pixels [B, 3, H, W]: the same tokens read on each)."""
+        logits [S, V], or [B, S, V] for B > 1 copies or a batch of B images (pixels [B, 3, H, W]: the
+        same tokens read on each). With keep_grad and through_encoder each copy runs its own encoder
+        pass with gradients (full relevancy); with keep_grad alone the encoder runs once without
+        gradients and the copies share its output (decoder relevancy: gradients stop there)."""
         batch = pixels if pixels.shape[0] > 1 else pixels.expand(copies, -1, -1, -1)
         ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * len(batch), dtype=torch.long)
         grad = torch.enable_grad() if keep_grad else torch.inference_mode()
         with grad, capture(keep_grad=keep_grad) as cache:
-            memory = self._encode(batch)
+            if keep_grad and not through_encoder:
+                with torch.no_grad():
+                    memory = self._encode(pixels if pixels.shape[0] > 1 else pixels[:1])
+                memory = memory.expand(len(batch), -1, -1).clone().requires_grad_(True)
+            else:
+                memory = self._encode(batch)
             logits = self._decode(ids, memory, use_cache=False).logits
         return (logits[0] if len(batch) == 1 else logits), cache
 

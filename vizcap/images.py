@@ -374,6 +374,21 @@ def model_view(captioner, image) -> Image.Image:
 MAX_UPLOAD_MB = 20  # the app's upload limit (.streamlit/config.toml's server.maxUploadSize says the same)
 
 
+def grey_cells(pixels, hidden, grid: tuple[int, int]):
+    """Copies of the model input `pixels` [1, 3, H, W] with cells greyed: hidden [K, gh·gw] (bools,
+    row by row) says which cells copy k greys; returns [K, 3, H, W]. Grey is 0 after normalisation,
+    i.e. the model's mean colour (mid-grey for a processor whose mean is 0.5). Cell (r, c) covers the
+    input pixels that nearest-neighbour upsampling of the grid gives it. The one greying of vizcap:
+    occlusion maps and the deletion/insertion test both use it."""
+    import torch
+
+    gh, gw = grid
+    H, W = pixels.shape[-2:]
+    keep = torch.from_numpy(~np.asarray(hidden, dtype=bool).reshape(-1, 1, gh, gw)).to(pixels.dtype)
+    mask = torch.nn.functional.interpolate(keep, size=(H, W), mode="nearest")  # [K, 1, H, W]
+    return pixels[:1] * mask
+
+
 def read_upload(name: str, data: bytes, size: int | None = None, max_mb: float = MAX_UPLOAD_MB):
     """An uploaded file: (image, image id, None) or (None, None, a one-line message); never raises. The
     id ("upload:" + the first 16 hex digits of the bytes' SHA-1) names the same file the same way."""

@@ -26,15 +26,30 @@ rollout          attention rollout (Abnar & Zuidema 2020): every attention layer
                  With a ViT encoder the chain goes on through the ViT's blocks (`encoder_rollout`):
                  memory cell n counts as ViT output token n (its added position embedding and the
                  class token's input, which are not image, are left out).
-relevancy        Chefer, Gur & Wolf 2021: every attention map replaced by E_heads[(∂logit/∂A ⊙ A)⁺]
-                 for the generated token's logit and propagated with the paper's rules (R += Ā·R for
-                 self-attention, R_ti += R̄_tt·Ā for cross-attention, eq. 10's row normalisation),
-                 through the mapper blocks too. Raw unit: relevance, a score with no fixed scale
-                 (compare within one map, not across words or images). Computed on demand.
+relevancy        Chefer, Gur & Wolf 2021: every attention map replaced by Ā = E_heads[(∂y/∂A ⊙ A)⁺]
+                 for the generated token's logit y (eq. 5) and propagated with the paper's rules:
+                 self-attention R_tt += Ā·R_tt, R_ti += Ā·R_ti (eqs. 6-7); cross-attention
+                 R_ti += R̄_ttᵀ·Ā·R̄_ii (eq. 11, transposed as in the paper and its official code;
+                 R̄ = (R − I) with rows normalised, + I: eqs. 8-9), where R_ii is the vision
+                 transformer's own self-relevance (R_ii = I + Σ Ā·R_ii over its blocks, the ViT run
+                 with gradients for this method only). The mapper (vizcap's prefix tokens, not in the
+                 paper) follows the same rules: its resampler is a cross-attention from the queries,
+                 its blocks self-attention; a prefix token's row starts as its normalised map.
+                 With a convolutional encoder (no attention to follow) it equals decoder_relevancy.
+                 Raw unit: relevance, a score with no fixed scale (compare within one map, not across
+                 words or images). Computed on demand.
+decoder_relevancy the same rules with the gradients stopped at the encoder's output (R̄_ii = I): what
+                 the decoder read from each memory cell, leaving out how the encoder mixed the patches.
+occlusion        model-agnostic: p_j(image) − p_j(image with cell n greyed), teacher-forced on the
+                 caption, for every word j and cell n (one pass per batch of greyed images gives every
+                 word). Raw unit: a drop in probability, −1…1 (negative: greying the cell helped).
 
 Normalisation: "none" (the raw unit above; a weak map stays weak), "max" (each token's map divided
 by its own maximum: the hottest cell becomes 1), "sum" (each token's map sums to 1), "global" (every
-map divided by the one maximum over all tokens, so words stay comparable).
+map divided by the one maximum over all tokens, so words stay comparable). A signed map (occlusion,
+where greying a cell can raise the word's probability) is divided by its largest magnitude / the sum
+of its magnitudes instead, so that a negative cell never explodes; for every other method this is
+the same thing. Colour scales start at 0: a negative cell is drawn as 0.
 
 Attention sinks: transformers park spare attention on a few positions that carry no meaning (the
 first token; background patches in ViTs). Maps here are over image cells only, so the <bos> sink
@@ -201,12 +216,13 @@ def normalize(maps: np.ndarray, how: str) -> np.ndarray:
     check_normalize(how)
     maps = np.asarray(maps, dtype=np.float64)
     flat = maps.reshape(len(maps), -1) if len(maps) else maps.reshape(0, 1)
+    size = np.abs(flat)  # a signed map (occlusion: greying a cell may help) is scaled by its magnitudes
     if how == "max":
-        flat = flat / np.maximum(flat.max(axis=1, keepdims=True), 1e-12)
+        flat = flat / np.maximum(size.max(axis=1, keepdims=True), 1e-12)
     elif how == "sum":
-        flat = flat / np.maximum(flat.sum(axis=1, keepdims=True), 1e-12)
+        flat = flat / np.maximum(size.sum(axis=1, keepdims=True), 1e-12)
     elif how == "global":
-        flat = flat / max(float(flat.max()) if flat.size else 0.0, 1e-12)
+        flat = flat / max(float(size.max()) if size.size else 0.0, 1e-12)
     return flat.reshape(maps.shape)
 
 
@@ -304,14 +320,16 @@ def propagate(
     mapper: np.ndarray | None,
     n_prefix: int,
 ) -> np.ndarray:
-    """Chefer et al. 2021's relevance of every decoder position to every patch, [S, N].
+    """Chefer et al. 2021's relevance of every decoder position to every key of the cross-attention
+    (or patch the mapper reads), [S, N], before the encoder's own self-relevance R̄_ii.
 
-    self_attn [L, S, S] and cross_attn [L, S, N] are gradient-weighted head means; mapper [P, N]
-    the prefix tokens' relevance to the patches (`relevancy_mapper`), rows renormalised here."""
+    self_attn [L, S, S] and cross_attn [L, S, N] are gradient-weighted head means Ā; mapper [P, N]
+    the prefix tokens' relevance to the patches (`relevancy_mapper`), rows renormalised here.
+    Per layer: self-attention R_tt += Ā·R_tt, R_ti += Ā·R_ti (eqs. 6-7); cross-attention
+    R_ti += R̄_ttᵀ·Ā (eq. 11; its R_tt update, eq. 10, is Ā·R_it = 0: the image never reads the text)."""
     n_layers, S, _ = self_attn.shape
     N = cross_attn.shape[-1] if cross_attn is not None else mapper.shape[-1]
-    eye = np.eye(S)
-    r_tt = eye.copy()  # each position starts relevant to itself only
+    r_tt = np.eye(S)  # each position starts relevant to itself only
     r_ti = np.zeros((S, N))
     if mapper is not None and n_prefix:
         rows = mapper / np.maximum(mapper.sum(-1, keepdims=True), 1e-12)
@@ -321,11 +339,19 @@ def propagate(
         r_tt = r_tt + a @ r_tt
         r_ti = r_ti + a @ r_ti
         if cross_attn is not None:
-            # normalised self-relevance (Chefer et al. 2021, eq. 10), so deep layers don't dominate
-            extra = r_tt - eye
-            r_bar = extra / np.maximum(extra.sum(-1, keepdims=True), 1e-12) + eye
-            r_ti = r_ti + r_bar @ cross_attn[layer]
+            # eq. 11 with the normalised self-relevance of eqs. 8-9 (so deep layers don't dominate),
+            # transposed as in the paper and its official code: R_ti += R̄_ttᵀ · Ā (the image side's
+            # R̄_ii is applied by the caller: it multiplies every term from the right)
+            r_ti = r_ti + normalised_self_relevance(r_tt).T @ cross_attn[layer]
     return r_ti
+
+
+def normalised_self_relevance(r: np.ndarray) -> np.ndarray:
+    """R̄ = (R − I) with each row divided by its sum, + I (Chefer et al. 2021, eqs. 8-9); a row of
+    R − I that is all zero stays zero."""
+    eye = np.eye(r.shape[-1])
+    extra = r - eye
+    return extra / np.maximum(extra.sum(-1, keepdims=True), 1e-12) + eye
 
 
 # ------------------------------------------------------------------------------------------------
@@ -403,6 +429,14 @@ def _relevancy(exp, layer: None, head: None) -> np.ndarray:
     return exp.relevancy_maps()  # needs the model (a backward pass); the explanation computes and keeps it
 
 
+def _decoder_relevancy(exp, layer: None, head: None) -> np.ndarray:
+    return exp.relevancy_maps(through_encoder=False)
+
+
+def _occlusion(exp, layer: None, head: None) -> np.ndarray:
+    return exp.occlusion_maps()  # needs the model (one pass per batch of greyed images); kept once computed
+
+
 for _method in (
     MapMethod("cross_attention", _cross_attention, "attention weight (share of the word's attention, 0–1)", "share",
               per_layer_head=True, modes=("cross", "both"), missing="no cross-attention",
@@ -413,7 +447,19 @@ for _method in (
     MapMethod("rollout", _rollout, "share of attention flow from the cell (0–1)", "share",
               help="attention flow through all layers at once (heads averaged)"),
     MapMethod("relevancy", _relevancy, "relevance (no fixed scale)", "data", on_demand=True,
-              help="gradient-weighted attention flow for this word (one backward pass, computed on first use)"),
+              help="gradient-weighted attention flow for this word through the decoder and the vision transformer "
+                   "to the input patches (Chefer et al. 2021; one backward pass per group of words, computed on "
+                   "request). With a convolutional encoder, which has no attention to follow, it equals decoder "
+                   "relevancy"),
+    MapMethod("decoder_relevancy", _decoder_relevancy, "relevance (no fixed scale)", "data",
+              help="relevancy with the gradients stopped at the encoder's output: what the decoder (and mapper) "
+                   "read from each memory cell. It leaves out how the encoder mixed the patches, so cell n "
+                   "stands for the encoder's output token n, not for the input patch n (one cheap backward pass)"),
+    MapMethod("occlusion", _occlusion, "drop in the word's probability when the cell is greyed (−1…1)", "data",
+              on_demand=True,
+              help="grey one cell at a time and measure how much the word's probability falls (teacher-forced on "
+                   "the caption): model-agnostic, nothing trains it; one pass per batch of greyed images, computed "
+                   "on request"),
 ):
     register(_method)
 del _method

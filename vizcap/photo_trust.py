@@ -25,7 +25,7 @@ import torch
 
 from .explain import explain
 from .images import open_image
-from .trust import FRACTIONS, spearman
+from .trust import FRACTIONS, _masked_batch, spearman
 
 METHODS = ("cross_attention", "rollout")
 
@@ -50,18 +50,8 @@ def randomized(captioner, seed: int = 1234):
 
 def _masked(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int], insertion: bool) -> torch.Tensor:
     """One copy of pixels [1, 3, H, W] per fraction in FRACTIONS, the first k cells of `order` greyed
-    out (deletion) or the only ones visible (insertion)."""
-    H, W = pixels.shape[-2:]
-    gh, gw = grid
-    out = []
-    for f in FRACTIONS:
-        keep = np.ones(gh * gw, bool)
-        keep[order[: int(round(f * len(order)))]] = False
-        if insertion:
-            keep = ~keep
-        mask = torch.from_numpy(keep.reshape(gh, gw).astype(np.float32))
-        out.append(pixels[0] * torch.nn.functional.interpolate(mask[None, None], size=(H, W), mode="nearest")[0])
-    return torch.stack(out)
+    out (deletion) or the only ones visible (insertion): the ShapeScenes test's own greying."""
+    return _masked_batch(pixels, order, grid, insertion)
 
 
 def _probabilities(captioner, batch: torch.Tensor, token_ids: list[int], j: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .evaluate import caption_metrics, parse_objects, scene_scores
 from .explain import explain
+from .images import grey_cells
 from . import maps as mapping
 from .scenes import COLOURS, HARD, SHAPE_WORDS, Scene, SceneObject, _caption_order, describe, name_groups, render_scene
 
@@ -83,6 +84,9 @@ def pointing(heatmap: np.ndarray, coverage: np.ndarray) -> tuple[bool, float]:
 
 
 def mass_in_box(heatmap: np.ndarray, coverage: np.ndarray) -> tuple[float, float]:
+    """(share of the map's positive mass on the object, the object's share of the image). A signed map's
+    negative cells (occlusion: greying them raised the word's probability) count as 0."""
+    heatmap = np.clip(heatmap, 0, None)
     total = float(heatmap.sum())
     mass = float((heatmap * coverage).sum() / total) if total > 0 else 0.0
     return mass, float(coverage.mean())
@@ -139,20 +143,14 @@ def _word_probability(captioner, pixels: torch.Tensor, token_ids: list[int], j: 
 
 def _masked_batch(pixels: torch.Tensor, order: np.ndarray, grid: tuple[int, int], insertion: bool) -> torch.Tensor:
     """For each fraction in FRACTIONS, a copy of `pixels` with the first k cells of `order` greyed out
-    (deletion) or with only those cells visible (insertion). Grey = 0 after normalisation = the mean."""
-    S = pixels.shape[-1]
-    gh, gw = grid
-    out = []
-    for f in FRACTIONS:
-        k = int(round(f * len(order)))
-        keep = np.ones(gh * gw, bool)
-        keep[order[:k]] = False
+    (deletion) or with only those cells visible (insertion). Grey = 0 after normalisation = the mean
+    (vizcap.images.grey_cells, which occlusion maps use too)."""
+    hidden = np.zeros((len(FRACTIONS), grid[0] * grid[1]), bool)
+    for row, f in zip(hidden, FRACTIONS):
+        row[order[: int(round(f * len(order)))]] = True
         if insertion:
-            keep = ~keep
-        mask = torch.from_numpy(keep.reshape(gh, gw).astype(np.float32))
-        mask = torch.nn.functional.interpolate(mask[None, None], size=(S, S), mode="nearest")[0]
-        out.append(pixels[0] * mask)
-    return torch.stack(out)
+            row[:] = ~row
+    return grey_cells(pixels, hidden, grid)
 
 
 def independent_scene(i: int, hard: bool = False) -> Scene:

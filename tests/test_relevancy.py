@@ -1,0 +1,343 @@
+"""Relevancy (Chefer et al. 2021, through the encoder), decoder relevancy, occlusion and contrastive maps,
+each checked against a computation written here from scratch: the model run with this file's own forward
+hooks (or transformers' own output_attentions) and torch.autograd, the paper's rules written out layer by
+layer in the paper's notation (R_ii, R_tt, R_ti), and occlusion by greying cells by hand, one at a time.
+Each test says which planted bug it catches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_captioner
+from vizcap import explain as ex
+from vizcap.explain import explain
+from vizcap.scenes import render_scene
+
+RTOL, ATOL = 1e-5, 1e-8  # float32 models, every word's copy batched vs one word at a time here
+
+
+@pytest.fixture(scope="module")
+def image():
+    return render_scene(321).image
+
+
+@pytest.fixture(scope="module")
+def vit_models():
+    """ViT encoders (timm test_vit: a class token + a 4×4 grid) in the two modes that read the image differently."""
+    return {"both": make_tiny_captioner("both", vit=True, mapper_layers=1), "cross": make_tiny_captioner("cross", vit=True)}
+
+
+def _forced(cap, image, n: int = 5):
+    """The explanation of a caption of n tokens the model is made to read (a random model may say nothing)."""
+    text = "a red circle left of a blue star" if hasattr(cap, "cfg") else "a dog sitting on the grass near the water"
+    ids = [i for i in (cap.tokenizer.encode(text) if hasattr(cap, "cfg") else cap.tokenizer.tok.encode(text))
+           if i != cap.bos_id and i != cap.eos_id][:n]
+    assert len(ids) == n
+    return explain(cap, image, forced=ids)
+
+
+# -- the oracle: the paper's rules written out ---------------------------------------------------------------
+
+
+def _cam(a: torch.Tensor, g: torch.Tensor | None) -> np.ndarray:
+    """Eq. 5: Ā = E_h[(∇A ⊙ A)+] of one attention [1, heads, q, k]."""
+    if g is None:
+        return np.zeros(a.shape[-2:])
+    return (g * a).clamp(min=0).mean(1)[0].detach().double().numpy()
+
+
+def _bar(r: np.ndarray) -> np.ndarray:
+    """Eqs. 8-9: R̂ = R − I, rows of R̂ divided by their sums (a zero row stays zero), + I."""
+    n = r.shape[0]
+    out = r - np.eye(n)
+    for i in range(n):
+        s = out[i].sum()
+        out[i] = out[i] / s if s > 0 else 0.0
+    return out + np.eye(n)
+
+
+def _paper_rules(enc: list[np.ndarray] | None, dec_self: list[np.ndarray], dec_cross: list[np.ndarray] | None,
+                 n_tokens: int, first_patch: int, cell_tokens: int, resampler: np.ndarray | None = None,
+                 blocks: list[np.ndarray] = ()) -> np.ndarray:
+    """R_ti [S, M] over the encoder's M tokens (patch n is token first_patch + n), with R̄_ii applied in
+    every cross-attention step (eq. 11: R_ti += R̄_ttᵀ · Ā · R̄_ii); enc None: R̄_ii = I. The
+    cross-attention's keys are encoder tokens cell_tokens … M − 1 (vizcap drops the class token from
+    its memory: keys start at the first patch; Hugging Face keeps it). vizcap's prefix tokens (not in
+    the paper) follow the same rules inside the mapper, their rows normalised before the decoder."""
+    M = n_tokens
+    r_ii = np.eye(M)
+    for a in enc or []:  # eqs. 6-7 inside the encoder
+        r_ii = r_ii + a @ r_ii
+    r_ii_bar = _bar(r_ii) if enc else np.eye(M)
+
+    def widen(a: np.ndarray) -> np.ndarray:  # attention over the keys -> over all M encoder tokens
+        out = np.zeros((a.shape[0], M))
+        out[:, cell_tokens:] = a
+        return out
+
+    S = dec_self[0].shape[0]
+    r_tt, r_ti = np.eye(S), np.zeros((S, M))
+    if resampler is not None:  # the mapper: resampler = cross-attention from the queries, blocks = self-attention
+        P = resampler.shape[0]
+        r_pp, r_pi = np.eye(P), np.zeros((P, resampler.shape[1]))
+        r_pi = r_pi + _bar(r_pp).T @ resampler  # over the memory cells (R̄_ii comes with the decoder's rows)
+        for b in blocks:
+            r_pp, r_pi = r_pp + b @ r_pp, r_pi + b @ r_pi
+        for p in range(P):
+            r_ti[p] = widen((r_pi[p] / r_pi[p].sum())[None])[0] @ r_ii_bar
+    for layer in range(len(dec_self)):
+        a = dec_self[layer]
+        r_tt, r_ti = r_tt + a @ r_tt, r_ti + a @ r_ti  # eqs. 6-7
+        if dec_cross is not None:
+            r_ti = r_ti + _bar(r_tt).T @ widen(dec_cross[layer]) @ r_ii_bar  # eq. 11, transposed as the paper
+    return r_ti
+
+
+def _vizcap_oracle(cap, image, ids: list[int], j: int, through_encoder: bool, alternative: int | None = None):
+    """Word j's relevancy map [N] for a vizcap model: its modules hooked here, one word at a time."""
+    model, cfg = cap.model, cap.cfg
+    store: dict[str, torch.Tensor] = {}
+    mods = {f"enc{i}": (b.attn.attn_drop, None) for i, b in enumerate(model.encoder.model.blocks)}
+    for i, block in enumerate(model.decoder.transformer.h):
+        mods[f"self{i}"] = (block.attn, 1)
+        if hasattr(block, "crossattention"):
+            mods[f"cross{i}"] = (block.crossattention, 1)
+    if model.mapper is not None:
+        mods["res"] = (model.mapper.attn, 1)
+        for i, b in enumerate(model.mapper.blocks):
+            mods[f"block{i}"] = (b.attn, 1)
+    handles = [m.register_forward_hook(lambda mod, inp, out, k=k, i=i: store.__setitem__(k, out if i is None else out[i]))
+               for k, (m, i) in mods.items()]
+    try:
+        with torch.enable_grad():
+            pixels = cap.pixels([image])
+            memory = model.encode(pixels)
+            if not through_encoder:
+                memory = memory.detach().requires_grad_(True)
+            prefix, _ = model.prefix(memory)
+            logits = model.decode(memory, prefix, torch.tensor([[cfg.bos_id, *ids[:-1]]]), use_cache=False).logits[0]
+            y = logits[cfg.n_prefix + j, ids[j]] - (logits[cfg.n_prefix + j, alternative] if alternative is not None else 0)
+            keys = [k for k in store if store[k].requires_grad]
+            grads = dict(zip(keys, torch.autograd.grad(y, [store[k] for k in keys], allow_unused=True)))
+    finally:
+        for h in handles:
+            h.remove()
+    cam = {k: _cam(store[k], grads.get(k)) for k in store}
+    L, Le = cfg.decoder_layers, len(model.encoder.model.blocks)
+    N = cap.grid[0] * cap.grid[1]
+    M = store["enc0"].shape[-1]
+    r = _paper_rules([cam[f"enc{i}"] for i in range(Le)] if through_encoder else None,
+                     [cam[f"self{i}"] for i in range(L)],
+                     [cam[f"cross{i}"] for i in range(L)] if cfg.mode != "prefix" else None,
+                     M, M - N, M - N, cam.get("res"), [cam[f"block{i}"] for i in range(cfg.mapper_layers)])
+    return r[cfg.n_prefix + j, M - N:]
+
+
+@pytest.mark.parametrize("mode", ["both", "cross"])
+def test_relevancy_equals_the_papers_rules_computed_here(vit_models, image, mode):
+    """Catches: the cross-attention rule without the transpose of eq. 11 (the audit's finding), the encoder's
+    self-relevance left out or applied to decoder_relevancy, gradients that do not reach the ViT, R̄
+    without eqs. 8-9's row normalisation, the class token's column kept (an off-by-one over the patches),
+    one word's copy back-propagating another word's logit, and the mapper's rules changed."""
+    cap = vit_models[mode]
+    e = _forced(cap, image)
+    full, decoder = e.maps("relevancy").reshape(5, -1), e.maps("decoder_relevancy").reshape(5, -1)
+    for j in range(5):
+        np.testing.assert_allclose(full[j], _vizcap_oracle(cap, image, e.token_ids, j, True), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(decoder[j], _vizcap_oracle(cap, image, e.token_ids, j, False), rtol=RTOL, atol=ATOL)
+    assert not np.allclose(full, decoder, rtol=1e-3)  # the encoder's self-relevance changes the map
+
+
+def test_relevancy_without_the_transpose_would_differ(vit_models, image):
+    """The oracle above is sharp enough to see eq. 11's transpose: the same rules without it give other maps
+    (so a propagate() that dropped the transpose would fail the test above)."""
+    from vizcap import maps as mapping
+
+    cap = vit_models["both"]
+    e = _forced(cap, image)
+    paper = e.maps("relevancy")
+    original = mapping.normalised_self_relevance
+    try:  # R̄ᵀ of the un-transposed rule: hand propagate() R̄ᵀ so that its .T gives R̄ back
+        mapping.normalised_self_relevance = lambda r: original(r).T if r.shape[0] == len(e.tokens) + cap.n_prefix else original(r)
+        e._relevancy = None
+        plain = e.maps("relevancy")
+    finally:
+        mapping.normalised_self_relevance = original
+    assert not np.allclose(paper, plain, rtol=1e-3)
+
+
+def test_relevancy_of_a_convolutional_encoder_is_decoder_relevancy(tiny_model, image):
+    """Documented choice: a CNN encoder has no attention to follow, so relevancy stops at its output.
+    Catches a CNN model whose relevancy silently differs from what the help says (e.g. a stale R̄_ii)."""
+    e = _forced(tiny_model("both"), image)
+    assert e.encoder is None
+    np.testing.assert_array_equal(e.maps("relevancy"), e.maps("decoder_relevancy"))
+    assert "convolutional encoder" in ex.mapping.METHODS["relevancy"].help
+
+
+# -- Hugging Face: transformers itself is the oracle ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vit_gpt2(tmp_path_factory):
+    pytest.importorskip("transformers")
+    import hub_fixtures
+
+    import vizcap
+
+    return vizcap.load(hub_fixtures.vit_gpt2(tmp_path_factory.mktemp("vit_gpt2_relevancy")))
+
+
+def _hf_oracle(cap, pixels, ids: list[int], j: int, through_encoder: bool, alternative: int | None = None):
+    """Word j's relevancy [N] from transformers' own output_attentions (tensors in the autograd graph)."""
+    model = cap.model
+    with torch.enable_grad():
+        out = model(pixel_values=pixels, decoder_input_ids=torch.tensor([[cap.bos_id, *ids[:-1]]]), output_attentions=True)
+        y = out.logits[0, j, ids[j]] - (out.logits[0, j, alternative] if alternative is not None else 0)
+        tensors = [*out.encoder_attentions, *out.decoder_attentions, *out.cross_attentions]
+        grads = torch.autograd.grad(y, tensors, allow_unused=True)
+    Le, L = len(out.encoder_attentions), len(out.decoder_attentions)
+    cams = [_cam(a, g) for a, g in zip(tensors, grads)]
+    M = out.encoder_attentions[0].shape[-1]
+    r = _paper_rules(cams[:Le] if through_encoder else None, cams[Le:Le + L], cams[Le + L:], M, cap.n_extra_keys, 0)
+    return r[j, cap.n_extra_keys:]
+
+
+def test_hugging_face_relevancy_equals_the_papers_rules_on_transformers_attentions(vit_gpt2, image):
+    """Catches, for the Hugging Face family: the class token's key mistaken for a patch, R̄_ii applied with
+    the wrong offset, the encoder's gradients missing (full) or leaking into decoder_relevancy."""
+    cap = vit_gpt2
+    e = _forced(cap, image, 4)
+    T = len(e.tokens)
+    assert T >= 2
+    pixels = cap.pixels(image)
+    full, decoder = e.maps("relevancy").reshape(T, -1), e.maps("decoder_relevancy").reshape(T, -1)
+    for j in range(T):
+        np.testing.assert_allclose(full[j], _hf_oracle(cap, pixels, e.token_ids, j, True), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(decoder[j], _hf_oracle(cap, pixels, e.token_ids, j, False), rtol=RTOL, atol=ATOL)
+    assert not np.allclose(full, decoder, rtol=1e-3)
+    j, alt = 1, int(e.top_ids[1][1])
+    np.testing.assert_allclose(e.contrastive(j, alt).ravel(), _hf_oracle(cap, pixels, e.token_ids, j, True, alt),
+                               rtol=RTOL, atol=ATOL)
+
+
+# -- a model whose attention is known by construction ------------------------------------------------------
+
+
+def test_relevancy_of_the_pinned_model_lights_only_the_pinned_cells(image):
+    """make_pinned_captioner (test_maps.py): cross-attention heads and the resampler read fixed cells and
+    nothing else, so Ā is zero elsewhere and relevance can come from those cells only. Catches maps
+    shifted or transposed over the grid, and relevance taken from the wrong keys."""
+    from test_maps import cross_target, make_pinned_captioner, resampler_target
+
+    cap = make_pinned_captioner()
+    ids = [i for i in cap.tokenizer.encode("a red circle left of a blue star") if i not in (cap.cfg.bos_id, cap.cfg.eos_id)]
+    e = explain(cap, image, forced=ids)
+    targets = {cross_target(l, h) for l in range(2) for h in range(4)} | {resampler_target(p, g) for p in range(3) for g in range(2)}
+    others = [c for c in range(16) if c not in targets]
+    for method in ("relevancy", "decoder_relevancy"):
+        r = e.maps(method).reshape(len(ids), -1)
+        assert (r.max(1) > 0).all()
+        assert np.all(r[:, others] <= 1e-3 * r.max(1, keepdims=True)), method
+
+
+def test_occlusion_of_a_model_blind_to_the_image_is_zero(image):
+    """The pinned model's memory does not depend on the pixels (its projection is zero): greying any cell
+    changes nothing, so every drop is exactly 0. Catches a baseline taken from another pass than the
+    greyed ones (decoding's probabilities, another token order) and drops of the wrong word."""
+    from test_maps import make_pinned_captioner
+
+    cap = make_pinned_captioner()
+    e = _forced(cap, image)
+    np.testing.assert_allclose(e.maps("occlusion"), 0.0, atol=1e-7)
+
+
+# -- occlusion against greying by hand ------------------------------------------------------------------------
+
+
+def _occlusion_by_hand(cap, image, ids: list[int], alternative: dict[int, int] | None = None) -> np.ndarray:
+    """[T, N]: for each cell, the input pixels of that cell set to 0 (the normalisation's mean) by slicing,
+    one teacher-forced pass per cell, p(word) (− p(alternative)) before minus after."""
+    pixels = cap.pixels(image)
+    gh, gw = cap.grid
+    H, W = pixels.shape[-2:]
+    P, T = cap.n_prefix, len(ids)
+
+    def score(px):
+        logits, _ = cap.teacher_forced(px, ids)
+        p = torch.softmax(logits.double(), -1)
+        return np.array([float(p[P + j, ids[j]]) - (float(p[P + j, alternative[j]]) if alternative and j in alternative else 0.0)
+                         for j in range(T)])
+
+    base = score(pixels)
+    out = np.zeros((T, gh * gw))
+    for r in range(gh):
+        for c in range(gw):
+            px = pixels.clone()
+            px[..., r * H // gh:(r + 1) * H // gh, c * W // gw:(c + 1) * W // gw] = 0.0
+            out[:, r * gw + c] = base - score(px)
+    return out
+
+
+@pytest.mark.parametrize("which", ["vizcap", "vit_gpt2"])
+def test_occlusion_equals_greying_each_cell_by_hand(tiny_model, vit_gpt2, image, which, monkeypatch):
+    """Catches: the wrong cell greyed (grid transposed, a cell's pixels off by one row), drops of the wrong
+    word (position off by the prefix), the batch mixing images, and a last partial batch dropped
+    (OCCLUSION_BATCH = 5 does not divide the 16 cells)."""
+    cap = tiny_model("both") if which == "vizcap" else vit_gpt2
+    e = _forced(cap, image)
+    monkeypatch.setattr(ex, "OCCLUSION_BATCH", 5)
+    occ = e.maps("occlusion").reshape(len(e.tokens), -1)
+    np.testing.assert_allclose(occ, _occlusion_by_hand(cap, image, e.token_ids), atol=1e-6)
+    assert np.abs(occ).max() > 1e-4  # the check saw real drops
+
+
+# -- contrastive maps ---------------------------------------------------------------------------------------
+
+
+def test_contrastive_relevancy_is_the_relevancy_of_the_logit_difference(vit_models, image):
+    """Catches a contrastive map that back-propagates the chosen logit alone (or the alternative's alone),
+    and the alternative given as text resolving to another token."""
+    cap = vit_models["both"]
+    e = _forced(cap, image)
+    j = 2
+    alt_id, alt_text = int(e.top_ids[j][1]), e.top_tokens[j][1]
+    want = _vizcap_oracle(cap, image, e.token_ids, j, True, alt_id)
+    np.testing.assert_allclose(e.contrastive(j, alt_id).ravel(), want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(e.contrastive(j, alt_text), e.contrastive(j, alt_id))
+    np.testing.assert_allclose(e.contrastive(j, alt_id, "decoder_relevancy").ravel(),
+                               _vizcap_oracle(cap, image, e.token_ids, j, False, alt_id), rtol=RTOL, atol=ATOL)
+    assert not np.allclose(e.contrastive(j, alt_id), e.maps("relevancy")[j], rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["relevancy", "decoder_relevancy", "occlusion"])
+def test_contrastive_with_the_chosen_word_itself_is_zero(vit_models, image, method):
+    """"Why red and not red?": nothing. Catches a contrastive map that forgets to subtract."""
+    e = _forced(vit_models["cross"], image, 4)
+    m = e.contrastive(1, e.token_ids[1], method)
+    assert m.shape == e.grid and np.all(m == 0)
+
+
+def test_contrastive_occlusion_is_the_drop_of_the_probability_difference(tiny_model, image):
+    """occlusion(chosen) minus the drop of the alternative's probability, greyed by hand. Catches the sign
+    of the alternative's term and an alternative read at another word's step."""
+    cap = tiny_model("both")
+    e = _forced(cap, image)
+    j, alt = 3, int(e.top_ids[3][2])
+    by_hand = _occlusion_by_hand(cap, image, e.token_ids, {j: alt})[j]
+    np.testing.assert_allclose(e.contrastive(j, alt, "occlusion").ravel(), by_hand, atol=1e-6)
+    alt_drop = e.maps("occlusion").reshape(len(e.tokens), -1)[j] - by_hand  # the alternative's own drop
+    assert np.abs(alt_drop).max() > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    ((0, "no-such-word"), "not one token"), ((0, 10**9), "not in the vocabulary"), ((99, 3), "token index"),
+    ((0, 3, "rollout"), "contrastive maps are made by"), ((0, None), "token id or a token's text"),
+])
+def test_contrastive_refuses_bad_requests_in_one_line(tiny_model, image, args, message):
+    e = _forced(tiny_model("both"), image, 3)
+    with pytest.raises(ValueError, match=message) as info:
+        e.contrastive(*args)
+    assert "\n" not in str(info.value)
