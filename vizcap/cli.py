@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hard", action="store_true",
                     help="also measure on N hard scenes (three small objects, large JPEG pictures) of ShapeScenes and, "
                          "with --independent, of the independent renderer (under 'hard', 'independent_hard'; no curves)")
+    ev.add_argument("--methods", default="all", metavar="M1,M2",
+                    help="map methods to measure (default all those the checkpoint has: " + ", ".join(METHODS)
+                         + "; occlusion costs about two seconds per scene on the shipped model)")
     ev.add_argument("--out", metavar="DIR", default=None,
                     help="folder for trust.json and trust_scenes.jsonl, made if missing (default: the checkpoint directory)")
     ev.add_argument("--json", action="store_true", help="print trust.json's content as one JSON object")
@@ -234,20 +237,23 @@ def _eval(args) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.out and out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out}: not a directory")
+    methods = _methods(args.methods)  # checked before the model loads
     captioner = load(args.checkpoint)
+    methods = None if methods == ("all",) else methods  # evaluate_trust: every method the model has
     out.mkdir(parents=True, exist_ok=True)
     curves_n = min(args.curves_n, args.n)
     command = (f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
-               + (" --hard" if args.hard else ""))
-    result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, progress=not args.json, records=True)
+               + (" --hard" if args.hard else "") + (f" --methods {args.methods}" if methods else ""))
+    result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, methods=methods, progress=not args.json,
+                            records=True)
     scenes = [{"source": result["source"], **r} for r in result.pop("scenes")]
     result.update(first_seed=HELDOUT_FIRST_SEED, command=command)
     more = [("independent", "independent renderer", curves_n)] if args.independent else []
     more += [("hard", "hard held-out ShapeScenes", 0)] if args.hard else []
     more += [("independent_hard", "hard independent renderer", 0)] if args.hard and args.independent else []
     for key, source, n_curves in more:
-        other = evaluate_trust(captioner, n=args.n, curves_n=n_curves, progress=not args.json, records=True,
-                               scene_fn=SOURCES[source], source=source)
+        other = evaluate_trust(captioner, n=args.n, curves_n=n_curves, methods=methods, progress=not args.json,
+                               records=True, scene_fn=SOURCES[source], source=source)
         scenes += [{"source": other["source"], **r} for r in other.pop("scenes")]
         first = INDEPENDENT_FIRST_SEED if "independent" in key else HELDOUT_FIRST_SEED
         result[key] = {**other, "first_seed": first}
