@@ -10,7 +10,7 @@ import math
 import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
-from vizcap import figures, records
+from vizcap import figures, notices, records
 from vizcap.trust import evaluate_trust
 
 METRIC_NOTES = {
@@ -146,7 +146,7 @@ else:
                    "few scenes, so the numbers are rough.")
 if result:
     st.subheader("In plain words")
-    for sentence in figures.trust_verdict(result):
+    for sentence in figures.trust_verdict(result, notices.trained_maps(captioner) or ()):
         st.markdown(sentence)
     if result.get("n_words"):
         a, b = st.columns(2)

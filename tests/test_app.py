@@ -735,7 +735,7 @@ def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
     at = ok(at.switch_page("app_pages/training_and_trust.py").run())
     text = " ".join(m.value for m in at.markdown)
-    assert "Pointing." in text and "Sanity check passed" in text and "trusted to" not in text
+    assert "Pointing." in text and "**Sanity check**" in text and "Passed: *cross attention*" in text and "trusted to" not in text
     assert len(at.get("plotly_chart")) == 5  # loss, pointing, mass, sanity, curves
     captions = " ".join(c.value for c in at.caption)
     # each set of figures says how many scenes and which command made it; the metrics.json table too

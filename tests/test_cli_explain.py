@@ -214,7 +214,8 @@ def test_eval_writes_the_trust_json_the_app_reads(tmp_path):
         assert {k: v for k, v in section.items() if k not in ("command", "first_seed", "independent", "curves_n")} \
             == summary, source
     verdict = " ".join(figures.trust_verdict(stored))
-    assert stored["best_method"].replace("_", " ") in verdict and "Too little" not in verdict
+    best = max(stored["pointing"], key=lambda m: stored["pointing"][m]["hit"])
+    assert best.replace("_", " ") in verdict and "Too little" not in verdict
 
 
 def test_eval_writes_into_the_checkpoint_by_default(tiny_checkpoint, tmp_path):

@@ -454,7 +454,8 @@ def test_trust_figures_and_verdict():
     assert list(deletion.y) == pytest.approx([0.8, 0.3, 0.1]) and list(deletion.x) == pytest.approx(r["curves"]["fractions"][:3])
     assert "0.33" in deletion.name
     text = " ".join(figures.trust_verdict(r))
-    assert "90%" in text and "30%" in text and "Sanity check passed" in text and "Faithfulness." in text
+    assert "90%" in text and "30%" in text and "Faithfulness." in text
+    assert "Passed: *cross attention* (0.20), *prefix* (0.40)" in text and "Failed: *rollout* (0.60), *relevancy* (0.80)" in text
 
 
 def test_trust_verdict_is_driven_by_the_numbers():
@@ -464,7 +465,20 @@ def test_trust_verdict_is_driven_by_the_numbers():
     r["curves"]["cross_attention"]["deletion_map_auc"] = 0.8
     text = " ".join(figures.trust_verdict(r))
     assert "no better than a random cell" in text
-    assert "Sanity check warning" in text and "Faithfulness not shown" in text
+    assert "Failed: *cross attention* (0.90)" in text and "Faithfulness not shown" in text
+
+
+def test_trust_verdict_reports_a_trained_map_as_its_training_target():
+    """Issue 25, item 5: a map the model was trained to point with is not "the best method": its pointing
+    is stated as the training target, and the verdict follows the best untrained method."""
+    r = trust_result()
+    r["pointing"]["cross_attention"] = {"hit": 1.0, "chance": 0.16}
+    text = " ".join(figures.trust_verdict(r, trained=("cross_attention",)))
+    assert "**Trained to point.** *cross attention* put their hottest cell on the named object 100%" in text
+    assert "training target, not evidence" in text
+    assert "The best untrained method, *" in text and "The best untrained method, *cross attention*" not in text
+    untrained = " ".join(figures.trust_verdict(r))
+    assert "Trained to point" not in untrained and "The best method, *cross attention*" in untrained
 
 
 def test_trust_verdict_is_never_stronger_than_its_numbers():

@@ -132,9 +132,14 @@ MEASURES = {
 
 
 
-def trust_verdict(result: dict) -> list[str]:
+SANITY_LINE = 0.5  # rank correlation with the randomised copy's map at or above which a method fails the check
+
+
+def trust_verdict(result: dict, trained: tuple[str, ...] = ()) -> list[str]:
     """Plain-language sentences, driven by the measured numbers and never stronger than them, on how far
-    the heatmaps can be trusted."""
+    the heatmaps can be trusted. `trained`: the methods whose maps the model's training pulled onto the
+    objects (vizcap.notices.trained_maps): their pointing is reported as the training target, and the
+    method the verdict follows is chosen among the others."""
     out = []
     n_words = result.get("n_words", 0)
     n_scenes = result.get("n_scenes", 0)
@@ -149,7 +154,17 @@ def trust_verdict(result: dict) -> list[str]:
                    "word whose map can be checked against the truth. Treat every heatmap of this model as unverified.")
         return out
     pointing = result.get("pointing", {})
-    best = result.get("best_method") or max(pointing, key=lambda m: pointing[m]["hit"])
+    targets = [m for m in pointing if m in trained]
+    if targets:
+        names = " and ".join(f"*{m.replace('_', ' ')}*" for m in targets)
+        hits = ", ".join(f"{percent(pointing[m]['hit'])}" for m in targets)
+        out.append(f"**Trained to point.** {names} put their hottest cell on the named object {hits} of the time — but "
+                   "this model was trained to make them do that, so it is their training target, not evidence of "
+                   "what the model uses. The methods below were not trained.")
+    free = [m for m in pointing if m not in trained] or list(pointing)
+    best = result.get("best_method")  # the measurement's own choice, unless training made it a target
+    if best not in free:
+        best = max(free, key=lambda m: pointing[m]["hit"])
     hit, chance = pointing[best]["hit"], pointing[best]["chance"]
     margin = hit - chance
     if margin >= 0.3:
@@ -158,7 +173,8 @@ def trust_verdict(result: dict) -> list[str]:
         level = "its brightest spot is on the right object more often than chance, but often misses: read it as a hint"
     else:
         level = "its brightest spot is no better than a random cell: do not read it as “where the model looked”"
-    out.append(f"**Pointing.** The best method, *{best.replace('_', ' ')}*, puts its hottest cell on the named object "
+    out.append(f"**Pointing.** The best {'untrained ' if targets else ''}method, *{best.replace('_', ' ')}*, puts its "
+               "hottest cell on the named object "
                f"{percent(hit)} of the time against {percent(chance)} by chance ({n_words} words): {level}.")
     mass = result.get("mass_in_box", {}).get(best, {})
     m, m_chance = mass.get("mass"), mass.get("chance")
@@ -170,16 +186,16 @@ def trust_verdict(result: dict) -> list[str]:
     weak = [w for w in pointing if w != best and pointing[w]["hit"] - pointing[w]["chance"] < 0.1]
     if weak:
         out.append(f"The maps of {', '.join(w.replace('_', ' ') for w in weak)} do little better than chance here.")
-    sanity = result.get("sanity_spearman", {}).get(best)
-    if sanity is not None and not math.isnan(sanity):
-        if sanity < 0.5:
-            out.append(f"**Sanity check passed.** Scrambling the model's learned weights changes the "
-                       f"{best.replace('_', ' ')} map a lot (rank correlation {sanity:.2f}): the map depends on what "
-                       f"the model learned, not only on the image.")
-        else:
-            out.append(f"**Sanity check warning.** A scrambled model gives a similar {best.replace('_', ' ')} map (rank "
-                       f"correlation {sanity:.2f}): part of the picture comes from the image and the architecture, "
-                       f"not from what the model learned.")
+    rho = {m: v for m, v in result.get("sanity_spearman", {}).items() if v is not None and not math.isnan(v)}
+    if rho:  # every method's result, plainly: a map a scrambled model also draws shows little of what was learned
+        passed = [f"*{m.replace('_', ' ')}* ({v:.2f}{', only just' if v > SANITY_LINE - 0.1 else ''})"
+                  for m, v in rho.items() if v < SANITY_LINE]
+        failed = [f"*{m.replace('_', ' ')}* ({v:.2f})" for m, v in rho.items() if v >= SANITY_LINE]
+        out.append("**Sanity check** (rank correlation with the map of a copy whose decoder and mapper are scrambled; "
+                   f"{SANITY_LINE} or more fails). "
+                   + (f"Passed: {', '.join(passed)}. " if passed else "")
+                   + (f"Failed: {', '.join(failed)} — a scrambled model draws much the same map, so it shows the image "
+                      "and the architecture more than what the model learned." if failed else ""))
     c = result.get("curves", {}).get(best, {})
     d_map, d_rand = c.get("deletion_map_auc"), c.get("deletion_random_auc")
     if d_map is not None and d_rand is not None and not (math.isnan(d_map) or math.isnan(d_rand)):
