@@ -65,7 +65,8 @@ if any(p is None for p in params.values()):
     st.stop()
 runs = {name: state.explanation(captioner, ckpt, img, p) for name, p in params.items()}
 
-columns = st.columns(len(runs))
+with st.container(key="dl_cards"):  # cards at least 9rem wide (widgets.STYLE): they wrap, words stay whole
+    columns = st.columns(len(runs))
 for col, (name, exp) in zip(columns, runs.items()):
     with col.container(border=True):
         st.markdown(f"**{name}**")

@@ -52,25 +52,34 @@ methods = list(available(exp.mode))  # the registry (vizcap.maps.METHODS): a mod
 L, H = captioner.decoder_layers, captioner.decoder_heads
 ALL = "all"  # the mean over layers / heads (a string: a None option would read as "nothing chosen")
 layers, heads = [ALL, *range(L)], [ALL, *range(H)]
-with st.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
-    c = st.columns(3)
-    method = c[0].selectbox("Map method", methods, key="ex_method", format_func=lambda m: METHODS[m].label,
-                            help=" · ".join(f"{METHODS[m].label}: {METHODS[m].help}" for m in methods),
-                            on_change=state.persistent("ex_method", methods[0], methods))
+# The caption on top; the map on the left; on the right the word controls, the map settings and the word's
+# probability: caption, controls and map fit one screen (1280×800) on a projector, and the map stays in
+# view beside its settings while they are changed (issue 26, item 15). In a narrow main area the right
+# column goes below the map (a column with a chart keeps 18rem, widgets.STYLE), so the map keeps its width.
+notice_slot = st.container()
+caption_slot = st.empty()
+left, right = st.columns([3, 2])
+map_slot = left.empty()
+controls_slot = right.empty()
+with right.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
+    method = st.selectbox("Map method", methods, key="ex_method", format_func=lambda m: METHODS[m].label,
+                          help=" · ".join(f"{METHODS[m].label}: {METHODS[m].help}" for m in methods),
+                          on_change=state.persistent("ex_method", methods[0], methods))
     per_head = METHODS[method].per_layer_head
-    layer = c[1].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
+    c = st.columns(2)  # two to a row: the column beside the map is ~320 px wide at 1280 px
+    layer = c[0].selectbox("Layer", layers, key="ex_layer", disabled=not per_head,
                            format_func=lambda v: "all (mean)" if v == ALL else f"layer {v}",
                            on_change=state.persistent("ex_layer", ALL, layers))
-    head = c[2].selectbox("Head", heads, key="ex_head", disabled=not per_head,
+    head = c[1].selectbox("Head", heads, key="ex_head", disabled=not per_head,
                           format_func=lambda v: "all (mean)" if v == ALL else f"head {v}",
                           on_change=state.persistent("ex_head", ALL, heads))
-    c = st.columns(3)
+    c = st.columns(2)
     normalize = c[0].selectbox("Normalisation", NORMALIZATIONS, key="ex_norm", help=NORM_HELP,
                                on_change=state.persistent("ex_norm", "max", NORMALIZATIONS))
     cmap = c[1].selectbox("Colour scale", figures.COLORSCALES, key="ex_cmap", help="Both are colour-blind safe.",
                           on_change=state.persistent("ex_cmap", figures.COLORSCALES[0], figures.COLORSCALES))
-    opacity = c[2].slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
-                          on_change=state.persistent("ex_opacity", 0.55))
+    opacity = st.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key="ex_opacity",
+                        on_change=state.persistent("ex_opacity", 0.55))
     sinks = st.toggle("Discount attention sinks", key="ex_sinks",
                       help="Transformers park spare attention on a few cells whatever the word. This subtracts "
                            "each cell's median over the caption, keeping what is specific to each word.",
@@ -84,9 +93,10 @@ summary = " · ".join([
     {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
      "global": "scaled to the caption's peak"}[normalize],
     *(["attention sinks discounted"] if sinks else [])])
-st.caption("Map: " + summary + " (change in Map settings)")
+right.caption("Map: " + summary + " (change in Map settings)")
+word_slot = right.empty()
 if exp.crop:
-    st.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
+    left.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
 def on_request(name: str, words: int):
     """A spinner saying what is computed and how long it took last time on this model (per word), for
@@ -115,6 +125,9 @@ maps = timed(method, T, lambda: exp.maps(method, layer, head, normalize, sinks))
 vmax, unit = colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
 
 
+UPCOMING = "#6b6b6b"  # words still to come: grey, yet 5.3:1 on white (WCAG AA; #b8b8b8 was 2:1)
+
+
 def caption_html(j: int) -> str:
     words = []
     for i, w in enumerate(exp.tokens):
@@ -124,7 +137,7 @@ def caption_html(j: int) -> str:
         elif i < j:
             words.append(f"<span>{w}</span>")
         else:
-            words.append(f"<span style='color:#b8b8b8'>{w}</span>")
+            words.append(f"<span style='color:{UPCOMING}'>{w}</span>")
     return f"<p style='font-size:1.5rem;line-height:2.2rem' id='vz-caption'>{' '.join(words)}</p>"
 
 
@@ -134,7 +147,7 @@ FUNCTION_WORDS = {"a", "an", "the", "two", "three", "and", "of", "left", "right"
 linked = st.session_state.pop("vz_link_word", None)  # a link names the word (1-based)
 note = links.word_note(int(linked), T) if linked is not None else None
 if note:  # a word this caption does not have: said, never quietly replaced by another
-    st.warning(note, icon=":material/link_off:")
+    notice_slot.warning(note, icon=":material/link_off:")
 if linked is not None and not note:
     st.session_state["ex_for"] = id(exp)
     st.session_state["ex_tok"] = int(linked) - 1
@@ -201,14 +214,6 @@ def contrast_figure(j: int, alternative: int):
                                      height=380, unit=label)
 
 
-# The caption on top; the map on the left; on the right the word controls and the word's probability,
-# so that caption, controls and map fit one screen (1280×800) on a projector.
-caption_slot = st.empty()
-left, right = st.columns([3, 2])
-map_slot = left.empty()
-with right:
-    controls_slot = st.empty()
-    word_slot = st.empty()
 if st.session_state.pop("ex_play", False):
     for j in range(T):  # the caption appears word by word; the map, the controls and the probability follow
         caption_slot.markdown(caption_html(j), unsafe_allow_html=True)
@@ -239,6 +244,12 @@ with word_slot.container():  # first: the contrast chosen here decides what the 
     contrast = contrast_picker(j)
 with map_slot.container():
     widgets.show(overlay_figure(j) if contrast is None else contrast_figure(j, contrast), key="ex_overlay")
+    if contrast is None and notices.map_status(captioner, method):  # beside the map: is it evidence? (issue 25)
+        trained = method in (notices.trained_maps(captioner) or ())
+        st.caption((":material/school: **Trained to point.** " + widgets.md(notices.attention_notice(captioner))
+                    if trained else f"**{METHODS[method].label.capitalize()}**: nothing trained this map to point, so "
+                    "where it points is evidence of what the model used (Training & trust measures how far).")
+                   + " Compare the methods in Map settings.")
 
 # -- more views: only the open tab is drawn ---------------------------------------------------------
 # (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.
@@ -328,7 +339,8 @@ def export_view() -> None:
     safe_word = re.sub(r"[^\w-]+", "_", word)  # a file name: no / < > … from a BPE word
     e = st.columns(3)
 
-    settings = f"{summary} · {model_picker.model_label(captioner, ckpt)}"
+    status = notices.map_status(captioner, method)
+    settings = f"{summary} · {model_picker.model_label(captioner, ckpt)}" + (f" · this map: {status}" if status else "")
 
     def png() -> bytes:
         import io
@@ -346,7 +358,7 @@ def export_view() -> None:
     e[2].download_button("JSON: caption, probabilities, maps, settings",
                          lambda: exp.to_json((method,), normalize, layer=layer if per_head else None,
                                              head=head if per_head else None, discount_sinks=sinks,
-                                             model=model_picker.model_label(captioner, ckpt)),
+                                             model=model_picker.model_label(captioner, ckpt), image=img["label"]),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")
 
 

@@ -39,17 +39,19 @@ def model_line(captioner, ckpt: str) -> str:
 
 def gallery() -> None:
     st.write("ShapeScenes examples (each number always draws the same scene):")
-    columns = st.columns(len(GALLERY))
+    with st.container(key="vz_gallery"):  # its columns wrap below 5rem (widgets.STYLE): "#1234", never "#…"
+        columns = st.columns(len(GALLERY))
     current = state.current_image()["id"]
     for col, seed in zip(columns, GALLERY):
         col.image(state.thumbnail(seed), width="stretch")
         chosen = current == f"scene:{seed}"
         col.button(f"#{seed}", key=f"vz_use_{seed}", icon=":material/check:" if chosen else None, on_click=state.set_scene, args=(seed,),
                    type="primary" if chosen else "secondary", width="stretch")
-    left, right, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
-    seed = left.number_input("Or any example number", min_value=0, max_value=2**31 - 1, value=5, step=1, key="vz_seed")
-    right.button("Use this example", key="vz_use_seed",  # the number as it is now, not when the button was drawn
-                 on_click=lambda: state.set_scene(int(st.session_state.get("vz_seed", seed))))
+    row = st.container(horizontal=True, wrap=True, vertical_alignment="bottom")  # the button as wide as its words
+    seed = row.number_input("Or any example number", min_value=0, max_value=2**31 - 1, value=5, step=1, key="vz_seed",
+                            width=220)
+    row.button("Use this example", key="vz_use_seed",  # the number as it is now, not when the button was drawn
+               on_click=lambda: state.set_scene(int(st.session_state.get("vz_seed", seed))))
 
 
 def upload(captioner) -> None:

@@ -49,7 +49,6 @@ with st.container(horizontal=True, vertical_alignment="center"):
     st.button("Next", key="ls_next", on_click=_move, args=(1,), disabled=i == N - 1, icon=":material/arrow_forward:")
     st.markdown(f"Step **{i + 1}** of {N}")
 st.subheader(step.title)
-st.markdown(f"<p style='font-size:1.25rem' id='vz-lesson-say'>{html.escape(step.say)}</p>", unsafe_allow_html=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -85,7 +84,13 @@ def overlay(word: int) -> None:
                                           height=360, unit="÷ this word's maximum"), key=f"ls_overlay_{i}")
 
 
-left, right = st.columns([3, 2])
+# The step's sentence beside its view, not above it: on a 1280×800 projector the view (a map, the heads,
+# the beam tree) fits the screen under the title. In a narrow main area the two columns stack, the
+# sentence first (widgets.STYLE, .st-key-ls_row).
+with st.container(key="ls_row"):
+    left, right = st.columns([3, 2])
+with right:
+    st.markdown(f"<p style='font-size:1.25rem' id='vz-lesson-say'>{html.escape(step.say)}</p>", unsafe_allow_html=True)
 with left:
     if step.view in ("predict", "failure"):
         if st.session_state.get("ls_reveal"):
@@ -98,7 +103,8 @@ with left:
         raw = [greedy.maps("cross_attention", L - 1, h, "none")[j] for h in range(H)]
         widgets.show(figures.heads_grid(image, np.stack(per_head), greedy.tokens[j], L - 1, "cross_attention", 0.55,
                                        "viridis", raw=np.stack(raw), vmax=1.0, unit="÷ each head's maximum",
-                                       normalize="max"), key=f"ls_heads_{i}")
+                                       normalize="max", columns=2),  # 2×2: panels ~180 px in this column
+                     key=f"ls_heads_{i}")
     elif step.view == "decoding":
         widgets.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
     else:  # photo

@@ -423,7 +423,7 @@ def test_explorer_why_this_word_and_not_another(app, calls):
     fig = figure(at, "Where the model looked")
     expected = vizcap_maps.normalize(exp.contrastive(1, alt, "relevancy")[None], "max")[0]
     np.testing.assert_allclose(array(traces(fig, "heatmap")[0]["z"]), expected, atol=1e-9)
-    assert f"not {exp.top_tokens[1][k]}" in fig["layout"]["title"]["text"]
+    assert f"not {exp.top_tokens[1][k]}" in fig["layout"]["title"]["text"].replace(" <br>", " ").replace("<br>", " ")  # titles wrap
     assert any(c.value.startswith("Contrastive relevancy: why") for c in at.caption)
     ok(at.selectbox(key="ex_contrast_1").set_value(None).run())
     fig = figure(at, "Where the model looked")
@@ -670,8 +670,9 @@ def test_decoding_lab_widgets(app, calls):
     assert calls == before
     live = figure(at, "The next word after")
     greedy = current_explanation(at)
-    assert "temperature 0.3, top-k 3, top-p 0.5" in live["layout"]["title"]["text"]
-    assert live["layout"]["title"]["text"].startswith("The next word after “&lt;start&gt; " + " ".join(greedy.tokens[:2]))
+    heading = live["layout"]["title"]["text"].replace("<br>", "")  # wrapped at spaces: the sentence without breaks
+    assert "temperature 0.3, top-k 3, top-p 0.5" in heading
+    assert heading.startswith("The next word after “&lt;start&gt; " + " ".join(greedy.tokens[:2]))
     after = array(live["data"][1]["y"])
     assert 1 <= (after > 0).sum() <= 3 and after.sum() == pytest.approx(1.0, abs=1e-6)  # top-k 3 of the shown words
     assert live["layout"]["yaxis"].get("type") in (None, "linear")

@@ -109,6 +109,9 @@ def streamlit_server(env: dict, log: Path):
             proc.wait()
 
 
+SERVER_LOG: dict[str, Path] = {}  # "path": the module server's log (what Streamlit prints while the tests run)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     _requirements()
@@ -119,7 +122,8 @@ def server(tmp_path_factory):
     env.pop("VIZCAP_CHECKPOINT", None)
     if checkpoint:
         env["VIZCAP_CHECKPOINT"] = checkpoint
-    yield from streamlit_server(env, tmp_path_factory.mktemp("streamlit_log") / "server.log")
+    SERVER_LOG["path"] = tmp_path_factory.mktemp("streamlit_log") / "server.log"
+    yield from streamlit_server(env, SERVER_LOG["path"])
 
 
 @pytest.fixture(scope="module")
@@ -195,20 +199,23 @@ def test_a_page_address_opened_first_shows_the_apps_own_navigation(server, brows
 BROKEN_TEXT_JS = r"""() => {
   const bad = [];
   const main = document.querySelector('[data-testid="stMain"]');
+  const nav = document.querySelector('[data-testid="stSidebarNav"]');
   const shown = el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden';
-  for (const el of main.querySelectorAll('*')) {
+  for (const el of [...main.querySelectorAll('*'), ...(nav ? nav.querySelectorAll('*') : [])]) {
     if (!shown(el)) continue;
     const style = getComputedStyle(el);
     if (style.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1 && el.innerText.trim())
       bad.push('cut: ' + el.innerText.trim());
   }
-  const roots = main.querySelectorAll('[data-testid="stWidgetLabel"], button, [data-baseweb="select"]');
+  // labels, buttons, drop-downs, and the text of cards side by side (columns: "sampli ng" in a squeezed one)
+  const roots = main.querySelectorAll('[data-testid="stWidgetLabel"], button, [data-baseweb="select"], '
+                                      + '[data-testid="stColumn"] [data-testid="stMarkdownContainer"]');
   for (const el of roots) {
     if (!shown(el)) continue;
     const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
     let node;
     while ((node = walker.nextNode())) {
-      const re = /\S+/g; let m;
+      const re = /[^\s\-\u2010-\u2014]+/g; let m;  // a word; a hyphen is a line break's proper place
       while ((m = re.exec(node.textContent))) {
         const r = document.createRange();
         r.setStart(node, m.index); r.setEnd(node, m.index + m[0].length);
@@ -361,3 +368,128 @@ def test_inside_the_vit_a_click_on_a_patch_shows_where_it_looks(server, browser_
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "inside-vit.png"), full_page=True)
     _shrink(SHOTS / "inside-vit.png")
+
+
+
+# -- layout and readability at a student's, a projector's and a narrow window's size (issue 26, 12-15) --
+
+# every visible text of the plotly charts with its font size (px)
+CHART_TEXT_JS = r"""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] svg text')]
+  .filter(t => t.textContent.trim() && t.getClientRects().length && getComputedStyle(t).display !== 'none'
+          && getComputedStyle(t).visibility !== 'hidden' && getComputedStyle(t).opacity !== '0')
+  .map(t => [t.textContent.trim().slice(0, 40), parseFloat(getComputedStyle(t).fontSize)])"""
+
+# how far the page reaches past the window sideways (px): the document and Streamlit's scrolling main area
+OVERFLOW_JS = r"""() => { const main = document.querySelector('[data-testid="stMain"]');
+  return Math.max(document.documentElement.scrollWidth - innerWidth, main ? main.scrollWidth - main.clientWidth : 0) }"""
+
+# the colour a text is seen in on the white page: its colour, faded by its own and its ancestors' opacity
+SEEN_COLOUR_JS = r"""el => { let alpha = 1;
+  for (let e = el; e; e = e.parentElement) alpha *= parseFloat(getComputedStyle(e).opacity);
+  const m = getComputedStyle(el).color.match(/[\d.]+/g).map(Number);
+  alpha *= m.length > 3 ? m[3] : 1;
+  return m.slice(0, 3).map(c => c * alpha + 255 * (1 - alpha)) }"""
+
+# the bounding boxes of one chart's point labels (scatter text), in page pixels
+LABEL_BOXES_JS = r"""chart => [...chart.querySelectorAll('.scatterlayer .textpoint text')]
+  .filter(t => t.textContent.trim()).map(t => { const r = t.getBoundingClientRect();
+    return [t.textContent, r.left, r.top, r.right, r.bottom] })"""
+
+
+def _contrast(rgb) -> float:
+    """WCAG contrast ratio of a colour against white."""
+    def channel(c):
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    lum = 0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2])
+    return 1.05 / (lum + 0.05)
+
+
+def _overlapping(boxes, slack: float = 1.0) -> list:
+    return [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[3] - slack and b[1] < a[3] - slack and a[2] < b[4] - slack and b[2] < a[4] - slack]
+
+
+def _readable_page(page, where: str) -> None:
+    """No sideways scrolling, no word broken or cut, chart text at 14 px or more, explanations dark enough."""
+    assert page.evaluate(OVERFLOW_JS) <= 1, f"{where}: the page is wider than the window"
+    assert page.evaluate(BROKEN_TEXT_JS) == [], where
+    small = [t for t in page.evaluate(CHART_TEXT_JS) if t[1] < 14]
+    assert not small, f"{where}: chart text under 14 px: {small[:8]}"
+    captions = page.locator("[data-testid='stCaptionContainer']")
+    if captions.count():
+        seen = captions.first.evaluate(SEEN_COLOUR_JS)
+        assert _contrast(seen) >= 4.5, f"{where}: explanations in {seen} on white ({_contrast(seen):.1f}:1)"
+
+
+@pytest.mark.parametrize("size", [(800, 900), (1280, 800), (1440, 900)])
+def test_layout_is_readable_at_a_students_a_projectors_and_a_narrow_windows_size(server, browser_page, size):
+    """Issue 26, items 12–15, at the sizes they were found at: nothing wider than the window, no word
+    broken or cut, chart text at least 14 px, the caption's upcoming words and the explanations at WCAG AA
+    contrast; at 800 px a narrower sidebar and a map of a useful width; at 1280×800 (a projector) the
+    lesson's head maps at least 160 px and its beam tree's words apart and on screen; at 1440×900 the map
+    beside its open settings; and "New seed" leaves no duplicate-value warning in the server's log."""
+    page = browser_page
+    width, height = size
+    page.set_viewport_size({"width": width, "height": height})
+    try:
+        _open(page, server + "/explorer", "Where the model looked")
+        page.get_by_text("Map settings", exact=False).first.click()
+        _settle(page)
+        _readable_page(page, f"explorer {size}")
+        spans = page.locator("#vz-caption span")
+        upcoming = spans.nth(spans.count() - 1).evaluate(SEEN_COLOUR_JS)  # the last word: still to come
+        assert page.evaluate(HIGHLIGHTED_JS) < spans.count() - 1
+        assert _contrast(upcoming) >= 4.5, f"upcoming words in {upcoming}: {_contrast(upcoming):.1f}:1 on white"
+        chart = page.locator("[data-testid='stPlotlyChart']").first
+        picture = chart.locator(".imagelayer image").first.bounding_box()
+        if width == 800:
+            sidebar = page.locator("[data-testid='stSidebar']").bounding_box()
+            assert sidebar["width"] <= 240, sidebar
+            assert picture["width"] >= 250, f"the map is {picture['width']:.0f} px wide at 800 px"
+        if (width, height) == (1440, 900):  # the map in view beside its open settings
+            chart_box = chart.bounding_box()
+            method = page.get_by_role("combobox", name="Map method").first.bounding_box()
+            assert chart_box["y"] >= 0 and picture["y"] + picture["height"] <= height, (chart_box, picture)
+            assert 0 <= method["y"] and method["y"] + method["height"] <= height, method
+        heads = page.locator("[data-testid='stPlotlyChart']", has_text="All heads of layer").first
+        heads.scroll_into_view_if_needed()
+        panels = [b for b in heads.locator(".nsewdrag").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")]
+        if (width, height) == (1280, 800):
+            assert min(panels) >= 160, f"explorer's head maps {panels} px wide"
+
+        _open(page, server + "/lesson?step=2", "Step 2 of 5")
+        _readable_page(page, f"lesson step 2 {size}")
+        if (width, height) == (1280, 800):
+            grid = page.locator("[data-testid='stPlotlyChart']").first
+            panels = grid.locator(".nsewdrag").evaluate_all("els => els.map(e => e.getBoundingClientRect().width)")
+            assert len(panels) >= 2 and min(panels) >= 160, f"lesson's head maps {panels} px wide"
+            box = grid.bounding_box()
+            assert box["y"] + box["height"] <= height + 1, f"the head maps run off the screen: {box}"
+        _open(page, server + "/lesson?step=3", "Step 3 of 5")
+        _readable_page(page, f"lesson step 3 {size}")
+        tree = page.locator("[data-testid='stPlotlyChart']").first
+        assert _overlapping(tree.evaluate(LABEL_BOXES_JS)) == [], f"lesson's beam tree {size}: words over each other"
+        if (width, height) == (1280, 800):
+            axis, box = tree.locator(".xtitle").first.bounding_box(), tree.bounding_box()
+            assert axis and axis["y"] + axis["height"] <= height, f"the tree's axis is cut by the screen: {axis}"
+            assert box["y"] + box["height"] <= height + 1, f"the tree (its legend) runs off the screen: {box}"
+
+        _open(page, server + "/decoding_lab", "Search tree")
+        _readable_page(page, f"decoding lab {size}")
+        tree = page.locator("[data-testid='stPlotlyChart']", has_text="How the search grew").first
+        assert _overlapping(tree.evaluate(LABEL_BOXES_JS)) == [], f"decoding lab's beam tree {size}"
+        if width == 800:  # once: "New seed" sets the seed widget through session state, without a warning
+            seed = page.get_by_role("spinbutton", name="Seed").first
+            before = int(seed.input_value())
+            page.get_by_role("button", name="New seed").first.click()
+            _settle(page)
+            assert int(seed.input_value()) == before + 1
+            assert "had its value set via the Session State API" not in SERVER_LOG["path"].read_text()
+
+        _open(page, server + "/training_and_trust", "Can the heatmaps be trusted?")
+        _readable_page(page, f"training and trust {size}")
+        _open(page, server, "Choose another image")
+        _readable_page(page, f"home {size}")
+    finally:
+        page.set_viewport_size(VIEWPORT)

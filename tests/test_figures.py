@@ -582,3 +582,105 @@ def test_photo_trust_verdict_follows_the_numbers():
     assert "hurts the words no more than random cells (area 0.070 vs 0.062)" in rollout
     assert "no sooner than random" in rollout and "2 words" in closing
     assert figures.photo_trust_verdict({"words": [], "methods": {}})[0].startswith("**Nothing to measure.**")
+
+
+# -- readable on a projector (issue 26, items 13 and 14) ------------------------------------------------
+
+
+def _contrast_on_white(colour: str) -> float:
+    """WCAG contrast of a #rrggbb colour against white."""
+    rgb = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    lum = sum(w * (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+              for w, c in zip((0.2126, 0.7152, 0.0722), rgb))
+    return 1.05 / (lum + 0.05)
+
+
+def _text_settings(fig: go.Figure) -> list[tuple[str, object, object]]:
+    """(where, font size, font colour) of every text a figure sets: axes (ticks, titles), colour bars,
+    legend, annotations, text on traces, text in bars."""
+    layout = fig.to_plotly_json()["layout"]
+    out = []
+    for name, axis in layout.items():
+        if name[1:5] == "axis" and name[0] in "xy":
+            out.append((f"{name} ticks", axis.get("tickfont", {}).get("size"), axis.get("tickfont", {}).get("color")))
+            title = axis.get("title", {})
+            out.append((f"{name} title", title.get("font", {}).get("size"), title.get("font", {}).get("color")))
+    if "coloraxis" in layout:
+        bar = layout["coloraxis"].get("colorbar", {})
+        out.append(("colour bar ticks", bar.get("tickfont", {}).get("size"), bar.get("tickfont", {}).get("color")))
+        out.append(("colour bar title", bar.get("title", {}).get("font", {}).get("size"), None))
+    legend = layout.get("legend", {}).get("font", {})
+    out.append(("legend", legend.get("size"), legend.get("color")))
+    out.append(("title", layout.get("title", {}).get("font", {}).get("size"), None))
+    out.append(("text in bars", layout.get("uniformtext", {}).get("minsize"), None))
+    for a in layout.get("annotations", []):
+        out.append((f"annotation {a.get('text')!r}", a.get("font", {}).get("size", layout.get("font", {}).get("size")),
+                     None))
+    for t in fig.data:
+        if getattr(t, "textfont", None) is not None and t.textfont.size is not None:
+            out.append((f"{t.type} text", t.textfont.size, None))
+    return out
+
+
+def test_chart_text_is_14_px_or_more_and_dark_enough(exp, beam):
+    """Every figure sets its chart text to at least 14 px, on every axis, colour bar and legend (Streamlit's
+    theme would draw them at 12 px in a 60 % grey), its titles fit a 400-px chart (wrapped), and the greys
+    that carry words are WCAG AA on white."""
+    img = exp.image
+    maps = exp.maps("cross_attention")
+    result = trust_result()
+    figs = [figures.attention_overlay(img, maps[0], exp.tokens[0]),
+            figures.heads_grid(img, np.stack([maps[0]] * 4), exp.tokens[0], 0),
+            figures.alternatives_bar(exp.top_tokens[0], exp.top_probs[0], exp.tokens[0], 0),
+            figures.step_probabilities({"greedy": (exp.tokens, list(exp.probs)), "beam": (beam.tokens, list(beam.probs))}),
+            figures.distribution_reshape(["a", "b", "c"], np.array([2.0, 1.0, 0.0]), 1.5, 0, 1.0,
+                                         context="<start> a blue circle above a blue square and a red"),
+            figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended),
+            figures.pointing_game(result), figures.mass_in_box(result), figures.sanity_check(result),
+            figures.deletion_insertion(result, "cross_attention"),
+            figures.encoder_layers(img, np.stack([maps[0]] * 2), [0.1, 0.2], "the patch at row 1, column 1", cell=(0, 0)),
+            figures.patch_picker(img, exp.grid, (0, 0)),
+            figures.loss_curve([{"step": s, "loss": 1.0 / (s + 1), "caption_loss": 0.5} for s in range(5)])]
+    for fig in figs:
+        name = figures.title(fig)
+        for where, size, colour in _text_settings(fig):
+            assert size is not None and size >= 14, (name, where, size)
+            if colour:
+                assert _contrast_on_white(colour) >= 4.5, (name, where, colour)
+        for line in name.split("<br>"):
+            assert len(line.strip()) <= figures.TITLE_CHARACTERS + 20, (name, line)  # entities count as 4–5 characters
+    assert _contrast_on_white(figures.TEXT_GREY) >= 4.5
+
+
+def test_titles_wrap_at_spaces_and_still_read_as_one_sentence():
+    text = "Inside the ViT: where the patch at row 3, column 5 looks"
+    wrapped = figures.wrap_title(text, 44)
+    assert wrapped.count("<br>") == 1 and wrapped.replace("<br>", "") == text
+    assert all(len(line) <= 45 for line in wrapped.split("<br>"))
+    assert figures.wrap_title("a<br>b", 44) == "a<br>b" and figures.wrap_title("short", 44) == "short"
+    fig = figures.attention_overlay(Image.new("RGB", (16, 16)), np.ones((2, 2)), "w" * 60)
+    assert fig.layout.margin.t > 60 and fig.layout.height > 430  # room for the extra line, the plot kept
+
+
+def test_heads_grid_in_two_columns_keeps_each_panel_160_px_tall():
+    """The lesson shows the 4 heads as 2×2 in a half-wide column (~480 px at 1280×800): each panel
+    has at least 160 px of height (its width follows: square cells); in one row they would get ~85 px."""
+    img = Image.new("RGB", (64, 64))
+    fig = figures.heads_grid(img, np.ones((4, 4, 4)), "w", 1, columns=2)
+    plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    spans = [fig.layout[f"yaxis{'' if i == 0 else i + 1}"].domain for i in range(4)]
+    assert len({tuple(s) for s in spans}) == 2  # two rows
+    assert min((hi - lo) * plot for lo, hi in spans) >= 160
+
+
+def test_beam_tree_words_take_turns_above_and_below_their_dot():
+    """Neighbouring steps' words sit on opposite sides of their dots, and rows are far enough apart
+    for a word below one dot and a word above the next row's, so that words as wide as two steps never
+    print over each other (lesson step 3 read "triangletriangles")."""
+    fig = figures.beam_tree(_synthetic_tree(), [3, 4], ended=True)
+    nodes = next(t for t in fig.data if (t.name or "").startswith("live hypothesis"))
+    side = dict(zip(nodes.x, nodes.textposition))
+    assert {side[x].split()[0] for x in (0, 2)} == {"top"} and {side[x].split()[0] for x in (1, 3)} == {"bottom"}
+    rows = fig.layout.yaxis.range[0] - fig.layout.yaxis.range[1]
+    plot = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert plot / rows >= 2 * 19 + 8  # two 19-px word boxes and the dots' own room between rows

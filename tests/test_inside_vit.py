@@ -38,13 +38,22 @@ def test_patch_tokens_pulls_every_patch_apart_in_place():
     assert "24 patches" in figures.description(fig)
 
 
+def _seen_on_any_colour(rects) -> bool:
+    """The outline of issue 26 item 12: a white line on a wider black one, never one colour (an orange
+    outline vanished on an orange shape): whatever the colour under it, one of the two stands out."""
+    colours = {r.line.color: r.line.width for r in rects}
+    return set(colours) == {"white", "black"} and colours["black"] > colours["white"] and \
+        [r.line.color for r in rects][-1] == "white"  # the white line drawn on top
+
+
 def test_patch_picker_has_one_clickable_point_per_cell_and_outlines_the_chosen():
     fig = figures.patch_picker(_picture(), (4, 6), selected=(1, 2))
     points = fig.data[1]
     assert len(points.x) == 24 and [tuple(c) for c in points.customdata][8] == (1, 2)
     rects = [s for s in fig.layout.shapes if s.type == "rect"]
     W, H = figures.shown_image(_picture()).size
-    assert len(rects) == 1 and rects[0].x0 == pytest.approx(2 * W / 6) and rects[0].y0 == pytest.approx(H / 4)
+    assert len(rects) == 2 and all(r.x0 == pytest.approx(2 * W / 6) and r.y0 == pytest.approx(H / 4) for r in rects)
+    assert _seen_on_any_colour(rects)
     assert not [s for s in figures.patch_picker(_picture(), (4, 6)).layout.shapes if s.type == "rect"]
 
 
@@ -55,7 +64,8 @@ def test_encoder_layers_shows_each_layer_with_its_class_token_share():
     assert len(heatmaps) == 3 and all(np.allclose(h.z, m) for h, m in zip(heatmaps, maps))
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["layer 0 · class token 50%", "layer 1 · class token 25%", "layer 2 · class token 13%"]
-    assert len([s for s in fig.layout.shapes if s.type == "rect"]) == 3
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(rects) == 2 * 3 and _seen_on_any_colour(rects)  # one outline (two lines) per layer
     assert fig.layout.coloraxis.cmax == pytest.approx(maps.max())
 
 
@@ -106,7 +116,7 @@ def test_inside_the_vit_draws_where_the_chosen_patch_looks_layer_by_layer(monkey
     ok(at.run())
     cls_fig = _layers_figure(at)
     assert np.allclose(_heat(cls_fig)[-1], page_exp.encoder_maps("cls", layer=-1))
-    assert not _rects(cls_fig) and len(_rects(fig)) == n_layers
+    assert not _rects(cls_fig) and len(_rects(fig)) == 2 * n_layers  # a black and a white line per layer
     at.radio(key="ex_vit_method").set_value("rollout")
     ok(at.run())
     rolled = _heat(_layers_figure(at))

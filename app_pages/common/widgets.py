@@ -15,11 +15,40 @@ from .model_picker import is_photo_model
 
 # Less empty space above the title, a smaller title and no word broken mid-word in labels: the
 # explorer's caption, controls and map fit one 1280×800 screen (a projector), and 800-px-wide windows
-# keep their labels whole.
+# keep their labels whole. Then (issue 26, items 13 and 14):
+# - windows up to 1000 px: the sidebar 232 px wide instead of 300, so the main area keeps ~70 px more.
+#   Streamlit's own "auto" hides the sidebar only up to 768 px, and an initial_sidebar_state width would
+#   narrow it on every screen; users can still hide it with its arrow.
+# - a column holding a chart is at least 18rem wide: in a narrow main area it goes on its own row
+#   (st.columns wrap) instead of squeezing its chart; columns of cards (the decoding lab's runs, Home's
+#   examples) have their own minimum through their container's key (st-key-… class).
+# - the lesson's view and its sentence stack in a main area under 40rem, the sentence first.
+# - words are broken inside a card or label only when one word is wider than the whole box.
+# - explanations (st.caption) are read from a projector too: 15 px, and dark enough for WCAG AA
+#   (Streamlit draws them at 60 % opacity: 3.7:1 on white; #555 at full opacity is 7.5:1).
 STYLE = """<style>
 [data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
 h1 { font-size: 2.1rem !important; padding-top: 0.5rem !important; }
 [data-testid="stWidgetLabel"] p, button p { word-break: normal !important; overflow-wrap: normal !important; }
+@media (max-width: 1000px) {
+  section[data-testid="stSidebar"] { width: 232px !important; min-width: 232px !important; }
+  [data-testid="stSidebarNavLink"], [data-testid="stSidebarNavLink"] > span { height: auto !important; min-height: 2rem; }
+  [data-testid="stSidebarNavLink"] > span[label] { white-space: normal !important; }
+  [data-testid="stSidebarNavLink"] .stMarkdownEllipsis {  /* a long page title on two lines, not cut */
+    height: auto !important; white-space: normal !important; line-height: 1.4 !important; }
+  [data-testid="stSidebarNavLink"] .stMarkdownEllipsis p { white-space: normal !important; }
+}
+[data-testid="stColumn"]:has([data-testid="stPlotlyChart"]) { min-width: min(100%, 18rem); }
+.st-key-dl_cards [data-testid="stColumn"] { min-width: min(100%, 9rem); }
+.st-key-vz_gallery [data-testid="stColumn"] { min-width: 5rem; max-width: 8rem; }
+.st-key-ls_row { container-type: inline-size; }
+@container (max-width: 40rem) {
+  .st-key-ls_row [data-testid="stColumn"] { min-width: 100%; }
+  .st-key-ls_row [data-testid="stColumn"]:last-child { order: -1; }
+}
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] { word-break: normal; overflow-wrap: break-word; }
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p {
+  font-size: 0.95rem !important; color: #555 !important; opacity: 1 !important; }
 </style>"""
 
 _MARKDOWN_SPECIAL = set("\\`*_{}[]()<>#+-.!|$~:&")

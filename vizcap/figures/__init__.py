@@ -22,7 +22,8 @@ from __future__ import annotations
 from .anatomy import architecture, aux_predictions
 from .beam import BEAM_TREE_HELP, beam_tree
 from .caption import alternatives_bar, distribution_reshape, step_probabilities
-from .common import COLORSCALES, GREY, OKABE_ITO, description, percent, title
+from .common import (COLORSCALES, FONT_SIZE, GREY, OKABE_ITO, TEXT_GREY, TITLE_CHARACTERS, description, percent, title,
+                     wrap_title)
 from .encoder import encoder_layers, patch_picker, patch_tokens
 from .images import DISPLAY_SIDE, image_pixels, image_source, plotly_colorscale, shown_image
 from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_grid, prefix_maps,
@@ -30,9 +31,10 @@ from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_grid, prefix
 from .training import loss_curve
 from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, photo_trust_verdict, sanity_check, trust_verdict
 
-__all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO",
+__all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "FONT_SIZE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO",
            "alternatives_bar", "architecture", "attention_overlay", "aux_predictions", "beam_tree", "deletion_insertion",
            "description", "distribution_reshape", "encoder_layers", "heads_grid", "image_pixels", "image_source",
            "loss_curve", "map_grid", "mass_in_box", "patch_picker", "patch_tokens",
            "percent", "plotly_colorscale", "pointing_game", "prefix_maps", "sanity_check", "shown_image",
-           "photo_trust_verdict", "step_probabilities", "title", "trust_verdict", "word_prefix_heatmap"]
+           "photo_trust_verdict", "step_probabilities", "TEXT_GREY", "TITLE_CHARACTERS", "title", "trust_verdict",
+           "word_prefix_heatmap", "wrap_title"]

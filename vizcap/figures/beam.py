@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .common import OKABE_ITO, figure_layout, plain
+from .common import FONT_SIZE, LEGEND_BELOW, OKABE_ITO, TEXT_GREY, figure_layout, plain
 
 
 BEAM_TREE_HELP = ("<bos> marks the start of the caption and <eos> the model's choice to stop. log p is the sum of "
                   "the log-probabilities of the words so far (0 would be certain; the more negative, the less "
                   "likely). A finished caption's score is its log p divided by its length to the power of the "
                   "length penalty, so that long captions are not punished for every extra word; the best score wins.")
+
+
+
+ROW_PX = 48  # pixels per row of hypotheses: two lines of 14-px words (19 px boxes) fit between rows
+END_STEP = 0.3  # rows between two ended hypotheses of one step (diamonds, unlabelled)
 
 
 
@@ -33,10 +38,11 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
     """The search tree, read left to right: one column per step, one dot per hypothesis kept at that
     step, next to the hypothesis it extends (edges never cross). Hypotheses dropped at the next step are
     faded; hypotheses that ended (<eos>) sit in their own lane below the live ones (diamonds), those cut
-    at the word limit are squares; the chosen caption is the orange line."""
+    at the word limit are squares; the chosen caption is the orange line. Words sit above their dot at
+    even steps and below it at odd ones, so that a word as wide as two steps never runs into its neighbour's."""
     ys = _tree_layout(tree)
     width = max((len(s["tokens"]) for s in tree), default=1)
-    lane = width + 0.6  # the ended hypotheses' own lane, below every live one
+    lane = width + 0.4  # the ended hypotheses' own lane, below every live one (and the last row's words)
     xs, yv, labels, hovers, colours, text_colours = [0], [0.0], [plain("<bos>")], ["start of the caption (<bos>)"], \
         [OKABE_ITO[0]], ["#222"]
     edge_x, edge_y, faded_x, faded_y = [], [], [], []
@@ -57,7 +63,7 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
             state = ("cut at the word limit" if cut else "kept" if kept else "dropped: not among the best at the next step")
             hovers.append(f"step {t + 1}: '{plain(tok)}'<br>log p so far = {score:.3f}<br>{state}")
             colours.append(OKABE_ITO[0] if kept else "#c9c9c9")
-            text_colours.append("#222" if kept else "#b0b0b0")
+            text_colours.append("#222" if kept else TEXT_GREY)  # dropped: greyer, still readable
             (edge_x if kept else faded_x).extend([t, t + 1, None])
             (edge_y if kept else faded_y).extend([py, ys[t][i], None])
             if cut:
@@ -65,7 +71,7 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
                 cut_y.append(ys[t][i])
         for k, fin in enumerate(step.get("finished", [])):
             py = ys[t - 1][fin["parent"]] if t and fin["parent"] < len(ys[t - 1]) else 0.0
-            y = lane + 0.45 * k
+            y = lane + END_STEP * k
             end_x.append(t + 1)
             end_y.append(y)
             end_hover.append(f"step {t + 1}: ended (<eos>)<br>log p {fin['logp']:.3f}, score {fin['score']:.3f}"
@@ -80,8 +86,9 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
     if path_x:
         traces.append({"type": "scatter", "x": path_x, "y": path_y, "mode": "lines",
                        "line": {"color": OKABE_ITO[1], "width": 4}, "name": "chosen caption", "hoverinfo": "skip"})
+    positions = ["top center" if x % 2 == 0 else "bottom center" for x in xs]
     traces.append({"type": "scatter", "x": xs, "y": yv, "mode": "markers+text", "text": labels,
-                   "textposition": "top center", "textfont": {"color": text_colours, "size": 11},
+                   "textposition": positions, "textfont": {"color": text_colours, "size": FONT_SIZE},
                    "marker": {"size": 9, "color": colours}, "hovertext": hovers, "hoverinfo": "text",
                    "name": "live hypothesis (grey: dropped)"})
     if cut_x:
@@ -97,14 +104,19 @@ def beam_tree(tree: list[dict], chosen_ids: list[int] | None = None, ended: bool
             f"{n_dropped} hypotheses were dropped at the next step (faded). Diamonds in the bottom lane are "
             f"hypotheses that ended, {sum(len(s.get('finished', [])) for s in tree)} in all (hover for their "
             f"score); the orange line is the caption that was chosen. " + BEAM_TREE_HELP)
-    bottom = max(end_y, default=lane) + 0.6
-    layout = figure_layout("How the search grew: every hypothesis it kept, step by step", text,
-                     200 + 34 * (bottom + 1),
-                     yaxis={"visible": False, "range": [bottom, -0.8]},  # reversed: the best at the top
-                     xaxis={"title": {"text": "step (words written)"}, "dtick": 1, "range": [-0.5, len(tree) + 0.7]},
-                     legend={"orientation": "h", "y": -0.18},
+    bottom = max(end_y, default=lane) + 0.5
+    top = -0.75  # room for the first row's words above it
+    layout = figure_layout("How the search grew, step by step", text,  # one line: the lesson fits 1280×800
+                     # ROW_PX a row: a word below one dot and a word above the next row's never meet
+                     156 + round(ROW_PX * (bottom - top)),
+                     yaxis={"visible": False, "range": [bottom, top]},  # reversed: the best at the top
+                     # standoff: Streamlit's theme sets ~30 px, which the margin below has no room for
+                     xaxis={"title": {"text": "step (words written)", "standoff": 6}, "dtick": 1,
+                            "range": [-0.5, len(tree) + 0.7], "fixedrange": True},
+                     legend=LEGEND_BELOW, margin={"l": 10, "r": 10, "t": 46, "b": 110},  # b: step numbers, axis title, a legend on 2 rows
                      annotations=[{"x": 0, "y": lane, "xref": "x", "yref": "y", "text": plain("ended (<eos>) →"),
-                                   "showarrow": False, "xanchor": "left", "font": {"size": 11, "color": OKABE_ITO[5]}}]
+                                   "showarrow": False, "xanchor": "left",
+                                   "font": {"size": FONT_SIZE, "color": OKABE_ITO[5]}}]
                      if end_x else [])
     return go.Figure(data=traces, layout=layout)
 
@@ -128,7 +140,7 @@ def _chosen_path(tree: list[dict], ys: list[list[float]], ids: list[int], ended:
         for k, fin in enumerate(tree[len(ids)].get("finished", [])):
             if fin["parent"] == prev or not ids:
                 xs.append(len(ids) + 1)
-                yv.append(lane + 0.45 * k)
+                yv.append(lane + END_STEP * k)
                 break
     return xs, yv
 

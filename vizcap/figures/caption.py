@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .common import GREY, OKABE_ITO, axis_span, figure_layout, panel_title, plain
+from .common import GREY, LEGEND_BELOW, OKABE_ITO, axis_span, figure_layout, panel_title, plain
 
 
 def alternatives_bar(top_tokens: list[str], top_probs, chosen: str, step: int) -> go.Figure:
@@ -91,6 +91,7 @@ def distribution_reshape(words: list[str], logits, temperature: float = 1.0, top
             f"{before[order[0]]:.2f} to {after[order[0]]:.2f}. Temperature below 1 sharpens the distribution, above 1 "
             f"flattens it; top-k and top-p cut the tail.")
     heading = f"The next word after “{plain(context)}”" if context else "The next word"
-    return go.Figure(data=traces, layout=figure_layout(heading + f" ({settings})", text, 380, yaxis=yaxis, barmode="group",
-                                                 legend={"orientation": "h", "y": -0.25}))
+    return go.Figure(data=traces, layout=figure_layout(heading + f"<br>({settings})", text, 420, yaxis=yaxis,
+                                                 barmode="group", legend=LEGEND_BELOW,
+                                                 margin={"l": 10, "r": 10, "t": 60, "b": 60}))
 

@@ -7,9 +7,17 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
-from .common import OKABE_ITO, figure_layout, percent
+from .common import figure_layout, percent
 from .images import data_uri, image_axes, image_source, shown_image
 from .overlay import GRID_SIDE, map_grid
+
+
+def outline(x0: float, x1: float, y0: float, y1: float, xref: str = "x", yref: str = "y") -> list[dict]:
+    """A cell's outline seen on any colour: a white line between two black edges (a single coloured
+    line vanishes on an object of its colour, an orange one on an orange shape)."""
+    box = {"type": "rect", "x0": x0, "x1": x1, "y0": y0, "y1": y1, "xref": xref, "yref": yref}
+    return [{**box, "line": {"color": "black", "width": 5}}, {**box, "line": {"color": "white", "width": 2}}]
+
 
 
 def patch_tokens(image: Image.Image, grid: tuple[int, int], gap: int = 6) -> go.Figure:
@@ -51,8 +59,7 @@ def patch_picker(image: Image.Image, grid: tuple[int, int], selected: tuple[int,
               for r in range(1, gh)]
     if selected is not None:
         r, c = selected
-        lines.append({"type": "rect", "x0": c * W / gw, "x1": (c + 1) * W / gw, "y0": r * H / gh, "y1": (r + 1) * H / gh,
-                      "line": {"color": OKABE_ITO[1], "width": 3}})
+        lines += outline(c * W / gw, (c + 1) * W / gw, r * H / gh, (r + 1) * H / gh)
     where = "no patch chosen" if selected is None else f"row {selected[0] + 1}, column {selected[1] + 1} outlined"
     text = (f"The picture with its {gh}×{gw} patch grid; click a patch to see where its token looks inside the "
             f"vision transformer ({where}).")
@@ -94,7 +101,7 @@ def encoder_layers(image: Image.Image, maps: np.ndarray, extra_share, query: str
         r, c = cell
         for i in range(L):
             axis = "" if i == 0 else str(i + 1)
-            fig.add_shape(type="rect", xref=f"x{axis}", yref=f"y{axis}", x0=c * W / gw, x1=(c + 1) * W / gw,
-                          y0=r * H / gh, y1=(r + 1) * H / gh, line={"color": OKABE_ITO[1], "width": 2})
+            for shape in outline(c * W / gw, (c + 1) * W / gw, r * H / gh, (r + 1) * H / gh, f"x{axis}", f"y{axis}"):
+                fig.add_shape(shape)
     return fig
 

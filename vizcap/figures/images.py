@@ -139,5 +139,6 @@ def plotly_colorscale(name: str) -> list[list]:
 
 def colour_axis(colorscale: str, top: float, title_text: str = "weight") -> dict:
     return {"colorscale": plotly_colorscale(colorscale), "cmin": 0.0, "cmax": max(top, 1e-12),
-            "colorbar": {"title": {"text": plain(title_text), "side": "right"}, "thickness": 12}}
+            # xpad: Streamlit's theme puts 40 px between plot and colour bar, taken from the maps' width
+            "colorbar": {"title": {"text": plain(title_text), "side": "right"}, "thickness": 12, "xpad": 10}}
 

@@ -82,11 +82,12 @@ def map_grid(image: Image.Image, heatmaps: np.ndarray, labels: list[str], title_
 
 def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, method: str = "cross_attention",
                opacity: float = 0.5, colorscale: str = "viridis", raw: np.ndarray | None = None,
-               vmax: float | None = None, unit: str | None = None, normalize: str = "none") -> go.Figure:
+               vmax: float | None = None, unit: str | None = None, normalize: str = "none",
+               columns: int = 4) -> go.Figure:
     """Every head of one layer, for one word: heatmaps [heads, gh, gw] as shown (normalised with
     `normalize`), raw [heads, gh, gw] the same maps before normalisation (default: heatmaps). Which
     head has the strongest single cell is read from the raw maps: after "max" normalisation every
-    head peaks at 1."""
+    head peaks at 1. columns: panels per row (2 in a half-width column keeps each panel ~180 px wide)."""
     heatmaps = np.asarray(heatmaps, dtype=float)
     raw = heatmaps if raw is None else np.asarray(raw, dtype=float)
     n = len(heatmaps)
@@ -103,7 +104,8 @@ def heads_grid(image: Image.Image, heatmaps: np.ndarray, word: str, layer: int, 
             + (f"Head {strongest} has the strongest single cell before normalisation ({peak[strongest]:.3g}, "
                f"{raw_unit})." if peak else ""))
     return map_grid(image, heatmaps, [f"head {h}" for h in range(n)], f"All heads of layer {layer} for “{plain(word)}”",
-                    text, opacity, colorscale, vmax=vmax, unit=unit or _maps.colour_range(heatmaps, method, normalize)[1])
+                    text, opacity, colorscale, columns=columns, vmax=vmax,
+                    unit=unit or _maps.colour_range(heatmaps, method, normalize)[1])
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .common import OKABE_ITO, finish
+from .common import LEGEND_BELOW, OKABE_ITO, finish
 
 
 def loss_curve(rows: list[dict]) -> go.Figure:
@@ -18,7 +18,7 @@ def loss_curve(rows: list[dict]) -> go.Figure:
                                  line={"color": OKABE_ITO[i % len(OKABE_ITO)], "width": 2}))
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="loss (cross-entropy, log scale)", type="log", dtick=1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(legend=LEGEND_BELOW)
     steps = [r["step"] for r in rows if "step" in r]
     first = next((r.get("loss") for r in rows if "loss" in r), None)
     last = next((r.get("loss") for r in reversed(rows) if "loss" in r), None)
@@ -29,5 +29,5 @@ def loss_curve(rows: list[dict]) -> go.Figure:
             + ("; the bind loss that of the bound prefix tokens' maps against their objects" if "bind_loss" in keys else "")
             + ("; the attend loss that of the decoder's attention at object words against the named object"
                if "attend_loss" in keys else "") + ".")
-    return finish(fig, "Training loss", text, height=360)
+    return finish(fig, "Training loss", text, height=400, margin={"b": 90})
 

@@ -9,7 +9,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import GREY, OKABE_ITO, clean_floats, finish, percent
+from .common import GREY, LEGEND_BELOW, OKABE_ITO, clean_floats, finish, percent
 
 
 def _methods(result: dict, key: str) -> list[str]:
@@ -32,13 +32,13 @@ def pointing_game(result: dict) -> go.Figure:
         fig.add_hline(y=chance, line_dash="dash", line_color=OKABE_ITO[5])
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"chance ({percent(chance)})",
                                  line={"dash": "dash", "color": OKABE_ITO[5]}))
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(barmode="group", legend=LEGEND_BELOW)
     fig.update_yaxes(range=[0, 1], title_text="hottest cell on the object", tickformat=".0%")
     pairs = ", ".join(f"{m} {percent(v)}" for m, v in zip(methods, shape))
     text = (f"Bars per map method: how often the hottest cell of a word's map lies on the object the word names "
             f"(pointing game, {result.get('n_words', 0)} words in {result.get('n_scenes', 0)} held-out scenes). "
             f"Shape words: {pairs}. The dashed line is chance ({percent(chance)}): a map pointing at a random cell.")
-    return finish(fig, "Pointing game: hottest cell on the object?", text, height=380)
+    return finish(fig, "Pointing game: hottest cell on the object?", text, height=400, margin={"b": 80})
 
 
 
@@ -51,12 +51,12 @@ def mass_in_box(result: dict) -> go.Figure:
                          text=[percent(v) for v in mass], textposition="auto"))
     fig.add_trace(go.Bar(x=methods, y=chance, name="object's share of the image (chance)", marker_color=GREY,
                          text=[percent(v) for v in chance], textposition="auto"))
-    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(barmode="group", legend=LEGEND_BELOW)
     fig.update_yaxes(range=[0, 1], tickformat=".0%")
     text = ("Bars per map method: the share of the map's total weight that falls on the named object (blue) "
             "against the object's share of the image (grey), which a flat map would score. "
             + ", ".join(f"{m} {percent(v)} vs {percent(c)}" for m, v, c in zip(methods, mass, chance)) + ".")
-    return finish(fig, "Mass in box: map weight on the object", text, height=360)
+    return finish(fig, "Mass in box: map weight on the object", text, height=380, margin={"b": 80})
 
 
 
@@ -85,8 +85,8 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
     curves = result.get("curves", {})
     fractions = curves.get("fractions", [])
     c = curves.get(method, {})
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
-                        subplot_titles=("Deletion (hottest first)", "Insertion (hottest first)"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,  # short titles: they fit a half of 300 px
+                        subplot_titles=("Deletion", "Insertion"))
     for col, kind in ((1, "deletion"), (2, "insertion")):
         for suffix, colour, dash, name in (("map", OKABE_ITO[0], "solid", "map order"),
                                            ("random", GREY, "dash", "random order")):
@@ -95,10 +95,11 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
             fig.add_trace(go.Scatter(x=fractions[: len(y)], y=clean_floats(y), mode="lines+markers",
                                      name=f"{kind}, {name} (area {_fmt(clean_floats([auc])[0])})", legendgroup=kind,
                                      line={"color": colour, "dash": dash}), row=1, col=col)
-        fig.update_xaxes(title_text="fraction of cells", tickformat=".0%", row=1, col=col)
+        fig.update_xaxes(title_text="cells, hottest first", tickformat=".0%", dtick=0.5, row=1, col=col)
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(title_text="probability of the word", row=1, col=1)
-    fig.update_layout(legend={"orientation": "h", "y": -0.3})
+    fig.update_annotations(font_size=16)  # the subplot titles
+    fig.update_layout(legend=LEGEND_BELOW)
     d_map, d_rand = c.get("deletion_map_auc", float("nan")), c.get("deletion_random_auc", float("nan"))
     i_map, i_rand = c.get("insertion_map_auc", float("nan")), c.get("insertion_random_auc", float("nan"))
     text = (f"Two line charts for the {method.replace('_', ' ')} maps. Left: the word's probability as more and more "
@@ -106,7 +107,7 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
             f"faster than random (area {_fmt(clean_floats([d_map])[0])} vs {_fmt(clean_floats([d_rand])[0])}, lower is better). "
             f"Right: cells revealed on a grey image; faithful maps make it rise faster (area "
             f"{_fmt(clean_floats([i_map])[0])} vs {_fmt(clean_floats([i_rand])[0])}, higher is better).")
-    return finish(fig, f"Deletion and insertion ({method.replace('_', ' ')})", text, height=380)
+    return finish(fig, f"Deletion and insertion ({method.replace('_', ' ')})", text, height=430, margin={"b": 120})
 
 
 
