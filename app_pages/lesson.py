@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
-from vizcap import figures, links
+from vizcap import figures, links, notices
 from vizcap.compose import compose_scene
 from vizcap.strategies import DecodingParams
 from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
@@ -123,6 +123,8 @@ with right:
         st.caption(f"The word: “{widgets.md(greedy.tokens[j])}” (cross-attention, each map scaled to its peak).")
     if step.view == "heads":
         st.caption(f"The word “{widgets.md(greedy.tokens[j])}”, each head's map scaled to its own peak.")
+    if step.view in ("predict", "failure", "heads") and notices.map_status(captioner, "cross_attention"):
+        st.caption("This cross-attention map: " + notices.map_status(captioner, "cross_attention") + ".")  # issue 25
     if step.view == "photo" and len(greedy):
         st.dataframe({"word": greedy.tokens, "probability": [float(p) for p in greedy.probs]}, hide_index=True,
                      height=min(35 * (len(greedy) + 1) + 3, 300),

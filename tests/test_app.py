@@ -833,6 +833,8 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
         said = [m.value for m in at.markdown if "vz-lesson-say" in m.value]
         assert said and step.say.split(":")[0][:40] in said[0].replace("&#x27;", "'"), k
         assert at.query_params["step"] == str(k + 1)
+        if step.view in ("predict", "failure", "heads"):  # where a map is read, whether it is evidence (issue 25)
+            assert any(c.value.startswith("This cross-attention map: ") for c in at.caption), k
         if step.view == "predict":
             assert not at.get("plotly_chart")  # predict first: no map yet
             at.toggle(key="ls_reveal").set_value(True)
