@@ -96,3 +96,19 @@ def test_photo_trust_randomises_a_vizcap_model_as_trust_does():
     before = cap.model.state_dict()
     assert not torch.equal(ours["decoder.lm_head.weight"], before["decoder.lm_head.weight"])
     assert all(torch.equal(ours[k], before[k]) for k in ours if k.startswith("encoder."))
+
+
+def test_shipped_checkpoints_open_by_name(tmp_path, monkeypatch):
+    """Issue 24: vizcap.load("shapes") and --checkpoint shapes open the shipped model; a folder of that name
+    in the current directory comes first; an unknown name says which names ship."""
+    import vizcap
+    from vizcap.files import DEFAULT_CHECKPOINT
+
+    monkeypatch.chdir(tmp_path)
+    assert vizcap.load("shapes").name == str(DEFAULT_CHECKPOINT)
+    with pytest.raises(vizcap.CheckpointError, match=r"shapes-free: not a checkpoint directory \(nor a checkpoint "
+                                                     r"shipped with vizcap: shapes"):
+        vizcap.load("shapes-free")
+    (tmp_path / "shapes").mkdir()  # a folder here of the same name is what the user meant
+    with pytest.raises(vizcap.CheckpointError, match="config.json"):
+        vizcap.load("shapes")

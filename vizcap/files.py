@@ -8,7 +8,15 @@ import os
 import tempfile
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "shapes"  # the shipped ShapeScenes model
+SHIPPED = Path(__file__).parent / "checkpoints"  # the checkpoints that ship inside the package, one folder each
+DEFAULT_CHECKPOINT = SHIPPED / "shapes"  # the shipped ShapeScenes model
+
+
+def shipped_checkpoint(name: str) -> Path | None:
+    """The shipped checkpoint folder called `name` ("shapes"), or None: vizcap.load("shapes") and
+    --checkpoint shapes open it when no folder of that name is in the current directory."""
+    folder = SHIPPED / name
+    return folder if name and "/" not in name and name not in (".", "..") and (folder / "config.json").is_file() else None
 
 
 def atomic_write(path: str | Path, write) -> None:
