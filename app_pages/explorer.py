@@ -249,7 +249,7 @@ with map_slot.container():
         st.caption((":material/school: **Trained to point.** " + widgets.md(notices.attention_notice(captioner))
                     if trained else f"**{METHODS[method].label.capitalize()}**: nothing trained this map to point, so "
                     "where it points is evidence of what the model used (Training & trust measures how far).")
-                   + " Compare the methods in Map settings.")
+                   + " Other methods: the map settings.")
 
 # -- more views: only the open tab is drawn ---------------------------------------------------------
 # (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.

@@ -251,7 +251,7 @@ def test_explorer_fits_a_projector_and_no_text_is_cut(server, browser_page, size
                 assert box and box["y"] >= 0 and box["y"] + box["height"] <= height + 1, (name, box)
         for name in ("Back", "Next", "Play"):
             assert page.get_by_role("button", name=name).first.inner_text().split()[-1] == name  # after its icon
-        page.get_by_text("Map settings", exact=False).first.click()  # the folded settings, opened
+        page.locator("[data-testid='stExpander'] summary", has_text="Map settings").first.click()  # the folded settings, opened
         _settle(page)
         settings = page.locator("[data-testid='stExpander']", has_text="Map settings")
         shown = {name: settings.get_by_role("combobox", name=name).first.input_value()
@@ -434,7 +434,7 @@ def test_layout_is_readable_at_a_students_a_projectors_and_a_narrow_windows_size
     page.set_viewport_size({"width": width, "height": height})
     try:
         _open(page, server + "/explorer", "Where the model looked")
-        page.get_by_text("Map settings", exact=False).first.click()
+        page.locator("[data-testid='stExpander'] summary", has_text="Map settings").first.click()
         _settle(page)
         _readable_page(page, f"explorer {size}")
         spans = page.locator("#vz-caption span")
