@@ -11,6 +11,9 @@ included, fails at least one of the three; every ShapeScenes scene passes all th
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -104,7 +107,7 @@ def trained_maps(captioner) -> tuple[str, ...] | None:
     trained any; None when the training is not recorded (a vizcap checkpoint without metrics.json)."""
     if captioner.is_photo_model:
         return ()  # trained on captions alone (their published recipes have no attention loss)
-    facts = records.training_facts(captioner.name)
+    facts = _loss_weights(str(captioner.name))
     if "attend_weight" not in facts and "bind_weight" not in facts:
         return None
     attend, bind = facts.get("attend_weight", 0) > 0, facts.get("bind_weight", 0) > 0
@@ -114,6 +117,22 @@ def trained_maps(captioner) -> tuple[str, ...] | None:
     if (attend or bind) and captioner.mode != "cross":
         out.append("prefix")
     return tuple(out)
+
+
+def _loss_weights(folder: str) -> dict:
+    """The checkpoint's attention and binding loss weights (records.training_facts), read once per version
+    of its metrics.json: the app asks on every re-render, which must not read the file each time."""
+    try:
+        stamp = (Path(folder) / records.METRICS).stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return _read_loss_weights(folder, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_loss_weights(folder: str, stamp) -> dict:
+    facts = records.training_facts(folder) if stamp is not None else {}
+    return {k: facts[k] for k in ("attend_weight", "bind_weight") if k in facts}
 
 
 def attention_notice(captioner) -> str | None:
