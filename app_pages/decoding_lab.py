@@ -12,7 +12,8 @@ import numpy as np
 import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
-from vizcap import figures
+from vizcap import figures, records
+from vizcap.files import SHIPPED_TITLES, shipped_names
 from vizcap.strategies import MAX_BEAMS, STRATEGIES
 from vizcap.explain import teacher_forced
 
@@ -21,6 +22,13 @@ st.write("At every step the model gives a probability to every word of its vocab
          "picked from that distribution is a separate choice — and it changes the caption.")
 captioner, ckpt = model_picker.require_captioner()
 img = widgets.image_header(captioner, ckpt)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def measured_spread(folder: str, stamp) -> dict | None:
+    """decoding.json's figures, read once per version of the file (not on every re-render)."""
+    spread = records.decoding_spread(folder) if stamp is not None else None
+    return None if spread is None else {k: v for k, v in spread.items() if k != "records"}
 
 
 def _new_seed() -> None:
@@ -86,9 +94,21 @@ for col, (name, exp) in zip(columns, runs.items()):
 st.caption("**log p**: the sum of the log-probabilities of the caption's words and its end (0 would be certain; the "
            "more negative, the less likely) · **score** (beam search): log p ÷ length^penalty, how finished captions "
            "are ranked · **seed**: the random draw of a sampled caption · “cut at max words”: it never chose to end.")
+one_caption = records.training_facts(ckpt).get("captions") == "canonical"
 if len({e.caption for e in runs.values()}) == 1:
-    st.info("Every strategy wrote the same caption: the model is very sure about this picture. Raise the "
-            "temperature, lower top-p, or try an uploaded photo (far from what it was trained on) to see them part.")
+    st.info("Every strategy wrote the same caption: the model is very sure about this picture. "
+            + (f"It was trained on one caption per scene, so it rarely doubts; the shipped twin "
+               f"“{SHIPPED_TITLES['shapes-free']}” learned every right phrasing (which object first, “left of” or "
+               "“right of”), and there the strategies part. " if one_caption and "shapes-free" in shipped_names()
+               else "") + "Raise the temperature, lower top-p, or try an uploaded photo (far from what it was "
+            "trained on) to see them part.")
+spread = measured_spread(ckpt, records.stamp(ckpt, records.DECODING))
+if spread and all(k in spread for k in ("n_scenes", "two_distinct_samples", "greedy_beam_differ", "samples_right")):
+    st.caption(f"Measured on this model (`{widgets.md(spread.get('command', 'vizcap decoding'))}`): on "
+               f"{spread['n_scenes']} held-out scenes of two or three objects, {spread.get('draws', 5)} samples at "
+               f"temperature 1 hold at least two different captions on {spread['two_distinct_samples']:.0%} of the "
+               f"scenes, {spread['samples_right']:.0%} of the sampled captions are right, and greedy and beam search "
+               f"({spread.get('beams', 5)} beams) differ on {spread['greedy_beam_differ']:.0%}.")
 
 st.subheader("Search tree")
 tree_run = st.selectbox("Tree of", list(runs), index=1, key="dl_tree_run",

@@ -238,7 +238,8 @@ if notices.piece_notice(exp.tokens):  # BLIP's "##op": say what a piece is where
     st.caption(widgets.md(notices.piece_notice(exp.tokens)))
 word = exp.tokens[j]
 link = address_bar.write_link(links.View(image=img["id"], word=j + 1, method=method, layer=layer, head=head,
-                                    normalize=normalize, sinks=sinks, decoding=params))
+                                    normalize=normalize, sinks=sinks, decoding=params,
+                                    model=model_picker.shipped_name() if model_picker.shipped_name() != "shapes" else None))
 with word_slot.container():  # first: the contrast chosen here decides what the map shows
     word_panel(j, key="ex_alternatives")
     contrast = contrast_picker(j)

@@ -11,6 +11,7 @@ import streamlit as st
 from app_pages.common import model_picker, state, widgets
 from vizcap import notices
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
+from vizcap.files import shipped_title
 from vizcap.strategies import DecodingParams
 from vizcap.images import MAX_UPLOAD_MB, read_upload
 from vizcap.links import compose_spec
@@ -27,7 +28,8 @@ def model_line(captioner, ckpt: str) -> str:
     if model_picker.is_photo_model(captioner):
         which = f"the {captioner.family_label} captioner “{widgets.md(Path(ckpt).name if Path(ckpt).exists() else ckpt)}”"
     else:
-        which = ("the shipped ShapeScenes captioner" if ckpt == model_picker.shipped_path()
+        title = shipped_title(ckpt)
+        which = (f"the shipped captioner “{title}”" if title is not None
                  else f"the checkpoint in the folder “{widgets.md(Path(ckpt).name)}”")
     return (f"Model: {which} · it sees each picture as a grid of {captioner.grid[0]}×{captioner.grid[1]} cells "
             f"(the squares of every heatmap) · {captioner.decoder_layers} decoder layers × {captioner.decoder_heads} "

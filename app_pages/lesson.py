@@ -13,15 +13,16 @@ import streamlit as st
 from app_pages.common import model_picker, state, widgets
 from vizcap import figures, links, notices
 from vizcap.compose import compose_scene
+from vizcap.files import SHIPPED_TITLES, shipped_names
 from vizcap.strategies import DecodingParams
-from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
+from vizcap.lesson import PHOTO, STEPS, attention_evidence, focus_word, photo_like
 from vizcap.scenes import render_scene
 
 st.title("Lesson: where does a captioner look?")
 captioner, ckpt = model_picker.require_captioner(notice=False)  # the lesson shows its own pictures
 if model_picker.is_photo_model(captioner):
     st.info("This lesson is written for the shipped ShapeScenes model, whose pictures vizcap can draw and check. "
-            "Choose “Shipped ShapeScenes model” in the sidebar to give it.")
+            "Choose “Shipped ShapeScenes models” in the sidebar to give it.")
     st.stop()
 
 N = len(STEPS)
@@ -52,25 +53,35 @@ st.subheader(step.title)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def picture(image: str):
-    """(image, its right captions, canonical first, or None) for a step."""
+def scene_of(image: str):
+    """The step's scene (None for the photo)."""
     if image == PHOTO:
-        return photo_like(), None
+        return None
     kind, _, rest = image.partition(":")
     if kind == "scene":
-        scene = render_scene(int(rest))
-    else:
-        placements, background = links.parse_compose(rest)
-        scene = compose_scene(placements, background=background)
-    return scene.image, scene.captions
+        return render_scene(int(rest))
+    placements, background = links.parse_compose(rest)
+    return compose_scene(placements, background=background)
 
 
-image, truths = picture(step.image)
+if step.model is not None and step.model in shipped_names():  # the step needs that twin, whatever is chosen
+    ckpt = model_picker.shipped_path(step.model)
+    captioner = model_picker.load_captioner(ckpt)
+    st.caption(f"This step uses the shipped model “{SHIPPED_TITLES[step.model]}”, whichever model the sidebar "
+               "has chosen.")
+elif step.model is not None:
+    st.warning(f"This step is written for the shipped model “{SHIPPED_TITLES[step.model]}”, which this "
+               "installation lacks; it shows the chosen model instead, which may not tell the same story.")
+scene = scene_of(step.image)
+image, truths = (photo_like(), None) if scene is None else (scene.image, scene.captions)
 truth = truths[0] if truths else None
 img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth, "truths": truths or []}
 greedy = state.explanation(captioner, ckpt, img, DecodingParams())
 beam = state.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
 j = focus_word(greedy.tokens, truths if step.view == "failure" else None) if len(greedy) else 0
+evidence = attention_evidence(captioner, greedy, scene) if step.view == "evidence" and scene is not None else None
+if evidence is not None:
+    j = evidence.word
 maps = greedy.maps(step.method, normalize="max") if len(greedy) else None
 
 
@@ -105,6 +116,19 @@ with left:
                                        "viridis", raw=np.stack(raw), vmax=1.0, unit="÷ each head's maximum",
                                        normalize="max", columns=2),  # 2×2: panels ~180 px in this column
                      key=f"ls_heads_{i}")
+    elif step.view == "evidence" and evidence is not None:
+        methods = ("cross_attention", "relevancy", "occlusion")
+        panels = np.stack([greedy.maps(m, normalize="max")[j] for m in methods])
+        widgets.show(figures.map_grid(
+            image, panels, ["cross-attention: its pick is off the object", "relevancy", "occlusion"],
+            f"Three maps of “{greedy.tokens[j]}”",
+            f"Three maps of the word '{greedy.tokens[j]}', each divided by its own peak: the decoder's "
+            "cross-attention (what it attended to), gradient relevancy and occlusion (what the word's probability "
+            "depends on).", 0.55, "viridis", columns=3, vmax=1.0, unit="÷ each map's maximum"), key=f"ls_evidence_{i}")
+    elif step.view == "evidence":
+        st.image(image, width=420)
+        st.info("On this model every object word's attention points at its object here, so this step has nothing "
+                "to show.")
     elif step.view == "decoding":
         widgets.show(figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended), key=f"ls_tree_{i}")
     else:  # photo
@@ -123,7 +147,20 @@ with right:
         st.caption(f"The word: “{widgets.md(greedy.tokens[j])}” (cross-attention, each map scaled to its peak).")
     if step.view == "heads":
         st.caption(f"The word “{widgets.md(greedy.tokens[j])}”, each head's map scaled to its own peak.")
-    if step.view in ("predict", "failure", "heads") and notices.map_status(captioner, "cross_attention"):
+    if evidence is not None:
+        word = widgets.md(evidence.text)
+        kept, kept_p = evidence.without_top[0], evidence.without_top[1]
+        changed, changed_p = evidence.without_object[0], evidence.without_object[1]
+        st.markdown(f"- The word: **“{word}”**, probability {evidence.p_word:.2f}.\n"
+                    f"- Grey the cell its attention likes best (off the object): it writes "
+                    f"“{widgets.md(kept)}” ({kept_p:.2f}).\n"
+                    f"- Grey the object's {len(evidence.object_cells)} cells: it writes “{widgets.md(changed)}” "
+                    f"({changed_p:.2f}); “{word}” falls to {evidence.without_object[2]:.2f}.\n"
+                    + "".join(f"- {m.capitalize()}'s hottest cell: {'on' if hit else 'off'} the object.\n"
+                              for m, hit in evidence.found_by.items()))
+        st.caption("Attention says where the decoder read from, not what its words depend on; on a model "
+                   "trained to point, its maps would be the training target.")
+    if step.view in ("predict", "failure", "heads", "evidence") and notices.map_status(captioner, "cross_attention"):
         st.caption("This cross-attention map: " + notices.map_status(captioner, "cross_attention") + ".")  # issue 25
     if step.view == "photo" and len(greedy):
         st.dataframe({"word": greedy.tokens, "probability": [float(p) for p in greedy.probs]}, hide_index=True,
@@ -133,5 +170,6 @@ with right:
     if step.image != PHOTO:
         query = links.to_query(links.View(image=step.image, word=j + 1, method=step.method, normalize="max",
                                           decoding=DecodingParams(strategy="beam", beams=5)
-                                          if step.view == "decoding" else DecodingParams()))
+                                          if step.view == "decoding" else DecodingParams(),
+                                          model=step.model if step.model in shipped_names() else None))
         st.markdown(f"[Open this in the explorer](/explorer?{urlencode(query)})")

@@ -820,9 +820,10 @@ def test_composed_scenes_are_shared_by_their_description(app):
     assert img["truth"] == "a red star left of a blue circle" and at.session_state["ex_tok"] == 1
 
 
-def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
-    """Back/Next through the five steps, each one sentence and one view; Reveal draws the map; the
-    address names the step and ?step=3 opens the third. (It is written for the shipped model.)"""
+def test_the_lesson_steps_through_its_six_views(app, monkeypatch):
+    """Back/Next through the six steps, each one sentence and one view; Reveal draws the map; the
+    address names the step and ?step=4 opens the fourth; a step written for the twin whose attention
+    was left free says it uses that model. (It is written for the shipped models.)"""
     from vizcap.captioner import DEFAULT_CHECKPOINT
     from vizcap.lesson import STEPS
 
@@ -833,8 +834,15 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
         said = [m.value for m in at.markdown if "vz-lesson-say" in m.value]
         assert said and step.say.split(":")[0][:40] in said[0].replace("&#x27;", "'"), k
         assert at.query_params["step"] == str(k + 1)
-        if step.view in ("predict", "failure", "heads"):  # where a map is read, whether it is evidence (issue 25)
+        if step.view in ("predict", "failure", "heads", "evidence"):  # where a map is read: is it evidence? (issue 25)
             assert any(c.value.startswith("This cross-attention map: ") for c in at.caption), k
+        if step.model == "shapes-free":
+            assert any("attention left free" in c.value and "uses the shipped model" in c.value for c in at.caption), k
+            assert any("nothing trained it to point" in c.value for c in at.caption), k
+        if step.view == "evidence":  # the three maps, and what greying the attention's pick and the object did
+            assert len(at.get("plotly_chart")) == 1
+            said = " ".join(m.value for m in at.markdown)
+            assert "Grey the cell its attention likes best" in said and "Relevancy's hottest cell: on the object" in said
         if step.view == "predict":
             assert not at.get("plotly_chart")  # predict first: no map yet
             at.toggle(key="ls_reveal").set_value(True)
@@ -852,11 +860,11 @@ def test_the_lesson_steps_through_its_five_views(app, monkeypatch):
             at = ok(at.run())
     assert at.button(key="ls_next").disabled
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    fresh.query_params["step"] = "3"
+    fresh.query_params["step"] = "4"
     fresh = ok(fresh.run())
     fresh = ok(fresh.switch_page("app_pages/lesson.py").run())
     assert any("Greedy or beam" in h.value for h in fresh.subheader)
-    beyond = AppTest.from_file(APP, default_timeout=TIMEOUT)  # ?step=9 of 5: said, and step 1 shown
+    beyond = AppTest.from_file(APP, default_timeout=TIMEOUT)  # ?step=9 of 6: said, and step 1 shown
     beyond.query_params["step"] = "9"
     beyond = ok(ok(beyond.run()).switch_page("app_pages/lesson.py").run())
     assert any("link: step=9 ignored" in w.value for w in beyond.warning)

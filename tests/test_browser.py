@@ -458,7 +458,7 @@ def test_layout_is_readable_at_a_students_a_projectors_and_a_narrow_windows_size
         if (width, height) == (1280, 800):
             assert min(panels) >= 160, f"explorer's head maps {panels} px wide"
 
-        _open(page, server + "/lesson?step=2", "Step 2 of 5")
+        _open(page, server + "/lesson?step=2", "Step 2 of 6")
         _readable_page(page, f"lesson step 2 {size}")
         if (width, height) == (1280, 800):
             grid = page.locator("[data-testid='stPlotlyChart']").first
@@ -466,8 +466,8 @@ def test_layout_is_readable_at_a_students_a_projectors_and_a_narrow_windows_size
             assert len(panels) >= 2 and min(panels) >= 160, f"lesson's head maps {panels} px wide"
             box = grid.bounding_box()
             assert box["y"] + box["height"] <= height + 1, f"the head maps run off the screen: {box}"
-        _open(page, server + "/lesson?step=3", "Step 3 of 5")
-        _readable_page(page, f"lesson step 3 {size}")
+        _open(page, server + "/lesson?step=4", "Step 4 of 6")
+        _readable_page(page, f"lesson step 4 {size}")
         tree = page.locator("[data-testid='stPlotlyChart']").first
         assert _overlapping(tree.evaluate(LABEL_BOXES_JS)) == [], f"lesson's beam tree {size}: words over each other"
         if (width, height) == (1280, 800):

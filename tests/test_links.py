@@ -69,7 +69,7 @@ def test_the_lessons_steps_are_valid_views_and_its_photo_is_fixed():
     from vizcap.lesson import PHOTO, STEPS, focus_word, photo_like
     from vizcap.links import image_problem
 
-    assert len(STEPS) == 5 and all(s.say.count(".") <= 2 for s in STEPS)  # one sentence each, read aloud
+    assert len(STEPS) == 6 and all(s.say.count(".") <= 2 for s in STEPS)  # one sentence each, read aloud
     assert all(s.image == PHOTO or image_problem(s.image) is None for s in STEPS)
     assert np.array_equal(np.asarray(photo_like()), np.asarray(photo_like())) and photo_like().size == (320, 240)
     assert focus_word("two pink circles and an orange square".split()) == 6
@@ -103,3 +103,18 @@ def test_the_lessons_focus_word_knows_every_right_caption():
     assert focus_word("a blue circle left of a red star".split(), truths) == 3  # follows the second one to "left"
     assert focus_word("a blue square right of a red star".split(), truths) == 2
     assert focus_word("a blue circle right of a red star".split(), truths[0]) == 1  # one truth: the canonical one
+
+
+def test_a_link_names_a_shipped_model_and_refuses_others():
+    """model=NAME opens a shipped checkpoint (issue 24: the twins by name); an unknown name is said and
+    ignored; the default (no model) writes nothing."""
+    from vizcap.files import shipped_names
+
+    assert "shapes" in shipped_names()
+    view, notes = parse({"model": "shapes", "word": "2"})
+    assert notes == [] and view.model == "shapes" and view.word == 2
+    assert to_query(view) == {"word": "2", "model": "shapes"} and parse(to_query(view))[0] == view
+    view, notes = parse({"model": "../shapes", "word": "2"})
+    assert view.model is None and view.word == 2
+    assert notes and notes[0].startswith("link: model=../shapes ignored (a shipped model: shapes")
+    assert "model" not in to_query(View())

@@ -101,9 +101,9 @@ def test_hard_heldout_scenes(shipped):
 
 def test_the_lessons_claims_hold_for_the_shipped_model(shipped):
     """The Lesson page's sentences are about this model: on step 2's scene every head of the last layer
-    has its hottest cell on the named object (and no two heads have the same map), on step 3's scene
-    beam search (5 beams) keeps more than one caption alive (so its tree has something to follow), step
-    4's tiny star is misnamed, and step 5's street picture is captioned as shapes."""
+    has its hottest cell on the named object (and no two heads have the same map), the tiny star of the
+    planted failure is misnamed, and the street picture is captioned as shapes. (The steps on the twin
+    whose attention was left free: tests/test_twin.py.)"""
     import numpy as np
 
     from vizcap.compose import compose_scene
@@ -121,10 +121,6 @@ def test_the_lessons_claims_hold_for_the_shipped_model(shipped):
     maps = [exp.maps("cross_attention", layer=-1, head=h)[word] for h in range(shipped.cfg.decoder_heads)]
     assert all(touch[np.unravel_index(np.argmax(m), m.shape)] for m in maps)
     assert all(not np.allclose(a, b, atol=0.02) for i, a in enumerate(maps) for b in maps[i + 1:])
-    decoding = next(s for s in STEPS if s.view == "decoding")
-    scene = render_scene(int(decoding.image.split(":")[1]))
-    beam = shipped.explain(scene.image, strategy="beam", beams=5)
-    assert len({c["caption"] for c in beam.candidates}) > 1, beam.candidates
     failure = next(s for s in STEPS if s.view == "failure")
     placements, background = parse_compose(failure.image.split(":", 1)[1])
     tiny = compose_scene(placements, background=background)

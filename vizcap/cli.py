@@ -5,6 +5,7 @@
                    [--max-tokens N] [--maps M1,M2,...|all] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--json]
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--hard] [--out DIR] [--json]
+    vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--out DIR] [--json]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
 input gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every
@@ -13,6 +14,10 @@ input was captioned, 2 if any failed or the arguments or the checkpoint were bad
 eval: writes trust.json (the figures the app's "Training & trust" page shows, with the command that made
 them) and trust_scenes.jsonl (one line of measurements per scene, from which every figure is recomputed)
 into --out, by default the checkpoint directory.
+
+decoding: how much greedy, beam search and sampling differ on held-out scenes of two or three objects
+(vizcap.spread); writes decoding.json (figures and every scene's captions) into --out, by default the
+checkpoint directory.
 """
 
 from __future__ import annotations
@@ -55,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap = sub.add_parser("caption", help="caption images and explain every word")
     cap.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     cap.add_argument("--checkpoint", metavar="DIR|ID", default=None,
-                     help="vizcap checkpoint directory, Hugging Face ViT+GPT-2 / BLIP folder, or hub id such as "
-                          "nlpconnect/vit-gpt2-image-captioning (default: the shipped model)")
+                     help="a shipped model's name (shapes: attention trained to point; shapes-free: attention left "
+                          "free), a vizcap checkpoint directory, a Hugging Face ViT+GPT-2 / BLIP folder, or a hub id "
+                          "such as nlpconnect/vit-gpt2-image-captioning (default: shapes)")
     cap.add_argument("--strategy", default="greedy", help=f"{' | '.join(STRATEGIES)} (default greedy)")
     cap.add_argument("--beams", type=_int, default=None, metavar="N", help="beam width (strategy beam; default 3)")
     cap.add_argument("--top-k", type=_int, default=0, metavar="K", help="sample only from the K likeliest words (0 = off)")
@@ -96,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", metavar="DIR", default=None,
                     help="folder for trust.json and trust_scenes.jsonl, made if missing (default: the checkpoint directory)")
     ev.add_argument("--json", action="store_true", help="print trust.json's content as one JSON object")
+
+    dec = sub.add_parser("decoding", help="how much decoding strategies differ on held-out ShapeScenes")
+    dec.add_argument("--checkpoint", metavar="NAME|DIR", default=None, help="a shipped model's name or a vizcap "
+                     "checkpoint directory (default: shapes)")
+    dec.add_argument("--n", type=_int, default=200, metavar="N", help="held-out scenes with 2 or 3 objects (default 200)")
+    dec.add_argument("--draws", type=_int, default=5, metavar="N", help="sampled captions per scene (default 5)")
+    dec.add_argument("--beams", type=_int, default=5, metavar="N", help="beam width (default 5)")
+    dec.add_argument("--out", metavar="DIR", default=None, help="folder for decoding.json (default: the checkpoint's)")
+    dec.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     return parser
 
 
@@ -229,7 +244,7 @@ def _caption(args) -> int:
 def _eval(args) -> int:
     from . import load
     from .captioner import DEFAULT_CHECKPOINT
-    from .files import atomic_write
+    from .files import atomic_write, shipped_checkpoint
     from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, SOURCES, evaluate_trust
 
     if args.n < 1 or args.curves_n < 0:
@@ -239,10 +254,13 @@ def _eval(args) -> int:
         raise ValueError(f"--out {args.out}: not a directory")
     methods = _methods(args.methods)  # checked before the model loads
     captioner = load(args.checkpoint)
+    if not args.out and args.checkpoint and not Path(args.checkpoint).exists():
+        out = Path(captioner.name)  # a shipped model's name: its own folder, not one in the current directory
     methods = None if methods == ("all",) else methods  # evaluate_trust: every method the model has
     out.mkdir(parents=True, exist_ok=True)
     curves_n = min(args.curves_n, args.n)
-    command = (f"vizcap eval --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
+    named = args.checkpoint if args.checkpoint and shipped_checkpoint(args.checkpoint) else None
+    command = (f"vizcap eval" + (f" --checkpoint {named}" if named else "") + f" --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
                + (" --hard" if args.hard else "") + (f" --methods {args.methods}" if methods else ""))
     result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, methods=methods, progress=not args.json,
                             records=True)
@@ -270,6 +288,35 @@ def _eval(args) -> int:
         if key in result:
             print("\n" + format_report(result[key]))
     print(f"\nwrote {out / 'trust.json'} and {out / 'trust_scenes.jsonl'}")
+    return 0
+
+
+def _decoding(args) -> int:
+    from . import load
+    from .files import shipped_checkpoint, write_json
+    from .spread import decoding_spread
+
+    if args.n < 1 or args.draws < 2 or args.beams < 2:
+        raise ValueError("--n must be at least 1, --draws and --beams at least 2")
+    captioner = load(args.checkpoint)
+    if captioner.is_photo_model:
+        raise ValueError("decoding spread needs a ShapeScenes model (it scores captions against the scenes' truth)")
+    out = Path(args.out) if args.out else Path(captioner.name)
+    result = decoding_spread(captioner, args.n, args.draws, args.beams, progress=not args.json)
+    named = args.checkpoint if args.checkpoint and shipped_checkpoint(args.checkpoint) else None
+    result["command"] = ("vizcap decoding" + (f" --checkpoint {named}" if named else "")
+                         + f" --n {args.n} --draws {args.draws} --beams {args.beams}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "decoding.json", result)
+    figures = {k: v for k, v in result.items() if k != "records"}
+    if args.json:
+        print(json.dumps(figures))
+        return 0
+    print(f"{args.n} held-out scenes of 2–3 objects: {figures['two_distinct_samples']:.0%} give at least two distinct "
+          f"captions in {args.draws} samples (temperature 1); {figures['samples_right']:.1%} of sampled captions are "
+          f"right; greedy and beam ({args.beams}) differ on {figures['greedy_beam_differ']:.0%} "
+          f"(right: greedy {figures['greedy_right']:.1%}, beam {figures['beam_right']:.1%})")
+    print(f"wrote {out / 'decoding.json'}")
     return 0
 
 
@@ -323,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             return _caption(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "decoding":
+            return _decoding(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

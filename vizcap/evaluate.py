@@ -16,7 +16,8 @@ _SINGULAR = {plural: shape for shape, plural in PLURALS.items()}
 _COUNT_WORDS = {word: n for n, word in NUMBERS.items()} | {"an": 1}
 
 
-def _normalise(text: str) -> str:
+def normalise_caption(text: str) -> str:
+    """Lower case, words only: how ShapeScenes compares a caption with the right ones."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
@@ -26,8 +27,8 @@ def caption_metrics(predictions: dict, references: dict) -> dict[str, float]:
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    res = {k: [_normalise(v) or "<empty>"] for k, v in predictions.items()}
-    gts = {k: [_normalise(r) for r in refs] for k, refs in references.items()}
+    res = {k: [normalise_caption(v) or "<empty>"] for k, v in predictions.items()}
+    gts = {k: [normalise_caption(r) for r in refs] for k, refs in references.items()}
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
@@ -39,7 +40,7 @@ def caption_metrics(predictions: dict, references: dict) -> dict[str, float]:
 def parse_objects(caption: str) -> list[tuple[str, str]]:
     """The (colour, shape) of every object a ShapeScenes caption names, in order; counts expand
     ("two red circles" -> two entries). Words outside the grammar are skipped."""
-    words = _normalise(caption).split()
+    words = normalise_caption(caption).split()
     objects: list[tuple[str, str]] = []
     count, colour = 1, None
     for w in words:
@@ -67,7 +68,7 @@ def scene_scores(predictions: list[str], truths: list[list[SceneObject]],
     n_obj = colour_ok = shape_ok = exact = count_ok = recalled = 0
     for pred, objs, refs in zip(predictions, truths, references):
         refs = [refs] if isinstance(refs, str) else refs
-        exact += _normalise(pred) in {_normalise(r) for r in refs}
+        exact += normalise_caption(pred) in {normalise_caption(r) for r in refs}
         named = parse_objects(pred)
         count_ok += len(named) == len(objs)
         colours, shapes = _best_alignment(named, [parse_objects(r) for r in refs])

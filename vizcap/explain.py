@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from PIL import Image
 
 from . import maps as mapping
 from .decoding import DecodingParams, SearchResult, search
-from .files import DEFAULT_CHECKPOINT
+from .files import shipped_title
 from .hooks import capture
 from .images import open_image
 
@@ -289,8 +290,9 @@ def _encode_one(captioner, text: str) -> int | None:
 def _model_label(captioner) -> str | None:
     """The model named for an export: the shipped one by what it is, never by a path on this machine."""
     name = getattr(captioner, "name", None)
-    if name is not None and str(name) == str(DEFAULT_CHECKPOINT):
-        return "the shipped ShapeScenes model (vizcap/checkpoints/shapes)"
+    title = shipped_title(name) if name is not None else None
+    if title is not None:
+        return f"the shipped model “{title}” (vizcap/checkpoints/{Path(name).name})"
     return None if name is None else str(name)
 
 
@@ -574,3 +576,24 @@ def occlusion(captioner, exp: Explanation, words: list[int] | None = None,
     greyed = np.concatenate([scores(grey_cells(pixels, hidden[a:a + OCCLUSION_BATCH], (gh, gw)))
                              for a in range(0, N, OCCLUSION_BATCH)])  # [N, W]
     return (full[None] - greyed).T
+
+
+@torch.inference_mode()
+def word_after_greying(captioner, exp: Explanation, word: int, hidden) -> list[tuple[str, float, float]]:
+    """What the model writes at `word` when cells are greyed, teacher-forced on the caption before it:
+    for each row of hidden [K, N] (bools, row by row over the grid), (its likeliest token, that token's
+    probability, the probability of the caption's own word). Greying is the occlusion map's and the
+    deletion test's (vizcap.images.grey_cells)."""
+    from .images import grey_cells
+
+    pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
+    batch = grey_cells(pixels, np.asarray(hidden, dtype=bool), captioner.grid)
+    logits, _ = captioner.teacher_forced(batch, exp.token_ids)
+    if logits.dim() == 2:
+        logits = logits[None]
+    p = torch.softmax(logits[:, word + captioner.n_prefix].double(), -1)  # [K, V]
+    best = p.argmax(-1)
+    own = exp.token_ids[word]
+    return [(captioner.tokenizer.token_text(int(b)).strip(), float(p[k, b]), float(p[k, own]))
+            for k, b in enumerate(best)]
+

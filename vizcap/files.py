@@ -10,6 +10,12 @@ from pathlib import Path
 
 SHIPPED = Path(__file__).parent / "checkpoints"  # the checkpoints that ship inside the package, one folder each
 DEFAULT_CHECKPOINT = SHIPPED / "shapes"  # the shipped ShapeScenes model
+# Every shipped checkpoint by name, with the title people see (model picker, exports, CLI). The twin
+# was trained by the same recipe with no loss on any map, so its maps are evidence (issue 24).
+SHIPPED_TITLES = {
+    "shapes": "ShapeScenes — attention trained to point",
+    "shapes-free": "ShapeScenes — attention left free",
+}
 
 
 def shipped_checkpoint(name: str) -> Path | None:
@@ -17,6 +23,22 @@ def shipped_checkpoint(name: str) -> Path | None:
     --checkpoint shapes open it when no folder of that name is in the current directory."""
     folder = SHIPPED / name
     return folder if name and "/" not in name and name not in (".", "..") and (folder / "config.json").is_file() else None
+
+
+def shipped_names() -> list[str]:
+    """The shipped checkpoints present in this installation, in SHIPPED_TITLES' order."""
+    return [name for name in SHIPPED_TITLES if shipped_checkpoint(name)]
+
+
+def shipped_title(folder) -> str | None:
+    """The title of a shipped checkpoint given its folder (any spelling of the path), else None."""
+    try:
+        path = Path(folder).resolve()
+    except (OSError, TypeError, ValueError):
+        return None
+    if path.parent != SHIPPED.resolve():
+        return None
+    return SHIPPED_TITLES.get(path.name)
 
 
 def atomic_write(path: str | Path, write) -> None:

@@ -1,8 +1,13 @@
-"""A ten-minute lesson a teacher can project: five steps, each one sentence and one existing view.
+"""A ten-minute lesson a teacher can project: six steps, each one sentence and one existing view.
 
 The steps are data (what to show and what to say); the app's Lesson page draws them with the same
 figures as the other pages, and each step's "open in the explorer" link is a vizcap.links view.
-Written for the shipped ShapeScenes model, whose world is known.
+Written for the shipped ShapeScenes models, whose world is known. A step that needs one of them
+names it (`Step.model`): "Is attention an explanation?" and the decoding step use the twin whose
+attention was left free, trained on every right phrasing of a scene.
+
+The scenes of those two steps were found by `python -m vizcap.lesson` (the first held-out scene with
+the property; tests/test_lesson_scenes.py holds it).
 """
 
 from __future__ import annotations
@@ -13,7 +18,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .scenes import SHAPE_WORDS
+
 PHOTO = "photo"  # the image of the last step: a picture unlike anything the model was trained on
+
+
+EVIDENCE_SCENE = "scene:0"  # replaced by what `python -m vizcap.lesson` finds
+DECODING_SCENE = "scene:98"
 
 
 @dataclass(frozen=True)
@@ -21,8 +31,9 @@ class Step:
     title: str
     say: str  # the one sentence the teacher reads out
     image: str  # a links image (scene:N, compose:…) or PHOTO
-    view: str  # "predict" | "heads" | "decoding" | "failure" | "photo"
+    view: str  # "predict" | "heads" | "evidence" | "decoding" | "failure" | "photo"
     method: str = "cross_attention"
+    model: str | None = None  # a shipped checkpoint the step needs (files.SHIPPED_TITLES); None: the chosen one
 
 
 STEPS: tuple[Step, ...] = (
@@ -33,16 +44,20 @@ STEPS: tuple[Step, ...] = (
          "The map you just saw is an average: here is the same word seen by each attention head of the last "
          "layer. This model was trained to look at the object it names, so every head finds it — but each "
          "spreads its attention in its own way.", "scene:42", "heads"),
-    Step("3 · Greedy or beam search",
+    Step("3 · Is attention an explanation?",
+         "This twin learned from captions alone, and here its attention's hottest cell misses the object: grey "
+         "that cell and the word stays, grey the object and the word changes — relevancy and occlusion, which "
+         "ask the model, find the object.", EVIDENCE_SCENE, "evidence", model="shapes-free"),
+    Step("4 · Greedy or beam search",
          "Greedy decoding takes the likeliest word at every step; beam search keeps several captions alive and "
          "picks the best whole caption. Do they agree on this picture? Follow the tree beam search explored: "
          "which captions did it drop, and how far behind were they?",
-         "scene:98", "decoding"),
-    Step("4 · A planted failure: a tiny object",
+         DECODING_SCENE, "decoding", model="shapes-free"),
+    Step("5 · A planted failure: a tiny object",
          "This star is half the smallest size the model ever saw in training: compare its caption with the "
          "truth, and see where it looked for the shape it named.",
          "compose:light-grey/red-star-25-30-7/blue-circle-65-60-35", "failure"),
-    Step("5 · A photo it has never seen",
+    Step("6 · A photo it has never seen",
          "This model only knows coloured shapes, so it describes a street scene as shapes — and is very sure of "
          "itself: a word's probability is how confident the model is, not whether the word is right.",
          PHOTO, "photo"),
@@ -83,3 +98,86 @@ def photo_like(width: int = 320, height: int = 240) -> Image.Image:
         d.ellipse([cx - 13, y0 + 46, cx + 13, y0 + 72], fill=(25, 25, 25))
         d.ellipse([cx - 5, y0 + 54, cx + 5, y0 + 64], fill=(160, 160, 160))
     return img.filter(ImageFilter.GaussianBlur(0.6))
+
+
+# -- "Is attention an explanation?" -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One word's attention put to the test: grey the map's hottest cell, then the object's cells."""
+    word: int  # index of the shape word in the caption
+    text: str  # that word
+    top_cell: int  # the attention map's hottest cell (row by row)
+    top_on_object: bool  # does that cell touch the object's box?
+    object_cells: tuple[int, ...]  # the cells the object's box touches
+    p_word: float  # the word's probability on the whole picture
+    without_top: tuple[str, float, float]  # (likeliest word, its p, p of the caption's word) with the top cell grey
+    without_object: tuple[str, float, float]  # the same with the object's cells grey
+    found_by: dict  # method -> does its hottest cell touch the object's box?
+
+    @property
+    def teaches(self) -> bool:
+        """The step's story holds: the attention misses, greying its pick keeps the word, greying the
+        object changes it, and every method in found_by finds the object."""
+        return (not self.top_on_object and self.without_top[0] == self.text and self.without_object[0] != self.text
+                and all(self.found_by.values()))
+
+
+def attention_evidence(captioner, exp, scene, method: str = "cross_attention",
+                       others: tuple[str, ...] = ("relevancy", "occlusion")) -> Evidence | None:
+    """For the first correctly named object whose shape word's `method` map points off the object's box:
+    the deletion test of that map's hottest cell against the object's own cells, and whether `others`
+    point at the object. None when every such map points at its object."""
+    from .explain import word_after_greying
+    from .trust import _coverage, word_targets
+
+    maps = exp.maps(method)
+    for shape_at, _, members in word_targets(exp.tokens, scene):
+        cover = _coverage(scene, members, captioner.grid).ravel()
+        top = int(np.argmax(maps[shape_at]))
+        if cover[top] > 0:
+            continue
+        hidden = np.zeros((2, cover.size), bool)
+        hidden[0, top] = True
+        hidden[1] = cover > 0
+        without_top, without_object = word_after_greying(captioner, exp, shape_at, hidden)
+        found = {m: bool(cover[int(np.argmax(exp.maps(m)[shape_at]))] > 0) for m in others}
+        return Evidence(shape_at, exp.tokens[shape_at].strip(), top, False, tuple(int(c) for c in np.flatnonzero(cover)),
+                        float(exp.probs[shape_at]), without_top, without_object, found)
+    return None
+
+
+def find_scenes(captioner, first: int = 0, last: int = 400) -> dict:
+    """The first ShapeScenes examples (scene:N, N in first … last) for the steps that need a property:
+    "evidence" (attention_evidence(...).teaches) and "decoding" (greedy and 5-beam captions differ)."""
+    from .decoding import DecodingParams
+    from .explain import explain
+    from .scenes import render_scene
+
+    found = {}
+    for n in range(first, last + 1):
+        scene = render_scene(n)
+        if "evidence" not in found:
+            exp = explain(captioner, scene.image)
+            ev = attention_evidence(captioner, exp, scene)
+            if ev is not None and ev.teaches:
+                found["evidence"] = f"scene:{n}"
+        if "decoding" not in found and len(scene.objects) >= 2:
+            greedy = captioner.caption_batch([scene.image])[0]
+            beam = explain(captioner, scene.image, DecodingParams(strategy="beam", beams=5)).caption
+            if greedy != beam:
+                found["decoding"] = f"scene:{n}"
+        if len(found) == 2:
+            break
+    return found
+
+
+if __name__ == "__main__":  # python -m vizcap.lesson [MODEL]: the scenes for the steps that need a property
+    import json
+    import sys
+
+    from . import load
+
+    print(json.dumps(find_scenes(load(sys.argv[1] if len(sys.argv) > 1 else "shapes-free")), indent=1))
+

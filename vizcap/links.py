@@ -1,8 +1,9 @@
 """A view of the app as a link: what a teacher prepares and opens again.
 
-    /explorer?image=scene:42&word=3&method=rollout&normalize=max
+    /explorer?image=scene:42&word=3&method=rollout&normalize=max&model=shapes-free
 
-opens ShapeScenes example 42 at its third word with rollout, max-normalised. Every setting that
+opens ShapeScenes example 42 at its third word with rollout, max-normalised, on the shipped twin whose
+attention was left free (`model` names a shipped checkpoint; without it the app keeps its model). Every setting that
 decides what the explorer draws has a query parameter; `to_query` writes only the ones that differ
 from the defaults, so links stay short, and `parse` reads any link back, turning each value it cannot
 use into a one-line message (the rest of the link still applies). Pure functions: the app's pages
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from .compose import BACKGROUNDS, Placement, problems as compose_problems
+from .files import SHIPPED_TITLES, shipped_names
 from .strategies import DecodingParams, validate
 from .maps import METHODS, NORMALIZATIONS
 
@@ -37,13 +39,14 @@ class View:
     normalize: str = "max"
     sinks: bool = False
     decoding: DecodingParams = DecodingParams()
+    model: str | None = None  # a shipped checkpoint's name (files.SHIPPED_TITLES); None: the app's current model
 
 
 def to_query(view: View) -> dict[str, str]:
     """The query parameters of `view` that differ from the defaults, in a fixed order."""
     default = View()
     out: dict[str, str] = {}
-    for name in ("image", "word", "method", "layer", "head", "normalize", "sinks"):
+    for name in ("image", "word", "method", "layer", "head", "normalize", "sinks", "model"):
         value = getattr(view, name)
         if value != getattr(default, name):
             out[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
@@ -77,6 +80,11 @@ def parse(query) -> tuple[View, list[str]]:
                 bad(name, f"a whole number from {lo}")
             else:
                 view = replace(view, **{name: value})
+    if "model" in q:
+        if q["model"] in shipped_names():
+            view = replace(view, model=q["model"])
+        else:
+            bad("model", "a shipped model: " + ", ".join(shipped_names() or SHIPPED_TITLES))
     if "method" in q:
         if q["method"] in METHODS:
             view = replace(view, method=q["method"])

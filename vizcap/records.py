@@ -11,6 +11,7 @@ from pathlib import Path
 TRAIN_LOG = "train_log.jsonl"
 METRICS = "metrics.json"
 TRUST = "trust.json"
+DECODING = "decoding.json"  # written by `vizcap decoding` (vizcap.spread)
 
 
 def read_json(path) -> dict | None:
@@ -54,14 +55,29 @@ def saved_trust(folder) -> dict | None:
     return read_json(Path(folder) / TRUST)
 
 
+def stamp(folder, name: str):
+    """The modification time (ns) of the checkpoint's file `name`, None when it is missing: a cache key
+    that changes when the file does."""
+    try:
+        return (Path(folder) / name).stat().st_mtime_ns
+    except (OSError, TypeError, ValueError):
+        return None
+
+
+def decoding_spread(folder) -> dict | None:
+    """The checkpoint's decoding.json (`vizcap decoding`: how much strategies differ), or None."""
+    return read_json(Path(folder) / DECODING)
+
+
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def training_facts(folder) -> dict:
     """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
-    pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, minutes,
-    command. Missing facts are absent, never guessed."""
+    pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, captions
+    ("canonical": one caption per scene; "all": every right phrasing; a ShapeScenes run that predates the
+    choice is "canonical"), minutes, command. Missing facts are absent, never guessed."""
     recorded = metrics(folder) or {}
     args = recorded.get("args") if isinstance(recorded.get("args"), dict) else {}
     facts = {}
@@ -75,6 +91,10 @@ def training_facts(folder) -> dict:
     for key in ("aux_weight", "bind_weight", "attend_weight"):
         if _number(args.get(key)):
             facts[key] = args[key]
+    if args.get("captions") in ("canonical", "all"):
+        facts["captions"] = args["captions"]
+    elif "attend_weight" in args:  # a ShapeScenes run from before --captions: it trained on Scene.caption
+        facts["captions"] = "canonical"
     if _number(recorded.get("train_seconds")):
         facts["minutes"] = recorded["train_seconds"] / 60
     if isinstance(recorded.get("command"), str):

@@ -10,9 +10,9 @@ from pathlib import Path
 import streamlit as st
 
 import vizcap
-from vizcap import notices
-from vizcap.captioner import DEFAULT_CHECKPOINT
+from vizcap import links, notices
 from vizcap.families import SUGGESTED
+from vizcap.files import SHIPPED, SHIPPED_TITLES, shipped_names, shipped_title
 from vizcap.images import model_view
 
 from . import state
@@ -31,14 +31,16 @@ def is_photo_model(captioner) -> bool:
     return bool(captioner.is_photo_model)
 
 
-def shipped_path() -> str:
-    return str(DEFAULT_CHECKPOINT.resolve())
+def shipped_path(name: str = "shapes") -> str:
+    """The folder of the shipped checkpoint `name`, resolved (the default: the model that opens first)."""
+    return str((SHIPPED / name).resolve())
 
 
 def model_label(captioner, ckpt: str) -> str:
     """The model in a few words for exports and links' notes (never a path on this machine)."""
-    if ckpt == shipped_path():
-        return "the shipped ShapeScenes model"
+    title = shipped_title(ckpt)
+    if title is not None:
+        return f"the shipped model “{title}”"
     if is_photo_model(captioner):
         return f"{captioner.family_label} “{Path(ckpt).name if Path(ckpt).exists() else ckpt}”"
     return f"checkpoint “{Path(ckpt).name}”"
@@ -47,19 +49,30 @@ def model_label(captioner, ckpt: str) -> str:
 def checkpoint_picker() -> None:
     """The sidebar's model choice; streamlit_app.py draws it once per run, for every page."""
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
-    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source"):
+    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source", "vz_shipped"):
         state.restore(key)
     if "vz_ckpt_choice" not in st.session_state:
         st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
         st.session_state["vz_ckpt_dir"] = env
+    names = shipped_names()
+    if st.session_state.get("vz_shipped") not in names:
+        st.session_state["vz_shipped"] = names[0] if names else "shapes"
+    model_link(names)
     with st.sidebar:
         st.radio("Model", ["shipped", "directory", "hub"], key="vz_ckpt_choice",
-                 format_func={"shipped": "Shipped ShapeScenes model", "directory": "A checkpoint directory",
+                 format_func={"shipped": "Shipped ShapeScenes models", "directory": "A checkpoint directory",
                               "hub": "A Hugging Face captioner"}.get,
-                 help="The shipped model was trained on ShapeScenes. A directory written by `python -m train` "
+                 help="The shipped models were trained on ShapeScenes. A directory written by `python -m train` "
                       "(config.json, model.safetensors, tokenizer.json) loads the same way. A Hugging Face "
                       "captioner is a ViT+GPT-2 (VisionEncoderDecoder) or BLIP model: a hub id or a local folder.",
                  on_change=state.keep_on_change("vz_ckpt_choice"))
+        if st.session_state["vz_ckpt_choice"] == "shipped" and len(names) > 1:
+            st.selectbox("Which one", names, key="vz_shipped", format_func=SHIPPED_TITLES.get,
+                         on_change=state.keep_on_change("vz_shipped"),
+                         help="Two twins trained by the same recipe on the same scenes. *Attention trained to "
+                              "point*: a loss pulled its cross-attention and prefix maps onto the objects it names, "
+                              "so where they point is the training target. *Attention left free*: no loss on any map "
+                              "the app shows, so its maps are evidence of what it learned, right or wrong.")
         if st.session_state["vz_ckpt_choice"] == "directory":
             st.text_input("Checkpoint directory", key="vz_ckpt_dir", placeholder="/path/to/checkpoint",
                           on_change=state.keep_on_change("vz_ckpt_dir"))
@@ -74,10 +87,34 @@ def checkpoint_picker() -> None:
                 st.button(source, key=f"vz_hf_suggested_{i}", on_click=state.set_widget, args=("vz_hf_source", source),
                           type="tertiary")
     state.keep_first_value("vz_ckpt_choice")
-    if st.session_state["vz_ckpt_choice"] == "directory":
+    if st.session_state["vz_ckpt_choice"] == "shipped":
+        state.keep_first_value("vz_shipped")
+    elif st.session_state["vz_ckpt_choice"] == "directory":
         state.keep_first_value("vz_ckpt_dir")
     elif st.session_state["vz_ckpt_choice"] == "hub":
         state.keep_first_value("vz_hf_source")
+
+
+def model_link(names: list[str]) -> None:
+    """A link's model=NAME (a shipped checkpoint) chooses that model, once per new address; an unknown
+    name is a one-line warning and the current model stays."""
+    asked = st.query_params.get("model")
+    if asked is None or asked == st.session_state.get("vz_model_link"):
+        return
+    st.session_state["vz_model_link"] = asked
+    view, notes = links.parse({"model": asked})
+    for note in notes:
+        st.warning(note, icon=":material/link_off:")
+    if view.model is not None:
+        state.set_widget("vz_ckpt_choice", "shipped")
+        state.set_widget("vz_shipped", view.model)
+
+
+def shipped_name() -> str | None:
+    """The name of the chosen shipped checkpoint ("shapes", "shapes-free"), None for another model."""
+    if st.session_state.get("vz_ckpt_choice", "shipped") != "shipped":
+        return None
+    return st.session_state.get("vz_shipped", "shapes")
 
 
 def checkpoint_path() -> str:
@@ -90,7 +127,7 @@ def checkpoint_path() -> str:
         text = (st.session_state.get("vz_hf_source") or "").strip()
         path = Path(text).expanduser()
         return str(path.resolve()) if text and path.exists() else text
-    return shipped_path()
+    return shipped_path(st.session_state.get("vz_shipped", "shapes"))
 
 
 def require_captioner(notice: bool = True) -> tuple[vizcap.Captioner, str]:
@@ -118,7 +155,7 @@ def _load_chosen() -> tuple[vizcap.Captioner, str]:
                         "memory once, then every page reuses them)"):
             return load_captioner(path), path
     except vizcap.CheckpointError as e:
-        shipped = path == shipped_path()
+        shipped = shipped_title(path) is not None
         st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")
                  + f": {e}. " + ("Choose a checkpoint directory in the sidebar." if shipped else
                                  "Type another hub id or folder in the sidebar, or choose the shipped model." if hub
