@@ -27,6 +27,7 @@ PAGES = [
     st.Page("app_pages/how_it_works.py", title="How it works", icon=":material/settings:", url_path="how_it_works"),
     st.Page("app_pages/training_and_trust.py", title="Training & trust", icon=":material/monitoring:",
             url_path="training_and_trust"),
+    st.Page("app_pages/compare.py", title="Compare two models", icon=":material/compare:", url_path="compare"),
     st.Page("app_pages/lesson.py", title="Lesson (10 minutes)", icon=":material/school:", url_path="lesson"),
 ]
 page = st.navigation(PAGES)

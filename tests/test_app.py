@@ -890,3 +890,30 @@ def test_an_uploaded_picture_keeps_its_notice_on_every_page(app):
     assert len(at.image) == n_images + 1  # the squashed input, shown on request
     at = ok(at.switch_page("app_pages/lesson.py").run())
     assert not [m for m in at.markdown if notice in m.value]  # the lesson shows its own pictures
+
+
+# -- Compare ---------------------------------------------------------------------------------------
+
+
+def test_compare_sets_one_word_of_two_models_side_by_side_and_keeps_it_in_the_address(app):
+    """Issue 25, item 6: the shipped model beside the sidebar's, the same picture, method and word (by
+    its text), each map labelled with whether a loss trained it; a link with an unknown model says so."""
+    at = ok(app.run())
+    at = ok(at.switch_page("app_pages/compare.py").run())
+    at.selectbox(key="cp_right").set_value("sidebar")
+    at = ok(at.run())
+    assert at.selectbox(key="cp_left").value == "shapes"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    said = " ".join(c.value for c in at.caption)
+    assert "trained to point: its training target, not evidence" in said  # the shipped model's cross-attention
+    assert "whether a loss trained it is not recorded" in said or "nothing trained it" in said
+    assert "left" not in at.query_params  # the sidebar's model cannot travel in a link: no left/right
+    at.selectbox(key="cp_method").set_value("rollout")
+    at = ok(at.run())
+    assert at.query_params["method"] == "rollout" and at.query_params["word"] == str(at.selectbox(key="cp_word").value + 1)
+    linked = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    linked.query_params.update({"image": "scene:42", "left": "shapes", "right": "nope", "word": "2"})
+    linked = ok(ok(linked.run()).switch_page("app_pages/compare.py").run())
+    assert any("link: right=nope ignored" in w.value for w in linked.warning)
+    assert linked.session_state["vz_image"]["id"] == "scene:42" and linked.selectbox(key="cp_word").value == 1
