@@ -1,5 +1,5 @@
 """Training & trust: the loss curve and the evaluation of the loaded checkpoint, and measurements of
-how far its heatmaps can be trusted (pointing game, sanity check, deletion/insertion), read from the
+how far its heatmaps can be trusted (pointing game, sanity check, deletion/insertion, the top-k test), read from the
 checkpoint's trust.json or measured here on a few held-out scenes."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
 from vizcap import figures, notices, records
-from vizcap.trust import evaluate_trust
+from vizcap.trust import evaluate_trust, ranking_verdict
 
 METRIC_NOTES = {
     "exact": "captions exactly equal to the truth",
@@ -108,7 +108,7 @@ if attend_weight > 0:
 @st.cache_data(show_spinner=False, max_entries=8)
 def measure(path: str, n: int) -> dict:
     """evaluate_trust on n held-out scenes, cached per checkpoint path and n."""
-    return evaluate_trust(model_picker.load_captioner(path), n=n, curves_n=min(n, 6), progress=False)
+    return evaluate_trust(model_picker.load_captioner(path), n=n, curves_n=min(n, 6), rank_n=min(n, 6), progress=False)
 
 
 saved = records.saved_trust(ckpt)
@@ -164,6 +164,16 @@ if result:
                 method = st.selectbox("Curves for", methods, index=methods.index(best) if best in methods else 0,
                                       key="tt_curve_method", format_func=lambda m: m.replace("_", " "))
                 widgets.show(figures.deletion_insertion(result, method), key="tt_curves")
+            st.subheader("Can the maps be ranked? Top-k deletion")
+            st.markdown("For the colour word and the shape word of every correctly named object: grey the map's "
+                        "1, 2, 4 or 8 hottest cells and see how far the word's probability drops, against greying the "
+                        "object's own most-covered cells (**the box**, the ground truth) and random cells.")
+            for sentence in ranking_verdict(result):  # "not measured: run vizcap eval …" without the measurement
+                st.markdown(sentence)
+            if result.get("ranking"):
+                words = st.segmented_control("Words", list(figures.RANK_WORDS), default="all", key="tt_rank_words",
+                                             required=True, format_func=figures.RANK_WORDS.get)
+                widgets.show(figures.top_k_deletion(result, words), key="tt_rank")
         else:
             st.caption("The sanity check and the deletion/insertion curves were not measured on these scenes "
                        "(`vizcap eval --hard` measures pointing, mass and captions only on hard scenes).")

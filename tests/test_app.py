@@ -22,7 +22,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import make_random_captioner
-from test_figures import trust_result
+from test_figures import ranking_result, trust_result
 from vizcap import figures, render
 from vizcap import maps as vizcap_maps
 from vizcap.captioner import Captioner
@@ -58,6 +58,7 @@ def trusted_checkpoint(app_checkpoint, tmp_path_factory) -> Path:
     independent = trust_result()
     independent["n_scenes"] = 6
     independent["pointing"]["cross_attention"]["hit"] = 0.55
+    independent["ranking"] = ranking_result()  # the held-out set has no top-k test (a trust.json written before it)
     hard = trust_result()
     hard.update(n_scenes=7, curves_n=0, curves={"fractions": hard["curves"]["fractions"]},
                 sanity_spearman={m: float("nan") for m in hard["sanity_spearman"]})
@@ -744,8 +745,16 @@ def test_training_and_trust_reads_trust_json(trusted_checkpoint, monkeypatch):
     assert any(sub.value.startswith("Evaluation at the end of training (8 held-out scenes)") for sub in at.subheader)
     assert all(f"**{name}**" in text for name in figures.MEASURES)  # every measure explained in a line
     assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.9)
+    assert "**Top-k deletion: not measured.**" in text and "`vizcap eval --rank-n N`" in text
     ok(at.segmented_control(key="tt_set").set_value("independent").run())
     assert array(figure(at, "Pointing game")["data"][0]["y"])[0] == pytest.approx(0.55)
+    text = " ".join(m.value for m in at.markdown)  # the top-k test's figure and its verdict, method by method
+    assert "not measured" not in text and "**Top-4 deletion**" in text and "*rollout*" in text
+    assert "**cannot beat random**" in text and "**stays below the box**" in text
+    assert len(at.get("plotly_chart")) == 6
+    assert array(figure(at, "Top-k deletion")["data"][0]["y"]) == pytest.approx([0.2, 0.2, 0.4, 0.4])
+    ok(at.segmented_control(key="tt_rank_words").set_value("colour").run())
+    assert "colour words of 3 named objects" in figure(at, "Top-k deletion")["layout"]["meta"]["description"]
     assert "6 scenes drawn by an independent renderer" in " ".join(c.value for c in at.caption)
     ok(at.selectbox(key="tt_curve_method").set_value("rollout").run())
     curves = figure(at, "Deletion and insertion (rollout)")

@@ -185,18 +185,18 @@ def test_eval_writes_the_trust_json_the_app_reads(tmp_path):
     from vizcap.captioner import DEFAULT_CHECKPOINT
 
     before = sorted(p.name for p in DEFAULT_CHECKPOINT.iterdir())
-    proc = vizcap("eval", "--n", 3, "--curves-n", 1, "--independent", "--out", tmp_path, "--json")
+    proc = vizcap("eval", "--n", 3, "--curves-n", 1, "--rank-n", 2, "--orders", 3, "--independent", "--out", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
     stored = strict_json((tmp_path / "trust.json").read_text())
     assert strict_json(lines[0]) == stored
     assert sorted(p.name for p in DEFAULT_CHECKPOINT.iterdir()) == before  # --out: nothing written elsewhere
-    assert stored["command"] == "vizcap eval --n 3 --curves-n 1 --independent"
+    assert stored["command"] == "vizcap eval --n 3 --curves-n 1 --rank-n 2 --orders 3 --independent"
 
     cap = load()
-    api = {"held-out ShapeScenes": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False),
-           "independent renderer": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False,
+    api = {"held-out ShapeScenes": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False, rank_n=2, orders=3),
+           "independent renderer": trust.evaluate_trust(cap, n=3, curves_n=1, progress=False, rank_n=2, orders=3,
                                                         scene_fn=trust.independent_scene, source="independent renderer")}
     records = [strict_json(line) for line in (tmp_path / "trust_scenes.jsonl").read_text().splitlines()]
     for section in (stored, stored["independent"]):
@@ -208,11 +208,15 @@ def test_eval_writes_the_trust_json_the_app_reads(tmp_path):
             assert 0 <= section["pointing"][m]["hit"] <= 1 and 0 <= section["mass_in_box"][m]["mass"] <= 1
             assert -1 <= section["sanity_spearman"][m] <= 1
             assert len(section["curves"][m]["deletion_map"]) == 9
+            assert len(section["ranking"]["deletion"]["all"][m]["mean"]) == 4  # the top-k test, k = 1, 2, 4, 8
+        assert section["rank_n"] == 2 and section["ranking"]["orders"] == 3
         mine = [{k: v for k, v in r.items() if k != "source"} for r in records if r["source"] == source]
         assert [r["i"] for r in mine] == [0, 1, 2]
         summary = trust.summarise(mine, tuple(section["pointing"]), tuple(section["grid"]), source)
-        assert {k: v for k, v in section.items() if k not in ("command", "first_seed", "independent", "curves_n")} \
+        assert {k: v for k, v in section.items() if k not in ("command", "first_seed", "independent", "curves_n", "rank_n")} \
             == summary, source
+        assert sum("rank" in w for r in mine[:2] for w in r["words"]) == sum(len(r["words"]) for r in mine[:2])
+        assert not any("rank" in w for w in mine[2]["words"])
     verdict = " ".join(figures.trust_verdict(stored))
     best = max(stored["pointing"], key=lambda m: stored["pointing"][m]["hit"])
     assert best.replace("_", " ") in verdict and "Too little" not in verdict

@@ -57,6 +57,25 @@ def trust_result(n_words: int = 5, nan: bool = False) -> dict:
     }
 
 
+def ranking_result() -> dict:
+    """trust.rank_summary of hand-made records (three scenes, one word each): cross_attention drops the word
+    by 0.4 at k = 4 like the box, rollout by 0.1 like random (a word's probability 0.9; other k: half the drop)."""
+    from vizcap import trust
+
+    def entry(drops, noise):
+        def probs(d):
+            return [0.9 - d / 2 + noise, 0.9 - d / 2 + noise, 0.9 - d + noise, 0.9 - d + noise]
+
+        return {"p": 0.9, "grey": 0.1, "methods": {m: {"deletion": probs(drops[m]), "insertion": [0.5] * 4}
+                                                   for m in ("cross_attention", "rollout")},
+                "box": {"deletion": probs(drops["box"]), "insertion": [0.6] * 4},
+                "random": {"deletion": [probs(0.1)] * 2, "insertion": [[0.2] * 4] * 2}}
+
+    records = [{"words": [{"rank": {t: entry({"cross_attention": 0.4, "rollout": 0.1, "box": 0.4}, noise)
+                                    for t in ("colour", "shape")}}]} for noise in (-0.02, 0.0, 0.02)]
+    return trust.rank_summary(records, ("cross_attention", "rollout"))
+
+
 def check(fig: go.Figure) -> go.Figure:
     assert isinstance(fig, go.Figure)
     assert figures.title(fig), "every figure has a title"
@@ -495,6 +514,30 @@ def test_trust_verdict_is_never_stronger_than_its_numbers():
     assert all(len(line) > 20 for line in figures.MEASURES.values())
 
 
+def test_top_k_deletion_figure():
+    """Per method, the box and random: the mean drop (left) and insertion probability (right) at k = 1, 2, 4, 8
+    with the 95 % intervals as error bars; the description gives the drops at k = 4. Without the
+    measurement: an empty figure that says how to measure it."""
+    r = {**trust_result(), "ranking": ranking_result()}
+    fig = check(figures.top_k_deletion(r))
+    assert [t.name for t in fig.data] == ["cross attention", "rollout", "box (the object's own cells)",
+                                          "random (2 orders)"] * 2
+    assert [t.showlegend for t in fig.data] == [True] * 4 + [False] * 4
+    cross, box, insertion = fig.data[0], fig.data[2], fig.data[4]
+    assert list(cross.x) == ["1", "2", "4", "8"] and list(cross.y) == pytest.approx([0.2, 0.2, 0.4, 0.4])
+    s = r["ranking"]["deletion"]["all"]["cross_attention"]
+    assert list(cross.error_y.array) == pytest.approx([h - m for h, m in zip(s["high"], s["mean"])])
+    assert list(cross.error_y.arrayminus) == pytest.approx([m - lo for m, lo in zip(s["mean"], s["low"])])
+    assert cross.error_y.array[2] > 0.01  # the scenes differ: a real interval
+    assert list(box.y) == pytest.approx([0.2, 0.2, 0.4, 0.4]) and list(insertion.y) == pytest.approx([0.5] * 4)
+    assert "Drops at k = 4: cross attention 0.40, rollout 0.10, box (the object's own cells) 0.40" in figures.description(fig)
+    shape_only = check(figures.top_k_deletion(r, "shape"))
+    assert "shape words of 3 named objects" in figures.description(shape_only)
+    missing = check(figures.top_k_deletion(trust_result()))
+    assert not missing.data and "Not measured" in figures.description(missing)
+    assert "`vizcap eval --rank-n N`" in figures.description(missing)
+
+
 def test_trust_with_nothing_measured_has_no_fake_numbers():
     r = trust_result(n_words=0, nan=True)
     for make in (figures.pointing_game, figures.mass_in_box, figures.sanity_check):
@@ -638,6 +681,7 @@ def test_chart_text_is_14_px_or_more_and_dark_enough(exp, beam):
             figures.beam_tree(beam.beam_tree, beam.token_ids, beam.ended),
             figures.pointing_game(result), figures.mass_in_box(result), figures.sanity_check(result),
             figures.deletion_insertion(result, "cross_attention"),
+            figures.top_k_deletion({**result, "ranking": ranking_result()}),
             figures.encoder_layers(img, np.stack([maps[0]] * 2), [0.1, 0.2], "the patch at row 1, column 1", cell=(0, 0)),
             figures.patch_picker(img, exp.grid, (0, 0)),
             figures.loss_curve([{"step": s, "loss": 1.0 / (s + 1), "caption_loss": 0.5} for s in range(5)])]

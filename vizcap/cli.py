@@ -4,7 +4,8 @@
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
                    [--max-tokens N] [--maps M1,M2,...|all] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--json]
-    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--independent] [--hard] [--out DIR] [--json]
+    vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--rank-n N] [--orders K] [--independent] [--hard]
+                [--methods M1,M2,...|all] [--out DIR] [--json]
     vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--out DIR] [--json]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", metavar="DIR", default=None)
     ev.add_argument("--n", type=_int, default=100, metavar="N", help="held-out scenes (default 100)")
     ev.add_argument("--curves-n", type=_int, default=30, metavar="N", help="scenes for deletion/insertion and the sanity check")
+    ev.add_argument("--rank-n", type=_int, default=30, metavar="N",
+                    help="scenes for the top-k deletion/insertion test that ranks the maps against the object's own "
+                         "box and random cells (colour and shape words, k = 1, 2, 4, 8; default 30; about 2 s a scene "
+                         "on the shipped model, one thread)")
+    ev.add_argument("--orders", type=_int, default=4, metavar="K",
+                    help="random orders per word in the top-k test: its random baseline is their mean (default 4)")
     ev.add_argument("--independent", action="store_true",
                     help="also measure on N scenes of the independent renderer (stored under 'independent')")
     ev.add_argument("--hard", action="store_true",
@@ -247,8 +254,8 @@ def _eval(args) -> int:
     from .files import atomic_write, shipped_checkpoint
     from .trust import INDEPENDENT_FIRST_SEED, HELDOUT_FIRST_SEED, SOURCES, evaluate_trust
 
-    if args.n < 1 or args.curves_n < 0:
-        raise ValueError("--n must be at least 1 and --curves-n at least 0")
+    if args.n < 1 or args.curves_n < 0 or args.rank_n < 0 or args.orders < 1:
+        raise ValueError("--n and --orders must be at least 1, --curves-n and --rank-n at least 0")
     out = Path(args.out) if args.out else Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     if args.out and out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out}: not a directory")
@@ -258,20 +265,22 @@ def _eval(args) -> int:
         out = Path(captioner.name)  # a shipped model's name: its own folder, not one in the current directory
     methods = None if methods == ("all",) else methods  # evaluate_trust: every method the model has
     out.mkdir(parents=True, exist_ok=True)
-    curves_n = min(args.curves_n, args.n)
+    curves_n, rank_n = min(args.curves_n, args.n), min(args.rank_n, args.n)
     named = args.checkpoint if args.checkpoint and shipped_checkpoint(args.checkpoint) else None
-    command = (f"vizcap eval" + (f" --checkpoint {named}" if named else "") + f" --n {args.n} --curves-n {args.curves_n}" + (" --independent" if args.independent else "")
-               + (" --hard" if args.hard else "") + (f" --methods {args.methods}" if methods else ""))
+    command = ("vizcap eval" + (f" --checkpoint {named}" if named else "")
+               + f" --n {args.n} --curves-n {args.curves_n} --rank-n {args.rank_n} --orders {args.orders}"
+               + (" --independent" if args.independent else "") + (" --hard" if args.hard else "")
+               + (f" --methods {args.methods}" if methods else ""))
     result = evaluate_trust(captioner, n=args.n, curves_n=curves_n, methods=methods, progress=not args.json,
-                            records=True)
+                            records=True, rank_n=rank_n, orders=args.orders)
     scenes = [{"source": result["source"], **r} for r in result.pop("scenes")]
     result.update(first_seed=HELDOUT_FIRST_SEED, command=command)
-    more = [("independent", "independent renderer", curves_n)] if args.independent else []
-    more += [("hard", "hard held-out ShapeScenes", 0)] if args.hard else []
-    more += [("independent_hard", "hard independent renderer", 0)] if args.hard and args.independent else []
-    for key, source, n_curves in more:
+    more = [("independent", "independent renderer", curves_n, rank_n)] if args.independent else []
+    more += [("hard", "hard held-out ShapeScenes", 0, 0)] if args.hard else []
+    more += [("independent_hard", "hard independent renderer", 0, 0)] if args.hard and args.independent else []
+    for key, source, n_curves, n_rank in more:
         other = evaluate_trust(captioner, n=args.n, curves_n=n_curves, methods=methods, progress=not args.json,
-                               records=True, scene_fn=SOURCES[source], source=source)
+                               records=True, scene_fn=SOURCES[source], source=source, rank_n=n_rank, orders=args.orders)
         scenes += [{"source": other["source"], **r} for r in other.pop("scenes")]
         first = INDEPENDENT_FIRST_SEED if "independent" in key else HELDOUT_FIRST_SEED
         result[key] = {**other, "first_seed": first}
@@ -352,15 +361,32 @@ def format_report(r: dict) -> str:
             f"{cur.get('deletion_map_auc', float('nan')):>9.3f}{cur.get('deletion_random_auc', float('nan')):>9.3f}"
             f"{cur.get('insertion_map_auc', float('nan')):>9.3f}{cur.get('insertion_random_auc', float('nan')):>9.3f}"
         )
+    rank = r.get("ranking")
+    if rank:  # the top-k test: mean drop [95 % interval] at each k
+        lines += ["", f"top-k deletion: drop of the word's probability (colour and shape words, {rank['n_scenes']} scenes, "
+                      f"{rank['orders']} random orders; [95 % interval over scenes])",
+                  f"{'':<18}" + "".join(f"{'k=' + str(k):<22}" for k in rank["ks"]) + f"÷ box at k={rank['k']}  beats random"]
+        for name, s in rank["deletion"]["all"].items():
+            v = rank["methods"].get(name) or rank.get(name) if name != "random" else {}
+            cells = "".join(f"{_interval_text(m, lo, hi):<22}" for m, lo, hi in zip(s["mean"], s["low"], s["high"]))
+            ratio = f"{v['ratio_to_box']:.2f}" if "ratio_to_box" in v else ""
+            lines.append(f"{name:<18}{cells}{ratio:<14}{str(v['beats_random']) if 'beats_random' in v else ''}")
     lines += [
         "",
         f"best method by pointing game: {r['best_method']}",
         "pointing: the map's hottest cell touches the object's box (chance: share of cells that touch it);",
         "mass: share of the map on the object; sanity ρ: rank correlation with a model whose mapper and decoder",
         "are re-initialised (lower = the map depends on what the model learned); del/ins: area under the word's",
-        "probability as cells are greyed out / revealed in map order vs random order.",
+        "probability as cells are greyed out / revealed in map order vs random order; top-k deletion: the drop of",
+        "the word's probability when the map's k hottest cells are greyed, vs the object's own cells (box) and random.",
     ]
     return "\n".join(lines)
+
+
+def _interval_text(mean: float, low: float, high: float) -> str:
+    if low != low or high != high:  # NaN: one scene, no interval
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.2f}, {high:.2f}]"
 
 
 def main(argv: list[str] | None = None) -> int:

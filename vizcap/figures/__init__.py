@@ -6,7 +6,7 @@
   beam      the search tree of a decoding run
   anatomy   the captioner's parts with live tensor shapes, and its auxiliary heads
   training  the loss curve
-  trust     the trust measurements as figures, one line per measure, and the verdict in words
+  trust     the trust measurements as figures (the top-k test too), one line per measure, and the verdict in words
   common, images   what every view shares: palette, layout and alt text; images sent as data URIs
 
 Each figure has a title and a plain-language description of what it shows (an alt text, read with
@@ -29,12 +29,13 @@ from .images import DISPLAY_SIDE, image_pixels, image_source, plotly_colorscale,
 from .overlay import (GRID_SIDE, attention_overlay, heads_grid, map_grid, prefix_maps,
                       word_prefix_heatmap)
 from .training import loss_curve
-from .trust import MEASURES, deletion_insertion, mass_in_box, pointing_game, photo_trust_verdict, sanity_check, trust_verdict
+from .trust import (MEASURES, deletion_insertion, mass_in_box, pointing_game, photo_trust_verdict, sanity_check,
+                    RANK_WORDS, top_k_deletion, trust_verdict)
 
-__all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "FONT_SIZE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO",
+__all__ = ["BEAM_TREE_HELP", "COLORSCALES", "DISPLAY_SIDE", "FONT_SIZE", "GREY", "GRID_SIDE", "MEASURES", "OKABE_ITO", "RANK_WORDS",
            "alternatives_bar", "architecture", "attention_overlay", "aux_predictions", "beam_tree", "deletion_insertion",
            "description", "distribution_reshape", "encoder_layers", "heads_grid", "image_pixels", "image_source",
            "loss_curve", "map_grid", "mass_in_box", "patch_picker", "patch_tokens",
            "percent", "plotly_colorscale", "pointing_game", "prefix_maps", "sanity_check", "shown_image",
-           "photo_trust_verdict", "step_probabilities", "TEXT_GREY", "TITLE_CHARACTERS", "title", "trust_verdict",
+           "photo_trust_verdict", "step_probabilities", "TEXT_GREY", "TITLE_CHARACTERS", "title", "top_k_deletion", "trust_verdict",
            "word_prefix_heatmap", "wrap_title"]

@@ -111,6 +111,54 @@ def deletion_insertion(result: dict, method: str) -> go.Figure:
 
 
 
+RANK_WORDS = {"all": "colour and shape words", "colour": "colour words", "shape": "shape words"}
+
+
+def top_k_deletion(result: dict, words: str = "all") -> go.Figure:
+    """The top-k test (vizcap.trust.rank_summary) per method, the box baseline and random order: left, the
+    drop of the word's probability when the k = 1, 2, 4, 8 hottest cells are greyed; right, the probability
+    with only those cells visible; means over scenes with their 95 % intervals as error bars. A result
+    without the measurement gives an empty figure that says so."""
+    r = result.get("ranking") or {}
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("Deletion: drop", "Insertion: probability"))
+    title = "Top-k deletion: maps vs the box and random cells"
+    if not r:
+        return finish(fig, title, "Not measured: this result has no top-k deletion test (run `vizcap eval --rank-n N`).",
+                      height=430)
+    ks = [str(k) for k in r["ks"]]
+    names = list(r["deletion"][words])
+    methods = [n for n in names if n not in ("box", "random")]
+    style = {m: {"color": OKABE_ITO[i % len(OKABE_ITO)], "dash": "solid"} for i, m in enumerate(methods)}
+    style.update(box={"color": "#000000", "dash": "dash"}, random={"color": GREY, "dash": "dot"})
+    label = {"box": "box (the object's own cells)", "random": f"random ({r.get('orders', '?')} orders)"}
+    for col, kind in ((1, "deletion"), (2, "insertion")):
+        for name in names:
+            s = r[kind][words][name]
+            mean, low, high = (clean_floats(s[key]) for key in ("mean", "low", "high"))
+            up = [None if None in (m, h) else h - m for m, h in zip(mean, high)]
+            down = [None if None in (m, lo) else m - lo for m, lo in zip(mean, low)]
+            fig.add_trace(go.Scatter(x=ks, y=mean, mode="lines+markers", name=label.get(name, name.replace("_", " ")),
+                                     legendgroup=name, showlegend=col == 1, line=style[name],
+                                     error_y={"type": "data", "array": up, "arrayminus": down, "visible": True}),
+                          row=1, col=col)
+        fig.update_xaxes(title_text="k: hottest cells greyed" if kind == "deletion" else "k: hottest cells kept",
+                         type="category", row=1, col=col)
+    fig.update_yaxes(title_text="drop of the word's probability", row=1, col=1)
+    fig.update_yaxes(title_text="probability of the word", row=1, col=2)
+    fig.update_annotations(font_size=16)
+    fig.update_layout(legend=LEGEND_BELOW)
+    k, at = r["k"], r["ks"].index(r["k"])
+    drops = ", ".join(f"{label.get(n, n.replace('_', ' '))} {_fmt(clean_floats([r['deletion'][words][n]['mean'][at]])[0])}"
+                      for n in names)
+    text = (f"Two line charts, {RANK_WORDS.get(words, words)} of {r.get('n_words', '?')} named objects in "
+            f"{r.get('n_scenes', '?')} scenes. Left: how much the word's probability drops when the k hottest cells "
+            "of each method's map are greyed (k = " + ", ".join(ks) + "), against greying the object's own most-covered "
+            f"cells (the box, dashed) and random cells (dotted); higher is better. Right: the probability with only "
+            f"those k cells visible. Error bars: 95 % intervals over scenes. Drops at k = {k}: {drops}.")
+    return finish(fig, title, text, height=460, margin={"b": 140})
+
+
 # One plain line per measure, shown beside the numbers (the trust page and its figures).
 MEASURES = {
     "pointing game": "how often the hottest cell of a word's map lies on the object the word names",
@@ -122,6 +170,9 @@ MEASURES = {
     "deletion / insertion area": "the area under the word's probability as the hottest cells are greyed out "
                                  "(deletion: lower is better) or revealed on grey (insertion: higher is better), "
                                  "against a random order",
+    "top-k deletion": "the drop of the word's probability when the map's k = 1, 2, 4, 8 hottest cells are greyed, "
+                      "against greying the object's own most-covered cells (the box) and random cells; "
+                      "insertion keeps only those k cells visible",
     "exact": "the share of captions exactly equal to the true caption",
     "object recall": "the share of objects named with the right colour and shape",
     "BLEU-1…4": "how many of the caption's single words (1) up to four-word runs (4) also occur in the true "
