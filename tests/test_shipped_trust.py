@@ -193,9 +193,10 @@ def test_the_box_beats_random_cells(stored, records):
 def test_stored_scenes_are_measured_again(shipped, stored, records, source):
     """Scenes 0-5 (with deletion/insertion curves, the sanity check and, when trust.json has it, the top-k
     test) and 6 more across the range, measured from scratch: the same captions, the same pointing hits,
-    the same masses, curves and top-k probabilities (to 1e-5: the stored values
-    have 6 places, and the order of float32 sums — CPU kernel, thread count — moves the last ones: up to
-    6e-6 on this machine on 2026-12-02, where 2e-6 had sufficed on the machine that wrote them), and the
+    the same masses, curves and top-k probabilities (to 1e-4: the stored values
+    have 6 places, and the order of float32 sums — CPU kernel (AVX-512 or AVX2), thread count — moves the
+    last ones: up to 6e-6 on one machine on 2026-12-02, 1.5e-5 on an AVX2 one the same day, where 2e-6 had
+    sufficed on the machine that wrote them; a wrong figure is off by far more), and the
     same sanity-check correlations to 2e-3 (a randomised model's maps are nearly flat, so float noise
     reorders their ranks: up to 6e-4 here)."""
     section = SOURCES[source](stored)
@@ -209,7 +210,7 @@ def test_stored_scenes_are_measured_again(shipped, stored, records, source):
             assert again.pop("truths")[0] == again["truth"]
         want = copy.deepcopy(records[source][i])  # the fixture is shared: compare a copy
         got_rho, want_rho = _pop_sanity(again), _pop_sanity(want)
-        assert_close(again, want, tol=1e-5, where=f"{source} scene {i}")
+        assert_close(again, want, tol=1e-4, where=f"{source} scene {i}")
         assert_close(got_rho, want_rho, tol=2e-3, where=f"{source} scene {i} sanity ρ")
 
 
