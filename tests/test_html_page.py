@@ -267,3 +267,13 @@ def test_cli_html_targets(tmp_path):
     folder = _HtmlTargets(str(tmp_path / "out"), 2)  # a name not ending in .html: a folder
     assert [folder.target(p) for p in ("photo one.jpg", "b/photo one.png")] == \
         [tmp_path / "out" / "photo_one.html", tmp_path / "out" / "photo_one-2.html"]
+
+
+def test_a_registered_method_and_strategy_reach_the_page(throwaway, greedy):
+    """The page reads the registries (issue 23): a method registered at run time is in it, with its help."""
+    sampled = dataclasses.replace(greedy, params=DecodingParams(strategy="my_sample", seed=3), seed=3)
+    text = sampled.to_html(methods=("rollout", "my_rollout"), method="my_rollout")
+    data = page_data(text)
+    assert data["order"] == ["rollout", "my_rollout"] and data["methods"]["my_rollout"]["help"] == "a copy of rollout"
+    assert data["methods"]["my_rollout"]["maps"] == data["methods"]["rollout"]["maps"]
+    assert "my sampling" in text and "seed 3" in text

@@ -248,8 +248,8 @@ def _notices(exp, captioner) -> str:
 def _about(exp, model: str | None, image: str | None) -> str:
     p = exp.params
     bits = [f"Model: {model or 'not named'}", f"decoding: {describe(p)}, at most {p.max_tokens} words"]
-    if STRATEGIES[p.strategy].search == "sample" and exp.seed is not None:
-        bits.append(f"seed {exp.seed}")
+    if STRATEGIES[p.strategy].search == "sample" and p.seed is None and exp.seed is not None:
+        bits.append(f"seed drawn: {exp.seed}")  # a seed that was given is in describe()'s words
     if STRATEGIES[p.strategy].search == "beam":
         bits.append(f"score {exp.score:.4f}")
     bits.append(f"log p {exp.logprob:.4f}")
