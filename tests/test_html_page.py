@@ -277,3 +277,14 @@ def test_a_registered_method_and_strategy_reach_the_page(throwaway, greedy):
     assert data["order"] == ["rollout", "my_rollout"] and data["methods"]["my_rollout"]["help"] == "a copy of rollout"
     assert data["methods"]["my_rollout"]["maps"] == data["methods"]["rollout"]["maps"]
     assert "my sampling" in text and "seed 3" in text
+
+
+def test_an_empty_caption_still_makes_a_page(greedy):
+    """The model ended at once: the page shows the picture and says so (the app's notice)."""
+    empty = dataclasses.replace(greedy, tokens=[], token_ids=[], probs=np.zeros(0), top_ids=np.zeros((0, 10), int),
+                                top_probs=np.zeros((0, 10)), top_tokens=[], cross=greedy.cross[:0],
+                                cross_extra=None, self_prefix=greedy.self_prefix[:0], ended=True, _relevancy=None)
+    text = empty.to_html()
+    data = page_data(text)
+    assert data["tokens"] == [] and data["order"][:3] == ["cross_attention", "prefix", "rollout"]
+    assert "ended the caption at once" in text and "(empty: no word to explain)" in text

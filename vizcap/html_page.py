@@ -269,8 +269,8 @@ def _made(exp, data: dict, model: str | None) -> str:
         "image cells, each cell covering its share of the whole picture; your browser only normalises and draws them.",
         "Storage: each word's map (per method, layer, head and sink setting) is kept as 16-bit steps between its own "
         "minimum and maximum, so a value here differs from vizcap's exact value by at most half a step, "
-        f"(maximum − minimum)/131070: at most {err:.2g} in this page's raw units "
-        "(after normalisation: at most 1/131070 of the map's range relative to its scale).",
+        f"(maximum − minimum)/131070: at most {err:.2g} in this page's raw units. A normalisation divides a value "
+        "and its error by the same number, so on every scale the error stays about 1/131070 of the map's range.",
         "Decoding settings: " + ", ".join(f"{k} {getattr(p, k)}" for k in p.__dataclass_fields__)
         + (f"; seed used {exp.seed}" if exp.seed is not None else "") + ".",
     ]

@@ -111,7 +111,12 @@
     $("vz-layer").disabled = $("vz-head").disabled = !info.per_layer_head;
     $("vz-help").textContent = info.help;
     $("vz-status").textContent = info.status || "";
-    if (!T || !ready) return;  // an empty caption, or the picture not decoded yet
+    if (!ready) return;  // the picture is not decoded yet
+    if (!T) {  // an empty caption: the picture alone
+      const c = $("vz-canvas");
+      c.getContext("2d").drawImage(picture, 0, 0, c.width, c.height);
+      return;
+    }
     const maps = normalize(rawMaps(S.method), S.normalize), top = colourTop(maps, S.method);
     shown = maps[S.word];
     shownTop = top;
