@@ -361,6 +361,16 @@ def export_view() -> None:
                                              head=head if per_head else None, discount_sinks=sinks,
                                              model=model_picker.model_label(captioner, ckpt), image=img["label"]),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")
+    st.download_button("Download interactive page", lambda: exp.to_html(
+                           model=model_picker.model_label(captioner, ckpt), image=img["label"], method=method,
+                           layer=layer, head=head, normalize=normalize, discount_sinks=sinks, word=j, cmap=cmap,
+                           opacity=opacity),
+                       file_name=f"vizcap-{img['id'].replace(':', '-')}.html", mime="text/html", key="ex_dl_html",
+                       on_click="ignore", icon=":material/download:",
+                       help="One HTML file with everything inside: the picture, every word, every map method with "
+                            "its layers, heads and normalisations, the probabilities and the notices. It opens "
+                            "offline in any browser (nothing is loaded from the network); relevancy and occlusion "
+                            "are computed for it if they were not yet.")
 
 
 def link_view() -> None:

@@ -314,7 +314,7 @@ def test_explorer_default_flow(app):
     assert len(at.get("plotly_chart")) == 4  # overlay, alternatives, prefix maps, word→prefix
     at.session_state["ex_view"] = "Export"
     ok(at.run())
-    assert len(at.get("plotly_chart")) == 2 and len(at.get("download_button")) == 3
+    assert len(at.get("plotly_chart")) == 2 and len(at.get("download_button")) == 4  # PNG, GIF, JSON, HTML page
     at.session_state["ex_view"] = "All heads of a layer"
     ok(at.run())
     assert len(at.get("plotly_chart")) == 3

@@ -3,7 +3,7 @@
     vizcap caption PATH... [--checkpoint DIR] [--strategy greedy|beam|sample] [--beams N]
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
                    [--max-tokens N] [--maps M1,M2,...|all] [--normalize none|max|sum|global] [--layer L] [--head H]
-                   [--export DIR] [--json]
+                   [--export DIR] [--html OUT] [--json]
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--rank-n N] [--orders K] [--independent] [--hard]
                 [--methods M1,M2,...|all] [--out DIR] [--json]
     vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--out DIR] [--json]
@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--head", type=_int, default=None, metavar="H",
                      help="cross_attention / prefix maps of this head only (default: mean of all)")
     cap.add_argument("--export", metavar="DIR", default=None, help="write PNG overlays, a GIF and JSON per image into DIR")
+    cap.add_argument("--html", metavar="OUT", default=None,
+                     help="write one self-contained interactive page per image (every word, every map method the "
+                          "checkpoint has or those of --maps, with layers, heads and normalisations; opens offline): "
+                          "OUT.html for one image; for several, OUT-NAME.html beside it, NAME the image's file name "
+                          "without its suffix; an OUT not ending in .html is a folder: OUT/NAME.html")
     cap.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
 
     ev = sub.add_parser("eval", help="caption metrics and heatmap trust metrics on held-out ShapeScenes")
@@ -177,6 +182,27 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
     atomic_write(directory / f"{stem}.json", lambda p: Path(p).write_text(record))
 
 
+class _HtmlTargets:
+    """Where --html OUT puts each input's page: OUT itself for one input when it ends in .html (or .htm);
+    OUT-NAME.html beside it for several; OUT/NAME.html when OUT is a folder (any other name). NAME is the
+    image's file name without its suffix; a NAME met again for another file gets -2, -3, … ."""
+
+    def __init__(self, out: str, n_inputs: int):
+        self.out, self.n, self.taken = Path(out), n_inputs, {}
+
+    def target(self, path: str) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "image"
+        is_file = self.out.suffix.lower() in (".html", ".htm") and not self.out.is_dir()
+        if is_file and self.n == 1:
+            return self.out
+        name, k = stem, 1
+        while self.taken.get(name, path) != path:  # another file of the same name: keep both pages
+            k += 1
+            name = f"{stem}-{k}"
+        self.taken[name] = path
+        return self.out.with_name(f"{self.out.stem}-{name}{self.out.suffix}") if is_file else self.out / f"{name}.html"
+
+
 def _caption(args) -> int:
     from . import ImageError, load
     from .strategies import STRATEGIES
@@ -204,6 +230,7 @@ def _caption(args) -> int:
               "its captions may differ from its generate()", file=sys.stderr, flush=True)
     params = captioner.decoding_params(**knobs)  # once, for every image
     trained = trained_maps(captioner)
+    pages = _HtmlTargets(args.html, len(args.paths)) if args.html else None
     failed = 0
     for path in args.paths:
         try:
@@ -228,6 +255,12 @@ def _caption(args) -> int:
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)
             if args.export:
                 _export(exp, path, Path(args.export), methods, args.normalize or "max", args.layer, args.head)
+            if args.html:
+                target = pages.target(path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                exp.to_html(target, methods or None, image=Path(path).name, normalize=args.normalize or "max",
+                            layer=args.layer, head=args.head)
+                print(f"vizcap: wrote {target}", file=sys.stderr, flush=True)
         except ImageError as e:
             failed += 1
             record = {"image": path, "error": str(e)}

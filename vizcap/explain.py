@@ -22,7 +22,7 @@ from PIL import Image
 
 from . import maps as mapping
 from .decoding import DecodingParams, SearchResult, search
-from .files import shipped_title
+from .files import atomic_write, shipped_title
 from .hooks import capture
 from .images import open_image
 
@@ -266,6 +266,27 @@ class Explanation:
 
     def to_json(self, methods: tuple[str, ...] = ("cross_attention",), normalize: str = "none", **view) -> str:
         return json.dumps(self.to_dict(methods, normalize, **view))
+
+    def to_html(self, path=None, methods: tuple[str, ...] | None = None, model: str | None = None,
+                image: str | None = None, **view) -> str:
+        """One self-contained interactive page (vizcap/html_page.py): the picture, the caption word by word,
+        every map of `methods` (default: every method this model has; relevancy and occlusion are computed
+        now if they were not yet) with its layer/head choices, normalisations and sink setting, each word's
+        probability and alternatives, the beam tree, the model, the decoding settings and vizcap's notices.
+        Nothing in it is fetched from the network. `view` sets where it starts: method, layer, head,
+        normalize (default "max"), discount_sinks, word, cmap, opacity. Written to `path` when given."""
+        from .html_page import page
+
+        text = page(self, methods, model if model is not None else _model_label(self._captioner), image, view)
+        if path is not None:
+            atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        return text
+
+    def _repr_html_(self) -> str:
+        """The same interactive view inline in Jupyter or Colab (no widget server needed)."""
+        from .html_page import fragment
+
+        return fragment(self, model=_model_label(self._captioner))
 
 
 # ------------------------------------------------------------------------------------------------

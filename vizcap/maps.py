@@ -69,6 +69,7 @@ import numpy as np
 NORMALIZATIONS = ("none", "max", "sum", "global")
 MODES = ("cross", "prefix", "both")  # how a model's decoder sees the image (vizcap.model.CaptionerConfig.mode)
 COLOUR_RANGES = ("share", "data")
+SINKS_LABEL = ", minus each cell's median over the caption"  # added to a colour bar's unit when sinks are discounted
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def colour_range(maps: np.ndarray, method: str, normalize: str = "none", sinks: 
     else:
         top = 1.0
     if sinks:
-        label += ", minus each cell's median over the caption"
+        label += SINKS_LABEL
     return (top if top > 0 else 1.0), label
 
 
