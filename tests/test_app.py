@@ -847,8 +847,8 @@ def test_the_lesson_steps_through_its_six_views(app, monkeypatch):
             assert any(c.value.startswith("This cross-attention map: ") for c in at.caption), k
         if step.model == "shapes-free":
             assert any("attention left free" in c.value and "uses the shipped model" in c.value for c in at.caption), k
-            assert any("nothing trained it to point" in c.value for c in at.caption), k
-        if step.view == "evidence":  # the three maps, and what greying the attention's pick and the object did
+        if step.view == "evidence":
+            assert any("nothing trained it to point" in c.value for c in at.caption), k  # the three maps, and what greying the attention's pick and the object did
             assert len(at.get("plotly_chart")) == 1
             said = " ".join(m.value for m in at.markdown)
             assert "Grey the cell its attention likes best" in said and "Relevancy's hottest cell: on the object" in said
