@@ -64,11 +64,12 @@ def scene_of(image: str):
     return compose_scene(placements, background=background)
 
 
+uses = None  # said beside the step's sentence (above the view it would push a projector's view off the screen)
 if step.model is not None and step.model in shipped_names():  # the step needs that twin, whatever is chosen
     ckpt = model_picker.shipped_path(step.model)
     captioner = model_picker.load_captioner(ckpt)
-    st.caption(f"This step uses the shipped model “{SHIPPED_TITLES[step.model]}”, whichever model the sidebar "
-               "has chosen.")
+    uses = (f"This step uses the shipped model “{SHIPPED_TITLES[step.model]}”, whichever model the sidebar has "
+            "chosen.")
 elif step.model is not None:
     st.warning(f"This step is written for the shipped model “{SHIPPED_TITLES[step.model]}”, which this "
                "installation lacks; it shows the chosen model instead, which may not tell the same story.")
@@ -102,6 +103,8 @@ with st.container(key="ls_row"):
     left, right = st.columns([3, 2])
 with right:
     st.markdown(f"<p style='font-size:1.25rem' id='vz-lesson-say'>{html.escape(step.say)}</p>", unsafe_allow_html=True)
+    if uses:
+        st.caption(uses)
 with left:
     if step.view in ("predict", "failure"):
         if st.session_state.get("ls_reveal"):
@@ -120,11 +123,12 @@ with left:
         methods = ("cross_attention", "relevancy", "occlusion")
         panels = np.stack([greedy.maps(m, normalize="max")[j] for m in methods])
         widgets.show(figures.map_grid(
-            image, panels, ["cross-attention: its pick is off the object", "relevancy", "occlusion"],
+            image, panels, ["attention", "relevancy", "occlusion"],
             f"Three maps of “{greedy.tokens[j]}”",
             f"Three maps of the word '{greedy.tokens[j]}', each divided by its own peak: the decoder's "
-            "cross-attention (what it attended to), gradient relevancy and occlusion (what the word's probability "
-            "depends on).", 0.55, "viridis", columns=3, vmax=1.0, unit="÷ each map's maximum"), key=f"ls_evidence_{i}")
+            "cross-attention (what it attended to; its hottest cell is off the object), gradient relevancy and "
+            "occlusion (what the word's probability depends on).", 0.55, "viridis", columns=3, vmax=1.0,
+            unit="÷ each map's maximum"), key=f"ls_evidence_{i}")
     elif step.view == "evidence":
         st.image(image, width=420)
         st.info("On this model every object word's attention points at its object here, so this step has nothing "

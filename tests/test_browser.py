@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from vizcap.lesson import STEPS
+
 from conftest import make_random_captioner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,7 +307,7 @@ HIGHLIGHTED_JS = r"""() => [...document.querySelectorAll('#vz-caption span')]
 @pytest.mark.parametrize("size", [(1280, 800), (800, 900)])
 def test_a_prepared_link_round_trips_and_the_lesson_steps_through(server, browser_page, size):
     """A teacher's link opens the explorer on that view; Next rewrites the address, and the new address
-    opens the same view again. The Lesson page steps through its five steps with nothing cut or broken;
+    opens the same view again. The Lesson page steps through all its steps with nothing cut or broken;
     its screenshots (1280×800) go to docs/screenshots/lesson-N.png."""
     page = browser_page
     width, height = size
@@ -323,8 +325,8 @@ def test_a_prepared_link_round_trips_and_the_lesson_steps_through(server, browse
         _open(page, url, "Where the model looked")  # the address opens the same view again
         assert page.evaluate(HIGHLIGHTED_JS) == 3 and page.locator("#vz-caption").first.inner_text().split() == words
         _open(page, server + "/lesson", "Step")
-        for k in range(1, 6):
-            page.get_by_text(f"Step {k} of 5", exact=False).first.wait_for(state="visible")
+        for k in range(1, len(STEPS) + 1):
+            page.get_by_text(f"Step {k} of {len(STEPS)}", exact=False).first.wait_for(state="visible")
             _settle(page)
             assert page.evaluate(BROKEN_TEXT_JS) == [], f"lesson step {k}"
             assert page.locator("[data-testid='stException']").count() == 0
@@ -333,7 +335,7 @@ def test_a_prepared_link_round_trips_and_the_lesson_steps_through(server, browse
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SHOTS / f"lesson-{k}.png"))
                 _shrink(SHOTS / f"lesson-{k}.png")
-            if k < 5:
+            if k < len(STEPS):
                 page.get_by_role("button", name="Next").first.click()
     finally:
         page.set_viewport_size(VIEWPORT)

@@ -291,6 +291,7 @@ ALLOWED = {  # (file, what the line contains): writes that are atomic by other m
     ("vizcap/scenes.py", "image.save(buf"),  # into a BytesIO
     ("vizcap/independent_renderer.py", "image.save(buf"),  # into a BytesIO (hard scenes' JPEG round trip)
     ("vizcap/figures/images.py", "shown.save(buf"),  # into a BytesIO (an image's data URI)
+    ("vizcap/html_page.py", "image.save(buf"),  # into a BytesIO (the interactive page's picture)
     ("train/photos.py", "Captioner.save_pretrained("),  # save_pretrained writes atomically
     ("train/fabricate.py", ""),  # a throwaway dataset for the tests and the benchmarks, never a user's file
 }
