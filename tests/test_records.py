@@ -28,6 +28,12 @@ def test_training_facts_read_only_what_metrics_json_records(tmp_path):
                      "command": "python -m train shapes"}
     (tmp_path / "metrics.json").write_text(json.dumps({"samples_seen": 123, "args": {"steps": 10, "batch_size": 4}}))
     assert records.training_facts(tmp_path)["samples"] == 123  # the recorded count wins over the product
+    # which captions it trained on (issue 24): as recorded, or, for a ShapeScenes run from before the choice
+    # (its args hold a numeric attend_weight), the canonical one
+    for args, want in (({"captions": "all", "attend_weight": 0}, "all"), ({"attend_weight": 1.0}, "canonical"),
+                       ({"captions": "some"}, None), ({}, None)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
+        assert records.training_facts(tmp_path).get("captions") == want, args
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '"text"'])

@@ -93,7 +93,7 @@ def training_facts(folder) -> dict:
             facts[key] = args[key]
     if args.get("captions") in ("canonical", "all"):
         facts["captions"] = args["captions"]
-    elif "attend_weight" in args:  # a ShapeScenes run from before --captions: it trained on Scene.caption
+    elif _number(args.get("attend_weight")):  # a ShapeScenes run from before --captions: it trained on Scene.caption
         facts["captions"] = "canonical"
     if _number(recorded.get("train_seconds")):
         facts["minutes"] = recorded["train_seconds"] / 60
