@@ -106,9 +106,9 @@ def test_shipped_checkpoints_open_by_name(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert vizcap.load("shapes").name == str(DEFAULT_CHECKPOINT)
-    with pytest.raises(vizcap.CheckpointError, match=r"shapes-free: not a checkpoint directory \(nor a checkpoint "
-                                                     r"shipped with vizcap: shapes"):
-        vizcap.load("shapes-free")
+    with pytest.raises(vizcap.CheckpointError, match=r"shapes-nope: not a checkpoint directory \(nor a checkpoint "
+                                                     r"shipped with vizcap: shapes, shapes-free"):
+        vizcap.load("shapes-nope")
     (tmp_path / "shapes").mkdir()  # a folder here of the same name is what the user meant
     with pytest.raises(vizcap.CheckpointError, match="config.json"):
         vizcap.load("shapes")

@@ -116,7 +116,7 @@ def test_words_probabilities_alternatives_and_notices(greedy, greedy_page):
     assert "trained to look at the objects it names" in greedy_page
     assert data["methods"]["cross_attention"]["status"].startswith("Trained to point.")
     assert data["methods"]["rollout"]["status"].startswith("Rollout: nothing trained this map to point")
-    assert "the shipped ShapeScenes model" in greedy_page and "greedy" in greedy_page
+    assert "the shipped model “ShapeScenes — attention trained to point”" in greedy_page and "greedy" in greedy_page
     assert data["image"].startswith("data:image/png;base64,")
     assert "How beam search found" not in greedy_page  # greedy: no search tree
 
