@@ -99,12 +99,13 @@ for exp, w in ((exp_a, j), (exp_b, k)):
         shown.append(exp.maps(method, normalize="max")[w])
 top, unit = colour_range(shown[0][None], method, "max")
 cols = st.columns(2)
-for col, name, captioner, exp, w, heat in zip(cols, (left_name, right_name), (cap_a, cap_b), (exp_a, exp_b), (j, k), shown):
+sides = zip(cols, ("a", "b"), (left_name, right_name), (cap_a, cap_b), (ckpt_a, ckpt_b), (exp_a, exp_b), (j, k), shown)
+for col, side, name, captioner, ckpt, exp, w, heat in sides:
     with col:
-        st.markdown(f"**{widgets.md(label(name) if name != SIDEBAR else model_picker.model_label(captioner, ckpt_a if exp is exp_a else ckpt_b))}**")
+        st.markdown(f"**{widgets.md(label(name) if name != SIDEBAR else model_picker.model_label(captioner, ckpt))}**")
         st.markdown(f"<span class='vz-lesson-caption'>{widgets.md(exp.caption)}</span>", unsafe_allow_html=True)
         widgets.show(figures.attention_overlay(exp.image, heat, exp.tokens[w], 0.55, "viridis", top, method, height=340,
-                                               unit=unit), key=f"cp_overlay_{name}_{'a' if exp is exp_a else 'b'}")
+                                               unit=unit), key=f"cp_overlay_{name}_{side}")
         status = notices.map_status(captioner, method)
         st.caption(f"“{widgets.md(exp.tokens[w])}”, p = {float(exp.probs[w]):.2f} · this map: "
                    + (status or "whether a loss trained it is not recorded") + ".")
