@@ -8,14 +8,17 @@ disjoint seed range (`HELDOUT_FIRST_SEED`). With the defaults below, on the same
 version, `python -m train shapes` writes weights bitwise equal to the shipped ones.
 
 A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
-gets one of them, drawn from (seed, sample index) alone, and every label that depends on the order
-in which the caption names the objects (caption positions, binding, supervised attention) follows
-it; the default, `canonical`, trains on `Scene.caption` as the shipped model was.
+gets one of them, drawn from (seed, sample index) alone (the default, so the shipped model's decoding
+has real alternatives), and every label that depends on the order in which the caption names the
+objects (binding, supervised attention) follows it; `canonical` trains on `Scene.caption` only.
 
-Besides the caption loss, three auxiliary heads predict the shape, the colour and the caption
-position (first, second, third object named) of the object under every grid cell (background is
-class 0) from the generator's masks: dense supervision that teaches the encoder shapes much faster
-than captions alone (see README, "How the default model was made").
+Besides the caption loss, three auxiliary heads predict the shape, the colour and the place
+(first, second, third from the left; a stacked pair top to bottom) of the object under every grid
+cell (background is class 0) from the generator's masks: dense supervision that teaches the encoder
+shapes much faster than captions alone (see README, "How the default model was made"). The place is
+the object's place in the canonical caption, which the picture determines whatever phrasing a
+sample draws: a label that followed the drawn phrasing could not be read off the picture, and the
+first twin trained with one stated a pair's relation wrongly on one two-object scene in five.
 
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
 mean) is trained towards the cells of the k-th object the caption names (cross-entropy against the
@@ -85,7 +88,7 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
-    captions: str = "canonical"  # "canonical": Scene.caption (the shipped model); "all": one of Scene.captions per sample
+    captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
 
 
 ENCODERS = {
@@ -133,8 +136,8 @@ def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray
 
 
 class ShapeScenesData(torch.utils.data.Dataset):
-    """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and caption-position
-    labels, [BOUND, N] the share of each cell that the caption's first, second, third object covers,
+    """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour and place labels,
+    [BOUND, N] the share of each cell that the caption's first, second, third object covers,
     and [len(ids), BOUND] which of those objects each token names (`word_referents`; 0 for <bos>/<eos>)).
 
     Sample k shows scene k. Its caption is the canonical one, or with captions="all" one of the
@@ -156,7 +159,7 @@ class ShapeScenesData(torch.utils.data.Dataset):
         return self.sample(k, self.scene_item(k))
 
     def scene_item(self, k: int) -> tuple:
-        """(pixels, shape labels, colour labels, [(ids, caption-position labels, bound, refers) per
+        """(pixels, shape labels, colour labels, [(ids, place labels, bound, refers) per
         phrasing]) of scene k, as numpy arrays; one phrasing (the canonical one) unless captions="all"."""
         hard = self.hard_every and k % self.hard_every == self.hard_every - 1
         config = HARD if hard else SceneConfig()
@@ -172,11 +175,9 @@ class ShapeScenesData(torch.utils.data.Dataset):
         return pixels, shape_of[cells], colour_of[cells], [self._phrased(scene, p, cover, cells) for p in phrasings]
 
     def _phrased(self, scene: Scene, phrasing: Phrasing, cover: np.ndarray, cells: np.ndarray) -> tuple:
-        """(ids, caption-position labels, bound, refers) of the scene captioned by `phrasing`."""
+        """(ids, place labels, bound, refers) of the scene captioned by `phrasing`. The place labels
+        are the cells' canonical places (`cells`), the same for every phrasing: the picture fixes them."""
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(phrasing.caption), self.tokenizer.eos_id]
-        place = np.zeros(len(scene.objects) + 1, np.int64)  # scene object i + 1 -> its place in the phrasing + 1
-        for nth, i in enumerate(phrasing.order):
-            place[i + 1] = nth + 1
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
         for j, i in enumerate(phrasing.order[:BOUND]):
             bound[j] = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
@@ -185,7 +186,7 @@ class ShapeScenesData(torch.utils.data.Dataset):
             raise ValueError(f"the tokenizer split {phrasing.caption!r} into {len(ids) - 2} tokens, not one per word")
         refers = np.zeros((len(ids), BOUND), np.float32)
         refers[1:-1] = words
-        return ids, place[cells], bound, refers
+        return ids, cells.astype(np.int64), bound, refers
 
     def phrasing_index(self, k: int, n: int) -> int:
         """Which of sample k's n phrasings it gets: a function of (first_seed, k) alone, so a run is
