@@ -110,14 +110,14 @@ def test_the_lessons_claims_hold_for_the_shipped_model(shipped):
     from vizcap.lesson import STEPS, focus_word, photo_like
     from vizcap.links import parse_compose
     from vizcap.scenes import SHAPES, render_scene
-    from vizcap.trust import _coverage, word_targets
+    from vizcap.trust import box_coverage, word_targets
 
     heads = next(s for s in STEPS if s.view == "heads")
     scene = render_scene(int(heads.image.split(":")[1]))
     exp = shipped.explain(scene.image)
     word = focus_word(exp.tokens)
     members = next(m for shape_j, _, m in word_targets(exp.tokens, scene) if shape_j == word)
-    touch = _coverage(scene, members, shipped.grid) > 0
+    touch = box_coverage(scene, members, shipped.grid) > 0
     maps = [exp.maps("cross_attention", layer=-1, head=h)[word] for h in range(shipped.cfg.decoder_heads)]
     assert all(touch[np.unravel_index(np.argmax(m), m.shape)] for m in maps)
     assert all(not np.allclose(a, b, atol=0.02) for i, a in enumerate(maps) for b in maps[i + 1:])

@@ -319,12 +319,12 @@ def test_coverage_by_hand():
     scene = Scene(image=Image.new("RGB", (40, 20)), objects=objects, caption="", mask=np.zeros((20, 40), np.uint8))
     expected = np.array([[0.5, 1.0, 0.5, 0.5],
                          [0.0, 0.5, 1.0, 1.0]])
-    np.testing.assert_allclose(trust._coverage(scene, [0, 2], (2, 4)), expected)
-    np.testing.assert_allclose(trust._coverage(scene, [1], (2, 4)), [[0, 0, 0, 0], [1, 0, 0, 0]])
+    np.testing.assert_allclose(trust.box_coverage(scene, [0, 2], (2, 4)), expected)
+    np.testing.assert_allclose(trust.box_coverage(scene, [1], (2, 4)), [[0, 0, 0, 0], [1, 0, 0, 0]])
     # a 3×3 grid of a 30×30 image: box (10, 10, 25, 30) covers cell (1, 1) fully, (1, 2) and (2, 2) by half
     square = Scene(image=Image.new("RGB", (30, 30)), objects=[SceneObject("red", "square", (10, 10, 25, 30), 0.6)],
                    caption="", mask=np.zeros((30, 30), np.uint8))
-    np.testing.assert_allclose(trust._coverage(square, [0], (3, 3)), [[0, 0, 0], [0, 1, 0.5], [0, 1, 0.5]])
+    np.testing.assert_allclose(trust.box_coverage(square, [0], (3, 3)), [[0, 0, 0], [0, 1, 0.5], [0, 1, 0.5]])
 
 
 def test_coverage_of_real_scenes_equals_pixel_counting():
@@ -332,7 +332,7 @@ def test_coverage_of_real_scenes_equals_pixel_counting():
         scene = render_scene(seed)
         for grid in ((8, 8), (3, 5)):
             for members in ([0], list(range(len(scene.objects)))):
-                np.testing.assert_allclose(trust._coverage(scene, members, grid),
+                np.testing.assert_allclose(trust.box_coverage(scene, members, grid),
                                            _coverage_by_pixels(scene, members, grid), atol=1e-9)
 
 

@@ -130,11 +130,11 @@ def attention_evidence(captioner, exp, scene, method: str = "cross_attention",
     the deletion test of that map's hottest cell against the object's own cells, and whether `others`
     point at the object. None when every such map points at its object."""
     from .explain import word_after_greying
-    from .trust import _coverage, word_targets
+    from .trust import box_coverage, word_targets
 
     maps = exp.maps(method)
     for shape_at, _, members in word_targets(exp.tokens, scene):
-        cover = _coverage(scene, members, captioner.grid).ravel()
+        cover = box_coverage(scene, members, captioner.grid).ravel()
         top = int(np.argmax(maps[shape_at]))
         if cover[top] > 0:
             continue
@@ -175,10 +175,21 @@ def find_scenes(captioner, first: int = 0, last: int = 400) -> dict:
 
 
 if __name__ == "__main__":  # python -m vizcap.lesson [MODEL]: the scenes for the steps that need a property
+    import argparse
     import json
-    import sys
 
     from . import load
+    from .backend import CheckpointError
 
-    print(json.dumps(find_scenes(load(sys.argv[1] if len(sys.argv) > 1 else "shapes-free")), indent=1))
-
+    parser = argparse.ArgumentParser(prog="python -m vizcap.lesson",
+                                     description="Find the first ShapeScenes scenes that the lesson's evidence and "
+                                                 "decoding steps can use on a model; prints them as JSON.")
+    parser.add_argument("model", nargs="?", default="shapes-free", help="a shipped model's name or a checkpoint folder "
+                        "(default shapes-free)")
+    parser.add_argument("--last", type=int, default=400, metavar="N", help="look at scenes 0 … N (default 400)")
+    args = parser.parse_args()
+    try:
+        captioner = load(args.model)
+    except CheckpointError as e:
+        parser.exit(2, f"error: {e}\n")
+    print(json.dumps(find_scenes(captioner, last=args.last), indent=1))

@@ -76,8 +76,8 @@ def word_targets(tokens: list[str], scene: Scene) -> list[tuple[int, int, list[i
     return out
 
 
-def _coverage(scene: Scene, members: list[int], grid: tuple[int, int]) -> np.ndarray:
-    """[gh, gw]: the fraction of each cell covered by the members' boxes."""
+def box_coverage(scene: Scene, members: list[int], grid: tuple[int, int]) -> np.ndarray:
+    """[gh, gw]: the fraction of each cell covered by the members' boxes (the pointing game's target)."""
     gh, gw = grid
     W, H = scene.image.size
     cov = np.zeros(grid)
@@ -208,7 +208,7 @@ def object_coverage(scene: Scene, members: list[int], grid: tuple[int, int]) -> 
     drawn = np.isin(scene.mask, [m + 1 for m in members])
     if drawn.any():
         return cell_coverage(drawn.astype(np.uint8), grid)[1]
-    return _coverage(scene, members, grid)
+    return box_coverage(scene, members, grid)
 
 
 def box_order(scene: Scene, members: list[int], grid: tuple[int, int]) -> np.ndarray:
@@ -334,7 +334,7 @@ def scene_record(captioner, randomized, scene: Scene, i: int, methods: tuple[str
             plans.append({name: _rank_plan(greyed, j, {m: all_maps[m][j] for m in methods}, box,
                                            [rank_rng.permutation(n) for _ in range(orders)])
                           for name, j in (("colour", colour_j), ("shape", shape_j))})
-        cov = _coverage(scene, members, grid)
+        cov = box_coverage(scene, members, grid)
         word = {"shape_j": shape_j, "colour_j": colour_j, "members": members,
                 "chance": _r6(pointing(np.ones(grid), cov)[1]), "mass_chance": _r6(cov.mean()), "methods": {}}
         for m in methods:
