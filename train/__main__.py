@@ -46,8 +46,8 @@ def _shapes_parser(sub) -> None:
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
-                   help="training captions: per sample, one drawn among all the scene's right phrasings (default "
-                        "all, the shipped models), or the canonical one of each scene")
+                   help="training captions: the canonical one of each scene (the shipped model) or, per sample, "
+                        "one drawn among all its right phrasings (default canonical)")
 
 
 def _photos_parser(sub, dataset: str) -> None:

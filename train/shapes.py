@@ -8,9 +8,9 @@ disjoint seed range (`HELDOUT_FIRST_SEED`). With the defaults below, on the same
 version, `python -m train shapes` writes weights bitwise equal to the shipped ones.
 
 A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
-gets one of them, drawn from (seed, sample index) alone (the default, so the shipped model's decoding
-has real alternatives), and every label that depends on the order in which the caption names the
-objects (binding, supervised attention) follows it; `canonical` trains on `Scene.caption` only.
+gets one of them, drawn from (seed, sample index) alone, and every label that depends on the order in
+which the caption names the objects (binding, supervised attention) follows it; the default,
+`canonical`, trains on `Scene.caption` as the shipped model was.
 
 Besides the caption loss, three auxiliary heads predict the shape, the colour and the place
 (first, second, third from the left; a stacked pair top to bottom) of the object under every grid
@@ -88,7 +88,7 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
-    captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
+    captions: str = "canonical"  # "canonical": Scene.caption (the shipped model); "all": one of Scene.captions per sample
 
 
 ENCODERS = {
