@@ -363,3 +363,53 @@ def test_two_notebook_outputs_in_one_document(browser, greedy_exp, shipped, tmp_
     page.close()
 
 
+
+def test_the_page_in_firefox(cli_pages, greedy_exp, tmp_path_factory):
+    """The same page in Debian's Firefox (firefox-esr, driven over WebDriver BiDi: tests/firefox_bidi.py):
+    offline, no console message, words by click and arrow keys, settings, maps equal to exp.maps, Play.
+    Skipped where Firefox is not installed (CI installs only chromium)."""
+    import firefox_bidi
+
+    if firefox_bidi.FIREFOX is None:
+        pytest.skip("Firefox is not installed (apt-get install firefox-esr)")
+    exp, T = greedy_exp, len(greedy_exp)
+    shots = Path(os.environ.get("VIZCAP_SCREENSHOTS") or tmp_path_factory.mktemp("html_page_shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    firefox = firefox_bidi.Firefox(size=(1280, 800))
+    try:
+        url = cli_pages["greedy"].as_uri()
+        firefox.goto(url)
+        firefox.wait_for(f"{HOOK} && {HOOK}.ready()")
+
+        def check(word, method, how):
+            state = firefox.js(f"{HOOK}.state()")
+            assert (state["word"], state["method"], state["normalize"]) == (word, method, how)
+            want, tol = expected(exp, state)
+            got = np.asarray(firefox.js(f"{HOOK}.currentMap()"))
+            assert np.all(np.abs(got - want) <= tol), (state, np.abs(got - want).max(), tol)
+
+        assert firefox.js("[...document.querySelectorAll('.vz-words button')].map((b) => b.textContent)") == \
+            [t.strip() for t in exp.tokens]
+        check(0, "cross_attention", "max")
+        firefox.click(".vz-words button", 2)
+        check(2, "cross_attention", "max")
+        firefox.press("ArrowRight")
+        check(3, "cross_attention", "max")
+        firefox.press("ArrowLeft")
+        firefox.press("ArrowLeft")
+        check(1, "cross_attention", "max")
+        for method, how in (("rollout", "none"), ("occlusion", "sum"), ("prefix", "global")):
+            firefox.js(f"(() => {{ for (const [cls, v] of [['vz-method', '{method}'], ['vz-norm', '{how}']]) {{"
+                       " const s = document.querySelector('.' + cls); s.value = v;"
+                       " s.dispatchEvent(new Event('change')); } })()")
+            firefox.click(".vz-words button", T - 1)
+            check(T - 1, method, how)
+        firefox.screenshot(shots / "html-page-greedy-firefox-1280x800.png")
+        print(f"screenshot: {shots}/html-page-greedy-firefox-1280x800.png")
+        firefox.click(".vz-play")
+        firefox.wait_for(f"!{HOOK}.state().playing && {HOOK}.state().word === {T - 1}", timeout_s=T * 0.7 + 30)
+        assert firefox.js("window.__blocked") == []
+        assert [u for u in firefox.requests() if not u.startswith("data:")] in ([], [url])
+        assert firefox.console() == []
+    finally:
+        firefox.close()
