@@ -283,10 +283,11 @@ class Explanation:
         return text
 
     def _repr_html_(self) -> str:
-        """The same interactive view inline in Jupyter or Colab (no widget server needed)."""
-        from .html_page import fragment
+        """The same interactive view inline in Jupyter or Colab (no widget server needed): the page in an
+        <iframe srcdoc>, so that several views in one notebook keep apart (vizcap.html_page.notebook_view)."""
+        from .html_page import notebook_view
 
-        return fragment(self, model=_model_label(self._captioner))
+        return notebook_view(self, model=_model_label(self._captioner))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,25 +47,47 @@ NORM_HELP = ("none: raw values on the method's own scale (0 to 1 for attention s
 VIEW_KEYS = ("method", "layer", "head", "normalize", "discount_sinks", "word", "cmap", "opacity")
 
 
-def page(exp, methods=None, model: str | None = None, image: str | None = None, view: dict | None = None) -> str:
-    """The whole HTML document: `fragment` in a page of its own whose policy forbids any request."""
-    body = fragment(exp, methods, model, image, view, standalone=True)
+def page(exp, methods=None, model: str | None = None, image: str | None = None, view: dict | None = None,
+         embedded: bool = False) -> str:
+    """The whole HTML document: `fragment` in a page of its own whose policy forbids any request.
+    embedded: the document `notebook_view` puts in its frame (the frame grows to the view's height)."""
+    body = fragment(exp, methods, model, image, view, standalone=True, embedded=embedded)
     title = html.escape(f"vizcap: {exp.caption or '(empty caption)'}")
+    body_style = ' style="margin:0"' if embedded else ""  # in a frame: the frame's height is the view's
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{title}</title></head>\n<body>\n{body}\n</body></html>\n")
+            f"<title>{title}</title></head>\n<body{body_style}>\n{body}\n</body></html>\n")
+
+
+def notebook_view(exp, model: str | None = None) -> str:
+    """`Explanation._repr_html_`: the page itself in an <iframe srcdoc>. Its own document keeps the view
+    apart from the notebook and from other views (ids, styles, globals, arrow keys) and keeps its policy
+    (no request). The page's script makes the frame as tall as the view (srcdoc has the notebook's
+    origin; where it cannot, the frame scrolls). A notebook that does not run its outputs' HTML (an
+    untrusted one strips frames and scripts) shows the sentence underneath instead."""
+    document = page(exp, model=model, embedded=True)
+    title = html.escape(f"vizcap: {exp.caption or '(empty caption)'}", quote=True)
+    return ('<div style="position:relative;width:100%;max-width:1120px;height:880px">'
+            '<p style="position:absolute;margin:8px;font-family:sans-serif">vizcap: the interactive view of '
+            f"&ldquo;{html.escape(exp.caption)}&rdquo; did not load here: run the cell again (or trust the notebook), or "
+            'write it to a file with <code>exp.to_html("page.html")</code>.</p>'
+            f'<iframe srcdoc="{html.escape(document, quote=True)}" title="{title}" '
+            'style="position:absolute;top:0;left:0;width:100%;height:100%;border:0;background:#fff"></iframe></div>')
 
 
 def fragment(exp, methods=None, model: str | None = None, image: str | None = None, view: dict | None = None,
-             standalone: bool = False) -> str:
-    """The interactive view as one <div> (its styles and script inside it, scoped to it): a notebook
-    may show several on one page, so the element id is random and the script looks only inside it.
+             standalone: bool = False, embedded: bool = False) -> str:
+    """The interactive view as one <div> (its styles and script inside it, scoped to it; the element
+    id is random and the script looks only inside it, so several could share a page).
 
     methods: the map methods to include (default: every one the model's mode has); view: where the
-    page starts (VIEW_KEYS: method, layer, head, normalize, discount_sinks, word, cmap, opacity)."""
+    page starts (VIEW_KEYS: method, layer, head, normalize, discount_sinks, word, cmap, opacity);
+    standalone: the view is the whole page (the arrow keys work anywhere on it); embedded: the page is
+    in a notebook's frame (`notebook_view`)."""
     data = payload(exp, methods, view)
     data["page"] = standalone
+    data["embedded"] = embedded
     captioner = exp._captioner
     view_id = "vz" + secrets.token_hex(6)
     start = data["view"]

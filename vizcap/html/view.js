@@ -77,7 +77,7 @@
     return { i0, i1, f };
   }
   function draw(canvas, map, top) {
-    const W = canvas.width, H = canvas.height, ctx = canvas.getContext("2d");
+    const W = canvas.width, H = canvas.height, ctx = canvas.getContext("2d", { willReadFrequently: true });
     if (!canvas.vzBase || canvas.vzBase.length !== W * H * 4) {  // the picture's pixels at this size, read once
       ctx.drawImage(picture, 0, 0, W, H);
       canvas.vzBase = ctx.getImageData(0, 0, W, H).data;
@@ -114,7 +114,7 @@
     if (!ready) return;  // the picture is not decoded yet
     if (!T) {  // an empty caption: the picture alone
       const c = $("vz-canvas");
-      c.getContext("2d").drawImage(picture, 0, 0, c.width, c.height);
+      c.getContext("2d", { willReadFrequently: true }).drawImage(picture, 0, 0, c.width, c.height);
       return;
     }
     const maps = normalize(rawMaps(S.method), S.normalize), top = colourTop(maps, S.method);
@@ -223,8 +223,36 @@
       c.height = Math.max(1, Math.round((128 * picture.naturalHeight) / picture.naturalWidth));
     });
     ready = true;
+    fitPicture();
     render();
   };
+  // A page of its own: the words, the picture and its colour scale on the first screen (a projector's
+  // 1280×800 too), the picture no smaller than 280 px. In a notebook's frame the frame grows instead.
+  function fitPicture() {
+    if (!D.page || D.embedded || !ready) return;
+    const canvas = $("vz-canvas"), top = canvas.getBoundingClientRect().top + window.scrollY;
+    const room = window.innerHeight - top - $("vz-colourbar").offsetHeight - 16;
+    // the whole left column as wide as the picture, so that the colour scale is as wide as the picture
+    $("vz-left").style.maxWidth = `${Math.min(560, (Math.max(280, room) * canvas.width) / canvas.height)}px`;
+  }
+  window.addEventListener("resize", fitPicture);
+  if (D.embedded && "ResizeObserver" in window) {  // the frame (same origin as the notebook) as tall as the view
+    new ResizeObserver(() => {
+      const holder = window.frameElement && window.frameElement.parentElement;
+      if (holder) holder.style.height = `${Math.ceil(document.body.getBoundingClientRect().height)}px`;
+    }).observe(root);
+  }
   picture.src = D.image;
   render();
+
+  // Read-only, for the browser test (tests/test_html_browser.py) and the curious: what the view shows now.
+  // On the element, not a global, so that several views on one page keep apart.
+  root.vizcapView = Object.freeze({
+    state: () => ({ word: S.word, method: S.method, layer: S.layer, head: S.head, normalize: S.normalize,
+                    sinks: S.sinks, cmap: S.cmap, opacity: S.opacity, smooth: S.smooth, playing: S.playing !== null }),
+    ready: () => ready,
+    currentMap: () => (shown ? Array.from(shown) : null),  // the selected word's map as drawn, one value per cell
+    colourTop: () => shownTop,  // the value drawn as the top colour
+    lut: () => Array.from(lut()),  // the colour scale as drawn: 1025 RGB triples
+  });
 })();
