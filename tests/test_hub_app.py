@@ -1,4 +1,4 @@
-"""The app with a Hugging Face captioner (tiny random ViT+GPT-2 and BLIP folders, built offline):
+"""The app with a Hugging Face captioner (tiny random ViT+GPT-2, BLIP and GIT folders, built offline):
 the model picker's third choice, every page without an exception, the ShapeScenes-only parts left
 out, and a hub id that is not cached as a friendly st.error."""
 
@@ -16,9 +16,9 @@ APP = str(ROOT / "streamlit_app.py")
 PAGES = ["app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/how_it_works.py", "app_pages/training_and_trust.py"]
 
 
-@pytest.fixture(scope="module", params=["vit_gpt2", "blip"])
+@pytest.fixture(scope="module", params=["vit_gpt2", "blip", "git"])
 def hf_folder(request, tmp_path_factory):
-    build = {"vit_gpt2": hub_fixtures.vit_gpt2, "blip": hub_fixtures.blip}[request.param]
+    build = {"vit_gpt2": hub_fixtures.vit_gpt2, "blip": hub_fixtures.blip, "git": hub_fixtures.git}[request.param]
     return build(tmp_path_factory.mktemp(request.param))
 
 
@@ -62,9 +62,11 @@ def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder)
     assert not any("pointing" in (m.value or "").lower() for m in at.subheader)
     ok(at.button(key="tt_photo_measure").click().run())  # sanity check and deletion/insertion, no truth needed
     table = at.dataframe[0].value
-    assert list(table["method"]) == ["cross_attention", "rollout"]
+    own = "cross_attention" if vizcap.load(hf_folder).has_cross else "prefix"  # GIT reads the image as its prefix
+    assert list(table["method"]) == [own, "rollout"]
     said = " ".join(m.value for m in at.markdown)  # issue 26, item 9: the verdict in words, as for ShapeScenes
-    assert "**Cross attention:**" in said and "**Rollout:**" in said and "a hint about these maps" in said
+    assert f"**{own.replace('_', ' ').capitalize()}:**" in said and "**Rollout:**" in said
+    assert "a hint about these maps" in said
 
 
 def test_compose_is_left_out_for_a_photo_model(app, hf_folder):
