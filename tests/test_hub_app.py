@@ -129,3 +129,28 @@ def test_a_photo_model_on_a_drawn_scene_says_so(app, hf_folder):
     assert shown and "not whether" in shown[0] and ("32×32" in shown[0] or "48×48" in shown[0])
     ok(at.switch_page("app_pages/explorer.py").run())
     assert [m.value for m in at.markdown if "learned from photos" in m.value]
+
+
+def test_explorer_methods_and_views_of_a_hugging_face_model(app, hf_folder):
+    """Every map method the model has, then the Prefix tokens, Inside the ViT and Export tabs: drawn
+    without an exception; the Prefix tokens tab says what the model's prefix is (GIT: the image's own
+    tokens; the cross-attention families: none); Inside the ViT draws the picker and the layers."""
+    import vizcap
+    from vizcap.maps import available
+
+    cap = vizcap.load(hf_folder)
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    if not cap.explain(at.session_state["vz_image"]["image"]).tokens:
+        pytest.skip("empty caption")
+    for method in available(cap.mode):
+        ok(at.selectbox(key="ex_method").set_value(method).run())
+    at.session_state["ex_view"] = "Prefix tokens"
+    said = " ".join(i.value for i in ok(at.run()).info)
+    assert ("the image's own tokens" if cap.prefix_is_image else "no prefix tokens") in said
+    at.session_state["ex_view"] = "Inside the ViT"
+    ok(at.run())
+    assert at.selectbox(key="ex_vit_cell").value is not None and len(at.get("plotly_chart")) == 4
+    ok(at.radio(key="ex_vit_query").set_value("the class token").run())
+    at.session_state["ex_view"] = "Export"
+    assert len(ok(at.run()).get("download_button")) == 4
