@@ -100,7 +100,9 @@ def test_preprocessing_is_the_processors_own_crop_included(cap, git_dir, picture
         theirs = processor(images=img, return_tensors="pt").pixel_values
         assert torch.allclose(cap.pixels(img), theirs, atol=1e-6, rtol=0)
     wide = cap.explain(pictures[2])  # 90 x 30: the middle 30 x 30 is what the model sees
-    assert wide.image.size == (30, 30) and json.loads(wide.to_json())["cropped"] == cap.crop
+    record = json.loads(wide.to_json())  # the model's own map by default: prefix
+    assert wide.image.size == (30, 30) and record["cropped"] == cap.crop and list(record["maps"]) == ["prefix"]
+    assert np.allclose(record["class_token_share"], wide.extra_share(), atol=1e-6)
 
 
 @pytest.mark.parametrize("beams,length_penalty", [(1, 1.0), (2, 1.0), (3, 0.5), (4, 2.0)])

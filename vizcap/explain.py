@@ -262,7 +262,7 @@ class Explanation:
             ],
             "model": model if model is not None else _model_label(self._captioner),
             "grid": list(self.grid),
-            "class_token_share": np.round(self.extra_share(), 6).tolist() if self.cross is not None else None,
+            "class_token_share": np.round(self.extra_share(), 6).tolist() if self.extra_attention is not None else None,
             "cropped": self.crop,
             "strategy": self.params.strategy,
             "params": {k: getattr(self.params, k) for k in self.params.__dataclass_fields__},
