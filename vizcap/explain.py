@@ -5,7 +5,7 @@ For each generated token j the maps are taken at the decoder position that *prod
 position whose logits chose token j), which is where the model "looked" to write that word.
 
 Any model that implements the small interface of vizcap/backend.py is explained the same way: vizcap's
-own checkpoints and Hugging Face ViT+GPT-2 / BLIP captioners (vizcap/families/) share this code and the
+own checkpoints and Hugging Face ViT+GPT-2 / BLIP / GIT captioners (vizcap/families/) share this code and the
 one decoding loop (vizcap.decoding.search).
 """
 
