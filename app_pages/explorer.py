@@ -171,11 +171,12 @@ def word_panel(j: int, key: str | None) -> None:
               help="The model's probability for the word it wrote, given the image and the words before: how "
                    "sure it was, not whether the word is right.")
     widgets.show(figures.alternatives_bar(exp.top_tokens[j], exp.top_probs[j], exp.tokens[j], j), key=key)
-    if exp.n_extra and exp.cross is not None:  # Hugging Face encoders: the class token's share, apart from the map
+    if exp.n_extra and exp.extra_attention is not None:  # Hugging Face encoders: the class token's share, apart from the map
         chosen = per_head and (layer is not None or head is not None)
         share = float(exp.extra_share(layer if per_head else None, head if per_head else None)[j])
         where = "the chosen layer and head" if chosen else "mean of layers and heads"
-        st.caption(f"Class token: {figures.percent(share)} of this word's cross-attention ({where}) went to the "
+        which = "cross-attention" if exp.cross is not None else "self-attention"
+        st.caption(f"Class token: {figures.percent(share)} of this word's {which} ({where}) went to the "
                    "encoder's class token, not to a patch; the map shows the patches only.")
 
 
@@ -271,6 +272,12 @@ def heads_view() -> None:
 
 
 def prefix_view() -> None:
+    if exp.prefix_is_image:
+        st.info(f"This model's prefix tokens are the image's own tokens: the encoder's class token and its "
+                f"{exp.grid[0]}×{exp.grid[1]} patches, placed before the words. Each patch token is one cell of "
+                "the grid, so the **prefix** map of a word already is its attention to them (the class token's "
+                "share is given beside the word's probability).")
+        return
     if exp.mapper is None or exp.self_prefix is None:
         st.info("This model has no prefix tokens (mode “cross”): it reads the image only through cross-attention.")
         return

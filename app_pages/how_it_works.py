@@ -14,10 +14,12 @@ st.title("How it works")
 captioner, ckpt = model_picker.require_captioner()
 img = widgets.image_header(captioner, ckpt)
 if model_picker.is_photo_model(captioner):  # this page traces vizcap's own architecture, not a Hugging Face model's
+    reads = ("each decoder layer's cross-attention reads that grid" if captioner.has_cross else
+             "each decoder layer's self-attention reads those tokens, placed before the words")
     st.markdown(f"**This model.** {widgets.md(captioner.describe())}. The encoder turns the picture, resized by the "
                 f"model's own processor, into a **{captioner.grid[0]}×{captioner.grid[1]} grid** of patches plus "
-                f"{captioner.n_extra_keys} class token; for every word, each decoder layer's cross-attention reads "
-                "that grid — the heatmaps of the explorer. The share that goes to the class token is shown apart.")
+                f"{captioner.n_extra_keys} class token; for every word, {reads} — the heatmaps of the explorer. "
+                "The share that goes to the class token is shown apart.")
     widgets.show(figures.patch_tokens(img["image"], captioner.grid), key="how_patches")
     st.info("The rest of this page traces vizcap's own ShapeScenes model (its prefix mapper and how it was trained); "
             "it does not apply to this photo captioner.")

@@ -7,6 +7,10 @@ preprocessor_config.json, tokenizer files):
                     decoder_start = eos = pad = <|endoftext|>, as in nlpconnect/vit-gpt2-image-captioning.
     blip(dir)       BlipForConditionalGeneration: BLIP vision ViT (48 px, 12 px patches -> 4x4 + CLS)
                     and the BERT-like text decoder; a WordPiece tokenizer with [DEC] as bos, [SEP] ends.
+    git(dir)        GitForCausalLM: CLIP vision tower (32 px, 8 px patches -> 4x4 + CLS) whose projected
+                    tokens are the prefix of the text decoder; a CLIPImageProcessor that resizes the short
+                    side and centre-crops (as microsoft/git-base's does); the WordPiece tokenizer with
+                    [CLS] as bos, [SEP] ends, as in GIT.
 
 The weights are random but scaled up (initializer_range) so that the next-token distributions are
 peaked enough for captions to differ by image and for <eos> to arrive at different steps: beam
@@ -45,7 +49,8 @@ def _gpt2_tokenizer(directory: Path):
     return tok
 
 
-def _bert_tokenizer(directory: Path):
+def _bert_tokenizer(directory: Path, decoder_start: bool = True):
+    """A WordPiece tokenizer over WORDS; decoder_start: BLIP's [DEC] appended as bos (GIT starts from [CLS])."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertTokenizerFast
 
@@ -58,7 +63,8 @@ def _bert_tokenizer(directory: Path):
     wp.decoder = decoders.WordPiece()
     tok = BertTokenizerFast(tokenizer_object=wp, unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
                             cls_token="[CLS]", mask_token="[MASK]", do_lower_case=True)
-    tok.add_special_tokens({"bos_token": "[DEC]"})  # BLIP's decoder start token, appended to the vocabulary
+    if decoder_start:
+        tok.add_special_tokens({"bos_token": "[DEC]"})  # BLIP's decoder start token, appended to the vocabulary
     tok.save_pretrained(directory)
     return tok
 
@@ -124,4 +130,29 @@ def blip(directory: Path, seed: int = 0, eos_bias: float = 0.5) -> Path:
     model.save_pretrained(directory)
     image_processor = BlipImageProcessor(size={"height": 48, "width": 48})
     BlipProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(directory)
+    return directory
+
+
+def git(directory: Path, seed: int = 0, eos_bias: float = 1.0) -> Path:
+    """A GitForCausalLM folder with its GitProcessor; returns it."""
+    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = _bert_tokenizer(directory, decoder_start=False)
+    cls, sep, pad = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id
+    torch.manual_seed(seed)
+    config = GitConfig(
+        vision_config=dict(hidden_size=24, image_size=32, patch_size=8, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=48, initializer_range=0.3),
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, bos_token_id=cls, eos_token_id=sep, pad_token_id=pad, initializer_range=0.15,
+        tie_word_embeddings=False)
+    model = GitForCausalLM(config)
+    with torch.no_grad():
+        model.output.bias[sep] += eos_bias
+    model.generation_config.max_length = 16
+    model.save_pretrained(directory)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    GitProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(directory)
     return directory

@@ -59,7 +59,7 @@ def test_a_captioner_says_what_its_family_declares(registry, tmp_path, tiny_chec
 
     blip_dir = hub_fixtures.blip(tmp_path / "blip")
     sources = {"vizcap": tiny_checkpoint, "vision-encoder-decoder": hub_fixtures.vit_gpt2(tmp_path / "vit_gpt2"),
-               "blip": blip_dir}
+               "blip": blip_dir, "git": hub_fixtures.git(tmp_path / "git")}
     for key, source in sources.items():
         family = registry.family_of(str(source))
         cap = vizcap.load(source)
@@ -67,7 +67,7 @@ def test_a_captioner_says_what_its_family_declares(registry, tmp_path, tiny_chec
         facts = ("label", "is_photo_model", "decodes_text", "decoder_module_prefixes")
         assert [getattr(cap, "family_label" if f == "label" else f) for f in facts] == [getattr(family, f) for f in facts]
         assert any(name.startswith(cap.decoder_module_prefixes) for name, _ in cap.model.named_parameters())
-    assert [vizcap.load(s).is_photo_model for s in sources.values()] == [False, True, True]
+    assert [vizcap.load(s).is_photo_model for s in sources.values()] == [False, True, True, True]
 
     class RelabelledBlip(Blip):
         label = "Hugging Face BLIP (relabelled)"
@@ -79,7 +79,8 @@ def test_a_captioner_says_what_its_family_declares(registry, tmp_path, tiny_chec
 def test_suggested_hub_ids_come_from_the_families():
     from vizcap import families, hub
 
-    assert len(families.SUGGESTED) == 2 and all(hub.is_hub_id(s) for s in families.SUGGESTED)
+    assert len(families.SUGGESTED) == 3 and all(hub.is_hub_id(s) for s in families.SUGGESTED)
+    assert families.SUGGESTED[2] == "microsoft/git-base-coco"
 
 
 def test_photo_trust_randomises_a_vizcap_model_as_trust_does():

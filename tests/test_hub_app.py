@@ -1,4 +1,4 @@
-"""The app with a Hugging Face captioner (tiny random ViT+GPT-2 and BLIP folders, built offline):
+"""The app with a Hugging Face captioner (tiny random ViT+GPT-2, BLIP and GIT folders, built offline):
 the model picker's third choice, every page without an exception, the ShapeScenes-only parts left
 out, and a hub id that is not cached as a friendly st.error."""
 
@@ -16,9 +16,9 @@ APP = str(ROOT / "streamlit_app.py")
 PAGES = ["app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/how_it_works.py", "app_pages/training_and_trust.py"]
 
 
-@pytest.fixture(scope="module", params=["vit_gpt2", "blip"])
+@pytest.fixture(scope="module", params=["vit_gpt2", "blip", "git"])
 def hf_folder(request, tmp_path_factory):
-    build = {"vit_gpt2": hub_fixtures.vit_gpt2, "blip": hub_fixtures.blip}[request.param]
+    build = {"vit_gpt2": hub_fixtures.vit_gpt2, "blip": hub_fixtures.blip, "git": hub_fixtures.git}[request.param]
     return build(tmp_path_factory.mktemp(request.param))
 
 
@@ -62,9 +62,11 @@ def test_picker_opens_a_hugging_face_folder_and_every_page_works(app, hf_folder)
     assert not any("pointing" in (m.value or "").lower() for m in at.subheader)
     ok(at.button(key="tt_photo_measure").click().run())  # sanity check and deletion/insertion, no truth needed
     table = at.dataframe[0].value
-    assert list(table["method"]) == ["cross_attention", "rollout"]
+    own = "cross_attention" if vizcap.load(hf_folder).has_cross else "prefix"  # GIT reads the image as its prefix
+    assert list(table["method"]) == [own, "rollout"]
     said = " ".join(m.value for m in at.markdown)  # issue 26, item 9: the verdict in words, as for ShapeScenes
-    assert "**Cross attention:**" in said and "**Rollout:**" in said and "a hint about these maps" in said
+    assert f"**{own.replace('_', ' ').capitalize()}:**" in said and "**Rollout:**" in said
+    assert "a hint about these maps" in said
 
 
 def test_compose_is_left_out_for_a_photo_model(app, hf_folder):
@@ -127,3 +129,28 @@ def test_a_photo_model_on_a_drawn_scene_says_so(app, hf_folder):
     assert shown and "not whether" in shown[0] and ("32×32" in shown[0] or "48×48" in shown[0])
     ok(at.switch_page("app_pages/explorer.py").run())
     assert [m.value for m in at.markdown if "learned from photos" in m.value]
+
+
+def test_explorer_methods_and_views_of_a_hugging_face_model(app, hf_folder):
+    """Every map method the model has, then the Prefix tokens, Inside the ViT and Export tabs: drawn
+    without an exception; the Prefix tokens tab says what the model's prefix is (GIT: the image's own
+    tokens; the cross-attention families: none); Inside the ViT draws the picker and the layers."""
+    import vizcap
+    from vizcap.maps import available
+
+    cap = vizcap.load(hf_folder)
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    if not cap.explain(at.session_state["vz_image"]["image"]).tokens:
+        pytest.skip("empty caption")
+    for method in available(cap.mode):
+        ok(at.selectbox(key="ex_method").set_value(method).run())
+    at.session_state["ex_view"] = "Prefix tokens"
+    said = " ".join(i.value for i in ok(at.run()).info)
+    assert ("the image's own tokens" if cap.prefix_is_image else "no prefix tokens") in said
+    at.session_state["ex_view"] = "Inside the ViT"
+    ok(at.run())
+    assert at.selectbox(key="ex_vit_cell").value is not None and len(at.get("plotly_chart")) == 4
+    ok(at.radio(key="ex_vit_query").set_value("the class token").run())
+    at.session_state["ex_view"] = "Export"
+    assert len(ok(at.run()).get("download_button")) == 4

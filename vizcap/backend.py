@@ -1,11 +1,11 @@
 """The one small interface between a captioning model and vizcap's decoding loop and explanations.
 
 vizcap explains several families of model — its own checkpoints (`vizcap.captioner.Captioner`), Hugging
-Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention) and Hugging Face
-`BlipForConditionalGeneration` (`vizcap.hub.HFCaptioner` with a family adapter; the registry that
-loads each is vizcap/families/) — through the same few members:
+Face `VisionEncoderDecoderModel`s (ViT/DeiT/BEiT + GPT-2 with cross-attention), Hugging Face
+`BlipForConditionalGeneration` and Hugging Face `GitForCausalLM` (`vizcap.hub.HFCaptioner` with a
+family adapter; the registry that loads each is vizcap/families/) — through the same few members:
 
-    kind, name        the family's key ("vizcap" | "vision-encoder-decoder" | "blip"); this model's name
+    kind, name        the family's key ("vizcap" | "vision-encoder-decoder" | "blip" | "git"); this model's name
     family_label      the family in a few words for people ("Hugging Face BLIP", ...)
     is_photo_model    a captioner of photos (True), or a ShapeScenes model whose truth vizcap knows
     decodes_text      sub-word tokens: the caption is tokenizer.decode(ids), not the tokens joined
@@ -13,17 +13,21 @@ loads each is vizcap/families/) — through the same few members:
     image_mean, image_std    the normalisation pixels() applies (to show what the model saw)
     grid              (gh, gw) patch grid of the encoder
     n_prefix          decoder positions before the start token that carry the image (vizcap's
-                      prefix tokens; 0 for Hugging Face models)
+                      prefix tokens; GIT's image tokens, class token first; 0 for cross-attention
+                      Hugging Face models)
+    prefix_is_image   the prefix tokens are the encoder's own tokens (GIT): each stands for one
+                      patch (or the class token) itself; False: vizcap's mapper made them
     n_extra_keys      encoder tokens that are not patches (class / distillation tokens) and come
-                      first among the cross-attention keys: 1 for ViT and BLIP, 2 for distilled
-                      DeiT, 0 for vizcap. Their share of attention is reported separately.
+                      first among the cross-attention keys (GIT: among the prefix tokens): 1 for
+                      ViT, BLIP and GIT, 2 for distilled DeiT, 0 for vizcap. Their share of
+                      attention is reported separately.
     decoder_layers, decoder_heads, has_cross
-    bos_id            the token the decoder starts from (<bos>, GPT-2's <|endoftext|>, BLIP's [DEC])
+    bos_id            the token the decoder starts from (<bos>, GPT-2's <|endoftext|>, BLIP's [DEC], GIT's [CLS])
     eos_id, pad_id, vocab_size
     banned            token ids never chosen (vizcap bans <pad>/<bos>; Hugging Face bans nothing)
     max_tokens        the model's own longest caption (new tokens) when none is asked for
     token_limit       the longest caption its position table allows
-    mode              "cross" | "prefix" | "both": how the decoder sees the image
+    mode              "cross" | "prefix" | "both": how the decoder sees the image (GIT: "prefix")
     tokenizer         token_text(id) -> str, decode(ids) -> str
     crop              None, or a sentence saying that the processor centre-crops (overlays are then
                       drawn on the cropped region: `view(image)` returns it)
@@ -36,8 +40,9 @@ loads each is vizcap/families/) — through the same few members:
                                   vizcap.decoding.search: one decoder step with a KV cache whose rows
                                   are reordered by `parents` for beams
     teacher_forced(pixels, ids, keep_grad=False, copies=1, through_encoder=True)
-                                  one forward pass over [start; ids[:-1]] with every map captured:
-                                  (logits [S, V] — [copies, S, V] when copies > 1 — , cache); with
+                                  one forward pass over [prefix; start; ids[:-1]] with every map
+                                  captured: (logits [P + S, V] — [copies, P + S, V] when copies > 1 — ,
+                                  cache), P = n_prefix; with
                                   keep_grad the maps stay in the autograd graph, the encoder's too
                                   only with through_encoder (each copy then encodes for itself)
     encoder_attends               the encoder is a vision transformer whose attention is captured
@@ -81,6 +86,7 @@ class Backend(Protocol):
     image_std: list[float]
     grid: tuple[int, int]
     n_prefix: int
+    prefix_is_image: bool
     n_extra_keys: int
     decoder_layers: int
     decoder_heads: int

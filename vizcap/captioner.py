@@ -40,6 +40,7 @@ class Captioner(ExplainAPI):
     decodes_text = False  # word-level: the caption is its tokens joined (Explanation.caption)
     decoder_module_prefixes = ("mapper.", "decoder.")  # what reads the image: re-initialised by photo_trust
     n_extra_keys = 0  # the decoder's cross-attention keys are patches only
+    prefix_is_image = False  # its prefix tokens are the mapper's learned queries, each with its own map
     crop = None  # preprocessing never crops
 
     def __init__(self, model: CaptionModel, tokenizer: CaptionTokenizer, name: str = "vizcap model"):

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("paths", nargs="+", metavar="PATH", help="image files")
     cap.add_argument("--checkpoint", metavar="DIR|ID", default=None,
                      help="a shipped model's name (shapes: attention trained to point; shapes-free: attention left "
-                          "free), a vizcap checkpoint directory, a Hugging Face ViT+GPT-2 / BLIP folder, or a hub id "
+                          "free), a vizcap checkpoint directory, a Hugging Face ViT+GPT-2 / BLIP / GIT folder, or a hub id "
                           "such as nlpconnect/vit-gpt2-image-captioning (default: shapes)")
     cap.add_argument("--strategy", default="greedy", help=f"{' | '.join(STRATEGIES)} (default greedy)")
     cap.add_argument("--beams", type=_int, default=None, metavar="N", help="beam width (strategy beam; default 3)")
@@ -249,7 +249,7 @@ def _caption(args) -> int:
                 record["notice"] = " ".join(said)
             if trained is not None:  # which maps a loss pulled onto the objects: those are not evidence
                 record.update(attention_trained=bool(trained), trained_maps=list(trained))
-            if exp.n_extra and exp.cross is not None:  # the encoder's class token(s): their share, apart from the maps
+            if exp.n_extra and exp.extra_attention is not None:  # the encoder's class token(s): their share, apart from the maps
                 record["class_token_share"] = exp.extra_share(args.layer, args.head).round(6).tolist()
             if STRATEGIES[params.strategy].search != "greedy":  # greedy: nothing drawn or ranked
                 record.update(strategy=params.strategy, score=round(exp.score, 6), seed=exp.seed)

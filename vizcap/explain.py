@@ -5,7 +5,7 @@ For each generated token j the maps are taken at the decoder position that *prod
 position whose logits chose token j), which is where the model "looked" to write that word.
 
 Any model that implements the small interface of vizcap/backend.py is explained the same way: vizcap's
-own checkpoints and Hugging Face ViT+GPT-2 / BLIP captioners (vizcap/families/) share this code and the
+own checkpoints and Hugging Face ViT+GPT-2 / BLIP / GIT captioners (vizcap/families/) share this code and the
 one decoding loop (vizcap.decoding.search).
 """
 
@@ -62,23 +62,36 @@ class Explanation:
     cross_extra: np.ndarray | None = None  # [T, L, H, X] cross-attention to those tokens (not in any map)
     text: str | None = None  # the tokenizer's own decoding of token_ids (sub-word models)
     crop: str | None = None  # the processor centre-crops: `image` is the cropped region (a sentence)
+    prefix_is_image: bool = False  # the prefix tokens are the encoder's own tokens, class token(s) first (GIT)
     _pixels: torch.Tensor | None = field(default=None, repr=False)  # the model input, reused by relevancy
 
     @property
     def caption(self) -> str:
         return self.text if self.text is not None else " ".join(self.tokens)
 
+    @property
+    def extra_attention(self) -> np.ndarray | None:
+        """[T, L, H, X]: each word's attention to the encoder's class token(s) (X = n_extra), which no
+        map shows: its cross-attention to them, or, when the prefix is the image's own tokens (GIT),
+        its self-attention to them. None when the decoder reads the image through vizcap's mapper only."""
+        if self.cross is not None:
+            return self.cross_extra
+        if self.prefix_is_image and self.self_prefix is not None:
+            return self.self_prefix[..., : self.n_extra]
+        return None
+
     def extra_share(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
-        """[T] the share of each word's cross-attention that went to the encoder's class token(s)
-        rather than to a patch (the maps show the patches only; this is what they leave out).
-        Zeros for a model without such tokens."""
+        """[T] the share of each word's attention (cross-attention, or self-attention to an image-token
+        prefix) that went to the encoder's class token(s) rather than to a patch (the maps show the
+        patches only; this is what they leave out). Zeros for a model without such tokens."""
         T = len(self.tokens)
-        if self.cross is None:
+        extra = self.extra_attention
+        if extra is None:
             raise ValueError("this model has no cross-attention (mode 'prefix')")
-        mapping.check_layer_head(layer, head, self.cross.shape[1] if T else self.self_full.shape[0], self.self_full.shape[1])
+        mapping.check_layer_head(layer, head, self.self_full.shape[0], self.self_full.shape[1])
         if not self.n_extra or not T:
             return np.zeros(T)
-        return mapping.select(self.cross_extra, layer, head).sum(-1)
+        return mapping.select(extra, layer, head).sum(-1)
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -249,7 +262,7 @@ class Explanation:
             ],
             "model": model if model is not None else _model_label(self._captioner),
             "grid": list(self.grid),
-            "class_token_share": np.round(self.extra_share(), 6).tolist() if self.cross is not None else None,
+            "class_token_share": np.round(self.extra_share(), 6).tolist() if self.extra_attention is not None else None,
             "cropped": self.crop,
             "strategy": self.params.strategy,
             "params": {k: getattr(self.params, k) for k in self.params.__dataclass_fields__},
@@ -264,7 +277,9 @@ class Explanation:
             "maps": {m: np.round(self.maps(m, *per_head[m], normalize, discount_sinks), 6).tolist() for m in methods},
         }
 
-    def to_json(self, methods: tuple[str, ...] = ("cross_attention",), normalize: str = "none", **view) -> str:
+    def to_json(self, methods: tuple[str, ...] | None = None, normalize: str = "none", **view) -> str:
+        """to_dict as JSON; methods default to this model's first (cross_attention, or prefix for a prefix model)."""
+        methods = mapping.available(self.mode)[:1] if methods is None else methods
         return json.dumps(self.to_dict(methods, normalize, **view))
 
     def to_html(self, path=None, methods: tuple[str, ...] | None = None, model: str | None = None,
@@ -451,6 +466,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         cross_extra=cross_extra,
         text=tok.decode(ids) if captioner.decodes_text else None,  # sub-word tokens: the tokenizer joins them
         crop=captioner.crop,
+        prefix_is_image=bool(getattr(captioner, "prefix_is_image", False)),
     )
 
 
@@ -530,7 +546,9 @@ def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[
     self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # T, L, S, S
     cross_w = np.stack([weighted(f"decoder.h.{l}.crossattention") for l in range(L)], 1) if captioner.has_cross else None
     mapper_w = None
-    if "mapper.attn" in cache:  # T, P, N: Chefer's rules through the resampler and every mapper block
+    if captioner.prefix_is_image:  # each prefix token is one encoder token: its own relevance, nothing mixed yet
+        mapper_w = np.broadcast_to(np.eye(P), (C, P, P))
+    elif "mapper.attn" in cache:  # T, P, N: Chefer's rules through the resampler and every mapper block
         resampler = weighted("mapper.attn")
         block_names = sorted((n for n in names if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))
         blocks = [weighted(n) for n in block_names]

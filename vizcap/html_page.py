@@ -145,7 +145,7 @@ def payload(exp, methods=None, view: dict | None = None) -> dict:
                      "status": _map_note(captioner, name, trained)}
     order = [m for m in methods if m in out]
     share = None
-    if exp.cross is not None and exp.n_extra and T:  # the encoder's class token(s): their share, apart from the maps
+    if exp.extra_attention is not None and exp.n_extra and T:  # the encoder's class token(s): their share, apart from the maps
         share = [np.round(exp.extra_share(layer, head), 6).tolist() for layer, head in layer_head_choices(L, H)]
     largest = max((max(np.subtract(v["hi"], v["lo"]), default=0.0) for m in out.values() for v in m["maps"].values()),
                   default=0.0)

@@ -3,9 +3,10 @@
     load_pretrained(X, family)   X: a local folder or a hub id of a model of `family` (e.g.
                                  vizcap.families.blip.Blip()); `vizcap.load(X)` picks the family.
     HFCaptioner                  the vizcap backend (see vizcap/backend.py) of any Hugging Face
-                                 encoder-decoder captioner; what differs by family (where the
-                                 encoder, decoder and attention modules are, how they are called)
-                                 its family adapter says.
+                                 captioner whose decoder reads a vision transformer's tokens, by
+                                 cross-attention (ViT+GPT-2, BLIP) or as a prefix before the words
+                                 (GIT); what differs by family (where the encoder, decoder and
+                                 attention modules are, how they are called) its family adapter says.
 
 Loading rules:
 * Hub ids resolve through the ordinary Hugging Face cache. Not cached and no way to reach the hub:
@@ -172,7 +173,7 @@ class HFParts:
     vision_config: object  # image_size, patch_size
     encoder_attention: list  # per encoder layer, the module whose output[1] is its attention weights
     decoder_self_attention: list  # per decoder layer, likewise
-    decoder_cross_attention: list
+    decoder_cross_attention: list  # per decoder layer, likewise; empty for a prefix decoder (GIT)
     decoder_heads: int
     bos_id: int
     eos_id: int | list[int]
@@ -182,11 +183,12 @@ class HFParts:
 
 
 class HFCaptioner(ExplainAPI):
-    """A Hugging Face encoder-decoder captioner (vizcap Backend); `family` is its family's adapter
-    (vizcap/families/): the parts of the model, how the encoder and decoder are called, its label."""
+    """A Hugging Face captioner (vizcap Backend); `family` is its family's adapter (vizcap/families/):
+    the parts of the model, how the encoder and decoder are called, its label, and how the decoder
+    sees the image (`family.mode`): "cross" (cross-attention to the encoder's tokens) or "prefix" (the
+    encoder's tokens, class token first, are the decoder's prefix: n_prefix of them, read through
+    self-attention)."""
 
-    n_prefix = 0
-    mode = "cross"  # the decoder sees the image only through cross-attention
     relevancy_group: int | None = None  # words per relevancy batch; None: sized to the encoder (below)
     RELEVANCY_BUDGET = 1 << 29  # bytes of encoder attention (weights, gradients, saved tensors) per batch
 
@@ -203,7 +205,9 @@ class HFCaptioner(ExplainAPI):
         self.decoder_heads = parts.decoder_heads
         self.decoder_layers = len(parts.decoder_self_attention)
         self.encoder_layers = len(parts.encoder_attention)
-        self.has_cross = True
+        self.mode = family.mode
+        self.has_cross = bool(parts.decoder_cross_attention)
+        self.prefix_is_image = self.mode == "prefix"  # the prefix tokens are the encoder's own tokens (no mapper)
         self.banned: tuple[int, ...] = ()  # generate() bans nothing
         vc = parts.vision_config
         size = vc.image_size if isinstance(vc.image_size, (list, tuple)) else (vc.image_size, vc.image_size)
@@ -222,12 +226,15 @@ class HFCaptioner(ExplainAPI):
         self.max_tokens = min(self.settings["max_tokens"], self.token_limit)
         self.crop = _crop_note(image_processor)
         points = {f"encoder.blocks.{i}.attn": (m, 1) for i, m in enumerate(parts.encoder_attention)}
-        for i, (s, c) in enumerate(zip(parts.decoder_self_attention, parts.decoder_cross_attention)):
-            points[f"decoder.h.{i}.attn"] = (s, 1)
-            points[f"decoder.h.{i}.crossattention"] = (c, 1)
+        for i, m in enumerate(parts.decoder_self_attention):
+            points[f"decoder.h.{i}.attn"] = (m, 1)
+        for i, m in enumerate(parts.decoder_cross_attention):
+            points[f"decoder.h.{i}.crossattention"] = (m, 1)
         self.hook_names = install_points(model, points)
         self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
-        self.n_extra_keys = self._probe()
+        image_tokens = self._probe()
+        self.n_extra_keys = image_tokens - self.grid[0] * self.grid[1]
+        self.n_prefix = image_tokens if self.prefix_is_image else 0
 
     # what the family says (vizcap/backend.py: the same names on every backend)
     family_label = property(lambda self: self.family.label)
@@ -248,8 +255,8 @@ class HFCaptioner(ExplainAPI):
         return HFCaptioner(model, self.image_processor, self.tokenizer.tok, name=name, family=self.family)
 
     def _probe(self) -> int:
-        """One encoder pass on a blank image: the hooks see real weights, and the number of
-        non-patch tokens (class / distillation) is known."""
+        """One encoder pass on a blank image: the hooks see real weights, and the number of image tokens
+        the decoder reads (patches and class / distillation tokens) is known."""
         # no_grad, not inference_mode: tensors some encoders cache on their first call (BEiT's relative
         # position index) must stay usable by the relevancy pass, which needs autograd
         with torch.no_grad(), capture() as cache:
@@ -261,7 +268,7 @@ class HFCaptioner(ExplainAPI):
             raise checkpoint_error(f"{self.name}: the encoder computed no attention weights (is eager attention available?)")
         if n_tokens < n_patches:
             raise checkpoint_error(f"{self.name}: {n_tokens} encoder tokens for a {self.grid[0]}x{self.grid[1]} patch grid")
-        return n_tokens - n_patches
+        return n_tokens
 
     def relevancy_batch(self) -> int:
         """How many words' copies relevancy runs at once: each copy keeps its own encoder pass's
@@ -292,9 +299,10 @@ class HFCaptioner(ExplainAPI):
         """One line for people: what this model is."""
         enc, dec = self.family.encoder_name(self), self.family.decoder_name
         shown = Path(self.name).name if Path(str(self.name)).exists() else self.name  # a folder by its name, never its path
+        how = "by cross-attention" if self.has_cross else "through self-attention, its tokens placed before the words"
         return (f"{self.family_label} “{shown}”: a {enc} encoder ({self.grid[0]}×{self.grid[1]} patches + "
                 f"{self.n_extra_keys} class token{'s' if self.n_extra_keys != 1 else ''}) and "
-                f"a {self.decoder_layers}-layer {dec} with {self.decoder_heads} heads reading it by cross-attention")
+                f"a {self.decoder_layers}-layer {dec} with {self.decoder_heads} heads reading it {how}")
 
     # -- the Backend interface ----------------------------------------------------------------------
 
@@ -359,7 +367,8 @@ class HFCaptioner(ExplainAPI):
                        through_encoder: bool = True):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
         pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
-        logits [S, V], or [B, S, V] for B > 1 copies or a batch of B images (pixels [B, 3, H, W]: the
+        logits [P + S, V] (P = n_prefix: a prefix decoder's image positions come first), or
+        [B, P + S, V] for B > 1 copies or a batch of B images (pixels [B, 3, H, W]: the
         same tokens read on each). With keep_grad and through_encoder each copy runs its own encoder
         pass with gradients (full relevancy); with keep_grad alone the encoder runs once without
         gradients and the copies share its output (decoder relevancy: gradients stop there)."""
@@ -419,7 +428,8 @@ def unsupported_model(source: str, families) -> CheckpointError:
     """The error for a Hugging Face model no registered family reads (its config read first, so that an
     unreadable one says so), naming what `families` (those with a model_type) explain."""
     kind = getattr(read_config(source), "model_type", None)
-    known = " and ".join(f.summary for f in families)
+    names = [f.summary for f in families]
+    known = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
     return checkpoint_error(f"{source}: a {kind!r} model; vizcap explains {known} captioners")
 
 
@@ -527,7 +537,8 @@ def _crop_note(processor) -> str | None:
     if not getattr(processor, "do_center_crop", False):
         return None
     crop = getattr(processor, "crop_size", None) or {}
-    h, w = (crop.get("height"), crop.get("width")) if isinstance(crop, dict) else (None, None)
+    # a dict, or transformers 5's SizeDict (CLIP's processor, GIT's): both answer .get
+    h, w = (crop.get("height"), crop.get("width")) if hasattr(crop, "get") else (None, None)
     shown = f" to {w}x{h}" if h and w else ""
     return f"this model's processor centre-crops the resized image{shown}: maps cover the cropped region only"
 

@@ -13,7 +13,11 @@ prefix           the decoder's self-attention from that position to each prefix 
                  over the prefix tokens, so <bos> and earlier words are left out), composed with each
                  prefix token's own map over the patches: Σ_p a(token→p) · m(p→patches), where m is
                  the resampler's attention carried through every mapper block (see `mapper_maps`).
-                 Raw unit: a share (the map sums to 1).
+                 Raw unit: a share (the map sums to 1). When the prefix tokens are the image's own
+                 tokens (GIT: the CLIP ViT's class token and patches, projected), each prefix token is
+                 one cell: the map is that position's self-attention to the patch tokens as it is, not
+                 renormalised (the class token's share is Explanation.extra_share; the rest went to
+                 the words), like a cross-attention row.
 rollout          attention rollout (Abnar & Zuidema 2020): every attention layer becomes
                  Ã = ½A + ½I (half of each position's content stays on the residual stream), rows
                  renormalised, and the layers are multiplied. The value at a cell is the share of the
@@ -23,6 +27,7 @@ rollout          attention rollout (Abnar & Zuidema 2020): every attention layer
                  stays, half is replaced by what it read from the cells); a prefix token is half its
                  learned query (not image) and half the resampler's read of the cells, then mixed
                  by the mapper blocks as any self-attention layer; MLPs are ignored, as in the paper.
+                 An image-token prefix (GIT) is all image: prefix token p is encoder token p.
                  With a ViT encoder the chain goes on through the ViT's blocks (`encoder_rollout`):
                  memory cell n counts as ViT output token n (its added position embedding and the
                  class token's input, which are not image, are left out).
@@ -34,7 +39,9 @@ relevancy        Chefer, Gur & Wolf 2021: every attention map replaced by Ā = E
                  transformer's own self-relevance (R_ii = I + Σ Ā·R_ii over its blocks, the ViT run
                  with gradients for this method only). The mapper (vizcap's prefix tokens, not in the
                  paper) follows the same rules: its resampler is a cross-attention from the queries,
-                 its blocks self-attention; a prefix token's row starts as its normalised map.
+                 its blocks self-attention; a prefix token's row starts as its normalised map (an
+                 image-token prefix, GIT: prefix token p is relevant to encoder token p alone, so the
+                 decoder's rule is the paper's for one stream of image and text tokens).
                  With a convolutional encoder (no attention to follow) it equals decoder_relevancy.
                  Raw unit: relevance, a score with no fixed scale (compare within one map, not across
                  words or images). Computed on demand.
@@ -405,6 +412,8 @@ def _cross_attention(exp, layer: int | None, head: int | None) -> np.ndarray:
 
 
 def _prefix(exp, layer: int | None, head: int | None) -> np.ndarray:
+    if exp.prefix_is_image:  # each prefix token is a cell (after the class token(s)): the attention as it is
+        return select(exp.self_prefix[..., exp.n_extra :], layer, head)
     to_prefix = select(exp.self_prefix, layer, head)  # [T, P]
     to_prefix = to_prefix / np.maximum(to_prefix.sum(-1, keepdims=True), 1e-12)  # <bos>/words excluded
     return to_prefix @ exp.prefix_maps
@@ -413,12 +422,16 @@ def _prefix(exp, layer: int | None, head: int | None) -> np.ndarray:
 def _rollout(exp, layer: None, head: None) -> np.ndarray:
     T, N, P = len(exp.tokens), exp.grid[0] * exp.grid[1], exp.n_prefix
     blocks = None if exp.mapper_blocks is None else exp.mapper_blocks.mean(1)
+    if exp.prefix_is_image:  # prefix token p is encoder token p, all image
+        prefix_to_image = np.eye(P)
+    else:
+        prefix_to_image = None if exp.mapper is None else mapper_maps(exp.mapper.mean(0), blocks, 0.5)
     relevance = rollout(
         exp.self_full.mean(1),
         None if exp.cross_full is None else exp.cross_full.mean(1),
-        None if exp.mapper is None else mapper_maps(exp.mapper.mean(0), blocks, 0.5),
+        prefix_to_image,
         P,
-    )[P : P + T]  # [T, X + N] over the cross-attention keys
+    )[P : P + T]  # [T, X + N] over the encoder's tokens (the cross-attention keys, or GIT's prefix)
     if exp.encoder is not None:  # the full chain: key k is ViT output token k, rolled out to the input patches
         extra = exp.encoder.shape[-1] - N  # the encoder's class/register tokens
         dropped = extra - exp.n_extra  # those not among the keys (vizcap drops them from its memory)
@@ -444,7 +457,8 @@ for _method in (
               help="the decoder's cross-attention from the word's position to the image cells"),
     MapMethod("prefix", _prefix, "attention weight via the prefix tokens (share, 0–1)", "share",
               per_layer_head=True, modes=("prefix", "both"), missing="no prefix tokens",
-              help="attention to the prefix tokens, each carrying its own map of the image"),
+              help="attention to the prefix tokens, each carrying its own map of the image (GIT: the prefix "
+                   "tokens are the image's own patch tokens, so the map is the word's attention to them)"),
     MapMethod("rollout", _rollout, "share of attention flow from the cell (0–1)", "share",
               help="attention flow through all layers at once (heads averaged)"),
     MapMethod("relevancy", _relevancy, "relevance (no fixed scale)", "data", on_demand=True,

@@ -27,7 +27,15 @@ from .explain import explain
 from .images import open_image
 from .trust import FRACTIONS, _masked_batch, spearman
 
-METHODS = ("cross_attention", "rollout")
+METHODS = ("cross_attention", "rollout")  # a prefix model (GIT) has "prefix" in place of cross_attention
+
+
+def default_methods(captioner) -> tuple[str, ...]:
+    """METHODS, each replaced by "prefix" where this model has no such map (a prefix decoder: GIT)."""
+    from .maps import available
+
+    own = available(captioner.mode)
+    return tuple(m if m in own else "prefix" for m in METHODS)
 
 
 def randomized(captioner, seed: int = 1234):
@@ -61,11 +69,12 @@ def _probabilities(captioner, batch: torch.Tensor, token_ids: list[int], j: int)
     return torch.softmax(logits[:, captioner.n_prefix + j].float(), -1)[:, token_ids[j]].numpy()
 
 
-def photo_trust(captioner, image, methods: tuple[str, ...] = METHODS, max_words: int = 8, seed: int = 0) -> dict:
+def photo_trust(captioner, image, methods: tuple[str, ...] | None = None, max_words: int = 8, seed: int = 0) -> dict:
     """The sanity check and deletion/insertion curves for the model's greedy caption of `image`
-    (its first `max_words` words). Returns {"caption", "words", "fractions", "methods": {method:
+    (its first `max_words` words), for `methods` (default: default_methods(captioner)). Returns {"caption", "words", "fractions", "methods": {method:
     {"sanity", "deletion_map_auc", "deletion_random_auc", "insertion_map_auc", "insertion_random_auc",
     "curves": {...}}}} with per-word values and their means."""
+    methods = default_methods(captioner) if methods is None else methods
     img = open_image(image)
     exp = captioner.explain(img)  # greedy, with the model's own defaults (its caption length)
     words = list(range(min(len(exp.tokens), max_words)))

@@ -27,7 +27,7 @@ def load_captioner(path: str) -> vizcap.Captioner:
 
 
 def is_photo_model(captioner) -> bool:
-    """A Hugging Face captioner of photos (ViT+GPT-2, BLIP), not a model of ShapeScenes."""
+    """A Hugging Face captioner of photos (ViT+GPT-2, BLIP, GIT), not a model of ShapeScenes."""
     return bool(captioner.is_photo_model)
 
 
@@ -64,7 +64,7 @@ def checkpoint_picker() -> None:
                               "hub": "A Hugging Face captioner"}.get,
                  help="The shipped models were trained on ShapeScenes. A directory written by `python -m train` "
                       "(config.json, model.safetensors, tokenizer.json) loads the same way. A Hugging Face "
-                      "captioner is a ViT+GPT-2 (VisionEncoderDecoder) or BLIP model: a hub id or a local folder.",
+                      "captioner is a ViT+GPT-2 (VisionEncoderDecoder), BLIP or GIT model: a hub id or a local folder.",
                  on_change=state.keep_on_change("vz_ckpt_choice"))
         if st.session_state["vz_ckpt_choice"] == "shipped" and len(names) > 1:
             st.selectbox("Which one", names, key="vz_shipped", format_func=SHIPPED_TITLES.get,

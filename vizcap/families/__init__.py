@@ -3,6 +3,7 @@
     vizcap_checkpoint.py        vizcap's own checkpoints (the shipped ShapeScenes model, train/'s folders)
     vision_encoder_decoder.py   Hugging Face VisionEncoderDecoderModel: ViT/DeiT/BEiT + GPT-2
     blip.py                     Hugging Face BlipForConditionalGeneration
+    git.py                      Hugging Face GitForCausalLM (the image tokens are the decoder's prefix)
     family.py                   what every adapter declares (Family) and what it is shown (Source)
     huggingface.py              the base of the Hugging Face families (loading: vizcap/hub.py)
 
@@ -20,6 +21,7 @@ from .. import hub
 from ..backend import CheckpointError
 from .blip import Blip
 from .family import Family, Source
+from .git import Git
 from .huggingface import HuggingFaceFamily
 from .vision_encoder_decoder import VisionEncoderDecoder
 from .vizcap_checkpoint import VizcapCheckpoint
@@ -28,6 +30,7 @@ VIZCAP_CHECKPOINT = VizcapCheckpoint()  # also the shipped model's family: load(
 FAMILIES: list[Family] = [
     VisionEncoderDecoder(),
     Blip(),
+    Git(),
     VIZCAP_CHECKPOINT,  # last: any folder that is not a Hugging Face one (its loader says what is missing)
 ]
 SUGGESTED = tuple(f.example_source for f in FAMILIES if f.example_source)  # hub ids the app offers
@@ -53,8 +56,8 @@ def load(source: str | Path | None = None, progress=None):
 
     * a vizcap checkpoint directory (config.json with a format_version, model.safetensors, tokenizer.json);
     * a local Hugging Face folder holding a VisionEncoderDecoderModel (ViT/DeiT/BEiT + GPT-2 with
-      cross-attention) or a BlipForConditionalGeneration;
-    * a hub id of either (e.g. "nlpconnect/vit-gpt2-image-captioning"), through the Hugging Face cache.
+      cross-attention), a BlipForConditionalGeneration or a GitForCausalLM;
+    * a hub id of any of them (e.g. "nlpconnect/vit-gpt2-image-captioning"), through the Hugging Face cache.
 
     `progress(message)` is told what is being loaded. Any problem: CheckpointError, one line."""
     if source is None:

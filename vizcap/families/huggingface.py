@@ -1,7 +1,8 @@
 """`HuggingFaceFamily`: the base of every Hugging Face captioner family. A family names its
 `model_type`, checks a config and names the model class (`model_class`), finds the parts vizcap reads
-in a loaded model (`parts`), and says how its encoder and decoder are called (`encode`, `decode`,
-`session`); loading itself and the backend are shared (vizcap/hub.py)."""
+in a loaded model (`parts`), says how its decoder sees the image (`mode`: by cross-attention, or the
+image tokens as a prefix before the words) and how its encoder and decoder are called (`encode`,
+`decode`, `session`); loading itself and the backend are shared (vizcap/hub.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class HuggingFaceFamily(Family):
     model_type: str  # the config's model_type this family reads
     summary: str  # for the error naming what vizcap explains, e.g. "blip"
     decoder_name: str  # for people, e.g. "GPT-2"
+    mode = "cross"  # how the decoder sees the image (vizcap.maps.MODES): "cross", or "prefix" (GIT)
     is_photo_model = True
     decodes_text = True
 
@@ -41,7 +43,8 @@ class HuggingFaceFamily(Family):
         raise NotImplementedError
 
     def encode(self, captioner, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels [B, 3, H, W] -> the memory the decoder's cross-attention reads [B, tokens, d]."""
+        """pixels [B, 3, H, W] -> the image tokens the decoder reads [B, tokens, d] (the keys of its
+        cross-attention, or its prefix)."""
         raise NotImplementedError
 
     def decode(self, captioner, ids: torch.Tensor, memory: torch.Tensor, use_cache: bool, **kwargs):
