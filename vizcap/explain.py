@@ -63,10 +63,16 @@ class Explanation:
     text: str | None = None  # the tokenizer's own decoding of token_ids (sub-word models)
     crop: str | None = None  # the processor centre-crops: `image` is the cropped region (a sentence)
     _pixels: torch.Tensor | None = field(default=None, repr=False)  # the model input, reused by relevancy
+    precision: str = "float32"  # the model's: "int8" in fast mode (vizcap/fast.py)
 
     @property
     def caption(self) -> str:
         return self.text if self.text is not None else " ".join(self.tokens)
+
+    @property
+    def fast(self) -> bool:
+        """The maps come from the fast mode (vizcap/fast.py), not the float32 model."""
+        return self.precision != "float32"
 
     def extra_share(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
         """[T] the share of each word's cross-attention that went to the encoder's class token(s)
@@ -248,6 +254,7 @@ class Explanation:
                 for toks, probs in zip(self.top_tokens, self.top_probs)
             ],
             "model": model if model is not None else _model_label(self._captioner),
+            "precision": self.precision,
             "grid": list(self.grid),
             "class_token_share": np.round(self.extra_share(), 6).tolist() if self.cross is not None else None,
             "cropped": self.crop,
@@ -450,6 +457,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         cross_extra=cross_extra,
         text=tok.decode(ids) if captioner.decodes_text else None,  # sub-word tokens: the tokenizer joins them
         crop=captioner.crop,
+        precision=getattr(captioner, "precision", "float32"),
     )
 
 
