@@ -1,7 +1,7 @@
 """Fast mode's speed and cost (issue #28 item 2), measured in one run; writes vizcap/fast_cost.json,
 which the fast-mode notice (vizcap/notices.py), the app and README quote.
 
-    python -m benchmarks.fast_mode [--threads 1] [--tokens 12] [--repeats 5] [--pictures 30] [--full-size-pictures 3]
+    python -m benchmarks.fast_mode [--threads 1] [--tokens 12] [--repeats 5] [--pictures 100] [--full-size-pictures 3]
 
 speed      ViT-B/16 + GPT-2 small at nlpconnect/vit-gpt2-image-captioning's shapes (random weights: the
            hub cannot be reached here), opened with vizcap.load as float32 and with fast=True (int8), and
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--tokens", type=int, default=12, help="words per explained caption in the timing (default 12)")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats of each variant (default 5)")
-    ap.add_argument("--pictures", type=int, default=30, help="held-out scenes for the trained model's agreement")
+    ap.add_argument("--pictures", type=int, default=100, help="held-out scenes for the trained model's agreement")
     ap.add_argument("--full-size-pictures", type=int, default=3, help="scenes for the full-size model's agreement")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -156,7 +156,8 @@ def test_notice_says_fast_mode_and_the_measured_cost(vit_gpt2_dir, cost_file):
     assert notices.fast_notice(vizcap.load(vit_gpt2_dir)) is None
     said = notices.fast_notice(vizcap.load(vit_gpt2_dir, fast=True))
     assert said.startswith("This map comes from the fast (int8) mode")
-    for figure in ("86%", "90%–100%", "0.012", "0.42×", "7 held-out scenes", "python -m benchmarks.fast_mode --pictures 7"):
+    for figure in ("86%", "90% (cross attention) to 100% (rollout)", "0.004–0.012", "0.42×", "7 held-out scenes",
+                   "python -m benchmarks.fast_mode --pictures 7"):
         assert figure in said, figure
 
 

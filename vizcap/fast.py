@@ -7,10 +7,10 @@ is bound by memory; the encoder's pass is bound by arithmetic. Int8 weights (one
 row) are a quarter of the bytes, and int8 products with the activations quantised on the fly
 ("dynamic" quantisation, torch's fbgemm/x86 kernels, VNNI where the CPU has it) are faster sums too.
 
-Why int8 and not bfloat16: both were measured on this machine (2-core Xeon with AVX-512 BF16, VNNI and
-AMX; torch 2.14). A bfloat16 decoder step was no faster than float32, and a whole explain took 0.75×
-the float32 time; int8 took 0.31× (see benchmarks/fast_mode.py, which measures both side by side,
-and vizcap/fast_cost.json).
+Why int8 and not bfloat16: both were measured side by side (benchmarks/fast_mode.py, figures in
+vizcap/fast_cost.json) on a 2-core Xeon with AVX-512 BF16, VNNI and AMX, torch 2.14, one thread: a
+ViT-B/16 + GPT-2 explain took 0.52× the float32 time in int8 and 0.90× with bfloat16 weights (a
+one-row bfloat16 product, a decoder step's, was no faster than float32's there).
 
 What ships with torch is used, not torchao: the quantised linear operators (`quantized::linear_prepack`,
 `quantized::linear_dynamic`). torch marks its quantisation module API (torch.ao.quantization) and

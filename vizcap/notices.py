@@ -183,13 +183,16 @@ def fast_cost_summary(cost: dict) -> str | None:
     try:
         agree = cost["agreement"]["trained"]
         methods = agree["methods"]
-        top = [v["top_cell"] for v in methods.values()]
+        worst = min(methods, key=lambda m: methods[m]["top_cell"])
+        best = max(methods, key=lambda m: methods[m]["top_cell"])
         mae = [v["mae"] for v in methods.values()]
         speed = cost["speed"]
-        return (f"on {agree['n_pictures']} {agree['pictures']} with {agree['model']}, the caption equals the float32 "
-                f"one on {agree['captions_agree']:.0%} of them; word by word, the hottest cell of each map method is "
-                f"the float32 one for {min(top):.0%}–{max(top):.0%} of words, and map values differ by "
-                f"{max(mae):.3f} at most on average (maps scaled to their peak); explain takes "
-                f"{speed['explain_ratio']:.2f}× the float32 time at {speed['model']} size")
+        return (f"on {agree['n_pictures']} {agree['pictures']} with {agree['model']}, the only trained captioner "
+                f"measured here (a photo captioner's figures may differ): the caption equals the float32 one on "
+                f"{agree['captions_agree']:.0%} of them; word by word, a map's hottest cell is the float32 map's for "
+                f"{methods[worst]['top_cell']:.0%} ({worst.replace('_', ' ')}) to {methods[best]['top_cell']:.0%} "
+                f"({best.replace('_', ' ')}) of words, and the mean absolute map error is {min(mae):.3f}–{max(mae):.3f} "
+                f"of the map's peak; explain takes {speed['explain_ratio']:.2f}× the float32 time at "
+                f"{speed['model']} size")
     except (KeyError, TypeError, ValueError):
         return None
