@@ -215,8 +215,9 @@ def test_app_switch_loads_the_fast_model_and_every_map_page_says_so(vit_gpt2_dir
     at.toggle(key="vz_fast").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("fast (int8) mode" in i.value for i in at.info)
-    keys = list(at.session_state["vz_explanations"])  # (image, checkpoint, precision, decoding)
-    assert keys[-1][1:3] == (str(vit_gpt2_dir), "int8") and (str(vit_gpt2_dir), "float32") in [k[1:3] for k in keys]
+    keys = list(at.session_state["vz_explanations"])  # (image, checkpoint, decoding, precision)
+    assert (keys[-1][1], keys[-1][3]) == (str(vit_gpt2_dir), "int8")
+    assert (str(vit_gpt2_dir), "float32") in [(k[1], k[3]) for k in keys]
     assert at.session_state["vz_explanations"][keys[-1]].precision == "int8"
     for page in ("app_pages/explorer.py", "app_pages/decoding_lab.py", "app_pages/compare.py"):
         at.switch_page(page).run()
