@@ -228,6 +228,11 @@ def test_app_switch_loads_the_fast_model_and_every_map_page_says_so(vit_gpt2_dir
             assert any("This map comes from the fast (int8) mode" in c.value for c in at.caption)
     at.selectbox(key="cp_left").set_value("sidebar").run()  # compare shows the shipped twins until asked
     assert any("fast (int8) mode" in i.value for i in at.info)
+    at.switch_page("app_pages/training_and_trust.py").run()
+    at.button(key="tt_photo_measure").click().run()  # the randomisation check re-initialises int8 layers too
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("fast (int8) mode" in i.value for i in at.info) and list(at.dataframe[0].value["method"])
+    assert all(k[2] == "int8" for k in at.session_state["vz_photo_trust"])
     at.toggle(key="vz_fast").set_value(False).run()
     assert not any("fast (int8) mode" in i.value for i in at.info)
     latest = list(at.session_state["vz_explanations"].values())[-1]
