@@ -253,7 +253,7 @@ class HFCaptioner(ExplainAPI):
         """Fast mode, in place: every linear layer in int8 (vizcap/fast.py)."""
         try:
             fast_mode.to_int8(self.model)
-        except RuntimeError as e:  # a torch built without the int8 kernels (fbgemm / x86 / qnnpack)
+        except (RuntimeError, AttributeError) as e:  # a torch without the int8 kernels or quantised tensors
             raise checkpoint_error(f"{self.name}: fast mode needs torch's int8 linear kernels, which this torch "
                                    f"lacks ({_first_line(e)}); load without fast") from None
         self.precision = fast_mode.precision_of(self.model)
