@@ -145,7 +145,7 @@ def _logits() -> np.ndarray:
     return out
 
 
-step_logits = state.session_memo("logits", (img["id"], ckpt, tuple(ids)), _logits)
+step_logits = state.session_memo("logits", (img["id"], ckpt, captioner.precision, tuple(ids)), _logits)
 
 
 def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once per checkpoint
@@ -156,9 +156,10 @@ def _words() -> list[str]:  # 50,257 of them for a GPT-2 tokenizer: listed once 
 
 words = state.session_memo("words", ckpt, _words)
 context = ["<start>", *greedy.tokens]
-if st.session_state.get("dl_live_for") != (img["id"], ckpt, tuple(ids)):
+live_for = (img["id"], ckpt, captioner.precision, tuple(ids))
+if st.session_state.get("dl_live_for") != live_for:
     # a new caption: start at its least certain step, where the knobs visibly matter
-    st.session_state["dl_live_for"] = (img["id"], ckpt, tuple(ids))
+    st.session_state["dl_live_for"] = live_for
     p = np.exp(step_logits - step_logits.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     entropy = -(p * np.log(np.where(p > 0, p, 1))).sum(-1)

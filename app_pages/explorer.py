@@ -252,6 +252,9 @@ with map_slot.container():
                     if trained else f"**{METHODS[method].label.capitalize()}**: nothing trained this map to point, so "
                     "where it points is evidence of what the model used (Training & trust measures how far).")
                    + " Other methods: the map settings.")
+    if exp.fast:  # beside the map too: its numbers are the int8 model's (the cost: the notice above)
+        st.caption(f":material/speed: This map comes from the fast ({exp.precision}) mode; its measured cost is "
+                   "in the notice at the top of the page.")
 
 # -- more views: only the open tab is drawn ---------------------------------------------------------
 # (choosing a tab reruns the page), so a word or opacity change redraws one view, not every tab's figures.
@@ -349,6 +352,7 @@ def export_view() -> None:
 
     status = notices.map_status(captioner, method)
     settings = f"{summary} · {model_picker.model_label(captioner, ckpt)}" + (f" · this map: {status}" if status else "")
+    settings += f" · fast ({exp.precision}) mode" if exp.fast else ""
 
     def png() -> bytes:
         import io

@@ -42,7 +42,7 @@ if model_picker.is_photo_model(captioner):  # no ShapeScenes verdict on a photo 
                 "a random order; lower deletion and higher insertion areas than random = the map points at what the "
                 "word depends on).")
     img_now = state.current_image()
-    key = (img_now["id"], ckpt)
+    key = (img_now["id"], ckpt, captioner.precision)  # a fast model's figures are its own
     measured = st.session_state.setdefault("vz_photo_trust", {})
     if st.button("Measure on this picture", key="tt_photo_measure", icon=":material/science:"):
         from vizcap.photo_trust import photo_trust

@@ -31,6 +31,8 @@ family adapter; the registry that loads each is vizcap/families/) — through th
     tokenizer         token_text(id) -> str, decode(ids) -> str
     crop              None, or a sentence saying that the processor centre-crops (overlays are then
                       drawn on the cropped region: `view(image)` returns it)
+    precision, fast   "float32", or "int8" in fast mode (vizcap/fast.py: a Hugging Face captioner's
+                      linear layers in int8); fast is precision != "float32"
 
     pixels(image)                 a PIL image -> the model's input [1, 3, H, W]
     view(image)                   the part of the image the model sees (the image, or its crop)
@@ -113,6 +115,12 @@ class Backend(Protocol):
 class ExplainAPI:
     """caption / explain / caption_details for any backend, with the model's own decoding defaults
     (Hugging Face: its generation config) filling every knob left as None."""
+
+    precision = "float32"  # fast mode (vizcap/fast.py) sets "int8" on a Hugging Face captioner
+
+    @property
+    def fast(self) -> bool:
+        return self.precision != "float32"
 
     def decoding_params(self, strategy: str | None = None, beams: int | None = None, top_k: int | None = None,
                         top_p: float | None = None, temperature: float | None = None,

@@ -1,6 +1,6 @@
 """The `vizcap` command line (also `python -m vizcap`).
 
-    vizcap caption PATH... [--checkpoint DIR] [--strategy greedy|beam|sample] [--beams N]
+    vizcap caption PATH... [--checkpoint DIR] [--fast] [--strategy greedy|beam|sample] [--beams N]
                    [--top-k K] [--top-p P] [--temperature T] [--length-penalty L] [--seed S]
                    [--max-tokens N] [--maps M1,M2,...|all] [--normalize none|max|sum|global] [--layer L] [--head H]
                    [--export DIR] [--html OUT] [--json]
@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "checkpoint has or those of --maps, with layers, heads and normalisations; opens offline): "
                           "OUT.html for one image; for several, OUT-NAME.html beside it, NAME the image's file name "
                           "without its suffix; an OUT not ending in .html is a folder: OUT/NAME.html")
+    cap.add_argument("--fast", action="store_true",
+                     help="fast mode for a big Hugging Face captioner on a CPU: its linear layers in int8; captions "
+                          "and maps can differ slightly from float32, by the cost vizcap/fast_cost.json records "
+                          "(python -m benchmarks.fast_mode); every record then says \"fast\": true")
     cap.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
 
     ev = sub.add_parser("eval", help="caption metrics and heatmap trust metrics on held-out ShapeScenes")
@@ -171,7 +175,7 @@ def _export(exp, path: str, directory: Path, methods: tuple[str, ...], normalize
              f"{'all heads (mean)' if head is None else f'head {head}'}") if per_head else ""
     status = map_status(exp._captioner, method) if exp._captioner is not None else None
     note = (f"{method.replace('_', ' ')}{where} · normalisation {normalize} · {exp.params.strategy} decoding"
-            + (f" · {status}" if status else ""))
+            + (f" · {status}" if status else "") + (f" · fast ({exp.precision}) mode" if exp.fast else ""))
     for j, word in enumerate(exp.tokens):
         name = f"{stem}.{j:02d}_{re.sub(r'[^A-Za-z0-9]+', '_', word)}.{method}.png"
         picture = labelled_overlay(exp.image, maps[j], word, unit, vmax, note=note)
@@ -216,7 +220,7 @@ def _caption(args) -> int:
         check_normalize(how)
     json_normalize = args.normalize or "none"  # raw values in JSON; pictures use the app's default (max)
     progress = (lambda message: print(f"vizcap: {message}", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None
-    captioner = load(args.checkpoint, progress=progress)
+    captioner = load(args.checkpoint, progress=progress, fast=args.fast)
     if methods == ("all",):
         methods = available(captioner.mode)
     unsupported = [m for m in methods if captioner.mode not in METHODS[m].modes]
@@ -247,6 +251,8 @@ def _caption(args) -> int:
             said = caption_notices(captioner, exp)  # a picture unlike the model's world; a caption ended at once
             if said:
                 record["notice"] = " ".join(said)
+            if exp.fast:  # the maps come from int8 layers: the notice gives the measured cost
+                record.update(fast=True, precision=exp.precision)
             if trained is not None:  # which maps a loss pulled onto the objects: those are not evidence
                 record.update(attention_trained=bool(trained), trained_maps=list(trained))
             if exp.n_extra and exp.extra_attention is not None:  # the encoder's class token(s): their share, apart from the maps

@@ -64,6 +64,7 @@ class Explanation:
     crop: str | None = None  # the processor centre-crops: `image` is the cropped region (a sentence)
     prefix_is_image: bool = False  # the prefix tokens are the encoder's own tokens, class token(s) first (GIT)
     _pixels: torch.Tensor | None = field(default=None, repr=False)  # the model input, reused by relevancy
+    precision: str = "float32"  # the model's: "int8" in fast mode (vizcap/fast.py)
 
     @property
     def caption(self) -> str:
@@ -79,6 +80,11 @@ class Explanation:
         if self.prefix_is_image and self.self_prefix is not None:
             return self.self_prefix[..., : self.n_extra]
         return None
+
+    @property
+    def fast(self) -> bool:
+        """The maps come from the fast mode (vizcap/fast.py), not the float32 model."""
+        return self.precision != "float32"
 
     def extra_share(self, layer: int | None = None, head: int | None = None) -> np.ndarray:
         """[T] the share of each word's attention (cross-attention, or self-attention to an image-token
@@ -261,6 +267,7 @@ class Explanation:
                 for toks, probs in zip(self.top_tokens, self.top_probs)
             ],
             "model": model if model is not None else _model_label(self._captioner),
+            "precision": self.precision,
             "grid": list(self.grid),
             "class_token_share": np.round(self.extra_share(), 6).tolist() if self.extra_attention is not None else None,
             "cropped": self.crop,
@@ -467,6 +474,7 @@ def _assemble(captioner, img, params: DecodingParams, result: SearchResult, fron
         text=tok.decode(ids) if captioner.decodes_text else None,  # sub-word tokens: the tokenizer joins them
         crop=captioner.crop,
         prefix_is_image=bool(getattr(captioner, "prefix_is_image", False)),
+        precision=getattr(captioner, "precision", "float32"),
     )
 
 

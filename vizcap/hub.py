@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from . import fast as fast_mode
 from .backend import CheckpointError, ExplainAPI, install_points, take_captured
 from .hooks import capture
 
@@ -214,7 +215,7 @@ class HFCaptioner(ExplainAPI):
         patch = vc.patch_size if isinstance(vc.patch_size, (list, tuple)) else (vc.patch_size, vc.patch_size)
         self.grid = (int(size[0]) // int(patch[0]), int(size[1]) // int(patch[1]))
         self.input_size = (int(size[0]), int(size[1]))
-        self.vocab_size = int(self.decoder.get_output_embeddings().weight.shape[0])
+        self.vocab_size = int(self.decoder.get_output_embeddings().out_features)  # nn.Linear or fast's Int8Linear
         self.settings, self.unsupported_settings = _generation_settings(parts.generation_model, 1, parts.max_positions)
         eos = parts.eos_id
         if isinstance(eos, (list, tuple)):
@@ -231,6 +232,7 @@ class HFCaptioner(ExplainAPI):
         for i, m in enumerate(parts.decoder_cross_attention):
             points[f"decoder.h.{i}.crossattention"] = (m, 1)
         self.hook_names = install_points(model, points)
+        self.precision = fast_mode.precision_of(model)  # "int8" for a fast model's copy (with_model) too
         self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         image_tokens = self._probe()
         self.n_extra_keys = image_tokens - self.grid[0] * self.grid[1]
@@ -253,6 +255,16 @@ class HFCaptioner(ExplainAPI):
     def with_model(self, model, name: str) -> "HFCaptioner":
         """The same captioner around another copy of its model (e.g. one with a re-initialised decoder)."""
         return HFCaptioner(model, self.image_processor, self.tokenizer.tok, name=name, family=self.family)
+
+    def make_fast(self) -> "HFCaptioner":
+        """Fast mode, in place: every linear layer in int8 (vizcap/fast.py)."""
+        try:
+            fast_mode.to_int8(self.model)
+        except (RuntimeError, AttributeError) as e:  # a torch without the int8 kernels or quantised tensors
+            raise checkpoint_error(f"{self.name}: fast mode needs torch's int8 linear kernels, which this torch "
+                                   f"lacks ({_first_line(e)}); load without fast") from None
+        self.precision = fast_mode.precision_of(self.model)
+        return self
 
     def _probe(self) -> int:
         """One encoder pass on a blank image: the hooks see real weights, and the number of image tokens

@@ -1,5 +1,5 @@
 """What vizcap says plainly next to a caption, in one place for the CLI, exports and the app: a picture
-unlike what the model learned from, and a caption the model ended at once.
+unlike what the model learned from, a caption the model ended at once, and maps from the fast mode.
 
 Whether a picture looks like ShapeScenes is read from its pixels, three facts of that world: nearly
 every pixel is either low in saturation (the background) or near one of the seven object colours; the
@@ -80,8 +80,8 @@ def piece_notice(tokens: list[str]) -> str | None:
 
 
 def caption_notices(captioner, exp) -> list[str]:
-    """Every notice for one explanation: the picture's, an empty caption's, and word pieces'."""
-    out = [n for n in [picture_notice(captioner, exp.image)] if n]
+    """Every notice for one explanation: fast mode's, the picture's, an empty caption's, and word pieces'."""
+    out = [n for n in [fast_notice(exp), picture_notice(captioner, exp.image)] if n]
     if not len(exp) and exp.ended:
         out.append(ENDED_AT_ONCE + ".")
     pieces = piece_notice(exp.tokens)
@@ -152,3 +152,47 @@ def map_status(captioner, method: str) -> str | None:
     if trained is None:
         return None
     return "trained to point: its training target, not evidence" if method in trained else "nothing trained it to point"
+
+
+# -- maps from the fast mode -----------------------------------------------------------------------
+# A fast model (vizcap/fast.py) computes its maps through int8 layers: say so wherever a map is read,
+# with the cost measured by the command that wrote vizcap/fast_cost.json.
+
+FAST_MODE = "This map comes from the fast ({precision}) mode, not the float32 model"
+
+
+def fast_notice(model_or_explanation) -> str | None:
+    """The sentence for maps of a fast model (a backend or an Explanation with precision != float32):
+    that they come from the fast mode and what it measurably costs; None for a float32 model."""
+    precision = getattr(model_or_explanation, "precision", "float32")
+    if precision == "float32":
+        return None
+    from .fast import COST_COMMAND, measured_cost
+
+    said = FAST_MODE.format(precision=precision)
+    cost = measured_cost()
+    summary = fast_cost_summary(cost) if cost else None
+    if summary is None:
+        return f"{said}; its cost has not been measured here ({COST_COMMAND} measures it)."
+    return f"{said}. Measured cost: {summary} ({cost.get('command', COST_COMMAND)})."
+
+
+def fast_cost_summary(cost: dict) -> str | None:
+    """The measured cost of the fast mode in one clause, from vizcap/fast_cost.json's "agreement" on
+    a trained model (the figures that mean something) and its "speed" (None if they are missing)."""
+    try:
+        agree = cost["agreement"]["trained"]
+        methods = agree["methods"]
+        worst = min(methods, key=lambda m: methods[m]["top_cell"])
+        best = max(methods, key=lambda m: methods[m]["top_cell"])
+        mae = [v["mae"] for v in methods.values()]
+        speed = cost["speed"]
+        return (f"on {agree['n_pictures']} {agree['pictures']} with {agree['model']}, the only trained captioner "
+                f"measured here (a photo captioner's figures may differ): the caption equals the float32 one on "
+                f"{agree['captions_agree']:.0%} of them; word by word, a map's hottest cell is the float32 map's for "
+                f"{methods[worst]['top_cell']:.0%} ({worst.replace('_', ' ')}) to {methods[best]['top_cell']:.0%} "
+                f"({best.replace('_', ' ')}) of words, and the mean absolute map error is {min(mae):.3f}–{max(mae):.3f} "
+                f"of the map's peak; explain takes {speed['explain_ratio']:.2f}× the float32 time at "
+                f"{speed['model']} size")
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .explain import explain
+from .fast import Int8Linear
 from .images import open_image
 from .trust import FRACTIONS, _masked_batch, spearman
 
@@ -53,6 +54,9 @@ def randomized(captioner, seed: int = 1234):
                 p.fill_(1.0)
             else:
                 p.zero_()
+        for name, module in model.named_modules():  # fast mode's int8 layers keep their weights outside parameters
+            if name.startswith(captioner.decoder_module_prefixes) and isinstance(module, Int8Linear):
+                module.set_weight(torch.randn(module.out_features, module.in_features, generator=gen) * 0.02)
     return captioner.with_model(model, name=f"{captioner.name} (randomised decoder)")
 
 

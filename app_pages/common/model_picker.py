@@ -21,9 +21,9 @@ CHECKPOINT_ENV = "VIZCAP_CHECKPOINT"  # a checkpoint directory the app opens by 
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def load_captioner(path: str) -> vizcap.Captioner:
-    """vizcap.load(path), once per path for the whole app (st.cache_resource)."""
-    return vizcap.load(path)
+def load_captioner(path: str, fast: bool = False) -> vizcap.Captioner:
+    """vizcap.load(path, fast=fast), once per (path, fast) for the whole app (st.cache_resource)."""
+    return vizcap.load(path, fast=fast)
 
 
 def is_photo_model(captioner) -> bool:
@@ -49,7 +49,7 @@ def model_label(captioner, ckpt: str) -> str:
 def checkpoint_picker() -> None:
     """The sidebar's model choice; streamlit_app.py draws it once per run, for every page."""
     env = os.environ.get(CHECKPOINT_ENV, "").strip()
-    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source", "vz_shipped"):
+    for key in ("vz_ckpt_choice", "vz_ckpt_dir", "vz_hf_source", "vz_shipped", "vz_fast"):
         state.restore(key)
     if "vz_ckpt_choice" not in st.session_state:
         st.session_state["vz_ckpt_choice"] = "directory" if env else "shipped"
@@ -86,6 +86,10 @@ def checkpoint_picker() -> None:
             for i, source in enumerate(SUGGESTED):
                 st.button(source, key=f"vz_hf_suggested_{i}", on_click=state.set_widget, args=("vz_hf_source", source),
                           type="tertiary")
+            st.toggle("Fast mode (int8)", key="vz_fast", on_change=state.keep_on_change("vz_fast"),
+                      help="For a big captioner on a CPU: its linear layers in int8, so each word costs less time. "
+                           "Captions and maps can differ slightly from the float32 model; every page that shows a "
+                           "map then says so, with the measured cost.")
     state.keep_first_value("vz_ckpt_choice")
     if st.session_state["vz_ckpt_choice"] == "shipped":
         state.keep_first_value("vz_shipped")
@@ -93,6 +97,7 @@ def checkpoint_picker() -> None:
         state.keep_first_value("vz_ckpt_dir")
     elif st.session_state["vz_ckpt_choice"] == "hub":
         state.keep_first_value("vz_hf_source")
+        state.keep_first_value("vz_fast")
 
 
 def model_link(names: list[str]) -> None:
@@ -130,14 +135,28 @@ def checkpoint_path() -> str:
     return shipped_path(st.session_state.get("vz_shipped", "shapes"))
 
 
+def fast_chosen() -> bool:
+    """The fast mode switch is on (it is offered for Hugging Face captioners only)."""
+    return st.session_state.get("vz_ckpt_choice") == "hub" and bool(st.session_state.get("vz_fast"))
+
+
 def require_captioner(notice: bool = True) -> tuple[vizcap.Captioner, str]:
     """The loaded captioner and its path (or a friendly st.error and a stopped page), with the notice
     for a current picture unlike the model's training data (unfamiliar_notice) unless notice=False
-    (a page that shows pictures of its own)."""
+    (a page that shows pictures of its own). A fast model's notice is always shown: every page that
+    calls this shows its maps or captions."""
     captioner, path = _load_chosen()
+    fast_mode_notice(captioner)
     if notice:
         unfamiliar_notice(captioner)
     return captioner, path
+
+
+def fast_mode_notice(captioner) -> None:
+    """For a model in fast mode: that its maps come from int8 layers, and the measured cost."""
+    said = notices.fast_notice(captioner)
+    if said:
+        st.info(said, icon=":material/speed:")
 
 
 def _load_chosen() -> tuple[vizcap.Captioner, str]:
@@ -153,7 +172,7 @@ def _load_chosen() -> tuple[vizcap.Captioner, str]:
         shown = Path(path).name if Path(path).exists() else path
         with st.spinner(f"Loading {shown}… (a big model takes a while the first time: its weights are read into "
                         "memory once, then every page reuses them)"):
-            return load_captioner(path), path
+            return load_captioner(path, fast_chosen()), path
     except vizcap.CheckpointError as e:
         shipped = shipped_title(path) is not None
         st.error(("The shipped model is not available yet" if shipped else "This checkpoint cannot be loaded")

@@ -3,7 +3,7 @@ each page's own widget keys):
 
   vz_image        {"id", "label", "image", "truth", "truths"}: the picture every page explains (a ShapeScenes
                   scene's canonical caption and every right caption, vizcap.scenes.Scene.captions)
-  vz_explanations {(image id, checkpoint, decoding params): Explanation}, the newest 16
+  vz_explanations {(image id, checkpoint, decoding params, precision): Explanation}, the newest 16
   vz_model_calls  how many times this session asked the model to explain an image
   vz_memo_<name>  other model-derived values (anatomy, next-word logits), the newest 8 each
   _keep_<key>     the kept value of a widget that must survive a visit to another page (persistent)
@@ -116,7 +116,7 @@ def explanation(captioner, ckpt: str, img: dict, params: DecodingParams):
     """The explanation of the current image under `params`, from st.session_state when this exact
     (image, checkpoint, parameters) was explained before; the model runs only for a new combination."""
     store: OrderedDict = st.session_state.setdefault("vz_explanations", OrderedDict())
-    key = (img["id"], ckpt, astuple(params))
+    key = (img["id"], ckpt, astuple(params), captioner.precision)  # a fast model's maps are its own
     if key in store:
         store.move_to_end(key)
         return store[key]

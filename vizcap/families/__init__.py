@@ -51,7 +51,7 @@ def family_of(source: str) -> Family:
     raise hub.unsupported_model(source, [f for f in FAMILIES if isinstance(f, HuggingFaceFamily)])
 
 
-def load(source: str | Path | None = None, progress=None):
+def load(source: str | Path | None = None, progress=None, fast: bool = False):
     """Load any captioner vizcap explains (default: the shipped ShapeScenes model):
 
     * a vizcap checkpoint directory (config.json with a format_version, model.safetensors, tokenizer.json);
@@ -59,14 +59,22 @@ def load(source: str | Path | None = None, progress=None):
       cross-attention), a BlipForConditionalGeneration or a GitForCausalLM;
     * a hub id of any of them (e.g. "nlpconnect/vit-gpt2-image-captioning"), through the Hugging Face cache.
 
-    `progress(message)` is told what is being loaded. Any problem: CheckpointError, one line."""
+    `progress(message)` is told what is being loaded. `fast=True`: a Hugging Face captioner's linear
+    layers in int8 (vizcap/fast.py; the backend's `precision` says so); vizcap's own small models
+    refuse it. Any problem: CheckpointError, one line."""
     if source is None:
-        return VIZCAP_CHECKPOINT.load(None, progress)
-    text = str(source)
-    if not text.strip():
-        raise CheckpointError("empty checkpoint path")
-    return family_of(text).load(text, progress)
-
-
-__all__ = ["FAMILIES", "SUGGESTED", "VIZCAP_CHECKPOINT", "Family", "HuggingFaceFamily", "Source", "family_of", "load",
-           "register"]
+        family, text = VIZCAP_CHECKPOINT, None
+    else:
+        text = str(source)
+        if not text.strip():
+            raise CheckpointError("empty checkpoint path")
+        family = family_of(text)
+    captioner = family.load(text, progress)  # first, so that a bad folder says what is wrong with it
+    if fast:
+        if not isinstance(family, HuggingFaceFamily):
+            raise CheckpointError(f"fast mode is for big Hugging Face captioners; {family.label}s are small and "
+                                  "already fast in float32, so it would only cost accuracy: load without fast")
+        if progress:
+            progress("fast mode: the linear layers in int8")
+        captioner.make_fast()
+    return captioner
