@@ -7,6 +7,7 @@
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--rank-n N] [--orders K] [--independent] [--hard]
                 [--methods M1,M2,...|all] [--out DIR] [--json]
     vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--out DIR] [--json]
+    vizcap web DIR [--checkpoint NAME|DIR ...]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
 input gets {"image": ..., "error": ...} and the others are still processed. Exit status: 0 if every
@@ -19,6 +20,9 @@ into --out, by default the checkpoint directory.
 decoding: how much greedy, beam search and sampling differ on held-out scenes of two or three objects
 (vizcap.spread); writes decoding.json (figures and every scene's captions) into --out, by default the
 checkpoint directory.
+
+web: the ShapeScenes explorer as a static site in DIR that runs the model(s) in the browser with ONNX
+Runtime Web (vizcap/web.py); serve DIR with any static host (python -m http.server -d DIR, GitHub Pages).
 """
 
 from __future__ import annotations
@@ -127,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--beams", type=_int, default=5, metavar="N", help="beam width (default 5)")
     dec.add_argument("--out", metavar="DIR", default=None, help="folder for decoding.json (default: the checkpoint's)")
     dec.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+
+    web = sub.add_parser("web", help="build the explorer as a static site that runs the model in the browser")
+    web.add_argument("dir", metavar="DIR", help="the folder to write the site into (made if missing)")
+    web.add_argument("--checkpoint", metavar="NAME|DIR", action="append", default=None,
+                     help="a shipped model's name or a vizcap checkpoint directory; repeat for several "
+                          "(default: every shipped model)")
     return parser
 
 
@@ -368,6 +378,15 @@ def _decoding(args) -> int:
     return 0
 
 
+def _web(args) -> int:
+    from .web import build
+
+    site = build(args.dir, args.checkpoint, progress=lambda m: print(f"vizcap: {m}", file=sys.stderr, flush=True))
+    print(f"wrote the site into {args.dir} ({', '.join(m['name'] for m in site['models'])}; onnxruntime-web "
+          f"{site['onnxruntime_web']}); try it: python -m http.server -d {args.dir}")
+    return 0
+
+
 def _finite_or_null(obj):
     if isinstance(obj, float):
         return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
@@ -437,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "decoding":
             return _decoding(args)
+        if args.command == "web":
+            return _web(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

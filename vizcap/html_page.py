@@ -2,7 +2,7 @@
 --html`, the explorer's "Download interactive page") and the same view inline in a notebook
 (`Explanation._repr_html_`).
 
-Everything is inline: the script and styles (vizcap/html/: view.html, view.css, view.js), the picture as
+Everything is inline: the script and styles (vizcap/html/: view.html, view.css, overlay.js, view.js), the picture as
 a data URI and the data as JSON; the page requests nothing from the network (its Content-Security-Policy
 forbids it), so it opens offline from a USB stick. Every map is computed here, by `Explanation.maps`, for
 every method captured, every layer/head choice (the mean over layers and heads, each layer's mean over
@@ -112,7 +112,7 @@ def fragment(exp, methods=None, model: str | None = None, image: str | None = No
         "beam": _beam_section(exp),
         "made": _made(exp, data, model),
         "data": json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c"),
-        "js": _template("view.js").replace("__VZ_ID__", view_id),
+        "js": _template("overlay.js") + _template("view.js").replace("__VZ_ID__", view_id),
     }
     # one pass over the template: what is put in is never read again for {{…}}
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], _template("view.html"))

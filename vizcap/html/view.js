@@ -44,57 +44,15 @@
     });
   }
   function colourTop(maps, name) {  // vizcap.maps.colour_range: the top of the colour scale
-    let peak = 0, seen = false;
-    for (const m of maps) for (const v of m) if (!Number.isNaN(v)) { peak = seen ? Math.max(peak, v) : v; seen = true; }
-    const top = S.normalize === "none" ? (D.methods[name].colour_range === "share" ? Math.max(1, peak) : peak)
-      : S.normalize === "sum" ? peak : 1;
-    return top > 0 ? top : 1;
+    return window.vizcapOverlay.scaleTop(maps, S.normalize, D.methods[name].colour_range);
   }
 
   // -- drawing: the picture, then each pixel's bilinear map value coloured and blended -------------
   const picture = new Image();
   let ready = false;  // the picture is decoded and the canvases have their sizes
-  function lut() {  // 1025 colours per scale, its anchors interpolated linearly (vizcap.render.colorize)
-    const a = D.colormaps[S.cmap], k = a.length - 1, out = new Uint8ClampedArray(1025 * 3);
-    for (let i = 0; i <= 1024; i++) {
-      const x = (i / 1024) * k, j = Math.min(k - 1, Math.floor(x)), f = x - j;
-      for (let c = 0; c < 3; c++) out[3 * i + c] = Math.round(a[j][c] * (1 - f) + a[j + 1][c] * f);
-    }
-    return out;
-  }
-  function axis(size, cells) {  // per pixel along one side: its two source cells and the second one's weight
-    const i0 = new Int32Array(size), i1 = new Int32Array(size), f = new Float64Array(size);
-    for (let p = 0; p < size; p++) {
-      if (!S.smooth) {  // PIL's NEAREST
-        i0[p] = i1[p] = Math.min(cells - 1, Math.floor(((p + 0.5) * cells) / size));
-        continue;
-      }
-      const s = Math.min(cells - 1, Math.max(0, ((p + 0.5) * cells) / size - 0.5));  // PIL's BILINEAR, centres aligned
-      i0[p] = Math.floor(s);
-      i1[p] = Math.min(cells - 1, i0[p] + 1);
-      f[p] = s - i0[p];
-    }
-    return { i0, i1, f };
-  }
-  function draw(canvas, map, top) {
-    const W = canvas.width, H = canvas.height, ctx = canvas.getContext("2d", { willReadFrequently: true });
-    if (!canvas.vzBase || canvas.vzBase.length !== W * H * 4) {  // the picture's pixels at this size, read once
-      ctx.drawImage(picture, 0, 0, W, H);
-      canvas.vzBase = ctx.getImageData(0, 0, W, H).data;
-    }
-    const base = canvas.vzBase, img = ctx.createImageData(W, H), out = img.data, colours = lut(), a = S.opacity;
-    const X = axis(W, gw), Y = axis(H, gh), row = new Float64Array(gw);
-    for (let y = 0; y < H; y++) {
-      const r0 = Y.i0[y] * gw, r1 = Y.i1[y] * gw, fy = Y.f[y];
-      for (let c = 0; c < gw; c++) row[c] = (map[r0 + c] * (1 - fy) + map[r1 + c] * fy) / top;
-      for (let x = 0, p = 4 * y * W; x < W; x++, p += 4) {
-        const v = row[X.i0[x]] * (1 - X.f[x]) + row[X.i1[x]] * X.f[x];
-        const i = 3 * Math.round((v > 0 ? (v < 1 ? v : 1) : 0) * 1024);  // below 0 (or NaN) as 0, above the top as 1
-        for (let c = 0; c < 3; c++) out[p + c] = base[p + c] * (1 - a) + colours[i + c] * a;
-        out[p + 3] = 255;
-      }
-    }
-    ctx.putImageData(img, 0, 0);
+  function draw(canvas, map, top) {  // the one renderer: vizcap/html/overlay.js
+    window.vizcapOverlay.draw(canvas, picture, map, top, { grid: [gh, gw], anchors: D.colormaps[S.cmap], opacity: S.opacity,
+                                                           smooth: S.smooth });
   }
   // 4 significant digits of the colour scale's top: finer digits would be below the storage step
   const fmt = (v, top) => v.toFixed(Math.min(12, Math.max(0, 4 - Math.ceil(Math.log10(top)))));
