@@ -211,6 +211,6 @@
     ready: () => ready,
     currentMap: () => (shown ? Array.from(shown) : null),  // the selected word's map as drawn, one value per cell
     colourTop: () => shownTop,  // the value drawn as the top colour
-    lut: () => Array.from(lut()),  // the colour scale as drawn: 1025 RGB triples
+    lut: () => Array.from(window.vizcapOverlay.lut(D.colormaps[S.cmap])),  // the colour scale as drawn: 1025 RGB triples
   });
 })();
