@@ -70,7 +70,7 @@ class DecoderGraph(nn.Module):
 
 def check_exportable(captioner) -> None:
     """ValueError (one line) for a model the browser site cannot run yet."""
-    if getattr(captioner, "kind", None) != "vizcap":
+    if getattr(captioner, "is_photo_model", True):  # ask the model, not which family it is
         raise ValueError("vizcap web runs vizcap's own checkpoints (ShapeScenes); this model is a "
                          f"{getattr(captioner, 'family_label', 'another kind of model')}")
     if captioner.mode != "both":
