@@ -48,6 +48,22 @@ window.vizcapOverlay = window.vizcapOverlay || (() => {
     }
     ctx.putImageData(img, 0, 0);
   }
+  // vizcap.maps.normalize, the one copy in JavaScript (the exported page and the site both draw with it): a signed
+  // map is scaled by its magnitudes; "none" returns a copy of the raw maps.
+  const NORMALIZATIONS = ["none", "max", "sum", "global"];
+  function normalize(maps, how) {
+    if (!NORMALIZATIONS.includes(how)) throw new Error(`normalize must be one of ${NORMALIZATIONS.join(", ")}; got ${how}`);
+    if (how === "none") return maps.map((m) => Float64Array.from(m));
+    let all = 0;
+    for (const m of maps) for (const v of m) all = Math.max(all, Math.abs(v));
+    return maps.map((m) => {
+      let d = 0;
+      if (how === "global") d = all;
+      else for (const v of m) d = how === "max" ? Math.max(d, Math.abs(v)) : d + Math.abs(v);
+      d = Math.max(d, 1e-12);
+      return Float64Array.from(m, (v) => v / d);
+    });
+  }
   // The top of the colour scale (vizcap.maps.colour_range): raw shares on 0…1 (a weak map stays weak), other raw
   // units on 0…their largest value; "sum" on 0…the largest share any cell holds; "max" and "global" on 0…1.
   function scaleTop(maps, normalize, colourRange) {
@@ -56,5 +72,5 @@ window.vizcapOverlay = window.vizcapOverlay || (() => {
     const top = normalize === "none" ? (colourRange === "share" ? Math.max(1, peak) : peak) : normalize === "sum" ? peak : 1;
     return top > 0 ? top : 1;
   }
-  return { lut, axis, draw, scaleTop };
+  return { lut, axis, draw, scaleTop, normalize, NORMALIZATIONS };
 })();

@@ -31,18 +31,7 @@
     }
     return out;
   }
-  function normalize(maps, how) {  // vizcap.maps.normalize: a signed map is scaled by its magnitudes
-    if (how === "none") return maps;
-    let all = 0;
-    for (const m of maps) for (const v of m) all = Math.max(all, Math.abs(v));
-    return maps.map((m) => {
-      let d = 0;
-      if (how === "global") d = all;
-      else for (const v of m) d = how === "max" ? Math.max(d, Math.abs(v)) : d + Math.abs(v);
-      d = Math.max(d, 1e-12);
-      return m.map((v) => v / d);
-    });
-  }
+  const normalize = window.vizcapOverlay.normalize;  // vizcap/html/overlay.js, shared with the site
   function colourTop(maps, name) {  // vizcap.maps.colour_range: the top of the colour scale
     return window.vizcapOverlay.scaleTop(maps, S.normalize, D.methods[name].colour_range);
   }

@@ -86,20 +86,7 @@
     for (let l = 0; l < layers; l++) r = matmul(residual(meanOf(encoder[l])), r);
     return r;
   }
-  const NORMALIZATIONS = ["none", "max", "sum", "global"];
-  function normalize(maps, how) {  // maps.normalize: a signed map is scaled by its magnitudes
-    if (!NORMALIZATIONS.includes(how)) throw new Error(`normalize must be one of ${NORMALIZATIONS.join(", ")}; got ${how}`);
-    if (how === "none") return maps.map((m) => Float64Array.from(m));
-    let all = 0;
-    for (const m of maps) for (const v of m) all = Math.max(all, Math.abs(v));
-    return maps.map((m) => {
-      let d = 0;
-      if (how === "global") d = all;
-      else for (const v of m) d = how === "max" ? Math.max(d, Math.abs(v)) : d + Math.abs(v);
-      d = Math.max(d, 1e-12);
-      return Float64Array.from(m, (v) => v / d);
-    });
-  }
+  const normalize = window.vizcapOverlay.normalize;  // vizcap/html/overlay.js, shared with the exported page
   function pick(n, value, what) {  // maps.check_layer_head: null = all (their mean); negative counts from the end
     if (value == null) return [...Array(n).keys()];
     if (!Number.isInteger(value) || value < -n || value >= n) throw new Error(`${what} must be a whole number in 0..${n - 1}; got ${value}`);
