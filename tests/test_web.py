@@ -319,3 +319,17 @@ def test_the_build_says_what_is_missing_in_one_line(tmp_path, capsys):
     assert main(["web", str(tmp_path / "site"), "--checkpoint", "no-such-model"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("vizcap: error:") and "\n" not in err
+
+
+def test_the_map_says_whether_this_model_was_trained_to_make_it_look_right(page, shipped):
+    """Where a map is read, the site says what vizcap/notices.py says for that model and method."""
+    from vizcap import notices
+
+    page.wait_for_function("() => document.getElementById('map-notice') && document.getElementById('map-notice').textContent")
+    text = page.inner_text("#map-notice")
+    assert notices.attention_notice(shipped) in text
+    assert f"This map on this model: {notices.map_status(shipped, 'cross_attention')}." in text
+    page.select_option("#sel-method", "rollout")
+    page.wait_for_function("s => document.getElementById('map-notice').textContent.includes(s)",
+                           arg=notices.map_status(shipped, "rollout"))
+    assert not page.errors

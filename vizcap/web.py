@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import maps, notices
 from .files import SHIPPED_TITLES, shipped_checkpoint, shipped_names, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +113,10 @@ def build(out: str | Path, checkpoints: list[str] | None = None, gallery: tuple[
         folder = out / "models" / site_name
         export(captioner, folder)
         write_json(folder / "model.json", model_info(captioner, site_name))
-        models.append({"name": site_name, "title": SHIPPED_TITLES.get(site_name, site_name)})
+        models.append({"name": site_name, "title": SHIPPED_TITLES.get(site_name, site_name),
+                       # where a map is read, the page says whether this model was trained to make it look right
+                       "attention_notice": notices.attention_notice(captioner),
+                       "map_status": {m: notices.map_status(captioner, m) for m in maps.METHODS}})
     say("drawing the gallery and the lesson's pictures")
     pictures = _gallery(out / "gallery", gallery)
     site = {

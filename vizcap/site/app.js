@@ -116,7 +116,7 @@
     const left = el("div", { className: "left" }, canvas,
       el("div", { className: "colourbar" }, el("span", { id: "bar" }), el("span", { id: "bar-top" })),
       el("p", { className: "small", id: "unit" }), el("p", { className: "small", id: "hover", textContent: "Point at the picture to read a cell's value." }),
-      el("p", { className: "small", id: "method-help" }));
+      el("p", { className: "small", id: "method-help" }), el("p", { className: "notes", id: "map-notice" }));
     const settings = el("fieldset", {}, el("legend", { textContent: "Map settings" }),
       label("Method", select("method", METHODS.map((m) => [m, site.methods[m].label]), view.method)),
       label("Layer", select("layer", layerHeadChoices(exp.layers, "layer"), view.layer)),
@@ -176,6 +176,8 @@
     $("bar-top").textContent = fmt(top);
     $("unit").textContent = `Colour scale: ${info.units[view.normalize]}. A negative value is drawn as 0.`;
     $("method-help").textContent = info.help;
+    const model = site.models.find((m) => m.name === exp.model), status = model.map_status?.[view.method];
+    $("map-notice").textContent = [status ? `This map on this model: ${status}.` : "", model.attention_notice || ""].join(" ").trim();
     const word = exp.tokens[view.word];
     $("prob").textContent = `Probability of “${word}”: ${exp.probs[view.word].toFixed(2)}`;
     const alts = $("alts");
