@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from .files import atomic_write
 from .hooks import capture
 
 OPSET = 18  # ONNX Runtime Web 1.31's WebAssembly backend runs it; newer opsets add nothing these graphs need
@@ -123,4 +124,4 @@ def _onnx(module, args, path: Path, inputs: list[str], outputs: list[str], dynam
     program = torch.onnx.export(module, args, dynamo=True, input_names=inputs, output_names=outputs,
                                 dynamic_shapes=dynamic, opset_version=OPSET, optimize=True, verbose=False,
                                 external_data=False)
-    program.save(str(path), external_data=False)
+    atomic_write(path, lambda tmp: program.save(str(tmp), external_data=False))

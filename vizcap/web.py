@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import maps, notices
-from .files import SHIPPED_TITLES, shipped_checkpoint, shipped_names, write_json
+from .files import SHIPPED_TITLES, atomic_write, shipped_checkpoint, shipped_names, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NPM_DIR = ROOT / "web"  # web/package.json pins onnxruntime-web; `npm ci --prefix web` fills web/node_modules
@@ -187,7 +187,7 @@ def _gallery(folder: Path, seeds) -> list[dict]:
     out = []
     for seed in seeds:
         scene = render_scene(int(seed))
-        scene.image.save(folder / f"scene-{seed}.png", optimize=True)
+        atomic_write(folder / f"scene-{seed}.png", lambda tmp, im=scene.image: im.save(tmp, format="PNG", optimize=True))
         out.append({"image": f"scene:{seed}", "file": f"gallery/scene-{seed}.png", "truth": scene.caption,
                     "captions": list(scene.captions)})
     return out
@@ -213,7 +213,7 @@ def _lesson(folder: Path, models: list[str]) -> list[dict]:
             placements, background = parse_compose(rest)
             scene = compose_scene(placements, background=background)
             image, truth, file = scene.image, [scene.caption], f"lesson-{i}.png"
-        image.save(folder / file, optimize=True)
+        atomic_write(folder / file, lambda tmp: image.save(tmp, format="PNG", optimize=True))
         steps.append({"title": step.title, "say": step.say, "image": step.image, "file": f"gallery/{file}",
                       "view": step.view, "method": step.method,
                       "model": step.model if step.model in models else models[0], "truth": truth})
