@@ -186,7 +186,7 @@ def test_canonical_samples_are_what_they_were():
 
     data = _data("canonical")
     for k in range(24):
-        pixels, ids, shapes, colours, order, bound, refers = data[k]
+        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
         scene = render_scene(k, HARD if k % 4 == 3 else SceneConfig())
         assert ids == [data.tokenizer.bos_id, *data.tokenizer.encode(scene.caption), data.tokenizer.eos_id]
         cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
@@ -211,7 +211,7 @@ def test_all_captions_draws_other_phrasings_and_its_labels_follow():
     data, again = _data("all"), _data("all")
     other = 0
     for k in range(48):
-        pixels, ids, shapes, colours, order, bound, refers = data[k]
+        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
         assert ids == again[k][1]
         config = HARD if k % 4 == 3 else SceneConfig()
         scene = render_scene(k, config)
@@ -243,6 +243,29 @@ def test_all_captions_draws_other_phrasings_and_its_labels_follow():
     for k in range(64):
         drawn[k % 8].add(tuple(rendered[k][1]))
     assert any(len(captions) > 1 for captions in drawn.values())
+
+
+def test_relation_labels_say_under_each_object_of_a_pair_the_relation_a_caption_naming_it_first_writes():
+    """The dense relation label under object i's cells is the relation word of the right caption that
+    names object i first (class RELATIONS.index + 1); background and scenes without a relation are 0."""
+    from vizcap.scenes import HARD, RELATIONS, SceneConfig, cell_coverage, cells_from_coverage, ordered_phrasings, render_scene
+
+    data = _data("all")
+    pairs = 0
+    for k in range(64):
+        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
+        config = HARD if k % 4 == 3 else SceneConfig()
+        scene = render_scene(k, config)
+        cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
+        cells = torch.from_numpy(cells_from_coverage(cover))
+        want = torch.zeros_like(cells)
+        for p in ordered_phrasings(scene.objects, config):
+            said = [r for r in RELATIONS if f" {r} " in f" {p.caption} "]
+            if said:
+                want[cells == p.order[0] + 1] = RELATIONS.index(said[0]) + 1
+        pairs += bool(want.any())
+        assert torch.equal(relation, want), (k, scene.captions)
+    assert 5 <= pairs < 64, pairs
 
 
 def test_all_captions_run_is_reproducible(tmp_path):

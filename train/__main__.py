@@ -48,6 +48,9 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
                    help="training captions: the canonical one of each scene (the shipped model) or, per sample, "
                         "one drawn among all its right phrasings (default canonical)")
+    p.add_argument("--relation-weight", type=float, default=d.relation_weight,
+                   help="weight of a dense head that predicts, under each object of a related pair, its relation "
+                        "to the other (0 = no such head, the shipped model)")
 
 
 def _photos_parser(sub, dataset: str) -> None:

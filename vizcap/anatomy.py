@@ -13,11 +13,12 @@ import numpy as np
 import torch
 
 from .model import IGNORE, caption_loss
-from .scenes import COLOURS, SHAPES
+from .scenes import COLOURS, RELATIONS, SHAPES
 
 # The auxiliary heads of the ShapeScenes preset (train/shapes.py): class 0 is the background.
 AUX_CLASS_NAMES = {"shape": ["background", *SHAPES], "colour": ["background", *COLOURS],
-                   "order": ["background", "1st named", "2nd named", "3rd named"]}
+                   "order": ["background", "1st place", "2nd place", "3rd place"],
+                   "relation": ["background or no relation", *(f"{r} the other" for r in RELATIONS)]}
 
 
 @torch.inference_mode()

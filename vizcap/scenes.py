@@ -258,12 +258,19 @@ def _is_related_pair(objects: list[SceneObject]) -> bool:
     return len(objects) == 2 and objects[0].name != objects[1].name
 
 
+def pair_relation(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str | None:
+    """Where the first of a related pair (objects in caption order) is from the second ("left of"
+    or "above"), or None when the scene names no relation."""
+    if _is_related_pair(objects) and config.relations:
+        return _relation(objects[0], objects[1])
+    return None
+
+
 def describe(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str:
     """The canonical caption of a scene whose objects are already in caption order."""
     phrases = _noun_phrases(objects, config)
-    if _is_related_pair(objects) and config.relations:
-        return f"{phrases[0]} {_relation(objects[0], objects[1])} {phrases[1]}"
-    return " and ".join(phrases)
+    relation = pair_relation(objects, config)
+    return f"{phrases[0]} {relation} {phrases[1]}" if relation else " and ".join(phrases)
 
 
 class Phrasing(NamedTuple):
@@ -286,8 +293,8 @@ def ordered_phrasings(objects: list[SceneObject], config: SceneConfig = SceneCon
     * any other scene: its noun phrases joined by "and" in every order (k groups: k! captions).
     """
     phrases = _noun_phrases(objects, config)
-    if _is_related_pair(objects) and config.relations:
-        relation = _relation(objects[0], objects[1])
+    relation = pair_relation(objects, config)
+    if relation:
         return [Phrasing(f"{phrases[0]} {relation} {phrases[1]}", (0, 1)),
                 Phrasing(f"{phrases[1]} {MIRRORED[relation]} {phrases[0]}", (1, 0))]
     groups = name_groups(objects)
