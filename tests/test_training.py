@@ -379,3 +379,29 @@ def test_eval_n_zero_is_refused_up_front_or_skipped(tmp_path, capsys):
         assert not (out / "model.safetensors").exists(), f"trained the whole run, then failed: {err}"
     else:
         assert code == 0 and (out / "metrics.json").exists()
+
+
+def test_error_tally_tells_relation_only_mistakes_from_others():
+    from train.errors import tally
+    from vizcap.scenes import render_scene
+
+    scenes = [render_scene(k) for k in range(200)]
+    pair = next(s for s in scenes if " left of " in s.caption)
+    three = next(s for s in scenes if len(s.objects) == 3)
+    flipped = pair.caption.replace(" left of ", " right of ")
+    wrong_name = three.caption.replace(three.objects[0].colour, "red" if three.objects[0].colour != "red" else "blue", 1)
+    got = tally([pair.captions[-1], flipped, wrong_name], [pair, pair, three])
+    assert got == {"scenes": {2: 2, 3: 1}, "wrong": {2: 1, 3: 1}, "relation_only": 1}
+
+
+def test_relation_weight_adds_a_relation_head_and_records_it(tmp_path):
+    from vizcap.scenes import RELATIONS
+
+    args = dict(steps=2, save_every=1000, seed=1, captions="all", **{**FAST, "eval_n": 2})
+    run(ShapesArgs(out=str(tmp_path / "r"), relation_weight=1.0, **args))
+    run(ShapesArgs(out=str(tmp_path / "n"), **args))
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["aux_heads"]["relation"] == len(RELATIONS) + 1
+    assert "relation" not in json.loads((tmp_path / "n" / "config.json").read_text())["aux_heads"]
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["args"]["relation_weight"] == 1.0
+    assert "aux.relation.weight" in load_file(tmp_path / "r" / "model.safetensors")
