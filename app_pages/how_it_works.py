@@ -105,7 +105,8 @@ st.header("3 · The auxiliary dense loss (ShapeScenes)")
 
 
 def _what_heads(aux: dict) -> str:
-    named = {"shape": "the shape", "colour": "the colour", "order": "the place (first, second, third from the left; a stacked pair top to bottom)",
+    named = {"shape": "the shape", "colour": "the colour",
+             "order": "the place (first, second, third from the left; a stacked pair top to bottom)",
              "relation": "where it is from its partner (left of, right of, above, below)"}
     parts = [named.get(name, name) for name in aux] or ["the shape and the colour"]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

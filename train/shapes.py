@@ -94,7 +94,7 @@ class ShapesArgs:
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
     captions: str = "canonical"  # "canonical": Scene.caption (the shipped model); "all": one of Scene.captions per sample
-    relation_weight: float = 0.0  # weight of the dense relation head (a related pair's relation under each object; 0 = no head)
+    relation_weight: float = 0.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
 
 
 ENCODERS = {
