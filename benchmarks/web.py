@@ -42,7 +42,7 @@ def measure(site: Path, n: int, opens: int) -> dict:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(site)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
-    first = []
+    first, steps = [], []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -53,6 +53,7 @@ def measure(site: Path, n: int, opens: int) -> dict:
                 page.goto(url)
                 page.wait_for_selector("#caption", timeout=60_000)
                 first.append(1000 * (time.perf_counter() - start))
+                steps.append(page.evaluate("window.vizcap.timings()"))
                 context.close()
             page = browser.new_page()
             page.goto(url)
@@ -75,6 +76,8 @@ def measure(site: Path, n: int, opens: int) -> dict:
         server.shutdown()
     return {
         "first_caption_ms": {"median": round(statistics.median(first)), "worst": round(max(first)), "opens": opens},
+        # where a first visit's time went: ms after navigation at which each step ended (median over the opens)
+        "first_visit_steps_ms": {k: round(statistics.median(s[k] for s in steps if k in s)) for k in steps[0]},
         "explain_input_ms": {"median": round(statistics.median(times["input"]), 1), "worst": round(max(times["input"]), 1), "n": n},
         "explain_picture_ms": {"median": round(statistics.median(times["picture"]), 1), "worst": round(max(times["picture"]), 1), "n": n},
         "load_average": [round(x, 2) for x in os.getloadavg()],

@@ -50,6 +50,7 @@
       view.word = Math.min(view.word, Math.max(0, exp.tokens.length - 1));
       status(`Captioned in ${Math.round(performance.now() - t0)} ms, in this browser (ONNX Runtime Web ${site.onnxruntime_web}, one thread).`);
       renderViewer();
+      if (!performance.getEntriesByName("vizcap:first-caption").length) performance.mark("vizcap:first-caption");
     } catch (err) {
       status("Could not caption this picture: " + (err && err.message ? err.message : err));
     }
@@ -482,6 +483,7 @@
   // -- start ---------------------------------------------------------------------------------------------------
   async function start() {
     site = await window.vizcap.loadSite();
+    const loading = window.vizcap.loadModel(site.default_model);  // the slow part of a first visit: begin it first
     options($("model"), site.models.map((m) => [m.name, m.title]), site.default_model);
     document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => tab(b.dataset.tab)));
     document.querySelectorAll(".choose button").forEach((b) => b.addEventListener("click", () => {
@@ -498,7 +500,7 @@
     lesson();
     aboutTab();
     showKnobs();
-    await window.vizcap.loadModel(site.default_model);
+    await loading;
     document.body.dataset.ready = "1";
     await openLink(new URLSearchParams(location.search));
   }

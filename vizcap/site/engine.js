@@ -191,6 +191,7 @@
       site = await fetchJSON("site.json");
       ort.env.wasm.numThreads = 1;  // static hosts are not cross-origin isolated: no shared memory, one thread
       ort.env.wasm.wasmPaths = new URL("ort/", document.baseURI).href;
+      performance.mark("vizcap:site");
     }
     return site;
   }
@@ -200,10 +201,15 @@
         const s = await loadSite();
         const known = s.models.map((m) => m.name);
         if (!known.includes(name)) throw new Error(`no model ${JSON.stringify(name)} on this site; choose from ${known.join(", ")}`);
-        const info = await fetchJSON(`models/${name}/model.json`);
         const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
-        const encoder = await ort.InferenceSession.create(`models/${name}/encoder.onnx`, options);
-        const decoder = await ort.InferenceSession.create(`models/${name}/decoder.onnx`, options);
+        const session = async (part) => {  // marks say where a first visit's seconds go (benchmarks/web.py)
+          const made = await ort.InferenceSession.create(`models/${name}/${part}.onnx`, options);
+          performance.mark(`vizcap:${name}:${part}`);
+          return made;
+        };
+        // fetched and prepared side by side: the two downloads overlap, and so do the graphs' set-up awaits
+        const [info, encoder, decoder] = await Promise.all([fetchJSON(`models/${name}/model.json`),
+                                                            session("encoder"), session("decoder")]);
         return { name, info, encoder, decoder };
       })();
       models[name].catch(() => delete models[name]);
@@ -514,6 +520,9 @@
     preprocess: async (image, options = {}) => Array.from(await pixelsOf(image, options.model)),
     loadSite,
     loadModel,
+    // ms after the page began loading at which each step of a visit ended (performance marks "vizcap:…")
+    timings: () => Object.fromEntries(performance.getEntriesByType("mark").filter((m) => m.name.startsWith("vizcap:"))
+      .map((m) => [m.name.slice(7), Math.round(m.startTime)])),
     maths: {  // for the tests against vizcap/maps.py (nested arrays in, plain arrays out)
       rollout: (selfAttn, crossAttn, prefixToImage, nPrefix) => plain(rollout(selfAttn, crossAttn, prefixToImage, nPrefix)),
       mapperMaps: (resampler, blocks, share) => plain(mapperMaps(resampler, blocks, share)),
