@@ -105,3 +105,44 @@ def test_the_lessons_steps_on_the_twin_hold():
     assert greedy.caption != beam.caption and beam.score > greedy.score
     assert greedy.caption in scene.captions and beam.caption in scene.captions  # two right answers
     assert np.isfinite(beam.score)
+
+
+def _readme_twin_section() -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("## The twin whose attention was left free")
+    return text[start: text.index("\n## ", start + 1)]
+
+
+def test_the_readmes_twin_figures_are_its_records():
+    """The README's twin section quotes metrics.json (quality row), trust.json (the maps' table, with its
+    command) and decoding.json (the spread sentence): a new twin cannot leave old figures behind."""
+    import re
+
+    section = _readme_twin_section()
+    prose = " ".join(section.split())
+    m = records.metrics(FREE)
+    row = re.search(r"^\| `shapes-free` \|\s*\**[0-9](.*)\|$", section, re.M)
+    assert row, "the quality table has no shapes-free row"
+    cells = [c.strip().strip("*") for c in row.group(0).split("|")[2:-1]]
+    assert cells == [f"{x:.3f}" for x in (m["heldout"]["exact"], m["heldout"]["object_recall"],
+                                          m["heldout_hard"]["exact"], m["heldout_hard"]["object_recall"])]
+    assert m["command"] in prose
+    trust = json.loads((FREE / "trust.json").read_text())
+    assert trust["command"] in prose
+    rows = {r.group(1): [c.strip() for c in r.group(2).split("|")]
+            for r in re.finditer(r"^\| `(\w+)` \|(.*)\|$", section, re.M) if r.group(1) != "shapes"}
+    rows.pop("shapes-free", None)
+    assert set(rows) == set(trust["pointing"])
+    for method, got in rows.items():
+        assert got == [f"{x:.2f}" for x in (trust["pointing"][method]["hit"], trust["independent"]["pointing"][method]["hit"],
+                                             trust["pointing_colour_word"][method]["hit"], trust["mass_in_box"][method]["mass"],
+                                             trust["sanity_spearman"][method])], method
+    spread = records.decoding_spread(FREE)
+    pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
+    for claim in (f"at least two different captions on {pct(spread['two_distinct_samples'])} of the scenes",
+                  f"greedy and beam search ({spread['beams']} beams) differ on {pct(spread['greedy_beam_differ'])}",
+                  f"greedy / beam captions are right on {pct(spread['greedy_right'])} / {pct(spread['beam_right'])}",
+                  f"{pct(spread['samples_right'])} of the sampled captions are right"):
+        assert claim in prose, claim
