@@ -333,3 +333,98 @@ def test_the_map_says_whether_this_model_was_trained_to_make_it_look_right(page,
     page.wait_for_function("s => document.getElementById('map-notice').textContent.includes(s)",
                            arg=notices.map_status(shipped, "rollout"))
     assert not page.errors
+
+
+# -- what a student does on the site: a prepared link, an upload, a composed scene, the lesson ----------------
+# These navigate the shared page, so they come last in this module.
+
+
+def _open(page, address: str) -> None:
+    page.goto(address)
+    page.wait_for_function("() => window.vizcap && document.body.dataset.ready === '1'")
+    page.wait_for_selector("#caption")
+
+
+def _pressed_word(page) -> int:
+    pressed = page.eval_on_selector_all(".words button", "bs => bs.map(b => b.getAttribute('aria-pressed'))")
+    return pressed.index("true")
+
+
+def test_a_prepared_link_opens_its_picture_word_method_and_normalisation(page, url, site, shipped):
+    _open(page, url + "/index.html?image=scene:1&word=3&method=prefix&normalize=none")
+    assert page.inner_text("#caption") == explain(shipped, str(site / "gallery" / "scene-1.png")).caption
+    assert _pressed_word(page) == 2  # words count from 1 in a link
+    assert page.input_value("#sel-method") == "prefix" and page.input_value("#sel-normalize") == "none"
+    # a link that asks for what the site has not: every part is named in a note, the page still captions
+    _open(page, url + "/index.html?image=scene:999999&word=40&method=bogus&layer=x")
+    notes = page.inner_text("#notes")
+    for part in ("image=scene:999999 ignored", "method=bogus ignored", "layer=x ignored", "word=40 ignored"):
+        assert part in notes, (part, notes)
+    assert page.inner_text("#caption") == explain(shipped, str(site / "gallery" / "scene-0.png")).caption
+    assert not page.errors
+
+
+def test_an_uploaded_picture_is_captioned_as_python_captions_it(page, url, site, python_side):
+    _open(page, url + "/index.html")
+    page.click(".choose button[data-source=upload]")
+    assert page.is_visible("#upload") and not page.is_visible("#source-gallery")
+    k = next(i for i in range(N_SCENES) if python_side[i]["caption"] != page.inner_text("#caption"))
+    page.set_input_files("#upload", str(site / "heldout" / f"{k}.png"))
+    page.wait_for_function("c => document.getElementById('caption').textContent === c", arg=python_side[k]["caption"],
+                           timeout=120_000)
+    assert not page.errors
+
+
+def test_a_composed_scene_is_drawn_like_python_draws_it_and_captioned(page, url, shipped):
+    from vizcap.compose import compose_scene
+    from vizcap.links import parse_compose
+
+    _open(page, url + "/index.html")
+    page.click(".choose button[data-source=compose]")
+    page.select_option("#compose-colour", "red")
+    page.select_option("#compose-shape", "star")
+    page.fill("#compose-size", "40")
+    box = page.locator("#compose-canvas").bounding_box()
+    page.mouse.click(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"])
+    page.select_option("#compose-colour", "blue")
+    page.select_option("#compose-shape", "circle")
+    page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"])
+    before = page.inner_text("#caption")
+    page.click("#compose-go")
+    page.wait_for_function("c => document.getElementById('caption').textContent !== c", arg=before, timeout=120_000)
+    page.click("text=Copy link to this view")
+    spec = page.evaluate("new URLSearchParams(location.search).get('image')")
+    placements, background = parse_compose(spec[len("compose:"):])
+    assert background == "light grey" and [(p.colour, p.shape) for p in placements] == [("red", "star"), ("blue", "circle")]
+    for p, (x, y) in zip(placements, [(0.3, 0.5), (0.75, 0.5)]):  # where the mouse clicked, to the whole percent
+        assert abs(p.x - x) <= 0.011 and abs(p.y - y) <= 0.011 and p.size == 0.4, spec
+    scene = compose_scene(placements, background=background)
+    drawn = page.evaluate("Array.from(document.getElementById('compose-canvas').getContext('2d')"
+                          ".getImageData(0, 0, 256, 256).data)")
+    drawn = np.asarray(drawn, dtype=np.uint8).reshape(256, 256, 4)[..., :3]
+    differs = np.abs(drawn.astype(int) - np.asarray(scene.image, dtype=int)).max(-1) > 40
+    assert differs.mean() < 0.02, f"{differs.mean():.3f} of the pixels differ from vizcap.compose's picture"
+    assert page.inner_text("#caption") == explain(shipped, scene.image).caption == scene.caption
+    assert drawn.std() > 10 and not page.errors  # a picture, not a blank canvas
+
+
+def test_the_lessons_steps_open_in_the_explorer(page, url, site, shipped):
+    built = json.loads((site / "site.json").read_text())["lesson"]
+    _open(page, url + "/index.html")
+    page.click("nav button[data-tab=lesson]")
+    steps = page.locator("#lesson article.step")
+    assert steps.count() == len(built) >= 5
+    for i, step in enumerate(built):
+        page.click("nav button[data-tab=lesson]")
+        before = page.inner_text("#caption")
+        steps.nth(i).locator("text=Open in the explorer").click()
+        page.wait_for_function("() => !document.getElementById('tab-explore').hidden")
+        page.wait_for_function("() => /^Captioned in/.test(document.getElementById('status').textContent)", timeout=120_000)
+        assert page.input_value("#model") == step["model"]
+        assert page.input_value("#strategy") == ("beam" if step["view"] == "decoding" else "greedy"), step["title"]
+        if step["view"] == "decoding":
+            page.wait_for_selector("details.beam")  # the tree beam search explored
+        decoding = {"strategy": "beam", "beams": 4} if step["view"] == "decoding" else {}
+        want = explain(shipped, str(site / step["file"]), **decoding).caption  # the site holds shapes only
+        assert page.inner_text("#caption") == want, (step["title"], before)
+    assert not page.errors

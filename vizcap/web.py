@@ -28,6 +28,9 @@ from . import maps, notices
 from .files import SHIPPED_TITLES, atomic_write, shipped_checkpoint, shipped_names, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
+# ONNX Runtime Web's graph optimisation level when the page makes its sessions: what it costs on a
+# first visit and what it saves per explanation are measured by benchmarks/web.py --levels
+GRAPH_OPTIMIZATION = "all"
 NPM_DIR = ROOT / "web"  # web/package.json pins onnxruntime-web; `npm ci --prefix web` fills web/node_modules
 SITE_FILES = Path(__file__).parent / "site"
 OVERLAY = Path(__file__).parent / "html" / "overlay.js"  # the exported page's map renderer, shared
@@ -123,6 +126,7 @@ def build(out: str | Path, checkpoints: list[str] | None = None, gallery: tuple[
         "vizcap": _version(),
         "onnxruntime_web": version,
         "threads": 1,
+        "graph_optimization": GRAPH_OPTIMIZATION,
         "models": models,
         "default_model": models[0]["name"],
         "gallery": pictures,

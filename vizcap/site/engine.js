@@ -195,13 +195,20 @@
     }
     return site;
   }
+  // How much ONNX Runtime rewrites the graphs when a session is made: site.json's choice (`vizcap web`
+  // measured it: benchmarks/web.py), or ?graph_optimization=… in the address to time another one.
+  const LEVELS = ["disabled", "basic", "extended", "all"];
+  function graphOptimization() {
+    const asked = new URLSearchParams(location.search).get("graph_optimization");
+    return LEVELS.includes(asked) ? asked : (site && LEVELS.includes(site.graph_optimization) ? site.graph_optimization : "all");
+  }
   function loadModel(name) {
     if (!models[name]) {
       models[name] = (async () => {
         const s = await loadSite();
         const known = s.models.map((m) => m.name);
         if (!known.includes(name)) throw new Error(`no model ${JSON.stringify(name)} on this site; choose from ${known.join(", ")}`);
-        const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+        const options = { executionProviders: ["wasm"], graphOptimizationLevel: graphOptimization() };
         const session = async (part) => {  // marks say where a first visit's seconds go (benchmarks/web.py)
           const made = await ort.InferenceSession.create(`models/${name}/${part}.onnx`, options);
           performance.mark(`vizcap:${name}:${part}`);
