@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from vizcap import records
 from vizcap.files import SHIPPED
 
 FREE = SHIPPED / "shapes-free"
-# trained by: python -m train shapes --captions all --attend-weight 0 --bind-weight 0 --out vizcap/checkpoints/shapes-free
+# trained by: python -m train shapes --captions all --attend-weight 0 --bind-weight 0 --relation-weight 1 --out vizcap/checkpoints/shapes-free
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +43,26 @@ def test_the_twin_opens_by_name_and_says_nothing_trained_its_maps(twin, tmp_path
     assert exported["model"] == "the shipped model “ShapeScenes — attention left free” (vizcap/checkpoints/shapes-free)"
 
 
-def test_the_twin_meets_the_recall_and_hard_bars_its_metrics_record():
+def test_the_twin_meets_the_exact_and_hard_bars_its_metrics_record():
     """Issue 24, item 4: 2,000 held-out and 2,000 hard scenes, right = any right phrasing."""
     m = records.metrics(FREE)
     held, hard = m["heldout"], m["heldout_hard"]
     assert held["references"] == "all" and held["n_scenes"] == 2000 and hard["n_scenes"] == 2000
-    assert held["object_recall"] >= 0.99
+    assert held["exact"] >= 0.97
     assert hard["exact"] >= 0.85 and hard["object_recall"] >= 0.95
-    assert m["args"]["captions"] == "all" and m["machine"]["threads"] == m["args"]["threads"]
+    assert m["args"]["captions"] == "all" and m["args"]["relation_weight"] == 1.0
+    assert m["args"]["attend_weight"] == 0 and m["args"]["bind_weight"] == 0
+    assert m["machine"]["threads"] == m["args"]["threads"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24 open: the first twin (2026-12-02) names every object (recall 0.990) "
-                   "but gets a pair's relation wrong on about one two-object scene in five (held-out exact 0.797 < 0.97)")
-def test_the_twin_meets_the_held_out_exact_bar():
-    assert records.metrics(FREE)["heldout"]["exact"] >= 0.97
+@pytest.mark.xfail(strict=True, reason="issue 24 open: the twin of 2026-12-03 (with the relation head) names "
+                   "0.9899 of the held-out objects, 0.0001 under the bar (about one object in 4,000)")
+def test_the_twin_meets_the_held_out_recall_bar():
+    assert records.metrics(FREE)["heldout"]["object_recall"] >= 0.99
 
 
-@pytest.mark.xfail(strict=True, reason="issue 24 open: the same relation errors make 0.683 of the twin's sampled "
-                   "captions right (vizcap decoding, 2026-12-02), below the bar of 0.95")
+@pytest.mark.xfail(strict=True, reason="issue 24 open: 0.926 of the twin of 2026-12-03's sampled captions are "
+                   "right (vizcap decoding; temperature 1 samples its rarer slips too), below the bar of 0.95")
 def test_the_twins_sampled_captions_meet_the_bar():
     assert records.decoding_spread(FREE)["samples_right"] >= 0.95
 
@@ -108,8 +111,6 @@ def test_the_lessons_steps_on_the_twin_hold():
 
 
 def _readme_twin_section() -> str:
-    from pathlib import Path
-
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = text.index("## The twin whose attention was left free")
     return text[start: text.index("\n## ", start + 1)]
@@ -139,6 +140,11 @@ def test_the_readmes_twin_figures_are_its_records():
         assert got == [f"{x:.2f}" for x in (trust["pointing"][method]["hit"], trust["independent"]["pointing"][method]["hit"],
                                              trust["pointing_colour_word"][method]["hit"], trust["mass_in_box"][method]["mass"],
                                              trust["sanity_spearman"][method])], method
+    from vizcap.trust import ranking_verdict
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for sentence in ranking_verdict(trust):  # the twin's deletion figures, in the map-methods section
+        assert " ".join(sentence.split()) in text, sentence
     spread = records.decoding_spread(FREE)
     pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
     for claim in (f"at least two different captions on {pct(spread['two_distinct_samples'])} of the scenes",

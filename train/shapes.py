@@ -22,7 +22,9 @@ first twin, trained with one, stated a pair's relation wrongly on 108 of its fir
 (108 of 191 with two objects; `python -m train.errors shapes-free`).
 With `--relation-weight` above 0 a fourth head predicts, under each object of a related pair, its
 relation to the other read from it ("left of", "right of", "above", "below"): whichever object a
-caption names first, the relation word is written under that object's cells.
+caption names first, the relation word is written under that object's cells. The shipped twin was
+trained with it (`--relation-weight 1`): 5 of its first 191 held-out two-object captions are wrong,
+2 of them in the relation word alone.
 
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
 mean) is trained towards the cells of the k-th object the caption names (cross-entropy against the
