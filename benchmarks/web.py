@@ -5,7 +5,8 @@ a picture), in Debian's chromium driven by Playwright, the site served by a loca
     python benchmarks/web.py [--site DIR] [--n 20] [--opens 3] [--levels all,basic]
 
 Without --site it builds one (`vizcap web`, the shipped `shapes` model) into a temporary folder first.
-Prints one JSON object: medians and worst cases in milliseconds, and the machine's load average."""
+Prints one JSON object (and writes it to benchmarks/web.json): medians and worst cases in milliseconds,
+where a first visit's time went (performance marks), and the machine's load average."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import http.server
 import json
 import os
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -112,7 +114,10 @@ def main() -> None:
 
         args.site = Path(tempfile.mkdtemp(prefix="vizcap-site-"))
         build(args.site, ["shapes"], gallery=tuple(range(24)))
-    print(json.dumps(measure(args.site, args.n, args.opens, tuple(args.levels.split(",")) if args.levels else ("",))))
+    result = measure(args.site, args.n, args.opens, tuple(args.levels.split(",")) if args.levels else ("",))
+    result["command"] = "python benchmarks/web.py" + "".join(f" {a}" for a in sys.argv[1:])
+    (Path(__file__).with_name("web.json")).write_text(json.dumps(result, indent=1) + "\n")  # README quotes it
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

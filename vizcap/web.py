@@ -30,7 +30,7 @@ from .files import SHIPPED_TITLES, atomic_write, shipped_checkpoint, shipped_nam
 ROOT = Path(__file__).resolve().parents[1]
 # ONNX Runtime Web's graph optimisation level when the page makes its sessions: what it costs on a
 # first visit and what it saves per explanation are measured by benchmarks/web.py --levels
-GRAPH_OPTIMIZATION = "all"
+GRAPH_OPTIMIZATION = "basic"
 NPM_DIR = ROOT / "web"  # web/package.json pins onnxruntime-web; `npm ci --prefix web` fills web/node_modules
 SITE_FILES = Path(__file__).parent / "site"
 OVERLAY = Path(__file__).parent / "html" / "overlay.js"  # the exported page's map renderer, shared
