@@ -341,3 +341,95 @@ def test_contrastive_refuses_bad_requests_in_one_line(tiny_model, image, args, m
     with pytest.raises(ValueError, match=message) as info:
         e.contrastive(*args)
     assert "\n" not in str(info.value)
+
+
+# -- one shared forward pass, one batched backward pass (issue 28, item 1a) -----------------------------------
+#
+# relevancy() runs the caption through the model once and back-propagates every word's target in one backward
+# pass batched over the words (torch.func.vmap over autograd.grad). The reference below is the plain way,
+# written here: for each word alone, a fresh forward pass, one autograd.grad of that word's own scalar target,
+# and the same rules (vizcap.maps.propagate, relevancy_mapper, explain._encoder_relevance: checked against the
+# paper's rules written out, above). Every family: vizcap's own (a ViT with mapper blocks; a CNN with a mapper),
+# Hugging Face ViT+GPT-2, BLIP (cross-attention) and GIT (a prefix of image tokens: P > 0).
+
+
+@pytest.fixture(scope="module")
+def shared_models(vit_models, vit_gpt2, tmp_path_factory):
+    import hub_fixtures
+
+    import vizcap
+
+    root = tmp_path_factory.mktemp("shared_forward")
+    return {"vizcap_vit": vit_models["both"], "vizcap_cnn": make_tiny_captioner("prefix", mapper_layers=1),
+            "vit_gpt2": vit_gpt2, "blip": vizcap.load(hub_fixtures.blip(root / "blip")),
+            "git": vizcap.load(hub_fixtures.git(root / "git"))}
+
+
+def _one_word(cap, image, ids: list[int], j: int, through_encoder: bool, alternative: int | None = None) -> np.ndarray:
+    """Word j's relevancy [N] the plain way: its own forward pass, one backward pass of its own target."""
+    from vizcap import maps as mapping
+
+    P, X, N = cap.n_prefix, cap.n_extra_keys, cap.grid[0] * cap.grid[1]
+    with torch.enable_grad():
+        logits, cache = cap.teacher_forced(cap.pixels(image), ids, keep_grad=True, through_encoder=through_encoder)
+        y = logits[P + j, ids[j]] - (logits[P + j, alternative] if alternative is not None else 0)
+        names = [n for n in cache.names() if cache[n][0].requires_grad]
+        grads = torch.autograd.grad(y, [cache[n][0] for n in names], allow_unused=True)
+    cam = {n: _cam(cache[n][0], g) for n, g in zip(names, grads)}
+    L = cap.decoder_layers
+    self_w = np.stack([cam[f"decoder.h.{l}.attn"] for l in range(L)])
+    cross_w = np.stack([cam[f"decoder.h.{l}.crossattention"] for l in range(L)]) if cap.has_cross else None
+    mapper = None
+    if cap.prefix_is_image:
+        mapper = np.eye(P)
+    elif "mapper.attn" in cam:
+        blocks = [cam[n] for n in sorted((n for n in cam if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))]
+        mapper = mapping.relevancy_mapper(cam["mapper.attn"], np.stack(blocks) if blocks else None)
+    r = mapping.propagate(self_w, cross_w, mapper, P)
+    enc = sorted((n for n in cam if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
+    if enc:
+        E = cam[enc[0]].shape[-1] - N
+        r = (r @ ex._encoder_relevance(np.stack([cam[n] for n in enc]))[E - X:])[:, E - X:]
+    return r[P + j, X:]
+
+
+@pytest.mark.parametrize("through_encoder", [True, False], ids=["relevancy", "decoder_relevancy"])
+@pytest.mark.parametrize("which", ["vizcap_vit", "vizcap_cnn", "vit_gpt2", "blip", "git"])
+def test_one_shared_forward_pass_equals_each_word_on_its_own(shared_models, image, which, through_encoder,
+                                                               monkeypatch):
+    """Catches: a word's logit read at another position (off by one, or by the prefix: GIT and vizcap's models
+    have P > 0), one word's gradients given to another, the alternative left out or added, groups of words
+    (two at a time here, for the Hugging Face models) that do not share the one graph, and a second forward
+    pass. The backward pass must also run without PyTorch's slow vmap fallback (its "performance drop"
+    warning, shown when torch._C._debug_only_display_vmap_fallback_warnings is on)."""
+    import warnings
+
+    cap = shared_models[which]
+    e = _forced(cap, image)
+    ids, T = e.token_ids, len(e.tokens)
+    alternatives = [None, int(e.top_ids[1][1]), None, ids[3], int(e.top_ids[4][2])]  # word 3: itself
+    if hasattr(cap, "relevancy_group"):
+        monkeypatch.setattr(cap, "relevancy_group", 2, raising=False)
+    forwards = []
+    original = cap.teacher_forced
+    monkeypatch.setattr(cap, "teacher_forced", lambda *a, **k: forwards.append(1) or original(*a, **k))
+    shown = torch._C._debug_only_are_vmap_fallback_warnings_enabled()
+    torch._C._debug_only_display_vmap_fallback_warnings(True)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plain = ex.relevancy(cap, e, through_encoder=through_encoder)
+            contrast = ex.relevancy(cap, e, through_encoder=through_encoder, words=list(range(T)),
+                                    alternatives=alternatives)
+    finally:
+        torch._C._debug_only_display_vmap_fallback_warnings(shown)
+    monkeypatch.undo()
+    assert len(forwards) == 2  # one forward pass per call, whatever the groups
+    assert not [str(w.message) for w in caught if "performance drop" in str(w.message)]
+    for j in range(T):
+        np.testing.assert_allclose(plain[j], _one_word(cap, image, ids, j, through_encoder), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(contrast[j], _one_word(cap, image, ids, j, through_encoder, alternatives[j]),
+                                   rtol=RTOL, atol=ATOL)
+    assert np.all(contrast[3] == 0)  # why this word and not itself: nothing
+    assert not np.allclose(contrast[1], plain[1], rtol=1e-3)  # the alternative counts
+    assert all(not np.allclose(plain[j], plain[j + 1], rtol=1e-3) for j in range(T - 1))  # each word its own map

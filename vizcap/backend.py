@@ -41,12 +41,11 @@ family adapter; the registry that loads each is vizcap/families/) — through th
                                   -> (logits [K, V], captured {hook name: [tensors]}) for
                                   vizcap.decoding.search: one decoder step with a KV cache whose rows
                                   are reordered by `parents` for beams
-    teacher_forced(pixels, ids, keep_grad=False, copies=1, through_encoder=True)
+    teacher_forced(pixels, ids, keep_grad=False, through_encoder=True)
                                   one forward pass over [prefix; start; ids[:-1]] with every map
-                                  captured: (logits [P + S, V] — [copies, P + S, V] when copies > 1 — ,
-                                  cache), P = n_prefix; with
-                                  keep_grad the maps stay in the autograd graph, the encoder's too
-                                  only with through_encoder (each copy then encodes for itself)
+                                  captured: (logits [P + S, V] — [B, P + S, V] for a batch of B
+                                  images — , cache), P = n_prefix; with keep_grad the maps stay in
+                                  the autograd graph, the encoder's too only with through_encoder
     encoder_attends               the encoder is a vision transformer whose attention is captured
                                   (relevancy can follow it to the input patches)
     decoding_defaults()           DecodingParams fields the model's own settings fix (Hugging Face:
@@ -106,7 +105,7 @@ class Backend(Protocol):
 
     def session(self, pixels: torch.Tensor) -> StepFn: ...
 
-    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1,
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False,
                        through_encoder: bool = True): ...
 
     def with_model(self, model: torch.nn.Module, name: str) -> "Backend": ...

@@ -93,28 +93,25 @@ class Captioner(ExplainAPI):
         relevancy can follow it back to the input patches. A CNN encoder has no attention to follow."""
         return any(n.startswith("encoder.blocks.") for n in self.model._vizcap_hook_names)
 
-    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1,
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False,
                        through_encoder: bool = True):
         """One pass over [prefix; <bos>; token_ids[:-1]] with every map captured (the oracle; with
         keep_grad the relevancy pass: maps stay in the autograd graph). Returns (logits [S, V] —
-        [B, S, V] for B > 1 copies or a batch of B images pixels [B, 3, S, S] — , cache).
-        With keep_grad, a ViT encoder and through_encoder, each copy runs the encoder itself with
-        gradients (full relevancy: its attention's gradients are the copy's own); otherwise the
-        encoder runs once per image without gradients (a CNN's has no attention maps anyway) and its
-        output is shared by the copies (decoder relevancy: the gradients stop at the memory)."""
+        [B, S, V] for a batch of B images pixels [B, 3, S, S] — , cache).
+        With keep_grad, a ViT encoder and through_encoder, the encoder runs with gradients too (full
+        relevancy follows its attention); otherwise it runs without them (a CNN's has no attention
+        maps anyway) and the gradients stop at its output, the memory (decoder relevancy)."""
         model, cfg = self.model, self.cfg
-        B = pixels.shape[0] if pixels.shape[0] > 1 else copies
+        B = pixels.shape[0]
         ids = torch.tensor([[cfg.bos_id, *token_ids[:-1]]] * B, dtype=torch.long)
         grad = torch.enable_grad() if keep_grad else torch.inference_mode()
         with grad, capture(keep_grad=keep_grad) as cache:
-            if keep_grad and through_encoder and self.encoder_attends:
-                memory = model.encode(pixels if pixels.shape[0] > 1 else pixels.expand(B, -1, -1, -1))
-            elif keep_grad:
+            if keep_grad and not (through_encoder and self.encoder_attends):
                 with torch.no_grad():
                     memory = model.encode(pixels)
-                memory = memory.expand(B, -1, -1).clone().requires_grad_(True)
+                memory = memory.clone().requires_grad_(True)  # a leaf: the gradients stop here
             else:
-                memory = model.encode(pixels).expand(B, -1, -1)
+                memory = model.encode(pixels)
             prefix, _ = model.prefix(memory)
             logits = model.decode(memory, prefix, ids, use_cache=False).logits
         return (logits[0] if B == 1 else logits), cache

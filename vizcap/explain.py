@@ -500,63 +500,77 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
     """Gradient-weighted relevancy (Chefer et al. 2021) of the tokens `words` (default: every token),
     [len(words), N].
 
-    The final sequence is run once as a batch of copies; copy k back-propagates the logit of token
-    words[k] at the position that produced it (minus the logit of alternatives[k] when given: the
-    contrastive "why this token and not that one"), so a single backward pass gives every word's
-    attention gradients: in the decoder (self- and cross-attention), the mapper and, with
-    `through_encoder` and a vision-transformer encoder, the encoder's self-attention (each copy then
-    runs the encoder itself, so that its gradients are its own). The rules are the paper's (see
-    vizcap.maps.propagate); the cross-attention's keys are carried back to the input patches by the
-    encoder's normalised self-relevance R̄_ii (eqs. 6-9 over the encoder's blocks). Without
-    `through_encoder` (or with a convolutional encoder, which has no attention to follow) the
-    gradients stop at the encoder's output: R̄_ii = I, memory cell n stands for patch n."""
+    The final sequence is run once, teacher-forced: the decoder is causal, so that one pass holds the
+    logit that chose every token (token j's at position P + j). Word k's target is the logit of token
+    words[k] there (minus the logit of alternatives[k] when given: the contrastive "why this token
+    and not that one"); one batched backward pass (`_relevancy_rows`) gives each word its own
+    gradients of every captured attention map: in the decoder (self- and cross-attention), the
+    mapper and, with `through_encoder` and a vision-transformer encoder, the encoder's
+    self-attention. The rules are the paper's (see vizcap.maps.propagate); the cross-attention's keys
+    are carried back to the input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9
+    over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
+    no attention to follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n
+    stands for patch n."""
     T, N = len(exp.tokens), captioner.grid[0] * captioner.grid[1]
     words = list(range(T)) if words is None else list(words)
     alternatives = [None] * len(words) if alternatives is None else list(alternatives)
     if not words:
         return np.zeros((0, N))
     pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
-    # a big model's copies (each with its own encoder pass and graph) go in groups, to bound memory
+    logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, through_encoder=through_encoder)
+    # every word's gradients of a big encoder's attention held at once take memory in proportion to
+    # the words: its backward passes go in groups (the forward pass above is shared by all of them)
     batch = getattr(captioner, "relevancy_batch", None) if through_encoder else None
     group = max(1, int(batch() if callable(batch) else len(words)))
-    return np.concatenate([_relevancy_rows(captioner, exp, pixels, words[a:a + group], alternatives[a:a + group],
-                                           through_encoder) for a in range(0, len(words), group)])
+    return np.concatenate([_relevancy_rows(captioner, logits, cache, exp.token_ids, words[a:a + group],
+                                           alternatives[a:a + group], through_encoder)
+                           for a in range(0, len(words), group)])
 
 
-def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[int], alternatives: list[int | None],
-                    through_encoder: bool) -> np.ndarray:
-    """relevancy() for the tokens `js`: one teacher-forced batch of len(js) copies, one backward pass."""
+def _relevancy_rows(captioner, logits: torch.Tensor, cache, token_ids: list[int], js: list[int],
+                    alternatives: list[int | None], through_encoder: bool) -> np.ndarray:
+    """relevancy() for the tokens `js`, from the one teacher-forced pass (logits [P + S, V] and its
+    captured maps, in the autograd graph): one backward pass batched over the words."""
     P, X, C = captioner.n_prefix, captioner.n_extra_keys, len(js)
     N = captioner.grid[0] * captioner.grid[1]
-    with torch.enable_grad():
-        logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, copies=C,
-                                                 through_encoder=through_encoder)
-        if logits.dim() == 2:
-            logits = logits[None]
-        rows = logits[torch.arange(C), torch.tensor(js) + P]  # [C, V]: the logits that chose each token
-        target = rows[torch.arange(C), torch.tensor([exp.token_ids[j] for j in js])].sum()
-        contrast = [(k, a) for k, a in enumerate(alternatives) if a is not None]
-        if contrast:
-            target = target - rows[torch.tensor([k for k, _ in contrast]), torch.tensor([a for _, a in contrast])].sum()
-        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
-                 and cache[n][0].requires_grad]  # without through_encoder the encoder runs without gradients
-        tensors = [cache[n][0] for n in names]
-        # autograd.grad, not backward(): the shared model's .grad fields are never touched
-        grads = dict(zip(names, torch.autograd.grad(target, tensors, allow_unused=True)))
+    names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
+             and cache[n][0].requires_grad]  # without through_encoder the encoder runs without gradients
+    tensors = [cache[n][0] for n in names]
+    with torch.enable_grad():  # part of the graph: row k holds the logits that chose token js[k]
+        rows = logits[torch.tensor(js) + P]  # [C, V]
+    # word k's vector of the vector-Jacobian product: 1 on row k's logit of token js[k], −1 on its
+    # alternative's (an alternative equal to the chosen token cancels it: a map of zeros)
+    vectors = torch.zeros(C, *rows.shape, dtype=rows.dtype)
+    for k, (j, alt) in enumerate(zip(js, alternatives)):
+        vectors[k, k, token_ids[j]] += 1
+        if alt is not None:
+            vectors[k, k, alt] -= 1
 
-    def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] per copy (eq. 5)
-        a, g = cache[name][0], grads[name]
-        if g is None:
-            g = torch.zeros_like(a)
+    def gradients(vector):  # one word's gradients of every captured map (zeros where a map does not count)
+        return torch.autograd.grad(rows, tensors, vector, retain_graph=True, materialize_grads=True)
+
+    # One backward pass for every word at once: torch.func.vmap runs `gradients` over the C vectors, so
+    # each gradient gains a leading dimension C. Not autograd.grad(is_grads_batched=True): that runs on
+    # the legacy vmap prototype, which has no batching rule for the backward of softmax, layer norm,
+    # GELU or tanh and falls back to a loop over the words for each of them ("There is a performance
+    # drop", with torch._C._debug_only_display_vmap_fallback_warnings(True)); torch.func.vmap batches
+    # them all (tests/test_relevancy.py checks), and measured a little faster than both that and a loop
+    # of one backward per word. retain_graph: the next group of words reads the same graph.
+    # autograd.grad, not backward(): the shared model's .grad fields are never touched.
+    grads = dict(zip(names, torch.func.vmap(gradients)(vectors)))
+
+    def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] of each word (eq. 5), [C, q, k]
+        a = cache[name][0][0]  # [heads, q, k]: the one pass's map, shared by every word
+        g = grads[name][:, 0]  # [C, heads, q, k]: each word's own gradient of it
         return (g * a).clamp(min=0).mean(1).detach().double().numpy()
 
     L = captioner.decoder_layers
-    self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # T, L, S, S
+    self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # C, L, S, S
     cross_w = np.stack([weighted(f"decoder.h.{l}.crossattention") for l in range(L)], 1) if captioner.has_cross else None
     mapper_w = None
     if captioner.prefix_is_image:  # each prefix token is one encoder token: its own relevance, nothing mixed yet
         mapper_w = np.broadcast_to(np.eye(P), (C, P, P))
-    elif "mapper.attn" in cache:  # T, P, N: Chefer's rules through the resampler and every mapper block
+    elif "mapper.attn" in cache:  # C, P, N: Chefer's rules through the resampler and every mapper block
         resampler = weighted("mapper.attn")
         block_names = sorted((n for n in names if n.startswith("mapper.blocks.")), key=lambda n: int(n.split(".")[2]))
         blocks = [weighted(n) for n in block_names]
@@ -564,7 +578,7 @@ def _relevancy_rows(captioner, exp: Explanation, pixels: torch.Tensor, js: list[
                              for k in range(C)])
     enc_names = sorted((n for n in names if n.startswith("encoder.blocks.")),
                        key=lambda n: int(n.split(".")[2])) if through_encoder else []
-    enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names else None  # T, Le, E+N, E+N
+    enc_w = np.stack([weighted(n) for n in enc_names], 1) if enc_names else None  # C, Le, E+N, E+N
     out = np.zeros((C, N))
     for k, j in enumerate(js):
         r = mapping.propagate(self_w[k], None if cross_w is None else cross_w[k], None if mapper_w is None else mapper_w[k], P)

@@ -190,8 +190,8 @@ class HFCaptioner(ExplainAPI):
     encoder's tokens, class token first, are the decoder's prefix: n_prefix of them, read through
     self-attention)."""
 
-    relevancy_group: int | None = None  # words per relevancy batch; None: sized to the encoder (below)
-    RELEVANCY_BUDGET = 1 << 29  # bytes of encoder attention (weights, gradients, saved tensors) per batch
+    relevancy_group: int | None = None  # words per relevancy backward pass; None: sized to the encoder (below)
+    RELEVANCY_BUDGET = 1 << 29  # bytes of the words' encoder attention gradients per backward pass
 
     def __init__(self, model, image_processor, tokenizer, name: str, family):
         self.model = model.eval()
@@ -283,15 +283,18 @@ class HFCaptioner(ExplainAPI):
         return n_tokens
 
     def relevancy_batch(self) -> int:
-        """How many words' copies relevancy runs at once: each copy keeps its own encoder pass's
-        attention in the autograd graph (about 4 x layers x heads x tokens² floats), so a 577-token
-        BLIP encoder goes one word at a time and a 197-token ViT several."""
+        """How many words' gradients full relevancy computes in one batched backward pass. The forward
+        pass is shared by every word (it is paid once, whatever the group); what a group adds is each
+        word's own gradient of every encoder attention map, held together until its maps are made, and
+        the backward pass's working tensors of that shape: about 4 x (layers + 3) x heads x tokens²
+        bytes a word. So a 577-token BLIP encoder goes two words at a time and a 197-token ViT's words
+        all at once (up to 16)."""
         if self.relevancy_group:
             return int(self.relevancy_group)
         heads = getattr(self.vision.config, "num_attention_heads", 12)
         tokens = self.n_extra_keys + self.grid[0] * self.grid[1]
-        per_copy = 4 * 4 * self.encoder_layers * heads * tokens * tokens
-        return max(1, min(16, self.RELEVANCY_BUDGET // per_copy))
+        per_word = 4 * (self.encoder_layers + 3) * heads * tokens * tokens
+        return max(1, min(16, self.RELEVANCY_BUDGET // per_word))
 
     # -- captions -----------------------------------------------------------------------------------
 
@@ -375,27 +378,25 @@ class HFCaptioner(ExplainAPI):
 
     encoder_attends = True  # a ViT / BLIP vision encoder: relevancy follows its attention to the patches
 
-    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False, copies: int = 1,
+    def teacher_forced(self, pixels: torch.Tensor, token_ids: list[int], keep_grad: bool = False,
                        through_encoder: bool = True):
         """One pass over [start; token_ids[:-1]] with every map captured (the oracle, and the relevancy
         pass with keep_grad=True: then the maps stay in the autograd graph). Returns (logits, cache):
         logits [P + S, V] (P = n_prefix: a prefix decoder's image positions come first), or
-        [B, P + S, V] for B > 1 copies or a batch of B images (pixels [B, 3, H, W]: the
-        same tokens read on each). With keep_grad and through_encoder each copy runs its own encoder
-        pass with gradients (full relevancy); with keep_grad alone the encoder runs once without
-        gradients and the copies share its output (decoder relevancy: gradients stop there)."""
-        batch = pixels if pixels.shape[0] > 1 else pixels.expand(copies, -1, -1, -1)
-        ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * len(batch), dtype=torch.long)
+        [B, P + S, V] for a batch of B images (pixels [B, 3, H, W]: the same tokens read on each).
+        With keep_grad and through_encoder the encoder runs with gradients (full relevancy); with
+        keep_grad alone it runs without them and the gradients stop at its output (decoder relevancy)."""
+        ids = torch.tensor([[self.bos_id, *token_ids[:-1]]] * len(pixels), dtype=torch.long)
         grad = torch.enable_grad() if keep_grad else torch.inference_mode()
         with grad, capture(keep_grad=keep_grad) as cache:
             if keep_grad and not through_encoder:
                 with torch.no_grad():
-                    memory = self._encode(pixels if pixels.shape[0] > 1 else pixels[:1])
-                memory = memory.expand(len(batch), -1, -1).clone().requires_grad_(True)
+                    memory = self._encode(pixels)
+                memory = memory.clone().requires_grad_(True)  # a leaf: the gradients stop here
             else:
-                memory = self._encode(batch)
+                memory = self._encode(pixels)
             logits = self._decode(ids, memory, use_cache=False).logits
-        return (logits[0] if len(batch) == 1 else logits), cache
+        return (logits[0] if len(pixels) == 1 else logits), cache
 
 
 # ------------------------------------------------------------------------------------------------
