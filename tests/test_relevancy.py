@@ -348,8 +348,8 @@ def test_contrastive_refuses_bad_requests_in_one_line(tiny_model, image, args, m
 # relevancy() runs the caption through the model once and back-propagates every word's target in one backward
 # pass batched over the words (torch.func.vmap over autograd.grad). The reference below is the plain way,
 # written here: for each word alone, a fresh forward pass, one autograd.grad of that word's own scalar target,
-# and the same rules (vizcap.maps.propagate, relevancy_mapper, explain._encoder_relevance: checked against the
-# paper's rules written out, above). Every family: vizcap's own (a ViT with mapper blocks; a CNN with a mapper),
+# and the same rules (vizcap.maps.propagate and relevancy_mapper, checked against the paper's rules written out
+# above; R̄_ii by this file's _bar). Every family: vizcap's own (a ViT with mapper blocks; a CNN with a mapper),
 # Hugging Face ViT+GPT-2, BLIP (cross-attention) and GIT (a prefix of image tokens: P > 0).
 
 
@@ -388,8 +388,11 @@ def _one_word(cap, image, ids: list[int], j: int, through_encoder: bool, alterna
     r = mapping.propagate(self_w, cross_w, mapper, P)
     enc = sorted((n for n in cam if n.startswith("encoder.blocks.")), key=lambda n: int(n.split(".")[2]))
     if enc:
-        E = cam[enc[0]].shape[-1] - N
-        r = (r @ ex._encoder_relevance(np.stack([cam[n] for n in enc]))[E - X:])[:, E - X:]
+        r_ii = np.eye(cam[enc[0]].shape[-1])
+        for n in enc:  # eqs. 6-7 over the whole matrix, then 8-9
+            r_ii = r_ii + cam[n] @ r_ii
+        E = r_ii.shape[0] - N
+        r = (r @ _bar(r_ii)[E - X:])[:, E - X:]
     return r[P + j, X:]
 
 
@@ -433,3 +436,24 @@ def test_one_shared_forward_pass_equals_each_word_on_its_own(shared_models, imag
     assert np.all(contrast[3] == 0)  # why this word and not itself: nothing
     assert not np.allclose(contrast[1], plain[1], rtol=1e-3)  # the alternative counts
     assert all(not np.allclose(plain[j], plain[j + 1], rtol=1e-3) for j in range(T - 1))  # each word its own map
+
+
+def test_one_row_through_the_encoder_equals_the_whole_matrix():
+    """explain._through_encoder computes row · R̄_ii with vectors only; here R_ii is built whole (eqs. 6-7) and
+    normalised by _bar (eqs. 8-9). Attention weights of very different sizes (down to 1e-9, where 1 + x − 1
+    would lose digits), a zero row, class-token columns. Catches the layers taken in the wrong order on either
+    side, the row sums taken over columns, and a zero row divided into NaN."""
+    rng = np.random.default_rng(0)
+    M = 9
+    for scale in (1.0, 1e-3, 1e-9):
+        w = rng.random((4, M, M)) * scale * (rng.random((4, M, M)) < 0.6)
+        w[:, 2] = 0.0  # token 2 attends to nothing: its row of R − I is zero
+        extra = np.zeros((M, M))
+        for a in w:  # R − I of eqs. 6-7, built up without subtracting I (exact to rounding at every scale)
+            extra = extra + a @ (np.eye(M) + extra)
+        sums = extra.sum(1, keepdims=True)
+        r_bar = np.divide(extra, sums, out=np.zeros_like(extra), where=sums > 0) + np.eye(M)  # eqs. 8-9
+        if scale == 1.0:
+            np.testing.assert_allclose(r_bar, _bar(extra + np.eye(M)), rtol=1e-12)
+        for row in (rng.random(M), np.r_[0.0, rng.random(M - 1)]):
+            np.testing.assert_allclose(ex._through_encoder(row, w), row @ r_bar, rtol=1e-10, atol=0)

@@ -560,9 +560,9 @@ def _relevancy_rows(captioner, logits: torch.Tensor, cache, token_ids: list[int]
     grads = dict(zip(names, torch.func.vmap(gradients)(vectors)))
 
     def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] of each word (eq. 5), [C, q, k]
-        a = cache[name][0][0]  # [heads, q, k]: the one pass's map, shared by every word
+        a = cache[name][0][0].detach()  # [heads, q, k]: the one pass's map, shared by every word
         g = grads[name][:, 0]  # [C, heads, q, k]: each word's own gradient of it
-        return (g * a).clamp(min=0).mean(1).detach().double().numpy()
+        return (g * a).clamp_(min=0).mean(1).double().numpy()
 
     L = captioner.decoder_layers
     self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # C, L, S, S
@@ -582,20 +582,29 @@ def _relevancy_rows(captioner, logits: torch.Tensor, cache, token_ids: list[int]
     out = np.zeros((C, N))
     for k, j in enumerate(js):
         r = mapping.propagate(self_w[k], None if cross_w is None else cross_w[k], None if mapper_w is None else mapper_w[k], P)
+        row = r[P + j]  # the word's relevance to the keys
         if enc_w is not None:  # keys are encoder output tokens: carry their relevance back to the input patches
             E = enc_w.shape[-1] - N  # the encoder's class/register tokens (vizcap's memory drops them: X = 0)
-            r = (r @ _encoder_relevance(enc_w[k])[E - X:])[:, E - X:]
-        out[k] = r[P + j, X:]
+            row = _through_encoder(np.concatenate([np.zeros(E - X), row]), enc_w[k])[E - X:]
+        out[k] = row[X:]
     return out
 
 
-def _encoder_relevance(encoder_w: np.ndarray) -> np.ndarray:
-    """R̄_ii of Chefer et al. 2021 for a ViT encoder: R = I + Σ_layers Ā·R over its gradient-weighted
-    self-attention [layers, M, M] (eqs. 6-7), then (R − I) with rows normalised, plus I (eqs. 8-9)."""
-    r = np.eye(encoder_w.shape[-1])
+def _through_encoder(row: np.ndarray, encoder_w: np.ndarray) -> np.ndarray:
+    """row · R̄_ii (Chefer et al. 2021) for a ViT encoder's gradient-weighted self-attention Ā
+    [layers, M, M]: relevance to its output tokens carried back to its input tokens. R_ii = I + Σ_layers
+    Ā·R_ii (eqs. 6-7) is the product (I + Ā_last)…(I + Ā_first), and R̄_ii = (R_ii − I) with each row
+    divided by its sum, + I (eqs. 8-9). Only one row of the product is needed, so it is computed with
+    vectors, one matrix-vector product a layer (M² each), never the M×M matrix (M³ a layer: for BLIP's
+    577 tokens 4.6 GFLOP a word): first the row sums of R_ii − I, then row · (R_ii − I)."""
+    sums = np.zeros_like(row)  # (R − I)·1, built up from the first layer (no 1 + small − 1 rounding)
     for a in encoder_w:
-        r = r + a @ r
-    return mapping.normalised_self_relevance(r)
+        sums = sums + a @ (1.0 + sums)
+    u = row / np.maximum(sums, 1e-12)  # row · D⁻¹, D the row sums (as in maps.normalised_self_relevance)
+    extra = np.zeros_like(row)  # u · (R − I), built up from the last layer
+    for a in encoder_w[::-1]:
+        extra = extra + (u + extra) @ a
+    return extra + row  # row · (D⁻¹(R − I) + I)
 
 
 # ------------------------------------------------------------------------------------------------
