@@ -15,10 +15,11 @@ from benchmarks.models import HELDOUT, PEER_TOKENS, ROOT, scene_images
 from benchmarks.timing import interleaved, med, paired_ratio
 
 
-def save_hf_vit_gpt2(directory: Path) -> Path:
+def save_hf_vit_gpt2(directory: Path, tiny: bool = False) -> Path:
     """A VisionEncoderDecoderModel with nlpconnect/vit-gpt2-image-captioning's shapes (ViT-B/16 at 224,
     GPT-2 small with cross-attention, 50257 tokens, start = eos = pad = <|endoftext|>, no crop,
-    mean/std 0.5), random weights, saved as a hub folder: config, safetensors, processor, tokenizer."""
+    mean/std 0.5), random weights, saved as a hub folder: config, safetensors, processor, tokenizer.
+    tiny: the same folder and vocabulary around 2 layers 32 wide on 64-px pictures (checks a benchmark's code)."""
     import transformers
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (GPT2Config, GPT2TokenizerFast, ViTConfig, ViTImageProcessor, VisionEncoderDecoderConfig,
@@ -30,10 +31,11 @@ def save_hf_vit_gpt2(directory: Path) -> Path:
     word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token=eot))
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = GPT2TokenizerFast(tokenizer_object=word_level, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot)
-    enc = ViTConfig(image_size=224, patch_size=16, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                    intermediate_size=3072)
-    dec = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, add_cross_attention=True,
-                     is_decoder=True, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
+    width, layers, heads, image = (32, 2, 2, 64) if tiny else (768, 12, 12, 224)
+    enc = ViTConfig(image_size=image, patch_size=16, hidden_size=width, num_hidden_layers=layers,
+                    num_attention_heads=heads, intermediate_size=4 * width)
+    dec = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=width, n_layer=layers, n_head=heads,
+                     add_cross_attention=True, is_decoder=True, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256)
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
     cfg.decoder_start_token_id = cfg.pad_token_id = cfg.eos_token_id = 50256
     verbosity = transformers.logging.get_verbosity()
@@ -44,7 +46,7 @@ def save_hf_vit_gpt2(directory: Path) -> Path:
         model.save_pretrained(directory)
     finally:
         transformers.logging.set_verbosity(verbosity)
-    ViTImageProcessor(size={"height": 224, "width": 224}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
+    ViTImageProcessor(size={"height": image, "width": image}, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
     tok.save_pretrained(directory)
     return directory
 

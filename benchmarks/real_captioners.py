@@ -78,14 +78,17 @@ def _word_level(vocab: dict[str, int], unk: str):
     return tok
 
 
-def build_vit_gpt2(directory: Path) -> Path:
-    """nlpconnect/vit-gpt2-image-captioning's shapes with random weights: the same folder the hub benchmark (benchmarks/hub.py) uses."""
+def build_vit_gpt2(directory: Path, tiny: bool = False) -> Path:
+    """nlpconnect/vit-gpt2-image-captioning's shapes with random weights: the same folder the hub benchmark
+    (benchmarks/hub.py) uses. tiny: 2 layers 32 wide on 64-px pictures (checks a benchmark's code)."""
     from benchmarks.hub import save_hf_vit_gpt2
 
-    return save_hf_vit_gpt2(directory)
+    return save_hf_vit_gpt2(directory, tiny=tiny)
 
 
-def build_blip_base(directory: Path) -> Path:
+def build_blip_base(directory: Path, tiny: bool = False) -> Path:
+    """Salesforce/blip-image-captioning-base's shapes with random weights. tiny: the same folder and
+    vocabulary around 2 layers 32 wide on 64-px pictures (checks a benchmark's code)."""
     import torch
     from transformers import BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
@@ -94,11 +97,16 @@ def build_blip_base(directory: Path) -> Path:
     vocab |= {"[DEC]": 30522, "[ENC]": 30523}
     tok = BertTokenizerFast(tokenizer_object=_word_level(vocab, "[UNK]"), unk_token="[UNK]", sep_token="[SEP]",
                             pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", bos_token="[DEC]")
-    cfg = BlipConfig(text_config=dict(vocab_size=30524, bos_token_id=30522, sep_token_id=102, pad_token_id=0),
-                     vision_config=dict(image_size=384, patch_size=16))
+    image, small = 384, {}
+    if tiny:
+        image, small = 64, dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128)
+    cfg = BlipConfig(text_config=dict(vocab_size=30524, bos_token_id=30522, sep_token_id=102, pad_token_id=0, **small,
+                                      **({"encoder_hidden_size": 32} if tiny else {})),
+                     vision_config=dict(image_size=image, patch_size=16, **small))
     torch.manual_seed(0)
     BlipForConditionalGeneration(cfg).save_pretrained(directory)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}), tokenizer=tok).save_pretrained(directory)
+    processor = BlipImageProcessor(size={"height": image, "width": image})
+    BlipProcessor(image_processor=processor, tokenizer=tok).save_pretrained(directory)
     return directory
 
 
