@@ -22,8 +22,9 @@ and reports their medians and two ratios, each the median over repeats of the pa
 repeat: relevancy ÷ yardstick (bar ≤ 0.37) and decoder_relevancy ÷ explain (bar ≤ 3). Peak memory
 (VmHWM) is measured apart, each stage once in a fresh process (after loading, after explaining, after
 the stage; --no-memory skips it). One JSON object is printed and written to benchmarks/relevancy.json
-(--out). From the relevancy times in benchmarks/real_captioners.json a full run should take about half an
-hour on 2 cores, most of it BLIP's yardstick (an estimate: not run yet at full size).
+(--out). On 2 cores ViT+GPT-2 takes about 3 minutes (--only vit-gpt2 --repeats 3); BLIP is far slower,
+most of it its yardstick: one repeat (--only blip-base --repeats 1 --no-memory) did not finish within 18
+minutes on 2026-12-03, so give it an idle hour.
 
 --tiny runs the same code on 2-layer, 32-wide models of the same families and vocabularies, to check it
 (under a minute of CPU with --no-memory; each of the eight memory processes adds ~7 s of importing torch).
