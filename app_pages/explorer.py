@@ -60,6 +60,7 @@ notice_slot = st.container()
 caption_slot = st.empty()
 left, right = st.columns([3, 2])
 map_slot = left.empty()
+offer_slot = left.empty()  # a Hugging Face captioner's full relevancy, on request (below)
 controls_slot = right.empty()
 with right.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
     method = st.selectbox("Map method", methods, key="ex_method", format_func=lambda m: METHODS[m].label,
@@ -86,17 +87,11 @@ with right.expander("Map settings: method, layer, head, normalisation, colours",
                       on_change=state.persistent("ex_sinks", False))
 layer = None if layer == ALL or not per_head else int(layer)
 head = None if head == ALL or not per_head else int(head)
-summary = " · ".join([
-    METHODS[method].label,
-    *([("all layers (mean)" if layer is None else f"layer {layer}"), ("all heads (mean)" if head is None else f"head {head}")]
-      if per_head else ["every layer and head"]),
-    {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
-     "global": "scaled to the caption's peak"}[normalize],
-    *(["attention sinks discounted"] if sinks else [])])
-right.caption("Map: " + summary + " (change in Map settings)")
+summary_slot = right.empty()  # "Map: …", once the method drawn is known (full_relevancy_on_request)
 word_slot = right.empty()
 if exp.crop:
     left.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
+
 
 def on_request(name: str, words: int):
     """A spinner saying what is computed and how long it took last time on this model (per word), for
@@ -120,9 +115,49 @@ def timed(name: str, words: int, compute):
     return out
 
 
+def full_relevancy_on_request() -> str:
+    """The method to draw. A Hugging Face captioner's full relevancy is a backward pass through its whole
+    ViT for every word: seconds to minutes on a laptop's CPU (BLIP's 577-token encoder the longest). Until
+    it is asked for, its decoder relevancy is drawn (about one explain's time, issue 28) with a button
+    that carries it through the ViT under a progress bar, the time it expects beside it."""
+    if method != "relevancy" or captioner.kind == "vizcap" or exp.is_kept("relevancy"):
+        return method
+    last = st.session_state.get("ex_seconds_per_word", {}).get((captioner.name, "relevancy"))
+    expect = (f"about {last * T:.0f} s, going by the last time on this model" if last else
+              "the first time on this model: the bar shows how far it is")
+    with offer_slot.container():
+        st.info(f"Showing **decoder relevancy** (gradients stopped at the encoder's output), computed at once. "
+                f"Full relevancy also follows the ViT's {captioner.encoder_layers} layers back to the patches: "
+                f"{expect}.", icon=":material/hourglass_top:")
+        if not st.button("Compute full relevancy", key="ex_full_relevancy", icon=":material/play_arrow:"):
+            return "decoder_relevancy"
+        bar, start = st.progress(0.0), time.perf_counter()
+
+        def progress(done: int, words: int) -> None:
+            left_s = (time.perf_counter() - start) / done * (words - done) if done else None
+            bar.progress(done / words, text=f"{done} of {words} words" + (
+                f" — about {left_s:.0f} s left" if left_s is not None else
+                " — running the model once over the caption, keeping every attention map"))
+
+        exp.relevancy_maps(True, progress=progress)
+    st.session_state.setdefault("ex_seconds_per_word", {})[(captioner.name, "relevancy")] = \
+        (time.perf_counter() - start) / max(T, 1)
+    offer_slot.empty()
+    return method
+
+
+drawn = full_relevancy_on_request()
+summary = " · ".join([
+    METHODS[drawn].label,
+    *([("all layers (mean)" if layer is None else f"layer {layer}"), ("all heads (mean)" if head is None else f"head {head}")]
+      if per_head else ["every layer and head"]),
+    {"none": "raw values", "max": "each word scaled to its own peak", "sum": "each map sums to 1",
+     "global": "scaled to the caption's peak"}[normalize],
+    *(["attention sinks discounted"] if sinks else [])])
+summary_slot.caption("Map: " + summary + " (change in Map settings)")
 # [T, gh, gw]; the model only for the gradient and occlusion methods, once per explanation
-maps = timed(method, T, lambda: exp.maps(method, layer, head, normalize, sinks))
-vmax, unit = colour_range(maps, method, normalize, sinks)  # one colour scale for every word and view
+maps = timed(drawn, T, lambda: exp.maps(drawn, layer, head, normalize, sinks))
+vmax, unit = colour_range(maps, drawn, normalize, sinks)  # one colour scale for every word and view
 
 
 UPCOMING = "#6b6b6b"  # words still to come: grey, yet 5.3:1 on white (WCAG AA; #b8b8b8 was 2:1)
@@ -181,7 +216,7 @@ def word_panel(j: int, key: str | None) -> None:
 
 
 def overlay_figure(j: int):
-    return figures.attention_overlay(exp.image, maps[j], exp.tokens[j], opacity, cmap, vmax, method, height=380,
+    return figures.attention_overlay(exp.image, maps[j], exp.tokens[j], opacity, cmap, vmax, drawn, height=380,
                                      unit=unit)
 
 
@@ -202,14 +237,14 @@ def contrast_picker(j: int) -> int | None:
 
 def contrast_figure(j: int, alternative: int):
     """The contrastive map of word j against `alternative`, drawn in the overlay's place, its label saying so."""
-    how = method if method in exp.CONTRASTIVE_METHODS else "relevancy"
+    how = drawn if drawn in exp.CONTRASTIVE_METHODS else "relevancy"
     raw = timed(how, 1, lambda: exp.contrastive(j, alternative, how))
     shown = normalize_maps(raw[None], normalize)
     top, label = colour_range(shown, how, normalize)
     other = exp.top_tokens[j][exp.top_ids[j].tolist().index(alternative)]
     st.caption(f"Contrastive {METHODS[how].label}: why “{widgets.md(exp.tokens[j])}” and not “{widgets.md(other)}” "
                f"({'the drop of p(word) − p(alternative) when each cell is greyed' if how == 'occlusion' else 'relevance of logit(word) − logit(alternative)'}; "
-               f"{'' if how == method else 'the chosen method has no contrastive form, so relevancy; '}"
+               f"{'' if how in (method, drawn) else 'the chosen method has no contrastive form, so relevancy; '}"
                "choose “—” to see the word's own map).")
     return figures.attention_overlay(exp.image, shown[0], f"{exp.tokens[j]}, not {other}", opacity, cmap, top, how,
                                      height=380, unit=label)
@@ -246,10 +281,10 @@ with word_slot.container():  # first: the contrast chosen here decides what the 
     contrast = contrast_picker(j)
 with map_slot.container():
     widgets.show(overlay_figure(j) if contrast is None else contrast_figure(j, contrast), key="ex_overlay")
-    if contrast is None and notices.map_status(captioner, method):  # beside the map: is it evidence? (issue 25)
-        trained = method in (notices.trained_maps(captioner) or ())
+    if contrast is None and notices.map_status(captioner, drawn):  # beside the map: is it evidence? (issue 25)
+        trained = drawn in (notices.trained_maps(captioner) or ())
         st.caption((":material/school: **Trained to point.** " + widgets.md(notices.attention_notice(captioner))
-                    if trained else f"**{METHODS[method].label.capitalize()}**: nothing trained this map to point, so "
+                    if trained else f"**{METHODS[drawn].label.capitalize()}**: nothing trained this map to point, so "
                     "where it points is evidence of what the model used (Training & trust measures how far).")
                    + " Other methods: the map settings.")
     if exp.fast:  # beside the map too: its numbers are the int8 model's (the cost: the notice above)
@@ -346,11 +381,11 @@ def vit_view() -> None:
 
 def export_view() -> None:
     st.write("Download what you see, for a report or a slide.")
-    stem = f"vizcap-{img['id'].replace(':', '-')}-{method}"
+    stem = f"vizcap-{img['id'].replace(':', '-')}-{drawn}"  # what is drawn (relevancy not yet asked for: decoder)
     safe_word = re.sub(r"[^\w-]+", "_", word)  # a file name: no / < > … from a BPE word
     e = st.columns(3)
 
-    status = notices.map_status(captioner, method)
+    status = notices.map_status(captioner, drawn)
     settings = f"{summary} · {model_picker.model_label(captioner, ckpt)}" + (f" · this map: {status}" if status else "")
     settings += f" · fast ({exp.precision}) mode" if exp.fast else ""
 
@@ -368,7 +403,7 @@ def export_view() -> None:
                          lambda: render.caption_gif(exp.image, exp.tokens, maps, alpha=opacity, cmap=cmap, vmax=vmax),
                          file_name=f"{stem}.gif", mime="image/gif", key="ex_dl_gif", on_click="ignore")
     e[2].download_button("JSON: caption, probabilities, maps, settings",
-                         lambda: exp.to_json((method,), normalize, layer=layer if per_head else None,
+                         lambda: exp.to_json((drawn,), normalize, layer=layer if per_head else None,
                                              head=head if per_head else None, discount_sinks=sinks,
                                              model=model_picker.model_label(captioner, ckpt), image=img["label"]),
                          file_name=f"{stem}.json", mime="application/json", key="ex_dl_json", on_click="ignore")

@@ -441,6 +441,27 @@ def test_relevancy_in_groups_equals_relevancy_in_one_batch(vit_gpt2_dir, photos)
     assert np.allclose(grouped, exp.maps("relevancy"), atol=1e-6)
 
 
+def test_relevancy_reports_its_progress_by_groups_of_words(vit_gpt2_dir, photos):
+    """What the explorer's progress bar reads (issue 28): 0 before the shared forward pass, then after each
+    group of words how many are done, ending at every word; the maps are those of a call without it, and
+    they are kept, so the explorer draws them without a second computation."""
+    import vizcap
+
+    cap = vizcap.load(vit_gpt2_dir)
+    exp = cap.explain(photos[4])
+    T = len(exp.tokens)
+    assert T > 4
+    cap.relevancy_group = 2
+    calls = []
+    assert not exp.is_kept("relevancy")
+    maps = exp.relevancy_maps(True, progress=lambda done, words: calls.append((done, words)))
+    assert calls == [(0, T), *[(min(k, T), T) for k in range(2, T + 2, 2)]]
+    assert exp.is_kept("relevancy") and not exp.is_kept("decoder_relevancy")
+    assert np.array_equal(exp.maps("relevancy").reshape(T, -1), maps)
+    again = cap.explain(photos[4])
+    np.testing.assert_allclose(again.relevancy_maps(True), maps, atol=1e-7)
+
+
 def test_photo_trust_without_ground_truth(hf_dir, photos):
     """Randomisation sanity check and deletion/insertion on a photo model: the curves start (deletion)
     and end (insertion) at the word's own probability in the explanation, map and random orders

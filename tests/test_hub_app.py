@@ -154,3 +154,31 @@ def test_explorer_methods_and_views_of_a_hugging_face_model(app, hf_folder):
     ok(at.radio(key="ex_vit_query").set_value("the class token").run())
     at.session_state["ex_view"] = "Export"
     assert len(ok(at.run()).get("download_button")) == 4
+
+
+def test_explorer_draws_decoder_relevancy_at_once_and_full_relevancy_on_request(app, hf_folder):
+    """Issue 28: choosing relevancy on a Hugging Face captioner draws its decoder relevancy at once, says so
+    and offers the full one; the button computes it (under a progress bar) and the map becomes it. Moving
+    to another word afterwards does not compute it again."""
+    from vizcap.maps import METHODS
+
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    shown = lambda: next(reversed(at.session_state["vz_explanations"].values()))  # noqa: E731
+    exp = shown()
+    if len(exp.tokens) < 2:
+        pytest.skip("a caption of fewer than two words")
+    at = ok(at.selectbox(key="ex_method").set_value("relevancy").run())
+    map_line = lambda: next(c.value for c in at.caption if c.value.startswith("Map: "))  # noqa: E731
+    assert map_line().startswith(f"Map: {METHODS['decoder_relevancy'].label} ·")
+    assert any("Showing **decoder relevancy**" in i.value and "first time on this model" in i.value for i in at.info)
+    exp = shown()
+    assert exp.is_kept("decoder_relevancy") and not exp.is_kept("relevancy")
+    at = ok(at.button(key="ex_full_relevancy").click().run())
+    exp = shown()
+    assert exp.is_kept("relevancy")
+    assert map_line().startswith(f"Map: {METHODS['relevancy'].label} ·")
+    assert not any("Showing **decoder relevancy**" in i.value for i in at.info)
+    kept = exp._relevancy["relevancy"]
+    at = ok(at.button(key="ex_next").click().run())
+    assert shown()._relevancy["relevancy"] is kept and map_line().startswith(f"Map: {METHODS['relevancy'].label} ·")

@@ -129,12 +129,18 @@ class Explanation:
             return np.zeros((0, self.grid[0] * self.grid[1]))
         return declared.compute(self, layer, head)
 
-    def relevancy_maps(self, through_encoder: bool = True) -> np.ndarray:
+    def relevancy_maps(self, through_encoder: bool = True, progress=None) -> np.ndarray:
         """Chefer et al.'s relevancy of every token, [T, N] (see `relevancy`): through the encoder's
         self-attention ("relevancy") or with the gradients stopped at its output
-        ("decoder_relevancy"); computed on first use with the model that wrote the caption, then kept."""
+        ("decoder_relevancy"); computed on first use with the model that wrote the caption, then kept.
+        progress(words_done, words) is called as the computation goes (see `relevancy`)."""
         key = "relevancy" if through_encoder else "decoder_relevancy"
-        return self._kept(key, lambda cap: relevancy(cap, self, through_encoder=through_encoder))
+        return self._kept(key, lambda cap: relevancy(cap, self, through_encoder=through_encoder, progress=progress))
+
+    def is_kept(self, method: str) -> bool:
+        """Whether the maps of an on-demand method (relevancy, decoder_relevancy, occlusion) are already
+        computed for this caption, so that reading them costs nothing."""
+        return method in (self._relevancy or {})
 
     def occlusion_maps(self) -> np.ndarray:
         """[T, N]: the drop of each word's teacher-forced probability when each cell is greyed (see
@@ -496,7 +502,7 @@ def teacher_forced_logprob(captioner, image, token_ids: list[int]) -> float:
 
 
 def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: list[int] | None = None,
-              alternatives: list[int | None] | None = None) -> np.ndarray:
+              alternatives: list[int | None] | None = None, progress=None) -> np.ndarray:
     """Gradient-weighted relevancy (Chefer et al. 2021) of the tokens `words` (default: every token),
     [len(words), N].
 
@@ -510,21 +516,28 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
     are carried back to the input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9
     over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
     no attention to follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n
-    stands for patch n."""
+    stands for patch n. `progress`, if given, is called as progress(words_done, len(words)): with 0
+    before the shared forward pass, then after each group of words (what a progress bar can show)."""
     T, N = len(exp.tokens), captioner.grid[0] * captioner.grid[1]
     words = list(range(T)) if words is None else list(words)
     alternatives = [None] * len(words) if alternatives is None else list(alternatives)
     if not words:
         return np.zeros((0, N))
+    if progress is not None:
+        progress(0, len(words))
     pixels = exp._pixels if exp._pixels is not None else captioner.pixels(exp.image)
     logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, through_encoder=through_encoder)
     # every word's gradients of a big encoder's attention held at once take memory in proportion to
     # the words: its backward passes go in groups (the forward pass above is shared by all of them)
     batch = getattr(captioner, "relevancy_batch", None) if through_encoder else None
     group = max(1, int(batch() if callable(batch) else len(words)))
-    return np.concatenate([_relevancy_rows(captioner, logits, cache, exp.token_ids, words[a:a + group],
-                                           alternatives[a:a + group], through_encoder)
-                           for a in range(0, len(words), group)])
+    rows = []
+    for a in range(0, len(words), group):
+        rows.append(_relevancy_rows(captioner, logits, cache, exp.token_ids, words[a:a + group],
+                                    alternatives[a:a + group], through_encoder))
+        if progress is not None:
+            progress(min(a + group, len(words)), len(words))
+    return np.concatenate(rows)
 
 
 def _relevancy_rows(captioner, logits: torch.Tensor, cache, token_ids: list[int], js: list[int],
