@@ -60,7 +60,7 @@ notice_slot = st.container()
 caption_slot = st.empty()
 left, right = st.columns([3, 2])
 map_slot = left.empty()
-offer_slot = left.empty()  # a Hugging Face captioner's full relevancy, on request (below)
+offer_slot = left.empty()  # a photo captioner's full relevancy, on request (full_relevancy_on_request)
 controls_slot = right.empty()
 with right.expander("Map settings: method, layer, head, normalisation, colours", expanded=False):
     method = st.selectbox("Map method", methods, key="ex_method", format_func=lambda m: METHODS[m].label,
@@ -116,18 +116,19 @@ def timed(name: str, words: int, compute):
 
 
 def full_relevancy_on_request() -> str:
-    """The method to draw. A Hugging Face captioner's full relevancy is a backward pass through its whole
-    ViT for every word: seconds to minutes on a laptop's CPU (BLIP's 577-token encoder the longest). Until
-    it is asked for, its decoder relevancy is drawn (about one explain's time, issue 28) with a button
-    that carries it through the ViT under a progress bar, the time it expects beside it."""
-    if method != "relevancy" or captioner.kind == "vizcap" or exp.is_kept("relevancy"):
+    """The method to draw. A photo captioner's full relevancy (Hugging Face's, or a vizcap model trained on
+    photos with a pretrained ViT) is a backward pass through its whole ViT for every word: seconds to
+    minutes on a laptop's CPU (BLIP's 577-token encoder the longest). Until it is asked for, its decoder
+    relevancy is drawn (about one explain's time, issue 28) with a button that carries it through the ViT
+    under a progress bar, the time it expects beside it. A ShapeScenes model's takes a blink: drawn at once."""
+    if method != "relevancy" or not captioner.is_photo_model or exp.is_kept("relevancy"):
         return method
     last = st.session_state.get("ex_seconds_per_word", {}).get((captioner.name, "relevancy"))
     expect = (f"about {last * T:.0f} s, going by the last time on this model" if last else
               "the first time on this model: the bar shows how far it is")
     with offer_slot.container():
         st.info(f"Showing **decoder relevancy** (gradients stopped at the encoder's output), computed at once. "
-                f"Full relevancy also follows the ViT's {captioner.encoder_layers} layers back to the patches: "
+                f"Full relevancy also follows the encoder's attention back to the patches: "
                 f"{expect}.", icon=":material/hourglass_top:")
         if not st.button("Compute full relevancy", key="ex_full_relevancy", icon=":material/play_arrow:"):
             return "decoder_relevancy"

@@ -24,7 +24,8 @@ repeat: relevancy ÷ yardstick (bar ≤ 0.37) and decoder_relevancy ÷ explain (
 the stage; --no-memory skips it). One JSON object is printed and written to benchmarks/relevancy.json
 (--out). On 2 cores ViT+GPT-2 takes about 3 minutes (--only vit-gpt2 --repeats 3); BLIP is far slower,
 most of it its yardstick: one repeat (--only blip-base --repeats 1 --no-memory) did not finish within 18
-minutes on 2026-12-03, so give it an idle hour.
+minutes on 2026-12-03 (its one repeat comes after a warm-up one), so give it an idle hour. A run with --only
+keeps the other models' entries of the JSON it writes to, each naming the command that measured it.
 
 --tiny runs the same code on 2-layer, 32-wide models of the same families and vocabularies, to check it
 (under a minute of CPU with --no-memory; each of the eight memory processes adds ~7 s of importing torch).
@@ -173,12 +174,28 @@ def main(argv=None) -> int:
                 "samples": s,
             }
     results["load_average_end"] = list(os.getloadavg())  # other work on the machine slows every figure
+    for n in names:  # each model's entry says which run measured it, once runs are merged below
+        results["models"][n].update(command=command, load_average=[results["load_average_start"],
+                                                                    results["load_average_end"]])
+    out = args.out if args.out is not None else (None if args.tiny else OUT)
+    if out is not None and out.exists():
+        results = merged(results, json.loads(out.read_text()))
     text = json.dumps(results, indent=2)
     print(text)
-    out = args.out if args.out is not None else (None if args.tiny else OUT)
     if out is not None:
         out.write_text(text + "\n")
     return 0
+
+
+def merged(new: dict, old: dict) -> dict:
+    """`new` with the models of `old` it did not measure kept (each entry naming the command and load of
+    the run that measured it), so that `--only blip-base` adds BLIP's row without dropping ViT+GPT-2's."""
+    models = dict(new["models"])
+    for name, entry in old.get("models", {}).items():
+        if name not in models:
+            models[name] = {"command": old.get("command"),
+                            "load_average": [old.get("load_average_start"), old.get("load_average_end")], **entry}
+    return {**new, "models": models}
 
 
 if __name__ == "__main__":

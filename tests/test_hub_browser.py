@@ -1,7 +1,8 @@
 """The app in a real browser with a Hugging Face captioner: `streamlit run streamlit_app.py`, Debian's
-chromium driven by Playwright, the sidebar's "A Hugging Face captioner" given a tiny BLIP folder
+chromium driven by Playwright, the sidebar's "A Hugging Face captioner" given a tiny BLIP or GIT folder
 (built offline). The model's caption must show on Home and on the explorer, with no exception box
-and no error. Skipped locally without chromium/playwright (fails when CI=true), like test_browser."""
+and no error; relevancy shows the decoder's at once and the full one on request. Skipped locally
+without chromium/playwright (fails when CI=true), like test_browser."""
 
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, _requirements, _settle, stream
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def blip_folder(tmp_path_factory):
-    return hub_fixtures.blip(tmp_path_factory.mktemp("blip_browser"))
+FAMILIES = {"blip": (hub_fixtures.blip, "Hugging Face BLIP captioner"),
+            "git": (hub_fixtures.git, "Hugging Face GIT captioner")}  # GIT: issue 28, "the app opened with a GIT folder"
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def hf_folder(request, tmp_path_factory):
+    build, label = FAMILIES[request.param]
+    return build(tmp_path_factory.mktemp(f"{request.param}_browser")), label
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +42,15 @@ def _no_trouble(page, where: str) -> None:
     assert errors.count() == 0, f"{where}: error shown: {errors.first.inner_text()}"
 
 
-def test_browser_opens_a_hugging_face_folder(server, blip_folder):
+def test_browser_opens_a_hugging_face_folder(server, hf_folder):
     from playwright.sync_api import sync_playwright
 
     import vizcap
     from app_pages.common.state import DEFAULT_SCENE
     from vizcap.scenes import render_scene
 
-    expected = vizcap.load(blip_folder).explain(render_scene(DEFAULT_SCENE).image).caption
+    folder, label = hf_folder
+    expected = vizcap.load(folder).explain(render_scene(DEFAULT_SCENE).image).caption
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 950})
@@ -55,10 +62,10 @@ def test_browser_opens_a_hugging_face_folder(server, blip_folder):
             page.get_by_text("A Hugging Face captioner").first.click()
             _settle(page)
             box = page.get_by_role("textbox", name="Hub id or folder")
-            box.fill(str(blip_folder))
+            box.fill(str(folder))
             box.press("Enter")
             _settle(page)
-            page.get_by_text("Hugging Face BLIP captioner").first.wait_for(state="visible")
+            page.get_by_text(label).first.wait_for(state="visible")
             _no_trouble(page, "Home")
             assert page.locator("#vz-caption").first.inner_text().strip() == (expected or "(empty caption)")
             page.locator("[data-testid='stSidebarNav']").get_by_text("Caption & attention explorer").click()
@@ -66,5 +73,18 @@ def test_browser_opens_a_hugging_face_folder(server, blip_folder):
             _settle(page)
             _no_trouble(page, "explorer")
             assert expected in page.locator("[data-testid='stMain']").inner_text()
+            # relevancy: the decoder's at once, the full one when asked for (issue 28)
+            page.locator("[data-testid='stExpander'] summary", has_text="Map settings").first.click()
+            _settle(page)
+            page.get_by_role("combobox", name="Map method").first.click()
+            page.get_by_role("option", name="relevancy", exact=True).click()
+            _settle(page)
+            _no_trouble(page, "explorer, relevancy")
+            main = page.locator("[data-testid='stMain']")
+            assert "Map: decoder relevancy ·" in main.inner_text()
+            page.get_by_role("button", name="Compute full relevancy").click()
+            _settle(page)
+            _no_trouble(page, "explorer, full relevancy")
+            assert "Map: relevancy ·" in main.inner_text() and "Showing decoder relevancy" not in main.inner_text()
         finally:
             browser.close()
