@@ -46,11 +46,11 @@ def _shapes_parser(sub) -> None:
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
-                   help="training captions: the canonical one of each scene (the shipped model) or, per sample, "
-                        "one drawn among all its right phrasings (default canonical)")
+                   help="training captions: per sample, one drawn among all the scene's right phrasings (default, "
+                        "the shipped models), or the canonical one of each scene")
     p.add_argument("--relation-weight", type=float, default=d.relation_weight,
                    help="weight of a dense head that predicts, under each object of a related pair, its relation "
-                        "to the other (0 = no such head, the shipped model)")
+                        "to the other (default 1, the shipped models; 0 = no such head)")
 
 
 def _photos_parser(sub, dataset: str) -> None:

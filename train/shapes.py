@@ -8,9 +8,10 @@ disjoint seed range (`HELDOUT_FIRST_SEED`). With the defaults below, on the same
 version, `python -m train shapes` writes weights bitwise equal to the shipped ones.
 
 A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
-gets one of them, drawn from (seed, sample index) alone, and every label that depends on the order in
-which the caption names the objects (binding, supervised attention) follows it; the default,
-`canonical`, trains on `Scene.caption` as the shipped model was.
+gets one of them (the default, how both shipped models were trained), drawn from (seed, sample
+index) alone, and every label that depends on the order in which the caption names the objects
+(binding, supervised attention) follows it; `--captions canonical` trains on `Scene.caption` alone,
+as the first shipped model was.
 
 Besides the caption loss, three auxiliary heads predict the shape, the colour and the place
 (first, second, third from the left; a stacked pair top to bottom) of the object under every grid
@@ -22,8 +23,8 @@ first twin, trained with one, stated a pair's relation wrongly on 108 of its fir
 (108 of 191 with two objects; `python -m train.errors shapes-free`).
 With `--relation-weight` above 0 a fourth head predicts, under each object of a related pair, its
 relation to the other read from it ("left of", "right of", "above", "below"): whichever object a
-caption names first, the relation word is written under that object's cells. The shipped twin was
-trained with it (`--relation-weight 1`): 5 of its first 191 held-out two-object captions are wrong,
+caption names first, the relation word is written under that object's cells. Both shipped models are
+trained with it (`--relation-weight 1`, the default); for the twin, 5 of its first 191 held-out two-object captions are wrong,
 2 of them in the relation word alone.
 
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
@@ -95,8 +96,8 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
-    captions: str = "canonical"  # "canonical": Scene.caption (the shipped model); "all": one of Scene.captions per sample
-    relation_weight: float = 0.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
+    captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
+    relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
 
 
 ENCODERS = {
