@@ -44,9 +44,14 @@ supervised = facts.get("attend_weight", 0) > 0
 if bound:
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
                f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
-               f"first three queries' attention onto the first, second and third object the caption names (left "
-               f"to right), so each of them carries one object and its map looks like that object's outline; the "
-               f"other {P - 3} are free and read the scene as a whole. "
+               f"first three queries' attention onto the first, second and third object the caption names"
+               + (" (left to right), so each of them carries one object and its map looks like that object's "
+                  "outline" if facts.get("captions") != "all" else
+                  ". But this model learned every right phrasing, so which object a training caption named "
+                  "first was drawn at random, and the prefix, made from the picture alone, could not know it: "
+                  "the target was out of reach, and its bound tokens mix the objects (its prefix maps miss "
+                  "often: Training & trust measures how often)")
+               + f"; the other {P - 3} are free and read the scene as a whole. "
                + ("A *supervised-attention loss* (Liu et al. 2017) also taught the decoder, at every colour and "
                   "shape word, to read the prefix token of the object it names and to cross-attend to that "
                   "object's cells. So this model's *prefix* and *cross-attention* heatmaps were **trained to "
