@@ -95,14 +95,19 @@ st.markdown(
     "On ShapeScenes we know where every object is, so a heatmap can be **tested**: for each object the model "
     "names correctly, does the map of its word point at it? Would a scrambled model draw the same map? Does "
     "hiding the hot cells make the word less likely?")
-attend_weight = records.training_facts(ckpt).get("attend_weight", 0)
+training = records.training_facts(ckpt)
+attend_weight = training.get("attend_weight", 0)
 if attend_weight > 0:
     st.info("**This model's cross-attention and prefix maps were trained to point.** While it learned, a "
             f"supervised-attention loss (weight {attend_weight}) pulled the decoder's attention, at "
             "every colour and shape word, onto the object it names (see How it works). So for those two methods a "
             "high pointing score confirms the training rather than discovers something. The checks that nothing "
             "trained are gradient **relevancy**, the **sanity check** and the **deletion/insertion** curves: they "
-            "tell whether the model really uses what it looks at.")
+            "tell whether the model really uses what it looks at."
+            + (" A trained map can still miss: this model learned every right phrasing, so the prefix binding "
+               "aimed at whichever object a randomly drawn caption named first, which the picture cannot tell, "
+               "and its prefix maps miss often (How it works says more)."
+               if training.get("captions") == "all" and training.get("bind_weight", 0) > 0 else ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

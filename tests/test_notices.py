@@ -41,11 +41,35 @@ def test_other_pictures_do_not(make):
     assert not looks_like_shapescenes(make())
 
 
-def test_cli_json_carries_the_notices(capsys):
-    assert main(["caption", str(PHOTO), str(SCENE), str(GREY), "--json"]) == 0
-    photo, scene, grey = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+@pytest.fixture(scope="module")
+def ends_at_once(tmp_path_factory):
+    """The shipped model made to end every caption at once, by construction: its final layer norm writes
+    the <eos> embedding's direction whatever the input, and that embedding (tied to the output layer) is
+    made long, so <eos> has the top logit at the first step. (The shipped model itself captions even a
+    flat grey picture since it learned every phrasing: no real picture is known to give it an empty caption.)"""
+    import torch
+
+    import vizcap
+
+    cap = vizcap.load()
+    with torch.no_grad():
+        w = cap.model.decoder.transformer.wte.weight
+        w[cap.eos_id] *= 10
+        ln = cap.model.decoder.transformer.ln_f
+        ln.weight.zero_()
+        ln.bias.copy_(w[cap.eos_id] / w[cap.eos_id].norm())
+    out = tmp_path_factory.mktemp("ends_at_once")
+    cap.save_pretrained(out)
+    return out
+
+
+def test_cli_json_carries_the_notices(capsys, ends_at_once):
+    assert main(["caption", str(PHOTO), str(SCENE), "--json"]) == 0
+    photo, scene = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert photo["notice"].startswith(SHAPESCENES_ONLY) and photo["caption"]
     assert "notice" not in scene
+    assert main(["caption", str(GREY), "--checkpoint", str(ends_at_once), "--json"]) == 0
+    grey = json.loads(capsys.readouterr().out)
     assert grey["caption"] == "" and ENDED_AT_ONCE in grey["notice"]
 
 

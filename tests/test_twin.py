@@ -173,3 +173,23 @@ def test_the_readme_quotes_the_default_models_decoding_json():
     assert spread["command"] in section
     for claim in decoding_claims(spread):
         assert claim in section, claim
+
+
+def test_the_decoding_lab_shows_a_difference_on_its_default_scene(monkeypatch):
+    """Issue 24: the default model (the app's own, no VIZCAP_CHECKPOINT) learned every right phrasing, so on
+    the page's first picture the five strategies do not all write the same caption and the page does not
+    say they agree; greedy and beam search write right captions."""
+    import re
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv("VIZCAP_CHECKPOINT", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "streamlit_app.py"), default_timeout=180).run()
+    at = at.switch_page("app_pages/decoding_lab.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    cards = [re.sub(r"<[^>]+>", "", m.value).strip() for m in at.markdown if "vz-run-caption" in m.value]
+    assert len(cards) == 5 and len(set(cards)) >= 2, cards
+    assert not any("Every strategy wrote the same caption" in i.value for i in at.info)
+    verdicts = [c.value for c in at.caption if c.value.startswith(("✓", "✗"))]
+    assert verdicts[:2] == ["✓ a right caption"] * 2, verdicts  # greedy, beam search
