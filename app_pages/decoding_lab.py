@@ -104,7 +104,8 @@ if len({e.caption for e in runs.values()}) == 1:
             "trained on) to see them part.")
 spread = measured_spread(ckpt, records.stamp(ckpt, records.DECODING))
 if spread and all(k in spread for k in ("n_scenes", "two_distinct_samples", "greedy_beam_differ", "samples_right")):
-    st.caption(f"Measured on this model (`{widgets.md(spread.get('command', 'vizcap decoding'))}`): on "
+    command = str(spread.get("command", "vizcap decoding")).replace("`", "'")  # a code span: shown as written
+    st.caption(f"Measured on this model (`{command}`): on "
                f"{spread['n_scenes']} held-out scenes of two or three objects, {spread.get('draws', 5)} samples at "
                f"temperature 1 hold at least two different captions on {spread['two_distinct_samples']:.0%} of the "
                f"scenes, {spread['samples_right']:.0%} of the sampled captions are right, and greedy and beam search "

@@ -191,5 +191,7 @@ def test_the_decoding_lab_shows_a_difference_on_its_default_scene(monkeypatch):
     cards = [re.sub(r"<[^>]+>", "", m.value).strip() for m in at.markdown if "vz-run-caption" in m.value]
     assert len(cards) == 5 and len(set(cards)) >= 2, cards
     assert not any("Every strategy wrote the same caption" in i.value for i in at.info)
+    command = records.decoding_spread(SHIPPED / "shapes")["command"]  # quoted as written: no "\-\-" in a code span
+    assert any(f"Measured on this model (`{command}`)" in c.value for c in at.caption)
     verdicts = [c.value for c in at.caption if c.value.startswith(("✓", "✗"))]
     assert verdicts[:2] == ["✓ a right caption"] * 2, verdicts  # greedy, beam search
