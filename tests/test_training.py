@@ -395,11 +395,15 @@ def test_error_tally_tells_relation_only_mistakes_from_others():
 
 
 def test_relation_weight_adds_a_relation_head_and_records_it(tmp_path):
+    """--relation-weight 1 (the default since both shipped models use it) adds the head and records the
+    weight; 0 leaves it out."""
     from vizcap.scenes import RELATIONS
+
+    assert ShapesArgs().relation_weight == 1.0 and ShapesArgs().captions == "all"  # `python -m train shapes`
 
     args = dict(steps=2, save_every=1000, seed=1, captions="all", **{**FAST, "eval_n": 2})
     run(ShapesArgs(out=str(tmp_path / "r"), relation_weight=1.0, **args))
-    run(ShapesArgs(out=str(tmp_path / "n"), **args))
+    run(ShapesArgs(out=str(tmp_path / "n"), relation_weight=0.0, **args))
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["aux_heads"]["relation"] == len(RELATIONS) + 1
     assert "relation" not in json.loads((tmp_path / "n" / "config.json").read_text())["aux_heads"]

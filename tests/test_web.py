@@ -404,7 +404,8 @@ def test_a_composed_scene_is_drawn_like_python_draws_it_and_captioned(page, url,
     drawn = np.asarray(drawn, dtype=np.uint8).reshape(256, 256, 4)[..., :3]
     differs = np.abs(drawn.astype(int) - np.asarray(scene.image, dtype=int)).max(-1) > 40
     assert differs.mean() < 0.02, f"{differs.mean():.3f} of the pixels differ from vizcap.compose's picture"
-    assert page.inner_text("#caption") == explain(shipped, scene.image).caption == scene.caption
+    assert page.inner_text("#caption") == explain(shipped, scene.image).caption  # the browser captions as Python does…
+    assert page.inner_text("#caption") in scene.captions  # …and rightly (any right phrasing: the model learned them all)
     assert drawn.std() > 10 and not page.errors  # a picture, not a blank canvas
 
 
