@@ -93,12 +93,21 @@ if exp.crop:
     left.caption(widgets.md(exp.crop[0].upper() + exp.crop[1:]) + ".")
 
 
+def seconds_per_word(name: str, seconds: float | None = None) -> float | None:
+    """How long method `name` took per word the last time on this model (None: never); given `seconds`, the
+    time per word just measured is kept for the next estimate."""
+    kept = st.session_state.setdefault("ex_seconds_per_word", {})
+    if seconds is not None:
+        kept[(captioner.name, name)] = seconds
+    return kept.get((captioner.name, name))
+
+
 def on_request(name: str, words: int):
     """A spinner saying what is computed and how long it took last time on this model (per word), for
     the methods the registry marks on_demand (relevancy through the encoder, occlusion); else nothing."""
     if not METHODS[name].on_demand:
         return nullcontext()
-    last = st.session_state.get("ex_seconds_per_word", {}).get((captioner.name, name))
+    last = seconds_per_word(name)
     expect = f" — about {last * words:.0f} s, going by the last time" if last else " — the first time on this model"
     return st.spinner(f"Computing {METHODS[name].label} for {words} word{'s' if words != 1 else ''}{expect}…",
                       show_time=True)
@@ -110,8 +119,7 @@ def timed(name: str, words: int, compute):
     with on_request(name, words):
         out = compute()
     if METHODS[name].on_demand and time.perf_counter() - start > 0.05:  # a real computation, not the kept maps
-        seconds = st.session_state.setdefault("ex_seconds_per_word", {})
-        seconds[(captioner.name, name)] = (time.perf_counter() - start) / max(words, 1)
+        seconds_per_word(name, (time.perf_counter() - start) / max(words, 1))
     return out
 
 
@@ -123,7 +131,7 @@ def full_relevancy_on_request() -> str:
     under a progress bar, the time it expects beside it. A ShapeScenes model's takes a blink: drawn at once."""
     if method != "relevancy" or not captioner.is_photo_model or exp.is_kept("relevancy"):
         return method
-    last = st.session_state.get("ex_seconds_per_word", {}).get((captioner.name, "relevancy"))
+    last = seconds_per_word("relevancy")
     expect = (f"about {last * T:.0f} s, going by the last time on this model" if last else
               "the first time on this model: the bar shows how far it is")
     with offer_slot.container():
@@ -141,8 +149,7 @@ def full_relevancy_on_request() -> str:
                 " — running the model once over the caption, keeping every attention map"))
 
         exp.relevancy_maps(True, progress=progress)
-    st.session_state.setdefault("ex_seconds_per_word", {})[(captioner.name, "relevancy")] = \
-        (time.perf_counter() - start) / max(T, 1)
+    seconds_per_word("relevancy", (time.perf_counter() - start) / max(T, 1))
     offer_slot.empty()
     return method
 

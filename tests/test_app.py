@@ -638,7 +638,6 @@ def test_decoding_lab_default_flow(app):
     assert len(at.get("plotly_chart")) == 3  # tree, per-step bars, live distribution
 
 
-
 def test_decoding_lab_widgets(app, calls):
     """Each knob reaches the run it names (its heading and its stored parameters); the tree follows
     the chosen run; the live plot redraws stored logits with the live knobs, never the model."""
