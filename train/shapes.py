@@ -9,9 +9,9 @@ version, `python -m train shapes` writes weights bitwise equal to the shipped on
 
 A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
 gets one of them (the default, how both shipped models were trained), drawn from (seed, sample
-index) alone, and every label that depends on the order in which the caption names the objects
-(binding, supervised attention) follows it; `--captions canonical` trains on `Scene.caption` alone,
-as the first shipped model was.
+index) alone; `--captions canonical` trains on `Scene.caption` alone, as the first shipped model was.
+Every label is keyed to an object's place in the canonical caption, which the picture fixes; only
+which words name which object follows the drawn phrasing.
 
 Besides the caption loss, three auxiliary heads predict the shape, the colour and the place
 (first, second, third from the left; a stacked pair top to bottom) of the object under every grid
@@ -28,9 +28,13 @@ trained with it (`--relation-weight 1`, the default); for the twin, 5 of its fir
 2 of them in the relation word alone.
 
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
-mean) is trained towards the cells of the k-th object the caption names (cross-entropy against the
-object's share of each cell), for k < 3; the other prefix tokens are left free. So the first prefix
-tokens each carry one object, and their maps are meant to look like that object.
+mean) is trained towards the cells of the object at place k of the canonical caption (cross-entropy
+against the object's share of each cell), for k < 3; the other prefix tokens are left free. So the
+first prefix tokens each carry one object, and their maps are meant to look like that object. The
+place is the canonical one for the same reason as the place head's: the prefix is made from the
+picture alone, so it cannot know which object a sampled phrasing names first. (The default model
+shipped with commit 05ae619 bound token k to the k-th object the *drawn* phrasing names, and its
+prefix maps pointed 0.65 on held-out scenes against the first model's 1.00.)
 
 Supervised attention (`attend_loss`, Liu et al. 2017) teaches the decoder where to look while it writes
 an object's colour or shape word: its cross-attention towards that object's cells, its attention over
@@ -149,13 +153,14 @@ def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray
 
 class ShapeScenesData(torch.utils.data.Dataset):
     """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour, place and relation labels,
-    [BOUND, N] the share of each cell that the caption's first, second, third object covers,
-    and [len(ids), BOUND] which of those objects each token names (`word_referents`; 0 for <bos>/<eos>)).
+    [BOUND, N] the share of each cell that the canonical caption's first, second, third object covers,
+    and [len(ids), BOUND] which of those objects each token names (`word_referents`, its columns put in
+    canonical places; 0 for <bos>/<eos>)).
 
     Sample k shows scene k. Its caption is the canonical one, or with captions="all" one of the
-    scene's right captions drawn by (first_seed, k) alone (`phrasing_index`), and every label that
-    depends on the order of the objects in the caption follows the drawn one. `scene_item(k)` is
-    what does not depend on the draw, with every phrasing's labels; `sample` makes sample k of it."""
+    scene's right captions drawn by (first_seed, k) alone (`phrasing_index`); only the ids and which
+    token names which object follow the draw. `scene_item(k)` is what does not depend on the draw,
+    with every phrasing's labels; `sample` makes sample k of it."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
                  hard_every: int = 0, captions: str = "canonical"):
@@ -192,17 +197,20 @@ class ShapeScenesData(torch.utils.data.Dataset):
                 [self._phrased(scene, p, cover, cells) for p in phrasings])
 
     def _phrased(self, scene: Scene, phrasing: Phrasing, cover: np.ndarray, cells: np.ndarray) -> tuple:
-        """(ids, place labels, bound, refers) of the scene captioned by `phrasing`. The place labels
-        are the cells' canonical places (`cells`), the same for every phrasing: the picture fixes them."""
+        """(ids, place labels, bound, refers) of the scene captioned by `phrasing`. Everything is keyed
+        to canonical places, which the picture fixes, the same for every phrasing: the place labels are
+        the cells' canonical places (`cells`), bound[k] is the cover of the object at canonical place k,
+        and refers[i, k] says whether token i names that object."""
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(phrasing.caption), self.tokenizer.eos_id]
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
-        for j, i in enumerate(phrasing.order[:BOUND]):
-            bound[j] = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
-        words = word_referents(scene, phrasing)
+        for k in range(min(BOUND, len(scene.objects))):
+            bound[k] = cover[k + 1] / max(cover[k + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
+        words = word_referents(scene, phrasing)  # columns in the phrasing's order of naming
         if len(words) != len(ids) - 2:
             raise ValueError(f"the tokenizer split {phrasing.caption!r} into {len(ids) - 2} tokens, not one per word")
         refers = np.zeros((len(ids), BOUND), np.float32)
-        refers[1:-1] = words
+        for m, k in enumerate(phrasing.order[:BOUND]):  # the m-th object named sits at canonical place k
+            refers[1:-1, k] = words[:, m]
         return ids, cells.astype(np.int64), bound, refers
 
     def phrasing_index(self, k: int, n: int) -> int:
