@@ -8,7 +8,6 @@ import streamlit as st
 
 from app_pages.common import model_picker, state, widgets
 from vizcap import anatomy, figures, records
-from vizcap.strategies import DecodingParams
 
 st.title("How it works")
 captioner, ckpt = model_picker.require_captioner()
@@ -25,7 +24,7 @@ if model_picker.is_photo_model(captioner):  # this page traces vizcap's own arch
             "it does not apply to this photo captioner.")
     st.stop()
 cfg = captioner.cfg
-greedy = state.explanation(captioner, ckpt, img, DecodingParams())
+greedy = state.explanation(captioner, ckpt, img, captioner.decoding_params())
 caption = img.get("truth") or greedy.caption or "a"
 info = state.session_memo("anatomy", (img["id"], ckpt, caption), lambda: anatomy.trace(captioner, img["image"], caption))
 shapes = info["shapes"]
@@ -44,10 +43,12 @@ supervised = facts.get("attend_weight", 0) > 0
 if bound:
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
                f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
-               f"first three queries' attention onto the first, second and third object the caption names"
-               + (" (left to right), so each of them carries one object and its map looks like that object's "
-                  "outline" if facts.get("captions") != "all" else
-                  ". But this model learned every right phrasing, so which object a training caption named "
+               + (f"first three queries' attention onto the first, second and third object of the scene's "
+                  f"canonical caption (left to right; a stacked pair top to bottom), so each of them carries one "
+                  f"object and its map looks like that object's outline"
+                  if facts.get("bind_to") == "place" or facts.get("captions") != "all" else
+                  "first three queries' attention onto the first, second and third object the training caption "
+                  "names. But this model learned every right phrasing, so which object a training caption named "
                   "first was drawn at random, and the prefix, made from the picture alone, could not know it: "
                   "the target was out of reach, and its bound tokens mix the objects (its prefix maps miss "
                   "often: Training & trust measures how often)")

@@ -107,7 +107,8 @@ if attend_weight > 0:
             + (" A trained map can still miss: this model learned every right phrasing, so the prefix binding "
                "aimed at whichever object a randomly drawn caption named first, which the picture cannot tell, "
                "and its prefix maps miss often (How it works says more)."
-               if training.get("captions") == "all" and training.get("bind_weight", 0) > 0 else ""))
+               if training.get("captions") == "all" and training.get("bind_weight", 0) > 0
+               and training.get("bind_to") == "named" else ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

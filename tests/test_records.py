@@ -34,6 +34,11 @@ def test_training_facts_read_only_what_metrics_json_records(tmp_path):
                        ({"captions": "some"}, None), ({}, None)):
         (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
         assert records.training_facts(tmp_path).get("captions") == want, args
+    # which object each prefix token was bound to: as recorded, or "named" for a run from before the choice
+    for args, want in (({"bind_to": "place", "bind_weight": 1.0}, "place"), ({"bind_weight": 1.0}, "named"),
+                       ({"bind_to": "other"}, None), ({}, None)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
+        assert records.training_facts(tmp_path).get("bind_to") == want, args
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '"text"'])

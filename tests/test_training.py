@@ -167,7 +167,7 @@ def test_resume_without_state_starts_fresh(tmp_path):
 # -- training on several right captions (issue 24, item 1) -----------------------------------------
 
 
-def _data(captions: str):
+def _data(captions: str, bind_to: str = "named"):
     from train.shapes import ShapeScenesData, default_config
     from vizcap.model import CaptionModel
     from vizcap.scenes import VOCABULARY
@@ -175,7 +175,8 @@ def _data(captions: str):
 
     tokenizer = CaptionTokenizer.word_level(VOCABULARY)
     cfg = default_config(tokenizer, "vit")
-    return ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, hard_every=4, captions=captions)
+    return ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, hard_every=4, captions=captions,
+                           bind_to=bind_to)
 
 
 def test_canonical_samples_are_what_they_were():
@@ -197,19 +198,20 @@ def test_canonical_samples_are_what_they_were():
         assert torch.equal(refers[1:-1], torch.from_numpy(word_referents(scene)))
 
 
-def test_all_captions_draws_other_phrasings_and_its_labels_follow():
+@pytest.mark.parametrize("bind_to", ["named", "place"])
+def test_all_captions_draws_other_phrasings_and_its_labels_follow(bind_to):
     """captions="all": sample k's caption is one of its scene's right captions, drawn by k alone
     (the same in another dataset object; a scene seen again later may get another), not always the
-    canonical one. The place labels and the bound objects stay keyed to canonical places (the
-    picture fixes them; a label that followed the drawn phrasing could not be read off the picture,
-    and a prefix bound by it pointed 0.65 instead of 1.00), and each word names the canonical places
-    of the objects its phrase describes."""
+    canonical one. The place labels stay the canonical ones (the picture fixes them; a label that
+    followed the drawn phrasing could not be read off the picture). Bound token k is the k-th object
+    the drawn caption names (bind_to="named", the shipped recipe) or the object at canonical place k
+    ("place"), and each word names the bound tokens of the objects its phrase describes."""
     from train.shapes import BOUND, OBJECT_WORDS, RenderedScenes
     from vizcap.evaluate import parse_objects
     from vizcap.scenes import SHAPE_WORDS
     from vizcap.scenes import HARD, SceneConfig, cell_coverage, cells_from_coverage, ordered_phrasings, render_scene
 
-    data, again = _data("all"), _data("all")
+    data, again = _data("all", bind_to), _data("all", bind_to)
     other = 0
     for k in range(48):
         pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
@@ -223,16 +225,19 @@ def test_all_captions_draws_other_phrasings_and_its_labels_follow():
         cells = torch.from_numpy(cells_from_coverage(cover))  # 0 = background, i + 1 = scene object i
         # the place labels are what the picture fixes (canonical places), whichever phrasing was drawn
         assert torch.equal(order, cells), (k, caption)
-        for place in range(BOUND):  # bound[place]: the object at that canonical place, whatever was drawn
-            want = cover[place + 1] / max(cover[place + 1].sum(), 1e-12) if place < len(scene.objects) else 0 * cover[0]
-            assert torch.equal(bound[place], torch.from_numpy(want.astype("float32"))), (k, caption, place)
+        binds = list(phrasing.order if bind_to == "named" else range(len(scene.objects)))  # token k -> object
+        for t in range(BOUND):
+            i = binds[t] if t < len(binds) else None
+            want = cover[i + 1] / max(cover[i + 1].sum(), 1e-12) if i is not None else 0 * cover[0]
+            assert torch.equal(bound[t], torch.from_numpy(want.astype("float32"))), (k, caption, t)
         words = caption.split()
         for w, word in enumerate(words):  # a size/colour/shape word names the places of its phrase's objects
             named = {m for m in range(BOUND) if refers[1 + w, m]}
             if word in OBJECT_WORDS:
                 j = next(j for j in range(w, len(words)) if words[j] in SHAPE_WORDS)  # its phrase's shape word
                 pair = (words[j - 1], parse_objects(words[j])[0][1])
-                assert named == {i for i, o in enumerate(scene.objects) if (o.colour, o.shape) == pair}, (k, caption, w)
+                assert named == {t for t, i in enumerate(binds)
+                                 if (scene.objects[i].colour, scene.objects[i].shape) == pair}, (k, caption, w)
             else:
                 assert not named, (k, caption, w)
     assert 10 <= other < 48, other  # about half the scenes have several right captions

@@ -41,13 +41,17 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--hard-every", type=int, default=d.hard_every, metavar="K",
                    help="every K-th training scene is a hard one (small objects, large JPEG images); 0 = none")
     p.add_argument("--bind-weight", type=float, default=d.bind_weight,
-                   help="weight of the loss that binds prefix token k to the k-th named object (0 = off)")
+                   help="weight of the loss that binds prefix token k to an object (--bind-to; 0 = off)")
     p.add_argument("--attend-weight", type=float, default=d.attend_weight,
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
                    help="training captions: per sample, one drawn among all the scene's right phrasings (default, "
                         "the shipped models), or the canonical one of each scene")
+    p.add_argument("--bind-to", choices=["named", "place"], default=d.bind_to,
+                   help="the object prefix token k is bound to: the k-th the sample's caption names (default, the "
+                        "shipped models) or the one at place k of the canonical caption (prefix maps that point, "
+                        "captions below the quality bars: train/shapes.py says more)")
     p.add_argument("--relation-weight", type=float, default=d.relation_weight,
                    help="weight of a dense head that predicts, under each object of a related pair, its relation "
                         "to the other (default 1, the shipped models; 0 = no such head)")

@@ -10,8 +10,8 @@ version, `python -m train shapes` writes weights bitwise equal to the shipped on
 A scene has several right captions (`Scene.captions`). With `--captions all` each training sample
 gets one of them (the default, how both shipped models were trained), drawn from (seed, sample
 index) alone; `--captions canonical` trains on `Scene.caption` alone, as the first shipped model was.
-Every label is keyed to an object's place in the canonical caption, which the picture fixes; only
-which words name which object follows the drawn phrasing.
+The dense labels are keyed to an object's place in the canonical caption, which the picture fixes;
+the prefix binding follows `--bind-to` (below).
 
 Besides the caption loss, three auxiliary heads predict the shape, the colour and the place
 (first, second, third from the left; a stacked pair top to bottom) of the object under every grid
@@ -28,13 +28,17 @@ trained with it (`--relation-weight 1`, the default); for the twin, 5 of its fir
 2 of them in the relation word alone.
 
 A binding loss gives the prefix tokens a job: prefix token k's attention over the patches (head
-mean) is trained towards the cells of the object at place k of the canonical caption (cross-entropy
-against the object's share of each cell), for k < 3; the other prefix tokens are left free. So the
-first prefix tokens each carry one object, and their maps are meant to look like that object. The
-place is the canonical one for the same reason as the place head's: the prefix is made from the
-picture alone, so it cannot know which object a sampled phrasing names first. (The default model
-shipped with commit 05ae619 bound token k to the k-th object the *drawn* phrasing names, and its
-prefix maps pointed 0.65 on held-out scenes against the first model's 1.00.)
+mean) is trained towards the cells of one object (cross-entropy against the object's share of each
+cell), for k < 3; the other prefix tokens are left free. So the first prefix tokens each carry one
+object, and their maps are meant to look like that object. Which object, `--bind-to` says:
+- "named" (the shipped default's recipe): the k-th object the sample's caption names. With every
+  phrasing drawn at random, that order cannot be read off the picture, which alone makes the prefix,
+  so the target is out of reach: the shipped default's prefix maps point 0.65 on held-out scenes.
+- "place": the object at place k of the canonical caption, which the picture fixes (as for the place
+  head). Tried once (2026-12-03, the default recipe otherwise): its prefix maps pointed 0.97, but its
+  captions fell below every quality bar of issue 24 (held-out exact 0.9425, recall 0.972; hard 0.771,
+  0.917; 28 of 187 three-object captions wrong against 4), so it is not the default.
+With `--captions canonical` both bind the same objects.
 
 Supervised attention (`attend_loss`, Liu et al. 2017) teaches the decoder where to look while it writes
 an object's colour or shape word: its cross-attention towards that object's cells, its attention over
@@ -76,6 +80,7 @@ HELDOUT_FIRST_SEED = 2_000_000_000
 COLOUR_NAMES = list(COLOURS)
 BOUND = 3  # prefix tokens bound to the caption's objects (ShapeScenes names at most 3)
 CAPTIONS = ("canonical", "all")  # which right captions a training sample may get (ShapesArgs.captions)
+BIND_TO = ("named", "place")  # which object prefix token k is bound to (ShapesArgs.bind_to; the module's docstring)
 PHRASING_STREAM = 0xCA9  # keeps the phrasing draws apart from every other random stream
 
 
@@ -101,6 +106,7 @@ class ShapesArgs:
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
     captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
+    bind_to: str = "named"  # prefix token k binds the k-th object the caption names ("named") or at canonical place k ("place")
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
 
 
@@ -153,21 +159,23 @@ def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray
 
 class ShapeScenesData(torch.utils.data.Dataset):
     """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour, place and relation labels,
-    [BOUND, N] the share of each cell that the canonical caption's first, second, third object covers,
-    and [len(ids), BOUND] which of those objects each token names (`word_referents`, its columns put in
-    canonical places; 0 for <bos>/<eos>)).
+    [BOUND, N] the share of each cell that the bound objects cover (bind_to="named": the caption's first,
+    second, third object; "place": the canonical caption's), and [len(ids), BOUND] which of those objects
+    each token names (`word_referents`, in the same order; 0 for <bos>/<eos>)).
 
     Sample k shows scene k. Its caption is the canonical one, or with captions="all" one of the
-    scene's right captions drawn by (first_seed, k) alone (`phrasing_index`); only the ids and which
-    token names which object follow the draw. `scene_item(k)` is what does not depend on the draw,
-    with every phrasing's labels; `sample` makes sample k of it."""
+    scene's right captions drawn by (first_seed, k) alone (`phrasing_index`); the dense labels stay the
+    canonical places whatever is drawn. `scene_item(k)` is what does not depend on the draw, with every
+    phrasing's labels; `sample` makes sample k of it."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
-                 hard_every: int = 0, captions: str = "canonical"):
+                 hard_every: int = 0, captions: str = "canonical", bind_to: str = "named"):
         if captions not in CAPTIONS:
             raise ValueError(f"captions must be one of {', '.join(CAPTIONS)}; got {captions!r}")
+        if bind_to not in BIND_TO:
+            raise ValueError(f"bind_to must be one of {', '.join(BIND_TO)}; got {bind_to!r}")
         self.cfg, self.grid, self.tokenizer, self.first_seed = cfg, grid, tokenizer, first_seed
-        self.hard_every, self.captions = hard_every, captions
+        self.hard_every, self.captions, self.bind_to = hard_every, captions, bind_to
 
     def __len__(self) -> int:
         return TRAIN_SEED_STRIDE
@@ -197,20 +205,21 @@ class ShapeScenesData(torch.utils.data.Dataset):
                 [self._phrased(scene, p, cover, cells) for p in phrasings])
 
     def _phrased(self, scene: Scene, phrasing: Phrasing, cover: np.ndarray, cells: np.ndarray) -> tuple:
-        """(ids, place labels, bound, refers) of the scene captioned by `phrasing`. Everything is keyed
-        to canonical places, which the picture fixes, the same for every phrasing: the place labels are
-        the cells' canonical places (`cells`), bound[k] is the cover of the object at canonical place k,
-        and refers[i, k] says whether token i names that object."""
+        """(ids, place labels, bound, refers) of the scene captioned by `phrasing`. The place labels are
+        the cells' canonical places (`cells`), the same for every phrasing: the picture fixes them.
+        bound[k] is the cover of the object prefix token k binds (bind_to), refers[i, k] whether token i
+        names that object."""
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(phrasing.caption), self.tokenizer.eos_id]
-        bound = np.zeros((BOUND, cover.shape[1]), np.float32)
-        for k in range(min(BOUND, len(scene.objects))):
-            bound[k] = cover[k + 1] / max(cover[k + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
         words = word_referents(scene, phrasing)  # columns in the phrasing's order of naming
         if len(words) != len(ids) - 2:
             raise ValueError(f"the tokenizer split {phrasing.caption!r} into {len(ids) - 2} tokens, not one per word")
+        # bound token k -> the scene object it binds: the k-th named, or the one at canonical place k
+        objects = phrasing.order if self.bind_to == "named" else range(len(scene.objects))
+        bound = np.zeros((BOUND, cover.shape[1]), np.float32)
         refers = np.zeros((len(ids), BOUND), np.float32)
-        for m, k in enumerate(phrasing.order[:BOUND]):  # the m-th object named sits at canonical place k
-            refers[1:-1, k] = words[:, m]
+        for k, i in enumerate(list(objects)[:BOUND]):
+            bound[k] = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
+            refers[1:-1, k] = words[:, phrasing.order.index(i)]  # the words that name scene object i
         return ids, cells.astype(np.int64), bound, refers
 
     def phrasing_index(self, k: int, n: int) -> int:
@@ -368,7 +377,7 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
     data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every,
-                           captions=args.captions)
+                           captions=args.captions, bind_to=args.bind_to)
     data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers)
 
     def batches(start_step: int):

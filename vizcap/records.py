@@ -77,7 +77,8 @@ def training_facts(folder) -> dict:
     """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
     pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, captions
     ("canonical": one caption per scene; "all": every right phrasing; a ShapeScenes run that predates the
-    choice is "canonical"), minutes, command. Missing facts are absent, never guessed."""
+    choice is "canonical"), bind_to ("named" | "place": train/shapes.py; a run that predates the choice is
+    "named"), minutes, command. Missing facts are absent, never guessed."""
     recorded = metrics(folder) or {}
     args = recorded.get("args") if isinstance(recorded.get("args"), dict) else {}
     facts = {}
@@ -95,6 +96,10 @@ def training_facts(folder) -> dict:
         facts["captions"] = args["captions"]
     elif _number(args.get("attend_weight")):  # a ShapeScenes run from before --captions: it trained on Scene.caption
         facts["captions"] = "canonical"
+    if args.get("bind_to") in ("named", "place"):
+        facts["bind_to"] = args["bind_to"]
+    elif _number(args.get("bind_weight")):  # a ShapeScenes run from before --bind-to bound the k-th named object
+        facts["bind_to"] = "named"
     if _number(recorded.get("train_seconds")):
         facts["minutes"] = recorded["train_seconds"] / 60
     if isinstance(recorded.get("command"), str):
