@@ -14,7 +14,6 @@ from vizcap.compare import matching_word
 from vizcap.files import SHIPPED_TITLES, shipped_names
 from vizcap.lesson import focus_word
 from vizcap.maps import METHODS, available, colour_range
-from vizcap.strategies import DecodingParams
 
 SIDEBAR = "sidebar"  # the sidebar's model, whatever it is
 
@@ -64,8 +63,8 @@ def opened(name: str):
 
 (cap_a, ckpt_a), (cap_b, ckpt_b) = opened(left_name), opened(right_name)
 img = state.current_image()
-exp_a = state.explanation(cap_a, ckpt_a, img, DecodingParams())
-exp_b = state.explanation(cap_b, ckpt_b, img, DecodingParams())
+exp_a = state.explanation(cap_a, ckpt_a, img, cap_a.decoding_params())  # each model's own greedy caption
+exp_b = state.explanation(cap_b, ckpt_b, img, cap_b.decoding_params())
 st.markdown(f"**Image:** {widgets.md(img['label'])}" + (f" · true caption: *{widgets.md(img['truth'])}*"
                                                       if img.get("truth") else "") + " · greedy captions below.")
 methods = [m for m in available(exp_a.mode) if m in available(exp_b.mode)]

@@ -59,7 +59,6 @@ with st.container(border=True):
     st.caption("Which knob drives which column: **Beams** and **Length penalty** the beam-search column; **Top-k**, "
                "**Top-p** and **Temperature** each their own sampling column; **Seed** all three sampling columns. "
                "Greedy has no knob: it always takes the likeliest word.")
-    max_tokens = 20
 
 settings = {
     "greedy": dict(strategy="greedy"),
@@ -68,7 +67,7 @@ settings = {
     f"top-p sampling (p = {top_p:g})": dict(strategy="sample", top_p=float(top_p), seed=int(seed)),
     f"temperature sampling (T = {temperature:g})": dict(strategy="sample", temperature=float(temperature), seed=int(seed)),
 }
-params = {name: widgets.params_or_error(max_tokens=max_tokens, **kw) for name, kw in settings.items()}
+params = {name: widgets.params_or_error(captioner, **kw) for name, kw in settings.items()}  # the model's own max words
 if any(p is None for p in params.values()):
     st.stop()
 runs = {name: state.explanation(captioner, ckpt, img, p) for name, p in params.items()}

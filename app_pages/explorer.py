@@ -32,7 +32,7 @@ address_bar.apply_link("ex", {"method": "ex_method", "layer": "ex_layer", "head"
                          "sinks": "ex_sinks"}, model=captioner)
 header = st.container()  # filled once the explanation is known: it names the decoding of the caption shown
 img = state.current_image()
-params = widgets.decoding_controls("ex")
+params = widgets.decoding_controls("ex", captioner, ckpt)
 if params is None:
     st.stop()
 exp = state.explanation(captioner, ckpt, img, params)

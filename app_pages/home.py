@@ -12,7 +12,6 @@ from app_pages.common import model_picker, state, widgets
 from vizcap import notices
 from vizcap.compose import BACKGROUNDS, MAX_OBJECTS, MIN_VISIBLE, Placement, compose_scene, visibility
 from vizcap.files import shipped_title
-from vizcap.strategies import DecodingParams
 from vizcap.images import MAX_UPLOAD_MB, read_upload
 from vizcap.links import compose_spec
 from vizcap.scenes import COLOURS, SHAPES, SceneConfig
@@ -117,7 +116,7 @@ def show_caption(captioner, ckpt: str) -> None:
     img = state.current_image()
     left, right = st.columns([1, 2])
     left.image(img["image"], caption=img["label"], width="stretch")
-    exp = state.explanation(captioner, ckpt, img, DecodingParams())
+    exp = state.explanation(captioner, ckpt, img, captioner.decoding_params())  # the model's own, as `vizcap caption`
     with right:
         st.subheader("The model's caption")
         st.markdown(f"<p style='font-size:1.6rem' id='vz-caption'>{html.escape(exp.caption) or '(empty caption)'}</p>",

@@ -77,8 +77,8 @@ scene = scene_of(step.image)
 image, truths = (photo_like(), None) if scene is None else (scene.image, scene.captions)
 truth = truths[0] if truths else None
 img = {"id": f"lesson:{step.image}", "image": image, "label": step.title, "truth": truth, "truths": truths or []}
-greedy = state.explanation(captioner, ckpt, img, DecodingParams())
-beam = state.explanation(captioner, ckpt, img, DecodingParams(strategy="beam", beams=5)) if step.view == "decoding" else None
+greedy = state.explanation(captioner, ckpt, img, captioner.decoding_params())
+beam = state.explanation(captioner, ckpt, img, captioner.decoding_params("beam", beams=5)) if step.view == "decoding" else None
 j = focus_word(greedy.tokens, truths if step.view == "failure" else None) if len(greedy) else 0
 evidence = attention_evidence(captioner, greedy, scene) if step.view == "evidence" and scene is not None else None
 if evidence is not None:

@@ -182,3 +182,25 @@ def test_explorer_draws_decoder_relevancy_at_once_and_full_relevancy_on_request(
     kept = exp._relevancy["relevancy"]
     at = ok(at.button(key="ex_next").click().run())
     assert shown()._relevancy["relevancy"] is kept and map_line().startswith(f"Map: {METHODS['relevancy'].label} ·")
+
+
+def test_explorer_and_decoding_lab_caption_as_home_does(app, hf_folder):
+    """"Max words" starts at the model's own limit (its generation config's: the tiny GIT stops at 15 new
+    tokens), so the explorer's and the decoding lab's greedy caption is Home's; choosing the shipped model
+    then starts it at that model's limit."""
+    import vizcap
+
+    cap = vizcap.load(hf_folder)
+    at = choose_hf(ok(app.run()), str(hf_folder))
+    home = cap.caption(at.session_state["vz_image"]["image"])
+    latest = lambda: next(reversed(at.session_state["vz_explanations"].values()))  # noqa: E731
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    assert at.number_input(key="ex_max").value == cap.max_tokens
+    assert latest().caption == home
+    at = ok(at.switch_page("app_pages/decoding_lab.py").run())
+    greedy = [e for (_, ckpt, _, _), e in at.session_state["vz_explanations"].items()
+              if ckpt == str(hf_folder) and e.params.strategy == "greedy"]
+    assert greedy and all(e.params.max_tokens == cap.max_tokens and e.caption == home for e in greedy)
+    ok(at.radio(key="vz_ckpt_choice").set_value("shipped").run())
+    at = ok(at.switch_page("app_pages/explorer.py").run())
+    assert at.number_input(key="ex_max").value == vizcap.load().max_tokens

@@ -49,13 +49,10 @@ def test_browser_opens_a_hugging_face_folder(server, hf_folder):
     from app_pages.common.state import DEFAULT_SCENE
     from vizcap.scenes import render_scene
 
-    from app_pages.common.widgets import DECODING_WIDGETS
-
     folder, label = hf_folder
-    # with the app's own starting "Max words" (a random model never ends: the tiny GIT's generation config
-    # stops at 15 new tokens, the app's widget at 20)
-    expected = vizcap.load(folder).explain(render_scene(DEFAULT_SCENE).image,
-                                           max_tokens=DECODING_WIDGETS["max_tokens"][1]).caption
+    # Home and the explorer both write the model's own caption ("Max words" starts at its generation
+    # config's limit: a random model never ends, and the tiny GIT's config stops at 15 new tokens)
+    expected = vizcap.load(folder).caption(render_scene(DEFAULT_SCENE).image)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 950})

@@ -7,7 +7,7 @@ import html
 
 import streamlit as st
 
-from vizcap.strategies import MAX_BEAMS, STRATEGIES, DecodingParams, describe, params_for, validate
+from vizcap.strategies import MAX_BEAMS, STRATEGIES, DecodingParams, describe, validate
 from vizcap.figures import description
 
 from . import state
@@ -75,7 +75,7 @@ def image_header(captioner, ckpt: str, compact: bool = False, exp=None) -> dict:
     label names how it was decoded. compact: one line without the thumbnail (the explorer, whose map
     shows the picture)."""
     img = state.current_image()
-    exp = exp if exp is not None else state.explanation(captioner, ckpt, img, DecodingParams())
+    exp = exp if exp is not None else state.explanation(captioner, ckpt, img, captioner.decoding_params())
     truth = img.get("truth") if not is_photo_model(captioner) else None  # ShapeScenes' truth, not a photo model's
     about = f"**Image:** {md(img['label'])}" + (f" · true caption: *{md(truth)}*" if truth else "")
     greedy = (f"**Model's caption ({md(describe(exp.params))}):** "
@@ -96,28 +96,44 @@ def image_header(captioner, ckpt: str, compact: bool = False, exp=None) -> dict:
 # -- decoding parameters ---------------------------------------------------------------------------
 
 
-def params_or_error(**values) -> DecodingParams | None:
-    """DecodingParams from widget values, built once by vizcap.decoding.params_for (the knobs the strategy
-    does not use set to neutral); every problem vizcap.decoding.validate finds is shown instead."""
-    problems = validate(values)
+def params_or_error(captioner, **values) -> DecodingParams | None:
+    """DecodingParams from widget values, built once by the model's decoding_params (vizcap.decoding.params_for:
+    the knobs the strategy does not use set to neutral, those no widget sets, such as a Hugging Face model's
+    early stopping and length limit, its own); every problem vizcap.decoding.validate finds is shown instead."""
+    problems = validate({k: v for k, v in values.items() if v is not None})
     if problems:
         for p in problems:
             st.error(p)
         return None
-    return params_for(**values)
+    return captioner.decoding_params(**values)
 
 
-# decoding widgets: DecodingParams field -> (widget key suffix, the widget's starting value)
+# decoding widgets: DecodingParams field -> (widget key suffix, the widget's starting value; None: the model's own)
 DECODING_WIDGETS = {"strategy": ("strategy", "greedy"), "beams": ("beams", 3), "length_penalty": ("lp", 1.0),
-                    "max_tokens": ("max", 20), "temperature": ("temp", 1.0), "top_k": ("topk", 0),
+                    "max_tokens": ("max", None), "temperature": ("temp", 1.0), "top_k": ("topk", 0),
                     "top_p": ("topp", 1.0), "seed": ("seed", 0)}
+MAX_WORDS = 40  # the "Max words" widget's top, unless a model's own limit is higher
 
 
-def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | None:
-    """Strategy and its knobs. Changing them asks the model again (once per new combination). The
-    widgets start from st.session_state (set here, or by a link: address_bar.apply_link), never from value=."""
+def start_max_words(prefix: str, captioner, model: str) -> None:
+    """"Max words" starts at the model's own length limit (`captioner.max_tokens`: its generation
+    config's, what Home and `vizcap caption` use, so the caption here is the same), and goes back to it
+    when another model is chosen; a link's value is kept on the page it opens."""
+    key, owner = f"{prefix}_max", f"{prefix}_max_model"
+    if st.session_state.get(owner) != model:
+        if owner in st.session_state or key not in st.session_state:
+            st.session_state[key] = int(captioner.max_tokens)
+        st.session_state[owner] = model
+
+
+def decoding_controls(prefix: str, captioner, model: str, expanded: bool = False) -> DecodingParams | None:
+    """Strategy and its knobs for `captioner` (loaded from `model`). Changing them asks the model again
+    (once per new combination). The widgets start from st.session_state (set here, or by a link:
+    address_bar.apply_link), never from value=."""
+    start_max_words(prefix, captioner, model)
     for name, (suffix, start) in DECODING_WIDGETS.items():
-        st.session_state.setdefault(f"{prefix}_{suffix}", start)
+        if start is not None:
+            st.session_state.setdefault(f"{prefix}_{suffix}", start)
     with st.expander("Decoding: how the caption is chosen", expanded=expanded):
         c1, c2, c3, c4 = st.columns(4)
         strategy = c1.selectbox("Strategy", list(STRATEGIES), key=f"{prefix}_strategy",
@@ -127,13 +143,14 @@ def decoding_controls(prefix: str, expanded: bool = False) -> DecodingParams | N
         beams = c2.number_input("Beams", 1, MAX_BEAMS, key=f"{prefix}_beams", disabled="beams" not in uses)
         length_penalty = c3.number_input("Length penalty", -10.0, 10.0, step=0.1, key=f"{prefix}_lp",
                                          disabled="length_penalty" not in uses)
-        max_tokens = c4.number_input("Max words", 1, 40, key=f"{prefix}_max")
+        max_tokens = c4.number_input("Max words", 1, max(MAX_WORDS, int(captioner.max_tokens)), key=f"{prefix}_max",
+                                     help=f"The model's own limit is {captioner.max_tokens} (its generation settings).")
         c5, c6, c7, c8 = st.columns(4)
         temperature = c5.number_input("Temperature", 0.05, 5.0, step=0.05, key=f"{prefix}_temp",
                                       disabled="temperature" not in uses)
         top_k = c6.number_input("Top-k (0 = off)", 0, 1000, key=f"{prefix}_topk", disabled="top_k" not in uses)
         top_p = c7.number_input("Top-p (1 = off)", 0.01, 1.0, step=0.05, key=f"{prefix}_topp", disabled="top_p" not in uses)
         seed = c8.number_input("Seed", 0, 2**31 - 1, key=f"{prefix}_seed", disabled="seed" not in uses)
-    return params_or_error(strategy=strategy, beams=int(beams), top_k=int(top_k), top_p=float(top_p),
+    return params_or_error(captioner, strategy=strategy, beams=int(beams), top_k=int(top_k), top_p=float(top_p),
                            temperature=float(temperature), length_penalty=float(length_penalty), seed=int(seed),
                            max_tokens=int(max_tokens))
