@@ -22,10 +22,11 @@ and reports their medians and two ratios, each the median over repeats of the pa
 repeat: relevancy ÷ yardstick (bar ≤ 0.37) and decoder_relevancy ÷ explain (bar ≤ 3). Peak memory
 (VmHWM) is measured apart, each stage once in a fresh process (after loading, after explaining, after
 the stage; --no-memory skips it). One JSON object is printed and written to benchmarks/relevancy.json
-(--out). On 2 cores ViT+GPT-2 takes about 3 minutes (--only vit-gpt2 --repeats 3); BLIP is far slower,
-most of it its yardstick: one repeat (--only blip-base --repeats 1 --no-memory) did not finish within 18
-minutes on 2026-12-03 (its one repeat comes after a warm-up one), so give it an idle hour. A run with --only
-keeps the other models' entries of the JSON it writes to, each naming the command that measured it.
+(--out). Relevancy and the yardstick both run with denormals flushed to zero in every torch thread
+(vizcap.explain.in_flushed_thread): the gradient of one logit of a random-weight model reaches them in a
+deep encoder, and unflushed, one backward pass of BLIP-base's shapes took 22.6 s instead of 2.0–2.6 s
+(2026-12-03), which is why a BLIP run once did not finish within 18 minutes. A run with
+--only keeps the other models' entries of the JSON it writes to, each naming the command that measured it.
 
 --tiny runs the same code on 2-layer, 32-wide models of the same families and vocabularies, to check it
 (under a minute of CPU with --no-memory; each of the eight memory processes adds ~7 s of importing torch).
@@ -75,14 +76,22 @@ def own_model(folder: Path):
 
 
 def yardstick(model, pixels, bos: int, tokens: list[int]) -> None:
-    """Word by word: one forward pass teacher-forced on [bos; tokens[:-1]], one backward pass of that word's logit."""
+    """Word by word: one forward pass teacher-forced on [bos; tokens[:-1]], one backward pass of that word's
+    logit. Run as vizcap's relevancy runs (vizcap.explain.in_flushed_thread: denormals flushed in every torch
+    thread), so the two compare the same arithmetic: unflushed, a random BLIP's backward pass is ~10× slower."""
     import torch
+
+    from vizcap.explain import in_flushed_thread
 
     ids = torch.tensor([[bos, *tokens[:-1]]])
     text = {"input_ids": ids} if type(model).__name__.startswith("Blip") else {"decoder_input_ids": ids}
-    for j, token in enumerate(tokens):
-        model(pixel_values=pixels, **text).logits[0, j, token].backward()
-        model.zero_grad(set_to_none=True)
+
+    def passes(report):
+        for j, token in enumerate(tokens):
+            model(pixel_values=pixels, **text).logits[0, j, token].backward()
+            model.zero_grad(set_to_none=True)
+
+    in_flushed_thread(passes)
 
 
 def stages(folder: Path, tokens: int) -> tuple[dict, dict]:

@@ -457,3 +457,34 @@ def test_one_row_through_the_encoder_equals_the_whole_matrix():
             np.testing.assert_allclose(r_bar, _bar(extra + np.eye(M)), rtol=1e-12)
         for row in (rng.random(M), np.r_[0.0, rng.random(M - 1)]):
             np.testing.assert_allclose(ex._through_encoder(row, w), row @ r_bar, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_relevancy_runs_with_denormals_flushed_and_leaves_the_setting_as_it_was(vit_models, image, monkeypatch, outside):
+    """The backward passes run with denormals flushed to zero (a gradient shrunk into them made BLIP-base's
+    backward ~10× slower), in a thread of their own (torch's worker threads copy the setting only when
+    they start), and the caller's setting comes back afterwards, whichever it was; progress is reported
+    in the caller's thread (a Streamlit progress bar belongs to it); an error inside is raised here."""
+    import threading
+
+    seen, reported = [], []
+    rows = ex._relevancy_rows
+
+    def spy(*args, **kwargs):
+        seen.append((ex.flushes_denormals(), threading.current_thread()))
+        return rows(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "_relevancy_rows", spy)
+    e = _forced(vit_models["cross"], image)
+    torch.set_flush_denormal(outside)
+    try:
+        ex.relevancy(vit_models["cross"], e, progress=lambda done, n: reported.append(threading.current_thread()))
+        assert seen and all(flushed and thread is not threading.current_thread() for flushed, thread in seen)
+        assert ex.flushes_denormals() == outside
+        assert reported and set(reported) == {threading.current_thread()}
+        monkeypatch.setattr(ex, "_relevancy_rows", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            ex.relevancy(vit_models["cross"], e)
+        assert ex.flushes_denormals() == outside
+    finally:
+        torch.set_flush_denormal(False)
