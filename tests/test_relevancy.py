@@ -468,13 +468,13 @@ def test_relevancy_runs_with_denormals_flushed_and_leaves_the_setting_as_it_was(
     import threading
 
     seen, reported = [], []
-    rows = ex._relevancy_rows
+    batched_grad = ex._batched_grad
 
     def spy(*args, **kwargs):
         seen.append((ex.flushes_denormals(), threading.current_thread()))
-        return rows(*args, **kwargs)
+        return batched_grad(*args, **kwargs)
 
-    monkeypatch.setattr(ex, "_relevancy_rows", spy)
+    monkeypatch.setattr(ex, "_batched_grad", spy)
     e = _forced(vit_models["cross"], image)
     torch.set_flush_denormal(outside)
     try:
@@ -482,9 +482,46 @@ def test_relevancy_runs_with_denormals_flushed_and_leaves_the_setting_as_it_was(
         assert seen and all(flushed and thread is not threading.current_thread() for flushed, thread in seen)
         assert ex.flushes_denormals() == outside
         assert reported and set(reported) == {threading.current_thread()}
-        monkeypatch.setattr(ex, "_relevancy_rows", lambda *a, **k: 1 / 0)
+        monkeypatch.setattr(ex, "_batched_grad", lambda *a, **k: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             ex.relevancy(vit_models["cross"], e)
         assert ex.flushes_denormals() == outside
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_blips_memory_gradient_by_its_low_rank_shortcut_equals_autograds(shared_models, image):
+    """Full relevancy takes each word's gradient of BLIP's memory from its gradients of every cross-attention
+    map and context (explain._memory_gradient: Σ_heads dSᵀ(Q W_k/√d) + Aᵀ(dC W_v)), not through autograd's
+    dense key and value gradients. Here it equals autograd's own gradient of the memory, word by word. Catches
+    a missing 1/√d, the softmax's backward left out, keys and values swapped, heads split the wrong way, a
+    layer skipped, or the pass recording no queries (then the shortcut could not run)."""
+    cap = shared_models["blip"]
+    assert cap.cross_projections and len(cap.cross_projections) == cap.decoder_layers
+    e = _forced(cap, image)
+    logits, cache = cap.teacher_forced(cap.pixels(image), e.token_ids, keep_grad=True)
+    rows, vectors = ex._targets(cap, logits, e.token_ids, list(range(len(e.tokens))), [None] * len(e.tokens))
+    maps = [f"decoder.h.{l}.crossattention" for l in range(cap.decoder_layers)]
+    contexts = [cache[f"{n}.context"][0] for n in maps]
+    *map_grads, autograds = ex._batched_grad(rows, vectors, [cache[n][0] for n in maps] + [cache.memory])
+    context_grads = ex._batched_grad(rows, vectors, contexts)
+    shortcut = ex._memory_gradient(cap.cross_projections, cache, dict(zip(maps, map_grads)), context_grads)
+    assert autograds.abs().max() > 0
+    torch.testing.assert_close(shortcut, autograds, rtol=1e-4, atol=1e-6 * float(autograds.abs().max()))
+    # an explanation's own capture (no gradients kept) records none of what the shortcut reads
+    _, plain = cap.teacher_forced(cap.pixels(image), e.token_ids)
+    assert not [n for n in plain.names() if n.endswith(ex._SHORTCUT_POINTS)] and plain.memory is None
+
+
+def test_a_fast_blip_takes_autograds_way_to_the_memory(tmp_path, image):
+    """The shortcut reads nn.Linear weights; fast mode's int8 layers are not, so relevancy falls back to
+    autograd (and still runs) instead of reading weights that are not the ones the model used."""
+    import hub_fixtures
+
+    import vizcap
+
+    fast = vizcap.load(hub_fixtures.blip(tmp_path / "blip"), fast=True)
+    assert fast.cross_projections is None
+    e = _forced(fast, image)
+    r = ex.relevancy(fast, e)
+    assert r.shape == (len(e.tokens), fast.grid[0] * fast.grid[1]) and np.isfinite(r).all() and r.any()

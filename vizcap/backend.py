@@ -45,7 +45,8 @@ family adapter; the registry that loads each is vizcap/families/) — through th
                                   one forward pass over [prefix; start; ids[:-1]] with every map
                                   captured: (logits [P + S, V] — [B, P + S, V] for a batch of B
                                   images — , cache), P = n_prefix; with keep_grad the maps stay in
-                                  the autograd graph, the encoder's too only with through_encoder
+                                  the autograd graph, the encoder's too only with through_encoder,
+                                  and cache.memory is the encoder output the decoder read
     encoder_attends               the encoder is a vision transformer whose attention is captured
                                   (relevancy can follow it to the input patches)
     decoding_defaults()           DecodingParams fields the model's own settings fix (Hugging Face:
@@ -162,12 +163,17 @@ class CheckpointError(ValueError):
 take_captured = hooks.take_captured  # one decoding step's maps, from the active capture()
 
 
-def install_points(model: torch.nn.Module, points: dict[str, tuple[torch.nn.Module, int | None]]) -> list[str]:
+def install_points(model: torch.nn.Module, points: dict[str, tuple[torch.nn.Module, int | None]],
+                   gradient_pass_points: dict[str, tuple[torch.nn.Module, int | None]] | None = None) -> list[str]:
     """Attach vizcap's stateless capture hooks to `points` (hook name -> (module, output index)),
-    once per model; they record only inside vizcap.hooks.capture()."""
+    once per model; they record only inside vizcap.hooks.capture(). `gradient_pass_points` record only
+    in a keep_grad capture (what relevancy's shortcuts read; no explanation lists them). Returns the
+    names of `points`."""
     if getattr(model, "_vizcap_hook_names", None) is not None:
         return model._vizcap_hook_names
     for name, (module, index) in points.items():
         module.register_forward_hook(hooks._make_hook(name, index))
+    for name, (module, index) in (gradient_pass_points or {}).items():
+        module.register_forward_hook(hooks._make_hook(name, index, gradient_pass_only=True))
     model._vizcap_hook_names = list(points)
     return model._vizcap_hook_names

@@ -112,6 +112,7 @@ class Captioner(ExplainAPI):
                 memory = memory.clone().requires_grad_(True)  # a leaf: the gradients stop here
             else:
                 memory = model.encode(pixels)
+            cache.memory = memory if keep_grad else None
             prefix, _ = model.prefix(memory)
             logits = model.decode(memory, prefix, ids, use_cache=False).logits
         return (logits[0] if B == 1 else logits), cache

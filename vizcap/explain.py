@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import queue
 import threading
 from contextlib import contextmanager
@@ -512,10 +513,10 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
     The final sequence is run once, teacher-forced: the decoder is causal, so that one pass holds the
     logit that chose every token (token j's at position P + j). Word k's target is the logit of token
     words[k] there (minus the logit of alternatives[k] when given: the contrastive "why this token
-    and not that one"); one batched backward pass (`_relevancy_rows`) gives each word its own
+    and not that one"); batched backward passes (`_batched_grad`) give each word its own
     gradients of every captured attention map: in the decoder (self- and cross-attention), the
     mapper and, with `through_encoder` and a vision-transformer encoder, the encoder's
-    self-attention. The rules are the paper's (see vizcap.maps.propagate); the cross-attention's keys
+    self-attention (every word through the decoder at once, then the encoder in groups). The rules are the paper's (see vizcap.maps.propagate); the cross-attention's keys
     are carried back to the input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9
     over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
     no attention to follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n
@@ -536,10 +537,33 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
 
     def compute(report) -> np.ndarray:
         logits, cache = captioner.teacher_forced(pixels, exp.token_ids, keep_grad=True, through_encoder=through_encoder)
+        targets = _targets(captioner, logits, exp.token_ids, words, alternatives)
+        names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
+                 and not n.endswith(_SHORTCUT_POINTS)  # what the memory's shortcut reads, not maps
+                 and cache[n][0].requires_grad]  # without through_encoder the encoder runs without gradients
+        encoder = [n for n in names if n.startswith("encoder.blocks.")]
+        if not encoder or cache.memory is None:  # nothing to follow into the encoder: one pass for every word
+            grads = dict(zip(names, _batched_grad(*targets, [cache[n][0] for n in names])))
+            report(len(words))
+            return _relevancy_from_gradients(captioner, cache, grads, words, through_encoder)
+        # Split at the encoder's output: every word's backward pass through the decoder at once (it is
+        # small), which also gives each word's gradient of the memory; then, group by group, the
+        # encoder's backward passes start from those (the chain rule: the decoder reads the encoder
+        # only through the memory). The decoder's cost is batched across all words, not paid per group.
+        decoder = [n for n in names if n not in encoder]
+        cross = getattr(captioner, "cross_projections", None)
+        if cross:  # autograd stops at each cross-attention's map and context; the memory's gradient follows
+            contexts = [cache[f"decoder.h.{l}.crossattention.context"][0] for l in range(len(cross))]
+            grads = _batched_grad(*targets, [cache[n][0] for n in decoder] + contexts)
+            decoder_grads = grads[:len(decoder)]
+            memory_grads = _memory_gradient(cross, cache, dict(zip(decoder, decoder_grads)), grads[len(decoder):])
+        else:
+            *decoder_grads, memory_grads = _batched_grad(*targets, [cache[n][0] for n in decoder] + [cache.memory])
         rows = []
         for a in range(0, len(words), group):
-            rows.append(_relevancy_rows(captioner, logits, cache, exp.token_ids, words[a:a + group],
-                                        alternatives[a:a + group], through_encoder))
+            grads = {n: g[a:a + group] for n, g in zip(decoder, decoder_grads)}
+            grads.update(zip(encoder, _batched_grad(cache.memory, memory_grads[a:a + group], [cache[n][0] for n in encoder])))
+            rows.append(_relevancy_from_gradients(captioner, cache, grads, words[a:a + group], through_encoder))
             report(min(a + group, len(words)))
         return np.concatenate(rows)
 
@@ -598,42 +622,83 @@ def flushed_denormals():
         torch.set_flush_denormal(before)
 
 
-def _relevancy_rows(captioner, logits: torch.Tensor, cache, token_ids: list[int], js: list[int],
-                    alternatives: list[int | None], through_encoder: bool) -> np.ndarray:
-    """relevancy() for the tokens `js`, from the one teacher-forced pass (logits [P + S, V] and its
-    captured maps, in the autograd graph): one backward pass batched over the words."""
-    P, X, C = captioner.n_prefix, captioner.n_extra_keys, len(js)
-    N = captioner.grid[0] * captioner.grid[1]
-    names = [n for n in cache.names() if n.startswith(("decoder.", "mapper.", "encoder.blocks."))
-             and cache[n][0].requires_grad]  # without through_encoder the encoder runs without gradients
-    tensors = [cache[n][0] for n in names]
-    with torch.enable_grad():  # part of the graph: row k holds the logits that chose token js[k]
-        rows = logits[torch.tensor(js) + P]  # [C, V]
-    # word k's vector of the vector-Jacobian product: 1 on row k's logit of token js[k], −1 on its
-    # alternative's (an alternative equal to the chosen token cancels it: a map of zeros)
-    vectors = torch.zeros(C, *rows.shape, dtype=rows.dtype)
+def _targets(captioner, logits: torch.Tensor, token_ids: list[int], js: list[int],
+             alternatives: list[int | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, vectors): the logits that chose the tokens `js` ([C, V], row k from position P + js[k] of
+    the one teacher-forced pass) and each word's vector of the vector-Jacobian product [C, C, V]: 1 on
+    row k's logit of token js[k], −1 on its alternative's (an alternative equal to the chosen token
+    cancels it: a map of zeros)."""
+    with torch.enable_grad():  # part of the graph
+        rows = logits[torch.tensor(js) + captioner.n_prefix]
+    vectors = torch.zeros(len(js), *rows.shape, dtype=rows.dtype)
     for k, (j, alt) in enumerate(zip(js, alternatives)):
         vectors[k, k, token_ids[j]] += 1
         if alt is not None:
             vectors[k, k, alt] -= 1
+    return rows, vectors
 
-    def gradients(vector):  # one word's gradients of every captured map (zeros where a map does not count)
-        return torch.autograd.grad(rows, tensors, vector, retain_graph=True, materialize_grads=True)
 
-    # One backward pass for every word at once: torch.func.vmap runs `gradients` over the C vectors, so
-    # each gradient gains a leading dimension C. Not autograd.grad(is_grads_batched=True): that runs on
-    # the legacy vmap prototype, which has no batching rule for the backward of softmax, layer norm,
-    # GELU or tanh and falls back to a loop over the words for each of them ("There is a performance
-    # drop", with torch._C._debug_only_display_vmap_fallback_warnings(True)); torch.func.vmap batches
-    # them all (tests/test_relevancy.py checks), and measured a little faster than both that and a loop
-    # of one backward per word. retain_graph: the next group of words reads the same graph.
-    # autograd.grad, not backward(): the shared model's .grad fields are never touched.
-    grads = dict(zip(names, torch.func.vmap(gradients)(vectors)))
+def _batched_grad(output: torch.Tensor, vectors: torch.Tensor, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each of the C `vectors`' vector-Jacobian product of `output` with respect to every tensor of `inputs`
+    (zeros where one does not count), as one backward pass batched over the vectors: each result gains a
+    leading dimension C. torch.func.vmap runs autograd.grad over the vectors. Not
+    autograd.grad(is_grads_batched=True): that runs on the legacy vmap prototype, which has no batching rule
+    for the backward of softmax, layer norm, GELU or tanh and falls back to a loop over the vectors for
+    each of them ("There is a performance drop", with torch._C._debug_only_display_vmap_fallback_warnings
+    (True)); torch.func.vmap batches them all (tests/test_relevancy.py checks), and measured a little
+    faster than both that and a loop of one backward per vector. retain_graph: the next group of words
+    reads the same graph. autograd.grad, not backward(): the shared model's .grad fields are never touched."""
+    def one(vector):
+        return torch.autograd.grad(output, inputs, vector, retain_graph=True, materialize_grads=True)
+
+    return list(torch.func.vmap(one)(vectors))
+
+
+_SHORTCUT_POINTS = (".crossattention.query", ".crossattention.context")  # recorded only in a gradient pass
+
+
+def _memory_gradient(cross_projections, cache, grads: dict[str, torch.Tensor],
+                     context_grads: list[torch.Tensor]) -> torch.Tensor:
+    """Each word's gradient of the memory [C, *memory.shape], from its gradients of every cross-attention
+    layer's map (grads) and context (context_grads: [C, 1, S, heads·d]), for cross-attentions that score
+    softmax(Q Kᵀ/√d) with K = memory W_kᵀ + b_k and V = memory W_vᵀ + b_v (cross_projections: per layer,
+    the query, key and value nn.Linear; the queries are the ones the pass recorded).
+
+    Autograd would form each word's dense gradient of K and V (M × heads·d) and multiply it by W_k and
+    W_v: 24 products of 577 × 768 × 768 a word on BLIP-base, 16 GFLOP, more than a tenth of a backward
+    pass through its encoder. Per head, that gradient is dSᵀQ/√d (and AᵀdC), of rank at most S (the
+    caption's length), so the memory's gradient is Σ_heads dS_hᵀ (Q_h W_k,h/√d) + A_hᵀ (dC_h W_v,h):
+    products with S·heads inside instead of 768, about 5× fewer operations. Equal to autograd's to
+    rounding (tests/test_relevancy.py)."""
+    memory = cache.memory
+    out = torch.zeros(context_grads[0].shape[0], *memory.shape, dtype=memory.dtype)
+    for l, (query, key, value) in enumerate(cross_projections):
+        a = cache[f"decoder.h.{l}.crossattention"][0].detach()[0]  # [heads, S, M]
+        heads = a.shape[0]
+        da = grads[f"decoder.h.{l}.crossattention"][:, 0]  # [C, heads, S, M]
+        ds = a * (da - (da * a).sum(-1, keepdim=True))  # through the softmax: the scores' gradient
+        q = cache[f"decoder.h.{l}.crossattention.query"][0].detach()[0]  # [S, heads·d]
+        d = q.shape[-1] // heads
+        qk = q.view(-1, heads, d).transpose(0, 1) @ key.weight.detach().view(heads, d, -1) / math.sqrt(d)  # [heads, S, Dm]
+        dc = context_grads[l][:, 0].view(len(da), -1, heads, d).transpose(1, 2)  # [C, heads, S, d]
+        cv = dc @ value.weight.detach().view(heads, d, -1)  # [C, heads, S, Dm]
+        out[:, 0] += torch.einsum("chsm,hsd->cmd", ds, qk) + torch.einsum("hsm,chsd->cmd", a, cv)
+    return out
+
+
+def _relevancy_from_gradients(captioner, cache, grads: dict[str, torch.Tensor], js: list[int],
+                              through_encoder: bool) -> np.ndarray:
+    """relevancy()'s rows for the tokens `js` [C, N], from the one teacher-forced pass's captured maps
+    (`cache`) and each word's gradient of every one that counts (grads[name]: [C, 1, heads, q, k])."""
+    P, X, C = captioner.n_prefix, captioner.n_extra_keys, len(js)
+    N = captioner.grid[0] * captioner.grid[1]
+    names = list(grads)
 
     def weighted(name: str) -> np.ndarray:  # E_heads[(grad ⊙ A)+] of each word (eq. 5), [C, q, k]
         a = cache[name][0][0].detach()  # [heads, q, k]: the one pass's map, shared by every word
-        g = grads[name][:, 0]  # [C, heads, q, k]: each word's own gradient of it
-        return (g * a).clamp_(min=0).mean(1).double().numpy()
+        g = grads.pop(name)[:, 0]  # [C, heads, q, k]: each word's own gradient of it, used once
+        # in place: a big encoder's gradients are C × 12 × 577² floats a layer (BLIP-base)
+        return g.mul_(a).clamp_(min=0).mean(1).double().numpy()
 
     L = captioner.decoder_layers
     self_w = np.stack([weighted(f"decoder.h.{l}.attn") for l in range(L)], 1)  # C, L, S, S

@@ -9,6 +9,10 @@ Every attention module of the captioner gets a stable, readable name that mirror
     decoder.h.{i}.attn                  GPT-2 causal self-attention [B, heads, q, k]
     decoder.h.{i}.crossattention        GPT-2 cross-attention to the patches [B, heads, q, N]
 
+A Hugging Face family may add points that record only in a relevancy pass (a keep_grad capture), never
+in an explanation: decoder.h.{i}.crossattention.query and .context (BLIP's cross-attention queries and
+contexts, which relevancy's shortcut to the memory's gradient reads; vizcap.explain._memory_gradient).
+
 `install_hook_points(model)` attaches one forward hook per module, once, when a model is loaded
 (switching a ViT encoder's fused attention off first: `unfuse_encoder_attention`).
 The hooks hold no data: they write into the cache of the innermost active `capture()` context,
@@ -33,6 +37,9 @@ class ActivationCache:
     def __init__(self, keep_grad: bool = False):
         self.keep_grad = keep_grad
         self.store: dict[str, list[torch.Tensor]] = defaultdict(list)
+        # the encoder's output the decoder read, set by a teacher-forced pass with keep_grad: relevancy
+        # splits its backward passes there (every word through the small decoder at once, then the encoder)
+        self.memory: torch.Tensor | None = None
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         if self.keep_grad:  # kept in the graph, for torch.autograd.grad
@@ -84,10 +91,12 @@ def record(name: str, weights: torch.Tensor) -> None:
         cache.add(name, weights)
 
 
-def _make_hook(name: str, index: int | None):
+def _make_hook(name: str, index: int | None, gradient_pass_only: bool = False):
+    """The hook of point `name`: records output[index] (the output itself when index is None) into the
+    active capture; with gradient_pass_only, only into a keep_grad capture (the relevancy pass)."""
     def hook(module, inputs, output):
         cache = _ACTIVE.get()
-        if cache is None:
+        if cache is None or (gradient_pass_only and not cache.keep_grad):
             return
         weights = output if index is None else output[index]
         if weights is not None:

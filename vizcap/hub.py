@@ -181,6 +181,10 @@ class HFParts:
     pad_id: int
     generation_model: torch.nn.Module  # whose generation_config generate() reads
     max_positions: int
+    # per decoder layer, (query, key, value) nn.Linear of a cross-attention that scores softmax(QKᵀ/√d)
+    # with keys and values read from the memory itself: relevancy then takes the memory's gradient
+    # by its low-rank shortcut (vizcap.explain._memory_gradient); None: autograd's own way
+    cross_projections: list | None = None
 
 
 class HFCaptioner(ExplainAPI):
@@ -192,6 +196,7 @@ class HFCaptioner(ExplainAPI):
 
     relevancy_group: int | None = None  # words per relevancy backward pass; None: sized to the encoder (below)
     RELEVANCY_BUDGET = 1 << 29  # bytes of the words' encoder attention gradients per backward pass
+    RELEVANCY_ALONE = 1 << 27  # a word with this many bytes of them goes alone (batching it buys no speed)
 
     def __init__(self, model, image_processor, tokenizer, name: str, family):
         self.model = model.eval()
@@ -231,7 +236,11 @@ class HFCaptioner(ExplainAPI):
             points[f"decoder.h.{i}.attn"] = (m, 1)
         for i, m in enumerate(parts.decoder_cross_attention):
             points[f"decoder.h.{i}.crossattention"] = (m, 1)
-        self.hook_names = install_points(model, points)
+        gradient_points = {}
+        for i, (query, _, _) in enumerate(parts.cross_projections or []):
+            gradient_points[f"decoder.h.{i}.crossattention.query"] = (query, None)
+            gradient_points[f"decoder.h.{i}.crossattention.context"] = (parts.decoder_cross_attention[i], 0)
+        self.hook_names = install_points(model, points, gradient_points)
         self.precision = fast_mode.precision_of(model)  # "int8" for a fast model's copy (with_model) too
         self._cache_kw = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
         image_tokens = self._probe()
@@ -255,6 +264,16 @@ class HFCaptioner(ExplainAPI):
     def with_model(self, model, name: str) -> "HFCaptioner":
         """The same captioner around another copy of its model (e.g. one with a re-initialised decoder)."""
         return HFCaptioner(model, self.image_processor, self.tokenizer.tok, name=name, family=self.family)
+
+    @property
+    def cross_projections(self) -> list | None:
+        """The family's cross_projections (HFParts) as the model has them now, or None when relevancy
+        must take autograd's way to the memory: none declared, or not plain float nn.Linear layers
+        (fast mode replaces them in place, and its int8 layers' weights are not these)."""
+        projections = self.family.parts(self.model).cross_projections
+        if projections and all(type(m) is torch.nn.Linear for qkv in projections for m in qkv):
+            return projections
+        return None
 
     def make_fast(self) -> "HFCaptioner":
         """Fast mode, in place: every linear layer in int8 (vizcap/fast.py)."""
@@ -287,13 +306,17 @@ class HFCaptioner(ExplainAPI):
         pass is shared by every word (it is paid once, whatever the group); what a group adds is each
         word's own gradient of every encoder attention map, held together until its maps are made, and
         the backward pass's working tensors of that shape: about 4 x (layers + 3) x heads x tokens²
-        bytes a word. So a 577-token BLIP encoder goes two words at a time and a 197-token ViT's words
-        all at once (up to 16)."""
+        bytes a word. So a 197-token ViT's words go all at once (up to 16), and a 577-token BLIP
+        encoder's one at a time: its products are big enough that batching them buys nothing (12 words
+        of BLIP-base: 17.1–18.1 s one at a time, 18.9–19.1 s two at a time; ViT+GPT-2's in one group
+        4.5–4.9 s, in groups of 9 and 3 4.6–5.2 s; 2 threads, 3 December 2026)."""
         if self.relevancy_group:
             return int(self.relevancy_group)
         heads = getattr(self.vision.config, "num_attention_heads", 12)
         tokens = self.n_extra_keys + self.grid[0] * self.grid[1]
         per_word = 4 * (self.encoder_layers + 3) * heads * tokens * tokens
+        if per_word >= self.RELEVANCY_ALONE:
+            return 1
         return max(1, min(16, self.RELEVANCY_BUDGET // per_word))
 
     # -- captions -----------------------------------------------------------------------------------
@@ -395,6 +418,7 @@ class HFCaptioner(ExplainAPI):
                 memory = memory.clone().requires_grad_(True)  # a leaf: the gradients stop here
             else:
                 memory = self._encode(pixels)
+            cache.memory = memory if keep_grad else None
             logits = self._decode(ids, memory, use_cache=False).logits
         return (logits[0] if len(pixels) == 1 else logits), cache
 

@@ -35,7 +35,9 @@ class Blip(HuggingFaceFamily):
             decoder_self_attention=[b.attention.self for b in blocks],
             decoder_cross_attention=[b.crossattention.self for b in blocks],
             decoder_heads=text.num_attention_heads, bos_id=text.bos_token_id, eos_id=text.sep_token_id,
-            pad_id=text.pad_token_id, generation_model=model.text_decoder, max_positions=text.max_position_embeddings)
+            pad_id=text.pad_token_id, generation_model=model.text_decoder, max_positions=text.max_position_embeddings,
+            # BlipTextSelfAttention: softmax(QKᵀ/√d + mask), keys and values Linear maps of the memory
+            cross_projections=[(c.query, c.key, c.value) for c in (b.crossattention.self for b in blocks)])
 
     def encoder_name(self, captioner) -> str:
         return "BLIP ViT"
