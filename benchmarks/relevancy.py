@@ -17,9 +17,15 @@ order reverses every other repeat):
     yardstick          for each word, one forward pass of the transformers model itself (eager attention,
                        loaded apart from vizcap's), teacher-forced on the same tokens, and one backward pass
                        of that word's logit (.backward(): what one step of training pays)
+    encoder_floor      what no exact per-word rule can avoid: vizcap's encoder forward pass once (maps in
+                       the graph), then for each word one backward pass from the encoder's output to every
+                       encoder attention map, with a random vector (the decoder is skipped altogether).
+                       Chefer's rule clamps each word's gradient ⊙ map at 0, so each word needs its own
+                       gradient of every map: one such pass a word, whatever is shared or batched
 
-and reports their medians and two ratios, each the median over repeats of the pair measured in the same
-repeat: relevancy ÷ yardstick (bar ≤ 0.37) and decoder_relevancy ÷ explain (bar ≤ 3). Peak memory
+and reports their medians and three ratios, each the median over repeats of the pair measured in the same
+repeat: relevancy ÷ yardstick (bar ≤ 0.37), decoder_relevancy ÷ explain (bar ≤ 3) and encoder_floor ÷
+yardstick (the least relevancy ÷ yardstick an exact method can reach with torch's kernels on this machine). Peak memory
 (VmHWM) is measured apart, each stage once in a fresh process (after loading, after explaining, after
 the stage; --no-memory skips it). One JSON object is printed and written to benchmarks/relevancy.json
 (--out). Relevancy and the yardstick both run with denormals flushed to zero in every torch thread
@@ -54,7 +60,8 @@ from benchmarks.real_captioners import BUILDERS  # noqa: E402
 from benchmarks.timing import interleaved, med, paired_ratio  # noqa: E402
 
 MODELS = ("vit-gpt2", "blip-base")
-STAGES = ("explain", "relevancy", "decoder_relevancy", "yardstick")
+STAGES = ("explain", "relevancy", "decoder_relevancy", "yardstick", "encoder_floor")
+MEMORY_STAGES = STAGES[:4]  # the floor is a measurement of time only
 
 
 def picture():
@@ -94,6 +101,25 @@ def yardstick(model, pixels, bos: int, tokens: list[int]) -> None:
     in_flushed_thread(passes)
 
 
+def encoder_floor(cap, pixels, words: int) -> None:
+    """vizcap's encoder forward once with its attention maps in the graph, then `words` backward passes from
+    its output to all of them (each with its own random vector), in a flushed thread as relevancy runs."""
+    import torch
+
+    from vizcap.explain import in_flushed_thread
+    from vizcap.hooks import capture
+
+    def passes(report):
+        with torch.enable_grad(), capture(keep_grad=True) as cache:
+            memory = cap._encode(pixels)
+        maps = [cache[n][0] for n in cache.names() if n.startswith("encoder.blocks.")]
+        vectors = torch.randn(words, *memory.shape, generator=torch.Generator().manual_seed(0))
+        for v in vectors:
+            torch.autograd.grad(memory, maps, v, retain_graph=True, materialize_grads=True)
+
+    in_flushed_thread(passes)
+
+
 def stages(folder: Path, tokens: int) -> tuple[dict, dict]:
     """The four stages on one model folder, as callables, and what they ran on (the caption's words)."""
     import vizcap
@@ -107,7 +133,8 @@ def stages(folder: Path, tokens: int) -> tuple[dict, dict]:
 
     run = {"explain": lambda: cap.explain(img, max_tokens=tokens), "relevancy": lambda: fresh("relevancy"),
            "decoder_relevancy": lambda: fresh("decoder_relevancy"),
-           "yardstick": lambda: yardstick(model, pixels, cap.bos_id, exp.token_ids)}
+           "yardstick": lambda: yardstick(model, pixels, cap.bos_id, exp.token_ids),
+           "encoder_floor": lambda: encoder_floor(cap, cap.pixels(img), len(exp.tokens))}
     return run, {"words": len(exp.tokens), "token_ids": exp.token_ids, "bos": cap.bos_id,
                  "relevancy_batch": cap.relevancy_batch()}
 
@@ -174,12 +201,14 @@ def main(argv=None) -> int:
             s, info = {stage: samples[f"{n}/{stage}"] for stage in STAGES}, runs[n][1]
             ratios = {"relevancy_over_yardstick": paired_ratio(s["relevancy"], s["yardstick"]),
                       "decoder_relevancy_over_explain": paired_ratio(s["decoder_relevancy"], s["explain"])}
+            floor = paired_ratio(s["encoder_floor"], s["yardstick"])
             results["models"][n] = {
                 "words": info["words"], "relevancy_batch": info["relevancy_batch"],
                 **{f"{stage}_s": med(s[stage]) for stage in STAGES}, **ratios,
                 "within_bars": {k: v <= BARS[k] for k, v in ratios.items()},
+                "encoder_floor_over_yardstick": floor,
                 "peak_mb": None if args.no_memory else
-                {stage: peak_memory(folders[n], stage, args.threads, args.tokens, info) for stage in STAGES},
+                {stage: peak_memory(folders[n], stage, args.threads, args.tokens, info) for stage in MEMORY_STAGES},
                 "samples": s,
             }
     results["load_average_end"] = list(os.getloadavg())  # other work on the machine slows every figure
