@@ -516,9 +516,9 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
     and not that one"); batched backward passes (`_batched_grad`) give each word its own
     gradients of every captured attention map: in the decoder (self- and cross-attention), the
     mapper and, with `through_encoder` and a vision-transformer encoder, the encoder's
-    self-attention (every word through the decoder at once, then the encoder in groups). The rules are the paper's (see vizcap.maps.propagate); the cross-attention's keys
-    are carried back to the input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9
-    over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
+    self-attention (every word through the decoder at once, then the encoder in groups). The rules
+    are the paper's (see vizcap.maps.propagate); the cross-attention's keys are carried back to the
+    input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9 over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
     no attention to follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n
     stands for patch n. `progress`, if given, is called as progress(words_done, len(words)): with 0
     before the shared forward pass, then after each group of words (what a progress bar can show)."""
