@@ -525,3 +525,28 @@ def test_a_fast_blip_takes_autograds_way_to_the_memory(tmp_path, image):
     e = _forced(fast, image)
     r = ex.relevancy(fast, e)
     assert r.shape == (len(e.tokens), fast.grid[0] * fast.grid[1]) and np.isfinite(r).all() and r.any()
+
+
+@pytest.mark.parametrize("width, heads", [(128, 2), (24, 2)])  # 1/√d = 1/8, a power of two; and 1/√12
+def test_blips_lean_vision_attention_gives_transformers_numbers_bit_for_bit(shared_models, width, heads):
+    """vizcap runs BLIP's vision attention by its own forward (families.blip.lean_vision_attention: one
+    unbind, the scale on the queries when it is a power of two), for cheaper backward passes. Its output,
+    attention probabilities and the gradients of the input equal transformers' BlipAttention's exactly,
+    in both ways of scaling; and a loaded BLIP captioner runs it in every encoder layer."""
+    from transformers.models.blip.configuration_blip import BlipVisionConfig
+    from transformers.models.blip.modeling_blip import BlipAttention
+
+    from vizcap.families.blip import lean_vision_attention
+
+    torch.manual_seed(0)
+    attention = BlipAttention(BlipVisionConfig(hidden_size=width, num_attention_heads=heads)).eval()
+    x = torch.randn(2, 17, width, requires_grad=True)
+    vectors = torch.randn(2, 17, width), torch.randn(2, heads, 17, 17)
+    results = []
+    for forward in (attention.forward, lambda h: lean_vision_attention(attention, h)):
+        out, probs = forward(x)
+        results.append((out, probs, *torch.autograd.grad((out, probs), x, vectors)))
+    for ours, theirs in zip(*results):
+        assert torch.equal(ours, theirs)
+    layers = shared_models["blip"].model.vision_model.encoder.layers
+    assert all(layer.self_attn.forward.__func__ is lean_vision_attention for layer in layers)

@@ -205,6 +205,7 @@ class HFCaptioner(ExplainAPI):
         self.name = name
         self.family = family
         self.kind = family.key
+        family.prepare(model)
         parts = family.parts(model)
         self.vision, self.decoder = parts.vision, parts.decoder
         self.bos_id, self.pad_id = parts.bos_id, parts.pad_id

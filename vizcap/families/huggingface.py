@@ -39,6 +39,10 @@ class HuggingFaceFamily(Family):
     def parts(self, model) -> hub.HFParts:
         raise NotImplementedError
 
+    def prepare(self, model) -> None:
+        """Called on every model HFCaptioner wraps, before its hooks go in: where a family swaps in a
+        computation that gives transformers' numbers with less work. Nothing by default."""
+
     def encoder_name(self, captioner) -> str:
         raise NotImplementedError
 
