@@ -518,10 +518,11 @@ def relevancy(captioner, exp: Explanation, through_encoder: bool = True, words: 
     mapper and, with `through_encoder` and a vision-transformer encoder, the encoder's
     self-attention (every word through the decoder at once, then the encoder in groups). The rules
     are the paper's (see vizcap.maps.propagate); the cross-attention's keys are carried back to the
-    input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9 over the encoder's blocks). Without `through_encoder` (or with a convolutional encoder, which has
-    no attention to follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n
-    stands for patch n. `progress`, if given, is called as progress(words_done, len(words)): with 0
-    before the shared forward pass, then after each group of words (what a progress bar can show)."""
+    input patches by the encoder's normalised self-relevance R̄_ii (eqs. 6-9 over the encoder's
+    blocks). Without `through_encoder` (or with a convolutional encoder, which has no attention to
+    follow) the gradients stop at the encoder's output: R̄_ii = I, memory cell n stands for patch n.
+    `progress`, if given, is called as progress(words_done, len(words)): with 0 before the shared
+    forward pass, then after each group of words (what a progress bar can show)."""
     T, N = len(exp.tokens), captioner.grid[0] * captioner.grid[1]
     words = list(range(T)) if words is None else list(words)
     alternatives = [None] * len(words) if alternatives is None else list(alternatives)
