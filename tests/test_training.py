@@ -412,3 +412,23 @@ def test_relation_weight_adds_a_relation_head_and_records_it(tmp_path):
     assert "relation" not in json.loads((tmp_path / "n" / "config.json").read_text())["aux_heads"]
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["args"]["relation_weight"] == 1.0
     assert "aux.relation.weight" in load_file(tmp_path / "r" / "model.safetensors")
+
+
+def test_decoder_layers_sets_the_decoders_depth_and_records_it(tmp_path):
+    """--decoder-layers N builds a GPT-2 decoder of N blocks, saved in config.json and metrics.json
+    (the default, 2, is both shipped models' depth); the loaded checkpoint has N blocks; below 1 the
+    CLI refuses without a traceback."""
+    from vizcap.captioner import Captioner
+    from vizcap.files import DEFAULT_CHECKPOINT
+
+    assert ShapesArgs().decoder_layers == 2
+    assert json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())["decoder_layers"] == ShapesArgs().decoder_layers
+
+    args = dict(steps=1, save_every=1000, seed=1, **{**FAST, "eval_n": 2})
+    run(ShapesArgs(out=str(tmp_path / "d3"), decoder_layers=3, **args))
+    assert json.loads((tmp_path / "d3" / "config.json").read_text())["decoder_layers"] == 3
+    assert json.loads((tmp_path / "d3" / "metrics.json").read_text())["args"]["decoder_layers"] == 3
+    assert len(Captioner.from_pretrained(tmp_path / "d3").model.decoder.transformer.h) == 3
+
+    done = run_module("-m", "train", "shapes", "--decoder-layers", "0", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "--decoder-layers must be at least 1" in done.stderr and "Traceback" not in done.stderr

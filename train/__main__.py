@@ -55,6 +55,8 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--relation-weight", type=float, default=d.relation_weight,
                    help="weight of a dense head that predicts, under each object of a related pair, its relation "
                         "to the other (default 1, the shipped models; 0 = no such head)")
+    p.add_argument("--decoder-layers", type=int, default=d.decoder_layers,
+                   help=f"GPT-2 blocks of the caption decoder (default {d.decoder_layers}, the shipped models)")
 
 
 def _photos_parser(sub, dataset: str) -> None:
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.preset == "shapes":
             from .shapes import ShapesArgs, run
 
-            for flag in ("steps", "batch_size", "threads", "eval_n", "save_every", "scenes"):
+            for flag in ("steps", "batch_size", "threads", "eval_n", "save_every", "scenes", "decoder_layers"):
                 if getattr(args, flag) < 1:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
             if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0 or args.attend_weight < 0:

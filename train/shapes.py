@@ -108,6 +108,7 @@ class ShapesArgs:
     captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
     bind_to: str = "named"  # prefix token k binds the k-th object the caption names ("named") or at canonical place k ("place")
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
+    decoder_layers: int = 2  # GPT-2 blocks of the caption decoder (both shipped models: 2)
 
 
 ENCODERS = {
@@ -116,7 +117,8 @@ ENCODERS = {
 }
 
 
-def default_config(tokenizer: CaptionTokenizer, encoder: str = "mobilenet", relation: bool = False) -> CaptionerConfig:
+def default_config(tokenizer: CaptionTokenizer, encoder: str = "mobilenet", relation: bool = False,
+                   decoder_layers: int = 2) -> CaptionerConfig:
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
     heads = {"shape": len(SHAPES) + 1, "colour": len(COLOURS) + 1, "order": BOUND + 1}
@@ -129,6 +131,7 @@ def default_config(tokenizer: CaptionTokenizer, encoder: str = "mobilenet", rela
         eos_id=tokenizer.eos_id,
         pad_id=tokenizer.pad_id,
         aux_heads=heads,
+        decoder_layers=decoder_layers,
     )
 
 
@@ -373,7 +376,9 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     tokenizer = CaptionTokenizer.word_level(VOCABULARY)
-    cfg = default_config(tokenizer, args.encoder, relation=args.relation_weight > 0)
+    if args.decoder_layers < 1:
+        raise ValueError(f"decoder_layers must be at least 1; got {args.decoder_layers}")
+    cfg = default_config(tokenizer, args.encoder, relation=args.relation_weight > 0, decoder_layers=args.decoder_layers)
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
     data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every,
