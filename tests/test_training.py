@@ -389,12 +389,14 @@ def test_error_tally_tells_relation_only_mistakes_from_others():
     from vizcap.scenes import render_scene
 
     scenes = [render_scene(k) for k in range(200)]
-    pair = next(s for s in scenes if " left of " in s.caption)
-    three = next(s for s in scenes if len(s.objects) == 3)
+    distinct = lambda s: len({o.colour for o in s.objects}) == len(s.objects)  # noqa: E731
+    pair = next(s for s in scenes if " left of " in s.caption and distinct(s))
+    three = next(s for s in scenes if len(s.objects) == 3 and not distinct(s))  # a colour repeated
     flipped = pair.caption.replace(" left of ", " right of ")
     wrong_name = three.caption.replace(three.objects[0].colour, "red" if three.objects[0].colour != "red" else "blue", 1)
-    got = tally([pair.captions[-1], flipped, wrong_name], [pair, pair, three])
-    assert got == {"scenes": {2: 2, 3: 1}, "wrong": {2: 1, 3: 1}, "relation_only": 1}
+    got = tally([pair.captions[-1], flipped, wrong_name, three.caption], [pair, pair, three, three])
+    assert got == {"scenes": {2: 2, 3: 2}, "wrong": {2: 1, 3: 1}, "relation_only": 1,
+                   "colour_repeated": {"scenes": {3: 2}, "wrong": {3: 1}}}
 
 
 def test_relation_weight_adds_a_relation_head_and_records_it(tmp_path):

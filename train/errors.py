@@ -1,5 +1,6 @@
-"""Where a ShapeScenes checkpoint's held-out captions go wrong: by number of objects, and whether the
-only mistake is the relation word of a pair ("left of" for "right of", "above" for "below", ...).
+"""Where a ShapeScenes checkpoint's held-out captions go wrong: by number of objects, whether the
+only mistake is the relation word of a pair ("left of" for "right of", "above" for "below", ...), and
+how many of the scenes and errors have a colour repeated (objects that only shape and place tell apart).
 
     python -m train.errors shapes-free --n 600
 """
@@ -23,17 +24,23 @@ def _without_relation(caption: str) -> str:
 
 
 def tally(captions: list[str], scenes: list) -> dict:
-    """{"scenes": {n objects: count}, "wrong": {n: count}, "relation_only": count}."""
+    """{"scenes": {n objects: count}, "wrong": {n: count}, "relation_only": count, "colour_repeated":
+    {"scenes": {n: count}, "wrong": {n: count}}} (the last: the scenes in which two objects share a colour)."""
     scenes_by_n, wrong_by_n, relation_only = Counter(), Counter(), 0
+    repeated_by_n, repeated_wrong_by_n = Counter(), Counter()
     for caption, scene in zip(captions, scenes):
         n = len(scene.objects)
+        repeated = len({o.colour for o in scene.objects}) < n
         scenes_by_n[n] += 1
+        repeated_by_n[n] += repeated
         if caption in scene.captions:
             continue
         wrong_by_n[n] += 1
+        repeated_wrong_by_n[n] += repeated
         relation_only += any(_without_relation(c) == _without_relation(caption) for c in scene.captions)
-    return {"scenes": dict(sorted(scenes_by_n.items())), "wrong": dict(sorted(wrong_by_n.items())),
-            "relation_only": relation_only}
+    counts = lambda c: {n: k for n, k in sorted(c.items()) if k}  # noqa: E731
+    return {"scenes": counts(scenes_by_n), "wrong": counts(wrong_by_n), "relation_only": relation_only,
+            "colour_repeated": {"scenes": counts(repeated_by_n), "wrong": counts(repeated_wrong_by_n)}}
 
 
 def main(argv: list[str] | None = None) -> None:
