@@ -321,6 +321,23 @@ def test_the_build_says_what_is_missing_in_one_line(tmp_path, capsys):
     assert err.startswith("vizcap: error:") and "\n" not in err
 
 
+def test_a_lesson_step_about_a_model_the_site_lacks_is_left_out(tmp_path):
+    """Step 3's sentence describes the twin: on a site without it, the step is left out (and said), not shown
+    on the default model; a step that only prefers the twin falls back to the site's model."""
+    from vizcap import web
+    from vizcap.lesson import STEPS
+
+    about = [s for s in STEPS if s.about_model]
+    assert about and all(s.model == "shapes-free" for s in about)
+    said = []
+    steps = web._lesson(tmp_path, ["shapes"], said.append)
+    assert [s["title"] for s in steps] == [s.title for s in STEPS if not s.about_model]
+    assert {s["model"] for s in steps} == {"shapes"}
+    assert len(said) == len(about) and all("shapes-free" in m for m in said)
+    both = web._lesson(tmp_path, ["shapes", "shapes-free"], said.append)
+    assert [s["model"] for s in both] == [s.model or "shapes" for s in STEPS] and len(said) == len(about)
+
+
 def test_the_map_says_whether_this_model_was_trained_to_make_it_look_right(page, shipped):
     """Where a map is read, the site says what vizcap/notices.py says for that model and method."""
     from vizcap import notices

@@ -34,6 +34,7 @@ class Step:
     view: str  # "predict" | "heads" | "evidence" | "decoding" | "failure" | "photo"
     method: str = "cross_attention"
     model: str | None = None  # a shipped checkpoint the step needs (files.SHIPPED_TITLES); None: the chosen one
+    about_model: bool = False  # the sentence describes `model` itself: where it is missing, the step is left out
 
 
 STEPS: tuple[Step, ...] = (
@@ -47,7 +48,7 @@ STEPS: tuple[Step, ...] = (
     Step("3 · Is attention an explanation?",
          "This twin learned from captions alone, and here its attention's hottest cell misses the object: grey "
          "that cell and the word stays, grey the object and the word changes — relevancy and occlusion, which "
-         "ask the model, find the object.", EVIDENCE_SCENE, "evidence", model="shapes-free"),
+         "ask the model, find the object.", EVIDENCE_SCENE, "evidence", model="shapes-free", about_model=True),
     Step("4 · Greedy or beam search",
          "Greedy decoding takes the likeliest word at every step; beam search keeps several captions alive and "
          "picks the best whole caption. Do they agree on this picture? Follow the tree beam search explored: "

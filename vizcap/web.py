@@ -130,7 +130,7 @@ def build(out: str | Path, checkpoints: list[str] | None = None, gallery: tuple[
         "models": models,
         "default_model": models[0]["name"],
         "gallery": pictures,
-        "lesson": _lesson(out / "gallery", [m["name"] for m in models]),
+        "lesson": _lesson(out / "gallery", [m["name"] for m in models], say),
         "compose": _compose_data(),
         **_view_data(),
     }
@@ -197,9 +197,10 @@ def _gallery(folder: Path, seeds) -> list[dict]:
     return out
 
 
-def _lesson(folder: Path, models: list[str]) -> list[dict]:
-    """The Lesson's steps (vizcap.lesson.STEPS) with their pictures drawn here; a step whose model is not on
-    the site uses the site's first model."""
+def _lesson(folder: Path, models: list[str], say=lambda message: None) -> list[dict]:
+    """The Lesson's steps (vizcap.lesson.STEPS) with their pictures drawn here. A step for a model the site
+    lacks uses the site's first model, unless its sentence describes that model (Step.about_model): then it is
+    left out, and said."""
     from .compose import compose_scene
     from .lesson import PHOTO, STEPS, photo_like
     from .links import parse_compose
@@ -207,6 +208,9 @@ def _lesson(folder: Path, models: list[str]) -> list[dict]:
 
     steps = []
     for i, step in enumerate(STEPS, 1):
+        if step.about_model and step.model not in models:
+            say(f"lesson step {step.title!r} left out: it needs the model {step.model!r}, which this site does not have")
+            continue
         kind, _, rest = step.image.partition(":")
         if step.image == PHOTO:
             image, truth, file = photo_like(), None, "lesson-photo.png"
