@@ -434,3 +434,41 @@ def test_decoder_layers_sets_the_decoders_depth_and_records_it(tmp_path):
 
     done = run_module("-m", "train", "shapes", "--decoder-layers", "0", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "--decoder-layers must be at least 1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_attend_relations_points_a_pairs_relation_word_at_the_object_named_before_it(tmp_path):
+    """--attend-relations: the word that decides a pair's relation ("left", "above") refers to the object
+    named before it in every phrasing (the relation is read from it), and to nothing without the option;
+    "of" and the other words keep their referents; the CLI refuses it without --attend-weight."""
+    from train.shapes import RELATION_WORDS, word_referents
+    from vizcap.scenes import ordered_phrasings, render_scene
+
+    scene = next(s for s in map(render_scene, range(HELDOUT_FIRST_SEED, HELDOUT_FIRST_SEED + 200))
+                 if len(s.objects) == 2 and len(s.captions) == 2 and s.objects[0].colour == s.objects[1].colour)
+    for phrasing in ordered_phrasings(scene.objects):
+        words = phrasing.caption.split()
+        plain, with_relation = word_referents(scene, phrasing), word_referents(scene, phrasing, relations=True)
+        (at,) = [i for i, w in enumerate(words) if w in RELATION_WORDS]
+        assert not plain[at].any()
+        assert with_relation[at].tolist() == [1.0, 0.0, 0.0]  # the first named object (column 0)
+        assert (with_relation[:at, 0] == plain[:at, 0]).all() and plain[:at, 0].sum() == at - 1  # "a" names nothing
+        keep = [i for i in range(len(words)) if i != at]
+        assert (with_relation[keep] == plain[keep]).all()
+
+    from train.shapes import ShapeScenesData, default_config
+    from vizcap.model import CaptionModel
+    from vizcap.scenes import VOCABULARY
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tokenizer = CaptionTokenizer.word_level(VOCABULARY)
+    cfg = default_config(tokenizer, "vit")
+    data = ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, captions="all", attend_relations=True)
+    relation_ids = {tokenizer.encode(w)[0] for w in RELATION_WORDS}
+    _, ids, *_, refers = next(data[k] for k in range(100) if relation_ids & set(data[k][1]))
+    (at,) = [i for i, t in enumerate(ids) if t in relation_ids]
+    assert refers[at].sum() == 1  # the samples the training loop reads carry it
+    run(ShapesArgs(out=str(tmp_path / "r"), attend_relations=True, steps=1, save_every=1000, seed=1, **{**FAST, "eval_n": 2}))
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["args"]["attend_relations"] is True
+
+    done = run_module("-m", "train", "shapes", "--attend-relations", "--attend-weight", "0", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "needs --attend-weight" in done.stderr and "Traceback" not in done.stderr

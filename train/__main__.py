@@ -45,6 +45,9 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--attend-weight", type=float, default=d.attend_weight,
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
+    p.add_argument("--attend-relations", action="store_true",
+                   help="supervise the attention at a pair's relation word too (\"left\", \"above\"), towards the "
+                        "object named before it, which the relation is read from (needs --attend-weight > 0)")
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
                    help="training captions: per sample, one drawn among all the scene's right phrasings (default, "
                         "the shipped models), or the canonical one of each scene")
@@ -171,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
             if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0 or args.attend_weight < 0:
                 parser.error("--workers, --hard-every, --bind-weight and --attend-weight must be >= 0 and --lr > 0")
+            if args.attend_relations and args.attend_weight == 0:
+                parser.error("--attend-relations supervises the attention: it needs --attend-weight > 0")
             if args.device == "cuda":
                 import torch
 

@@ -105,6 +105,7 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
+    attend_relations: bool = False  # supervise it at a pair's relation word too (the object it is read from)
     captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
     bind_to: str = "named"  # prefix token k binds the k-th object the caption names ("named") or at canonical place k ("place")
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
@@ -140,13 +141,16 @@ def heldout_seeds(n: int) -> list[int]:
 
 
 OBJECT_WORDS = frozenset([*SIZES, *COLOURS, *SHAPE_WORDS])
+RELATION_WORDS = frozenset(r.split()[0] for r in RELATIONS)  # the word that decides a relation ("left" of "left of")
 
 
-def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray:
+def word_referents(scene: Scene, phrasing: Phrasing | None = None, relations: bool = False) -> np.ndarray:
     """[words, BOUND]: 1 where word i of the caption (the canonical one unless `phrasing` is given)
     is a size, colour or shape word of the k-th object it names ("two green squares" names two
     objects with each of its words). Objects are counted in the phrasing's order and grouped as the
-    caption groups them (`name_groups`)."""
+    caption groups them (`name_groups`). With relations=True a pair's relation word ("left", "above")
+    refers to the object named before it: the relation is read from that object ("a red circle left of
+    a blue star": the circle is left of the star)."""
     phrasing = phrasing or Phrasing(scene.caption, tuple(range(len(scene.objects))))
     groups = name_groups([scene.objects[i] for i in phrasing.order])
     words = phrasing.caption.split()
@@ -155,6 +159,8 @@ def word_referents(scene: Scene, phrasing: Phrasing | None = None) -> np.ndarray
     for i, word in enumerate(words):
         if word in OBJECT_WORDS and g < len(groups):
             refers[i, [m for m in groups[g] if m < BOUND]] = 1.0
+        elif relations and word in RELATION_WORDS and 0 < g <= len(groups):
+            refers[i, [m for m in groups[g - 1] if m < BOUND]] = 1.0
         if word in SHAPE_WORDS:
             g += 1
     return refers
@@ -172,13 +178,14 @@ class ShapeScenesData(torch.utils.data.Dataset):
     phrasing's labels; `sample` makes sample k of it."""
 
     def __init__(self, cfg: CaptionerConfig, grid: tuple[int, int], tokenizer: CaptionTokenizer, first_seed: int,
-                 hard_every: int = 0, captions: str = "canonical", bind_to: str = "named"):
+                 hard_every: int = 0, captions: str = "canonical", bind_to: str = "named", attend_relations: bool = False):
         if captions not in CAPTIONS:
             raise ValueError(f"captions must be one of {', '.join(CAPTIONS)}; got {captions!r}")
         if bind_to not in BIND_TO:
             raise ValueError(f"bind_to must be one of {', '.join(BIND_TO)}; got {bind_to!r}")
         self.cfg, self.grid, self.tokenizer, self.first_seed = cfg, grid, tokenizer, first_seed
         self.hard_every, self.captions, self.bind_to = hard_every, captions, bind_to
+        self.attend_relations = attend_relations
 
     def __len__(self) -> int:
         return TRAIN_SEED_STRIDE
@@ -213,7 +220,7 @@ class ShapeScenesData(torch.utils.data.Dataset):
         bound[k] is the cover of the object prefix token k binds (bind_to), refers[i, k] whether token i
         names that object."""
         ids = [self.tokenizer.bos_id, *self.tokenizer.encode(phrasing.caption), self.tokenizer.eos_id]
-        words = word_referents(scene, phrasing)  # columns in the phrasing's order of naming
+        words = word_referents(scene, phrasing, self.attend_relations)  # columns in the phrasing's order of naming
         if len(words) != len(ids) - 2:
             raise ValueError(f"the tokenizer split {phrasing.caption!r} into {len(ids) - 2} tokens, not one per word")
         # bound token k -> the scene object it binds: the k-th named, or the one at canonical place k
@@ -382,7 +389,7 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
     model = CaptionModel(cfg).to(device)
     out = Path(args.out)
     data = ShapeScenesData(cfg, model.grid, tokenizer, first_seed=args.seed * TRAIN_SEED_STRIDE, hard_every=args.hard_every,
-                           captions=args.captions, bind_to=args.bind_to)
+                           captions=args.captions, bind_to=args.bind_to, attend_relations=args.attend_relations)
     data = RenderedScenes(data, min(args.scenes, args.steps * args.batch_size), args.workers)
 
     def batches(start_step: int):
