@@ -396,7 +396,33 @@ def test_error_tally_tells_relation_only_mistakes_from_others():
     wrong_name = three.caption.replace(three.objects[0].colour, "red" if three.objects[0].colour != "red" else "blue", 1)
     got = tally([pair.captions[-1], flipped, wrong_name, three.caption], [pair, pair, three, three])
     assert got == {"scenes": {2: 2, 3: 2}, "wrong": {2: 1, 3: 1}, "relation_only": 1,
-                   "colour_repeated": {"scenes": {3: 2}, "wrong": {3: 1}}}
+                   "colour_repeated": {"scenes": {3: 2}, "wrong": {3: 1}}, "axis_turned": {"scenes": 0, "wrong": 0}}
+
+
+def test_axis_turned_finds_the_pairs_whose_relation_the_square_input_turns():
+    """The oracle is the model's own input: the scene's mask squeezed to 128×128 as the picture is. Where
+    axis_turned says so, the objects' mask centres there are further apart along the other axis than the
+    caption's relation; in the pairs it passes over, along the same axis."""
+    import numpy as np
+    from PIL import Image
+
+    from train.errors import axis_turned, tally
+    from vizcap.scenes import pair_relation, render_scene
+
+    def square_axis(scene):  # "x" or "y": where the two objects' centres are further apart in the 128×128 input
+        mask = np.asarray(Image.fromarray(scene.mask).resize((128, 128), Image.NEAREST))
+        (y1, x1), (y2, x2) = (np.argwhere(mask == i).mean(0) for i in (1, 2))
+        return "x" if abs(x2 - x1) >= abs(y2 - y1) else "y"
+
+    pairs = [s for s in map(render_scene, range(HELDOUT_FIRST_SEED, HELDOUT_FIRST_SEED + 1200))
+             if pair_relation(s.objects) is not None]
+    turned = [s for s in pairs if axis_turned(s)]
+    assert 0 < len(turned) < len(pairs) / 10
+    caption_axis = lambda s: "x" if pair_relation(s.objects) in ("left of", "right of") else "y"  # noqa: E731
+    assert all(square_axis(s) != caption_axis(s) for s in turned)
+    kept = [s for s in pairs if not axis_turned(s)]
+    assert sum(square_axis(s) == caption_axis(s) for s in kept) >= 0.98 * len(kept)  # near-ties aside
+    assert tally([s.caption for s in turned], turned)["axis_turned"] == {"scenes": len(turned), "wrong": 0}
 
 
 def test_relation_weight_adds_a_relation_head_and_records_it(tmp_path):
