@@ -194,7 +194,7 @@ def test_word_referents_follow_the_captions_object_phrases(tiny_model):
                 assert word in (scene.objects[named[0]].colour, scene.objects[named[0]].shape) or word.startswith(
                     scene.objects[named[0]].shape[:4])
                 seen_group |= len(named) > 1
-        ids_refers = data[k][-1]
+        ids_refers = data[k][-2]
         assert ids_refers.shape == (len(words) + 2, 3)  # <bos> and <eos> name nothing
         assert not ids_refers[0].any() and not ids_refers[-1].any()
         assert torch.equal(ids_refers[1:-1], torch.from_numpy(refers))

@@ -187,7 +187,7 @@ def test_canonical_samples_are_what_they_were():
 
     data = _data("canonical")
     for k in range(24):
-        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
+        pixels, ids, shapes, colours, order, relation, bound, refers, places = data[k]
         scene = render_scene(k, HARD if k % 4 == 3 else SceneConfig())
         assert ids == [data.tokenizer.bos_id, *data.tokenizer.encode(scene.caption), data.tokenizer.eos_id]
         cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
@@ -196,6 +196,7 @@ def test_canonical_samples_are_what_they_were():
             want = cover[j + 1] / max(cover[j + 1].sum(), 1e-12) if j < len(scene.objects) else 0 * cover[0]
             assert torch.equal(bound[j], torch.from_numpy(want.astype("float32"))), (k, j)
         assert torch.equal(refers[1:-1], torch.from_numpy(word_referents(scene)))
+        assert places.tolist() == [j + 1 if j < len(scene.objects) else 0 for j in range(BOUND)]  # canonical order
 
 
 @pytest.mark.parametrize("bind_to", ["named", "place"])
@@ -214,7 +215,7 @@ def test_all_captions_draws_other_phrasings_and_its_labels_follow(bind_to):
     data, again = _data("all", bind_to), _data("all", bind_to)
     other = 0
     for k in range(48):
-        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
+        pixels, ids, shapes, colours, order, relation, bound, refers, places = data[k]
         assert ids == again[k][1]
         config = HARD if k % 4 == 3 else SceneConfig()
         scene = render_scene(k, config)
@@ -256,7 +257,7 @@ def test_relation_labels_say_under_each_object_of_a_pair_the_relation_a_caption_
     data = _data("all")
     pairs = 0
     for k in range(64):
-        pixels, ids, shapes, colours, order, relation, bound, refers = data[k]
+        pixels, ids, shapes, colours, order, relation, bound, refers, places = data[k]
         config = HARD if k % 4 == 3 else SceneConfig()
         scene = render_scene(k, config)
         cover = cell_coverage(scene.mask, data.grid).reshape(-1, data.grid[0] * data.grid[1])
@@ -490,7 +491,7 @@ def test_attend_relations_points_a_pairs_relation_word_at_the_object_named_befor
     cfg = default_config(tokenizer, "vit")
     data = ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, captions="all", attend_relations=True)
     relation_ids = {tokenizer.encode(w)[0] for w in RELATION_WORDS}
-    _, ids, *_, refers = next(data[k] for k in range(100) if relation_ids & set(data[k][1]))
+    _, ids, *_, refers, _ = next(data[k] for k in range(100) if relation_ids & set(data[k][1]))
     (at,) = [i for i, t in enumerate(ids) if t in relation_ids]
     assert refers[at].sum() == 1  # the samples the training loop reads carry it
     run(ShapesArgs(out=str(tmp_path / "r"), attend_relations=True, steps=1, save_every=1000, seed=1, **{**FAST, "eval_n": 2}))
@@ -498,3 +499,44 @@ def test_attend_relations_points_a_pairs_relation_word_at_the_object_named_befor
 
     done = run_module("-m", "train", "shapes", "--attend-relations", "--attend-weight", "0", "--out", str(tmp_path / "x"))
     assert done.returncode == 2 and "needs --attend-weight" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_named_targets_follow_the_objects_each_shape_word_names(tmp_path):
+    """--named-weight: the head's targets, on samples drawn from every phrasing, equal an oracle that reads
+    the caption: at each shape word, the scene objects of that colour and shape (in the canonical order)
+    become named, and stay named. A run with the head records its weight and saves the captioner alone."""
+    from train.shapes import ShapeScenesData, collate, default_config, named_targets
+    from vizcap.captioner import Captioner
+    from vizcap.model import CaptionModel
+    from vizcap.scenes import PLURALS, SHAPE_WORDS, VOCABULARY, render_scene
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tokenizer = CaptionTokenizer.word_level(VOCABULARY)
+    cfg = default_config(tokenizer, "vit", relation=True)
+    data = ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, captions="all")
+    items = [data[k] for k in range(40)]
+    pixels, ids, shape_t, colour_t, order_t, relation_t, bound_t, refers_t, places_t = collate(items, tokenizer.pad_id)
+    shape_ids = torch.tensor([tokenizer.encode(w)[0] for w in sorted(SHAPE_WORDS)])
+    targets, exists = named_targets(ids, refers_t, places_t, shape_ids)
+    singular = {plural: shape for shape, plural in PLURALS.items()}
+    checked = 0
+    for k in range(40):
+        objects = render_scene(k).objects
+        words = [tokenizer.token_text(i) for i in items[k][1][1:-1]]
+        assert exists[k].tolist() == [j < len(objects) for j in range(3)]
+        named = [0.0, 0.0, 0.0]
+        for t, word in enumerate(words, start=1):
+            if word in SHAPE_WORDS:
+                colour, shape = words[t - 2], singular.get(word, word)
+                for j, o in enumerate(objects):
+                    named[j] = 1.0 if (o.colour, o.shape) == (colour, shape) else named[j]
+            assert targets[k, t].tolist() == named, (k, words, t)
+            checked += 1
+        assert targets[k, 0].sum() == 0 and targets[k, len(words) + 1].tolist() == [float(j < len(objects)) for j in range(3)]
+    assert checked > 150
+
+    run(ShapesArgs(out=str(tmp_path / "n"), named_weight=1.0, steps=2, save_every=1000, seed=1, **{**FAST, "eval_n": 2}))
+    assert json.loads((tmp_path / "n" / "metrics.json").read_text())["args"]["named_weight"] == 1.0
+    assert "named_loss" in json.loads((tmp_path / "n" / "train_log.jsonl").read_text().splitlines()[-1])
+    assert not any(k.startswith("named") for k in load_file(tmp_path / "n" / "model.safetensors"))
+    Captioner.from_pretrained(tmp_path / "n")

@@ -58,6 +58,9 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--relation-weight", type=float, default=d.relation_weight,
                    help="weight of a dense head that predicts, under each object of a related pair, its relation "
                         "to the other (default 1, the shipped models; 0 = no such head)")
+    p.add_argument("--named-weight", type=float, default=d.named_weight,
+                   help="weight of a training-only head on the decoder's output that learns which of the scene's "
+                        "objects the caption has named so far (default 0: none; not a loss on any map)")
     p.add_argument("--decoder-layers", type=int, default=d.decoder_layers,
                    help=f"GPT-2 blocks of the caption decoder (default {d.decoder_layers}, the shipped models)")
 
@@ -174,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
             if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0 or args.attend_weight < 0:
                 parser.error("--workers, --hard-every, --bind-weight and --attend-weight must be >= 0 and --lr > 0")
+            if args.named_weight < 0:
+                parser.error("--named-weight must be >= 0")
             if args.attend_relations and args.attend_weight == 0:
                 parser.error("--attend-relations supervises the attention: it needs --attend-weight > 0")
             if args.device == "cuda":

@@ -110,6 +110,7 @@ class ShapesArgs:
     bind_to: str = "named"  # prefix token k binds the k-th object the caption names ("named") or at canonical place k ("place")
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
     decoder_layers: int = 2  # GPT-2 blocks of the caption decoder (both shipped models: 2)
+    named_weight: float = 0.0  # weight of a training-only head: which objects has the caption named so far (0 = none)
 
 
 ENCODERS = {
@@ -169,8 +170,9 @@ def word_referents(scene: Scene, phrasing: Phrasing | None = None, relations: bo
 class ShapeScenesData(torch.utils.data.Dataset):
     """Sample k -> (uint8 image [3, S, S], token ids, per-cell shape, colour, place and relation labels,
     [BOUND, N] the share of each cell that the bound objects cover (bind_to="named": the caption's first,
-    second, third object; "place": the canonical caption's), and [len(ids), BOUND] which of those objects
-    each token names (`word_referents`, in the same order; 0 for <bos>/<eos>)).
+    second, third object; "place": the canonical caption's), [len(ids), BOUND] which of those objects
+    each token names (`word_referents`, in the same order; 0 for <bos>/<eos>), and [BOUND] their places
+    in the canonical caption (1, 2, 3; 0 = no such object)).
 
     Sample k shows scene k. Its caption is the canonical one, or with captions="all" one of the
     scene's right captions drawn by (first_seed, k) alone (`phrasing_index`); the dense labels stay the
@@ -227,10 +229,12 @@ class ShapeScenesData(torch.utils.data.Dataset):
         objects = phrasing.order if self.bind_to == "named" else range(len(scene.objects))
         bound = np.zeros((BOUND, cover.shape[1]), np.float32)
         refers = np.zeros((len(ids), BOUND), np.float32)
+        places = np.zeros(BOUND, np.int64)
         for k, i in enumerate(list(objects)[:BOUND]):
             bound[k] = cover[i + 1] / max(cover[i + 1].sum(), 1e-12)  # all zeros if the object fell out of the grid
             refers[1:-1, k] = words[:, phrasing.order.index(i)]  # the words that name scene object i
-        return ids, cells.astype(np.int64), bound, refers
+            places[k] = i + 1
+        return ids, cells.astype(np.int64), bound, refers, places
 
     def phrasing_index(self, k: int, n: int) -> int:
         """Which of sample k's n phrasings it gets: a function of (first_seed, k) alone, so a run is
@@ -241,9 +245,9 @@ class ShapeScenesData(torch.utils.data.Dataset):
 
     def sample(self, k: int, item: tuple):
         pixels, shapes, colours, relations, phrased = item
-        ids, order, bound, refers = phrased[self.phrasing_index(k, len(phrased))]
+        ids, order, bound, refers, places = phrased[self.phrasing_index(k, len(phrased))]
         return (torch.from_numpy(pixels), ids, torch.from_numpy(shapes), torch.from_numpy(colours),
-                torch.from_numpy(order), torch.from_numpy(relations), torch.from_numpy(bound), torch.from_numpy(refers))
+                torch.from_numpy(order), torch.from_numpy(relations), torch.from_numpy(bound), torch.from_numpy(refers), torch.from_numpy(places))
 
 
 class RenderedScenes(torch.utils.data.Dataset):
@@ -289,14 +293,14 @@ def _render_chunk(indices: range) -> list[tuple]:
 
 
 def collate(items, pad_id: int):
-    pixels, ids, *dense, refers = zip(*items)
+    pixels, ids, *dense, refers, places = zip(*items)
     longest = max(len(i) for i in ids)  # trim padding per batch: the cost follows the longest caption
     padded = torch.full((len(ids), longest), pad_id, dtype=torch.long)
     padded_refers = torch.zeros((len(ids), longest, BOUND))
     for row, seq in enumerate(ids):
         padded[row, : len(seq)] = torch.tensor(seq)
         padded_refers[row, : len(seq)] = refers[row]
-    return (torch.stack(pixels), padded, *(torch.stack(d) for d in dense), padded_refers)
+    return (torch.stack(pixels), padded, *(torch.stack(d) for d in dense), padded_refers, torch.stack(places))
 
 
 def binding_loss(mapper_attention: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
@@ -335,6 +339,38 @@ def attend_loss(out: dict, refers: torch.Tensor, bound: torch.Tensor, n_prefix: 
         tokens = rows / rows.sum(-1, keepdims=True).clamp(min=1e-12)
         loss = loss + ((-(tokens * torch.log(to_prefix[..., : rows.shape[-1]] + 1e-8)).sum(-1)) * named).sum() / n
     return loss
+
+
+class NamedHead(torch.nn.Module):
+    """The captioner and a training-only linear head on the decoder's last hidden states that tells, at
+    every caption position, which of the scene's objects (by their place in the canonical caption) the
+    words read so far have named. Not a loss on any map: a label on what the decoder must keep track of
+    (the twin's errors were three-object captions naming one object twice). Only `model` is saved."""
+
+    def __init__(self, model: CaptionModel):
+        super().__init__()
+        self.model, self.named = model, torch.nn.Linear(model.cfg.d_model, BOUND)
+
+
+def named_targets(ids: torch.Tensor, refers: torch.Tensor, places: torch.Tensor,
+                  shape_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, T, BOUND] 1 where the object at canonical place p + 1 is named by tokens 0…t (its shape word
+    has been read; "two red circles" names both), [B, BOUND] which places the scene has). refers[b, t, k]:
+    token t names bound object k; places[b, k]: that object's canonical place (0 = none)."""
+    to_place = F.one_hot(places, BOUND + 1)[..., 1:].float()  # B, k, p
+    shape_word = torch.isin(ids, shape_ids).float()[..., None]
+    named = (refers * shape_word).cummax(1).values @ to_place  # B, T, p
+    return named.clamp(max=1.0), to_place.sum(1) > 0
+
+
+def named_loss(head: torch.nn.Linear, hidden: torch.Tensor, ids: torch.Tensor, pad_id: int,
+               targets: torch.Tensor, exists: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the head at the caption's token positions (hidden[:, P:]) against
+    `named_targets`, over the real tokens and the places the scene has."""
+    logits = head(hidden[:, -ids.shape[1]:])  # B, T, BOUND
+    mask = (ids != pad_id).float()[..., None] * exists[:, None, :].float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    return (bce * mask).sum() / mask.sum().clamp(min=1)
 
 
 def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
@@ -398,9 +434,13 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
             pixels, ids, *dense = collate([data[k] for k in range(first, first + args.batch_size)], tokenizer.pad_id)
             yield (normalise(pixels, cfg).to(device), ids.to(device), *(d.to(device) for d in dense))
 
-    def loss_fn(model: CaptionModel, batch):
-        pixels, ids, shape_t, colour_t, order_t, relation_t, bound_t, refers_t = batch
-        out = model(pixels, ids, attentions=args.attend_weight > 0)
+    shape_ids = torch.tensor([tokenizer.encode(w)[0] for w in sorted(SHAPE_WORDS)], device=device)
+    trained = NamedHead(model).to(device) if args.named_weight > 0 else model  # no head: the RNG draws stay as before
+
+    def loss_fn(trained, batch):
+        model = trained.model if args.named_weight > 0 else trained
+        pixels, ids, shape_t, colour_t, order_t, relation_t, bound_t, refers_t, places_t = batch
+        out = model(pixels, ids, attentions=args.attend_weight > 0, hidden=args.named_weight > 0)
         cap = caption_loss(out["logits"], out["labels"])
         aux = model.aux_logits(out["memory"])
         dense = sum(F.cross_entropy(aux[name].flatten(0, 1), target.flatten())
@@ -414,11 +454,16 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
             attend = attend_loss(out, refers_t, bound_t, cfg.n_prefix)
             total = total + args.attend_weight * attend
             parts["attend_loss"] = attend.detach()
+        if args.named_weight > 0:
+            targets, exists = named_targets(ids, refers_t, places_t, shape_ids)
+            named = named_loss(trained.named, out["hidden"], ids, tokenizer.pad_id, targets, exists)
+            total = total + args.named_weight * named
+            parts["named_loss"] = named.detach()
         return total, parts
 
     loop = LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,
                       save_every=args.save_every, device=args.device)
-    summary = train(model, batches, loss_fn, loop, out, args.resume, args.batch_size, describe="train shapes")
+    summary = train(trained, batches, loss_fn, loop, out, args.resume, args.batch_size, describe="train shapes")
     model.to("cpu")
     captioner = Captioner(model, tokenizer)
     captioner.save_pretrained(out)

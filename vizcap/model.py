@@ -282,17 +282,22 @@ class CaptionModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------------
 
-    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, attentions: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor, input_ids: torch.Tensor, attentions: bool = False,
+                hidden: bool = False) -> dict[str, torch.Tensor]:
         """Teacher forcing. input_ids = <bos> w1 … wn <eos> <pad>…; returns logits at every
         position (prefix included), the labels aligned with them, the memory and the mapper's
         attention [B, heads, P, N] (None in mode "cross"; a training loss may shape it).
         With attentions=True also the decoder's self-attention [L, B, heads, S, S] and
-        cross-attention [L, B, heads, S, N] (S = P + T; None where the mode has none)."""
+        cross-attention [L, B, heads, S, N] (S = P + T; None where the mode has none); with
+        hidden=True the decoder's last hidden states [B, S, d] (what the language-model head reads)."""
         memory = self.encode(pixels)
         prefix, mapper_attention = self.prefix(memory)
-        out = self.decode(memory, prefix, input_ids, use_cache=False, output_attentions=attentions)
+        out = self.decode(memory, prefix, input_ids, use_cache=False, output_attentions=attentions,
+                          output_hidden_states=hidden)
         result = {"logits": out.logits, "labels": self.labels(input_ids), "memory": memory,
                   "mapper_attention": mapper_attention}
+        if hidden:
+            result["hidden"] = out.hidden_states[-1]
         if attentions:
             result["self_attention"] = torch.stack(out.attentions)
             result["cross_attention"] = torch.stack(out.cross_attentions) if out.cross_attentions else None
