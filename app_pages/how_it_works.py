@@ -55,7 +55,10 @@ if bound:
                + f"; the other {P - 3} are free and read the scene as a whole. "
                + ("A *supervised-attention loss* (Liu et al. 2017) also taught the decoder, at every colour and "
                   "shape word, to read the prefix token of the object it names and to cross-attend to that "
-                  "object's cells. So this model's *prefix* and *cross-attention* heatmaps were **trained to "
+                  "object's cells"
+                  + (" (and at a pair's relation word, those of the object the relation is read from)"
+                     if facts.get("attend_relations") else "")
+                  + ". So this model's *prefix* and *cross-attention* heatmaps were **trained to "
                   "point**: that they hit the object is expected, not a discovery. Whether the model really *uses* "
                   "what it looks at is checked by methods that were never trained — gradient relevancy and the "
                   "deletion test on the Training & trust page."

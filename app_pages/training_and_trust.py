@@ -100,7 +100,10 @@ attend_weight = training.get("attend_weight", 0)
 if attend_weight > 0:
     st.info("**This model's cross-attention and prefix maps were trained to point.** While it learned, a "
             f"supervised-attention loss (weight {attend_weight}) pulled the decoder's attention, at "
-            "every colour and shape word, onto the object it names (see How it works). So for those two methods a "
+            "every colour and shape word, onto the object it names"
+            + (" (and at a pair's relation word, onto the object the relation is read from)"
+               if training.get("attend_relations") else "")
+            + " (see How it works). So for those two methods a "
             "high pointing score confirms the training rather than discovers something. The checks that nothing "
             "trained are gradient **relevancy**, the **sanity check** and the **deletion/insertion** curves: they "
             "tell whether the model really uses what it looks at."

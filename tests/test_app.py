@@ -196,6 +196,27 @@ def test_home_says_when_the_maps_were_trained_to_point(app_checkpoint, tmp_path,
     assert "This model was trained to look at the objects it names: its cross-attention and prefix maps" in text
 
 
+@pytest.mark.parametrize("relations", [True, False])
+def test_the_pages_say_when_a_pairs_relation_word_was_supervised_too(app_checkpoint, tmp_path, monkeypatch, relations):
+    """A model trained with --attend-relations (the shipped default since 2026-12-04) says, where the trained
+    attention is explained (Training & trust, How it works), that the relation word was supervised too."""
+    import shutil
+
+    folder = tmp_path / "trained"
+    shutil.copytree(app_checkpoint, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["args"].update(attend_weight=1.0, bind_weight=1.0, attend_relations=relations)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(folder))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    trust_page = ok(at.switch_page("app_pages/training_and_trust.py").run())
+    said = " ".join(i.value for i in trust_page.info)
+    assert "trained to point" in said and ("a pair's relation word" in said) == relations
+    how = ok(at.switch_page("app_pages/how_it_works.py").run())
+    text = " ".join(m.value for m in how.markdown)
+    assert "supervised-attention loss" in text and ("a pair's relation word" in text) == relations
+
+
 def test_home_gallery_and_any_example(app):
     at = ok(app.run())
     first = caption_of(at)

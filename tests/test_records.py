@@ -39,6 +39,11 @@ def test_training_facts_read_only_what_metrics_json_records(tmp_path):
                        ({"bind_to": "other"}, None), ({}, None)):
         (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
         assert records.training_facts(tmp_path).get("bind_to") == want, args
+    # whether a pair's relation word was supervised too: only a recorded boolean
+    for args, want in (({"attend_relations": True}, True), ({"attend_relations": False}, False),
+                       ({"attend_relations": "yes"}, None), ({"attend_weight": 1.0}, None)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
+        assert records.training_facts(tmp_path).get("attend_relations") == want, args
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '"text"'])

@@ -464,10 +464,11 @@ def test_decoder_layers_sets_the_decoders_depth_and_records_it(tmp_path):
 
 
 def test_attend_relations_points_a_pairs_relation_word_at_the_object_named_before_it(tmp_path):
-    """--attend-relations: the word that decides a pair's relation ("left", "above") refers to the object
-    named before it in every phrasing (the relation is read from it), and to nothing without the option;
-    "of" and the other words keep their referents; the CLI refuses it without --attend-weight."""
+    """--attend-relations (the default): the word that decides a pair's relation ("left", "above") refers to
+    the object named before it in every phrasing (the relation is read from it), and to nothing without the
+    option; "of" and the other words keep their referents; --no-attend-relations turns it off."""
     from train.shapes import RELATION_WORDS, word_referents
+    from vizcap.files import DEFAULT_CHECKPOINT as SHIPPED_DEFAULT
     from vizcap.scenes import ordered_phrasings, render_scene
 
     scene = next(s for s in map(render_scene, range(HELDOUT_FIRST_SEED, HELDOUT_FIRST_SEED + 200))
@@ -497,8 +498,10 @@ def test_attend_relations_points_a_pairs_relation_word_at_the_object_named_befor
     run(ShapesArgs(out=str(tmp_path / "r"), attend_relations=True, steps=1, save_every=1000, seed=1, **{**FAST, "eval_n": 2}))
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["args"]["attend_relations"] is True
 
-    done = run_module("-m", "train", "shapes", "--attend-relations", "--attend-weight", "0", "--out", str(tmp_path / "x"))
-    assert done.returncode == 2 and "needs --attend-weight" in done.stderr and "Traceback" not in done.stderr
+    assert ShapesArgs().attend_relations is True  # the shipped default's recipe (metrics.json records it)
+    assert json.loads((SHIPPED_DEFAULT / "metrics.json").read_text())["args"]["attend_relations"] is True
+    done = run_module("-m", "train", "shapes", "--no-attend-relations", "--steps", "0", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "--steps must be at least 1" in done.stderr  # the flag parses; the run is refused
 
 
 def test_named_targets_follow_the_objects_each_shape_word_names(tmp_path):

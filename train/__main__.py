@@ -45,9 +45,10 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--attend-weight", type=float, default=d.attend_weight,
                    help="weight of the supervised attention at object words (cross-attention to the object's "
                         "cells, prefix attention to its bound token; 0 = off)")
-    p.add_argument("--attend-relations", action="store_true",
+    p.add_argument("--attend-relations", action=argparse.BooleanOptionalAction, default=d.attend_relations,
                    help="supervise the attention at a pair's relation word too (\"left\", \"above\"), towards the "
-                        "object named before it, which the relation is read from (needs --attend-weight > 0)")
+                        "object named before it, which the relation is read from (default on, the shipped model; "
+                        "no effect with --attend-weight 0)")
     p.add_argument("--captions", choices=["canonical", "all"], default=d.captions,
                    help="training captions: per sample, one drawn among all the scene's right phrasings (default, "
                         "the shipped models), or the canonical one of each scene")
@@ -179,8 +180,6 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--workers, --hard-every, --bind-weight and --attend-weight must be >= 0 and --lr > 0")
             if args.named_weight < 0:
                 parser.error("--named-weight must be >= 0")
-            if args.attend_relations and args.attend_weight == 0:
-                parser.error("--attend-relations supervises the attention: it needs --attend-weight > 0")
             if args.device == "cuda":
                 import torch
 

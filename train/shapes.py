@@ -105,7 +105,8 @@ class ShapesArgs:
     hard_every: int = 4  # every k-th training scene is a hard one (vizcap.scenes.HARD); 0 = none
     bind_weight: float = 1.0  # weight of the binding loss on the first BOUND prefix tokens (0 = off)
     attend_weight: float = 1.0  # weight of the supervised-attention loss at object words (0 = off)
-    attend_relations: bool = False  # supervise it at a pair's relation word too (the object it is read from)
+    attend_relations: bool = True  # supervise it at a pair's relation word too (the object it is read from;
+    # the shipped default since 2026-12-04: README, "How the default model was made"); no effect without attend_weight
     captions: str = "all"  # "all": one of Scene.captions per sample (the shipped models); "canonical": Scene.caption
     bind_to: str = "named"  # prefix token k binds the k-th object the caption names ("named") or at canonical place k ("place")
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head

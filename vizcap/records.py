@@ -78,7 +78,8 @@ def training_facts(folder) -> dict:
     pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight, captions
     ("canonical": one caption per scene; "all": every right phrasing; a ShapeScenes run that predates the
     choice is "canonical"), bind_to ("named" | "place": train/shapes.py; a run that predates the choice is
-    "named"), minutes, command. Missing facts are absent, never guessed."""
+    "named"), attend_relations (the supervised attention also at a pair's relation word; absent = a run from
+    before the option, which had none), minutes, command. Missing facts are absent, never guessed."""
     recorded = metrics(folder) or {}
     args = recorded.get("args") if isinstance(recorded.get("args"), dict) else {}
     facts = {}
@@ -100,6 +101,8 @@ def training_facts(folder) -> dict:
         facts["bind_to"] = args["bind_to"]
     elif _number(args.get("bind_weight")):  # a ShapeScenes run from before --bind-to bound the k-th named object
         facts["bind_to"] = "named"
+    if isinstance(args.get("attend_relations"), bool):
+        facts["attend_relations"] = args["attend_relations"]
     if _number(recorded.get("train_seconds")):
         facts["minutes"] = recorded["train_seconds"] / 60
     if isinstance(recorded.get("command"), str):
