@@ -151,7 +151,7 @@ def test_binding_targets_are_each_named_objects_share_of_the_cells(tiny_model):
     data = ShapeScenesData(captioner.cfg, captioner.grid, captioner.tokenizer, first_seed=0)
     for k in range(12):
         scene = render_scene(k)
-        _, _, _, _, order, _, bound, _ = data[k]
+        _, _, _, _, order, _, bound, _, _ = data[k]
         assert torch.equal(order, torch.from_numpy(object_cells(scene.mask, captioner.grid).reshape(-1)))
         n = len(scene.objects)
         sums = bound.sum(-1)
