@@ -1,6 +1,6 @@
 """Where a ShapeScenes checkpoint's held-out captions go wrong: by number of objects, whether the
-only mistake is the relation word of a pair ("left of" for "right of", "above" for "below", ...), and
-how many of the scenes and errors have a colour repeated (objects that only shape and place tell apart),
+only mistake is the relation word of a pair ("left of" for "right of", "above" for "below", ...), how
+many of the scenes and errors have a colour repeated (objects that only shape and place tell apart),
 and how many state a pair's relation along an axis that the model's square input turns (the picture is
 resized to S×S whatever its aspect ratio, so a pair 1.4 times wider apart than tall in a 184×310 picture
 is taller apart than wide in what the model sees).
@@ -46,14 +46,15 @@ def tally(captions: list[str], scenes: list) -> dict:
     for caption, scene in zip(captions, scenes):
         n = len(scene.objects)
         repeated = len({o.colour for o in scene.objects}) < n
+        turns = axis_turned(scene)
         scenes_by_n[n] += 1
         repeated_by_n[n] += repeated
-        turned["scenes"] += axis_turned(scene)
+        turned["scenes"] += turns
         if caption in scene.captions:
             continue
         wrong_by_n[n] += 1
         repeated_wrong_by_n[n] += repeated
-        turned["wrong"] += axis_turned(scene)
+        turned["wrong"] += turns
         relation_only += any(_without_relation(c) == _without_relation(caption) for c in scene.captions)
     counts = lambda c: {n: k for n, k in sorted(c.items()) if k}  # noqa: E731
     return {"scenes": counts(scenes_by_n), "wrong": counts(wrong_by_n), "relation_only": relation_only,
