@@ -40,6 +40,7 @@ a.markdown(f"**Encoder.** `{cfg.encoder}` turns the image, squashed (never cropp
 facts = records.training_facts(ckpt)  # from this checkpoint's metrics.json: never a number of our own
 bound = cfg.mode != "cross" and facts.get("bind_weight", 0) > 0
 supervised = facts.get("attend_weight", 0) > 0
+named = facts.get("named_weight", 0) > 0  # train shapes --named-weight: a head that plays no part in captioning
 if bound:
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
                f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
@@ -133,10 +134,15 @@ st.markdown(
     + ": `loss = caption loss + weight × aux loss"
     + (f" + {facts['bind_weight']} × binding loss" if bound else "")
     + (f" + {facts['attend_weight']} × supervised-attention loss" if supervised else "")
+    + (f" + {facts['named_weight']} × named-so-far loss" if named else "")
     + "`" + (" (both described above)" if bound and supervised else " (described above)" if bound or supervised else "")
     + ". This dense supervision stands in for a pretrained encoder; "
     "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
-    "the image — which is what makes the heatmaps meaningful.")
+    "the image — which is what makes the heatmaps meaningful."
+    + (" The *named-so-far loss* comes from one more training-only head, on the decoder's last hidden state: at "
+       "every word it predicts which of the scene's objects the caption has named so far, so that the model "
+       "keeps count of what it has said. It is a label on what the decoder carries, not on where any map points, "
+       "and it is not saved with the model." if named else ""))
 if info["aux"]:
     cols = st.columns(len(info["aux"]))
     for col, (name, aux) in zip(cols, info["aux"].items()):

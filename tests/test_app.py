@@ -217,6 +217,25 @@ def test_the_pages_say_when_a_pairs_relation_word_was_supervised_too(app_checkpo
     assert "supervised-attention loss" in text and ("a pair's relation word" in text) == relations
 
 
+@pytest.mark.parametrize("weight", [1.0, 0.0])
+def test_how_it_works_names_the_named_so_far_loss_when_a_model_was_trained_with_it(app_checkpoint, tmp_path, monkeypatch, weight):
+    """The twin of 2026-12-04 was trained with --named-weight 1: How it works writes that loss into its
+    formula and says it is not a loss on any map."""
+    import shutil
+
+    folder = tmp_path / "named"
+    shutil.copytree(app_checkpoint, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["args"].update(named_weight=weight)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(folder))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    how = ok(at.switch_page("app_pages/how_it_works.py").run())
+    text = " ".join(m.value for m in how.markdown)
+    assert ("× named-so-far loss" in text) == (weight > 0)
+    assert ("not on where any map points" in text) == (weight > 0)
+
+
 def test_home_gallery_and_any_example(app):
     at = ok(app.run())
     first = caption_of(at)

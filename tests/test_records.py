@@ -44,6 +44,10 @@ def test_training_facts_read_only_what_metrics_json_records(tmp_path):
                        ({"attend_relations": "yes"}, None), ({"attend_weight": 1.0}, None)):
         (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
         assert records.training_facts(tmp_path).get("attend_relations") == want, args
+    # the named-so-far head's weight: a recorded number only
+    for args, want in (({"named_weight": 1.0}, 1.0), ({"named_weight": 0}, 0), ({"named_weight": "1"}, None), ({}, None)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
+        assert records.training_facts(tmp_path).get("named_weight") == want, args
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '"text"'])
