@@ -22,8 +22,8 @@ from .scenes import SHAPE_WORDS
 PHOTO = "photo"  # the image of the last step: a picture unlike anything the model was trained on
 
 
-EVIDENCE_SCENE = "scene:4"  # the first found by `python -m vizcap.lesson` (on shapes-free)
-DECODING_SCENE = "scene:29"  # idem
+EVIDENCE_SCENE = "scene:6"  # the first found by `python -m vizcap.lesson` (on shapes-free)
+DECODING_SCENE = "scene:53"  # idem
 
 
 @dataclass(frozen=True)
