@@ -337,3 +337,19 @@ def test_a_scene_exposes_its_right_captions():
     scene = next(s for s in (render_scene(seed, config) for seed in range(100)) if len(s.captions) > 1)
     assert scene.captions == phrasings(scene.objects, config) and scene.captions[0] == scene.caption
     assert any(w in " ".join(scene.captions).split() for w in SIZES)
+
+
+def test_a_nearly_diagonal_pair_is_not_clear_cut_and_shapescenes_never_draws_one(scenes):
+    """clear_cut: a related pair whose dominant axis is under PAIR_MARGIN times the other reads its
+    relation from a few pixels; ShapeScenes' own check (`_unambiguous`) keeps such pairs out of every scene."""
+    from vizcap.scenes import PAIR_MARGIN, clear_cut
+
+    red = _obj("red", "circle", 100, 100)
+    assert not clear_cut([red, _obj("blue", "star", 160, 161)])  # 45°: "left of" or "above"?
+    assert not clear_cut([red, _obj("blue", "star", 160, 100 + 60 / PAIR_MARGIN + 1)])
+    assert clear_cut([red, _obj("blue", "star", 160, 100 + 60 / PAIR_MARGIN - 1)])
+    assert clear_cut([red, _obj("blue", "star", 101, 200)])  # stacked
+    assert clear_cut([red, _obj("red", "circle", 160, 161)])  # "two red circles": no relation to read
+    assert clear_cut([red, _obj("blue", "star", 160, 161), _obj("green", "square", 300, 100)])  # any order is right
+    assert all(clear_cut(s.objects) for s in scenes)
+    assert all(clear_cut(render_scene(2_000_000_000 + i, HARD).objects) for i in range(40))

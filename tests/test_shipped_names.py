@@ -68,6 +68,36 @@ def test_decoding_spread_scores_every_caption_against_the_scenes_truth(shipped, 
     assert stored["greedy_beam_differ"] == round(sum(r["greedy"] != r["beam"] for r in records) / 3, 4)
 
 
+def test_decoding_on_the_independent_renderer_scores_against_its_objects(shipped, tmp_path):
+    """`vizcap decoding --independent` draws its scenes from the independent renderer (not ShapeScenes),
+    scores each caption against the captions its objects allow, and writes decoding_independent.json,
+    leaving decoding.json (the lab's file) alone."""
+    from vizcap.independent_renderer import render_independent
+    from vizcap.scenes import clear_cut
+    from vizcap.trust import INDEPENDENT_FIRST_SEED, independent_scene
+
+    run = subprocess.run([sys.executable, "-m", "vizcap", "decoding", "--n", "2", "--draws", "2", "--independent",
+                          "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "decoding.json").exists()
+    stored = json.loads((tmp_path / "decoding_independent.json").read_text())
+    assert json.loads(run.stdout) == {k: v for k, v in stored.items() if k != "records"}
+    assert stored["source"] == "independent renderer" and stored["first_seed"] == INDEPENDENT_FIRST_SEED
+    assert stored["command"] == "vizcap decoding --n 2 --draws 2 --beams 5 --independent"
+    for r in stored["records"]:
+        image, objects = render_independent(r["seed"])
+        assert 2 <= len(objects) <= 3
+        scene = independent_scene(r["seed"] - INDEPENDENT_FIRST_SEED)
+        assert scene.image.tobytes() == image.tobytes()
+        assert r["greedy"] == shipped.caption(image)
+        assert r["greedy_right"] == (r["greedy"] in scene.captions)
+        assert r["samples_right"] == [s in scene.captions for s in r["samples"]]
+        assert r["clear_cut"] == clear_cut(scene.objects)
+    skipped = [s for s in range(INDEPENDENT_FIRST_SEED, stored["records"][-1]["seed"])
+               if s not in {r["seed"] for r in stored["records"]}]
+    assert all(not 2 <= len(render_independent(s)[1]) <= 3 for s in skipped)  # the first two such scenes, none passed over
+
+
 def test_decoding_refuses_bad_numbers_before_loading():
     run = subprocess.run([sys.executable, "-m", "vizcap", "decoding", "--draws", "1"], capture_output=True, text=True,
                          timeout=120)

@@ -82,6 +82,7 @@ def test_decoding_differs_and_its_records_can_be_measured_again(name):
     spread = records.decoding_spread(SHIPPED / name)
     rows = spread["records"]
     assert spread["n_scenes"] == len(rows) == 200 and spread["draws"] == 5
+    assert all(r["clear_cut"] for r in rows) and spread["clear_cut"]["n_scenes"] == 200  # ShapeScenes draws no diagonal pair
     assert spread["two_distinct_samples"] == round(sum(len(set(r["samples"])) >= 2 for r in rows) / 200, 4)
     assert spread["two_distinct_samples"] >= 0.5  # issue 24, item 2
     assert spread["greedy_beam_differ"] > 0
@@ -89,6 +90,34 @@ def test_decoding_differs_and_its_records_can_be_measured_again(name):
     for k in (0, len(rows) - 1):
         again = scene_spread(twin, render_scene(rows[k]["seed"]), spread["draws"], spread["beams"], seed=k * spread["draws"])
         assert again == {key: rows[k][key] for key in again}
+
+
+@pytest.mark.parametrize("name", ["shapes-free", "shapes"])
+def test_decoding_on_the_independent_renderer_is_stored_and_can_be_measured_again(name):
+    """decoding_independent.json (`vizcap decoding --independent`): 200 scenes of two or three objects
+    from the independent renderer, its figures its records' shares, the last scene measured again."""
+    from vizcap.scenes import clear_cut
+    from vizcap.spread import scene_spread
+    from vizcap.trust import INDEPENDENT_FIRST_SEED, independent_scene
+
+    spread = records.decoding_spread(SHIPPED / name, independent=True)
+    rows = spread["records"]
+    assert spread["source"] == "independent renderer" and spread["command"].endswith(" --independent")
+    assert spread["n_scenes"] == len(rows) == 200 and spread["first_seed"] == INDEPENDENT_FIRST_SEED
+    assert spread["two_distinct_samples"] == round(sum(len(set(r["samples"])) >= 2 for r in rows) / 200, 4)
+    assert spread["samples_right"] == round(sum(ok for r in rows for ok in r["samples_right"]) / (200 * 5), 4)
+    assert spread["greedy_beam_differ"] == round(sum(r["greedy"] != r["beam"] for r in rows) / 200, 4)
+    for r in rows:  # nearly diagonal pairs: the grammar's relation there hangs on a few pixels
+        assert r["clear_cut"] == clear_cut(independent_scene(r["seed"] - INDEPENDENT_FIRST_SEED).objects)
+    sure = [r for r in rows if r["clear_cut"]]
+    assert 0 < len(sure) < 200 and spread["clear_cut"] == {
+        "n_scenes": len(sure), "samples_right": round(sum(ok for r in sure for ok in r["samples_right"]) / (5 * len(sure)), 4),
+        "greedy_right": round(sum(r["greedy_right"] for r in sure) / len(sure), 4),
+        "beam_right": round(sum(r["beam_right"] for r in sure) / len(sure), 4)}
+    k = len(rows) - 1
+    scene = independent_scene(rows[k]["seed"] - INDEPENDENT_FIRST_SEED)
+    again = scene_spread(vizcap.load(name), scene, spread["draws"], spread["beams"], seed=k * spread["draws"])
+    assert again == {key: rows[k][key] for key in again}
 
 
 def test_the_lessons_steps_on_the_twin_hold():
@@ -151,18 +180,27 @@ def test_the_readmes_twin_figures_are_its_records():
     text = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
     for sentence in ranking_verdict(trust):  # the twin's deletion figures, in the map-methods section
         assert " ".join(sentence.split()) in text, sentence
-    spread = records.decoding_spread(FREE)
-    for claim in decoding_claims(spread):
-        assert claim in prose, claim
+    for independent in (False, True):
+        spread = records.decoding_spread(FREE, independent=independent)
+        assert spread["command"] in prose
+        for claim in decoding_claims(spread):
+            assert claim in prose, claim
 
 
 def decoding_claims(spread: dict) -> list[str]:
-    """The phrases of a README sentence about a decoding.json."""
+    """The phrases of a README sentence about a decoding.json (decoding_independent.json: and about its
+    scenes without a nearly diagonal pair)."""
     pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
-    return [f"at least two different captions on {pct(spread['two_distinct_samples'])} of the scenes",
-            f"greedy and beam search ({spread['beams']} beams) differ on {pct(spread['greedy_beam_differ'])}",
-            f"greedy / beam captions are right on {pct(spread['greedy_right'])} / {pct(spread['beam_right'])}",
-            f"{pct(spread['samples_right'])} of the sampled captions are right"]
+    claims = [f"at least two different captions on {pct(spread['two_distinct_samples'])} of the scenes",
+              f"greedy and beam search ({spread['beams']} beams) differ on {pct(spread['greedy_beam_differ'])}",
+              f"greedy / beam captions are right on {pct(spread['greedy_right'])} / {pct(spread['beam_right'])}",
+              f"{pct(spread['samples_right'])} of the sampled captions are right"]
+    sure = spread["clear_cut"]
+    if sure["n_scenes"] < spread["n_scenes"]:
+        claims += [f"{spread['n_scenes'] - sure['n_scenes']} of the 200 scenes" if spread["n_scenes"] == 200 else "",
+                   f"other {sure['n_scenes']} scenes {pct(sure['samples_right'])} of the sampled captions are right",
+                   f"greedy / beam {pct(sure['greedy_right'])} / {pct(sure['beam_right'])}"]
+    return [c for c in claims if c]
 
 
 def test_the_readme_quotes_the_default_models_decoding_json():
@@ -170,10 +208,11 @@ def test_the_readme_quotes_the_default_models_decoding_json():
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = text.index("## How the default model was made")
     section = " ".join(text[start:text.index("\n## ", start + 1)].split())
-    spread = records.decoding_spread(SHIPPED / "shapes")
-    assert spread["command"] in section
-    for claim in decoding_claims(spread):
-        assert claim in section, claim
+    for independent in (False, True):
+        spread = records.decoding_spread(SHIPPED / "shapes", independent=independent)
+        assert spread["command"] in section
+        for claim in decoding_claims(spread):
+            assert claim in section, claim
 
 
 def test_the_decoding_lab_shows_a_difference_on_its_default_scene(monkeypatch):

@@ -6,7 +6,7 @@
                    [--export DIR] [--html OUT] [--json]
     vizcap eval [--checkpoint DIR] [--n N] [--curves-n N] [--rank-n N] [--orders K] [--independent] [--hard]
                 [--methods M1,M2,...|all] [--out DIR] [--json]
-    vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--out DIR] [--json]
+    vizcap decoding [--checkpoint NAME|DIR] [--n N] [--draws N] [--beams N] [--independent] [--out DIR] [--json]
     vizcap web DIR [--checkpoint NAME|DIR ...]
 
 caption: with --json, exactly one JSON object per input on its own line, in input order; a failed
@@ -19,7 +19,7 @@ into --out, by default the checkpoint directory.
 
 decoding: how much greedy, beam search and sampling differ on held-out scenes of two or three objects
 (vizcap.spread); writes decoding.json (figures and every scene's captions) into --out, by default the
-checkpoint directory.
+checkpoint directory; with --independent, on scenes of the independent renderer, into decoding_independent.json.
 
 web: the ShapeScenes explorer as a static site in DIR that runs the model(s) in the browser with ONNX
 Runtime Web (vizcap/web.py); serve DIR with any static host (python -m http.server -d DIR, GitHub Pages).
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--n", type=_int, default=200, metavar="N", help="held-out scenes with 2 or 3 objects (default 200)")
     dec.add_argument("--draws", type=_int, default=5, metavar="N", help="sampled captions per scene (default 5)")
     dec.add_argument("--beams", type=_int, default=5, metavar="N", help="beam width (default 5)")
+    dec.add_argument("--independent", action="store_true", help="scenes of the independent renderer "
+                     "(vizcap/independent_renderer.py) instead of held-out ShapeScenes; writes decoding_independent.json")
     dec.add_argument("--out", metavar="DIR", default=None, help="folder for decoding.json (default: the checkpoint's)")
     dec.add_argument("--json", action="store_true", help="print the figures as one JSON object")
 
@@ -352,7 +354,8 @@ def _eval(args) -> int:
 def _decoding(args) -> int:
     from . import load
     from .files import shipped_checkpoint, write_json
-    from .spread import decoding_spread
+    from .records import DECODING, DECODING_INDEPENDENT
+    from .spread import SOURCES, decoding_spread
 
     if args.n < 1 or args.draws < 2 or args.beams < 2:
         raise ValueError("--n must be at least 1, --draws and --beams at least 2")
@@ -360,21 +363,24 @@ def _decoding(args) -> int:
     if captioner.is_photo_model:
         raise ValueError("decoding spread needs a ShapeScenes model (it scores captions against the scenes' truth)")
     out = Path(args.out) if args.out else Path(captioner.name)
-    result = decoding_spread(captioner, args.n, args.draws, args.beams, progress=not args.json)
+    source = SOURCES[1] if args.independent else SOURCES[0]
+    result = decoding_spread(captioner, args.n, args.draws, args.beams, progress=not args.json, source=source)
     named = args.checkpoint if args.checkpoint and shipped_checkpoint(args.checkpoint) else None
     result["command"] = ("vizcap decoding" + (f" --checkpoint {named}" if named else "")
-                         + f" --n {args.n} --draws {args.draws} --beams {args.beams}")
+                         + f" --n {args.n} --draws {args.draws} --beams {args.beams}"
+                         + (" --independent" if args.independent else ""))
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "decoding.json", result)
+    written = out / (DECODING_INDEPENDENT if args.independent else DECODING)
+    write_json(written, result)
     figures = {k: v for k, v in result.items() if k != "records"}
     if args.json:
         print(json.dumps(figures))
         return 0
-    print(f"{args.n} held-out scenes of 2–3 objects: {figures['two_distinct_samples']:.0%} give at least two distinct "
+    print(f"{args.n} scenes of 2–3 objects ({source}): {figures['two_distinct_samples']:.0%} give at least two distinct "
           f"captions in {args.draws} samples (temperature 1); {figures['samples_right']:.1%} of sampled captions are "
           f"right; greedy and beam ({args.beams}) differ on {figures['greedy_beam_differ']:.0%} "
           f"(right: greedy {figures['greedy_right']:.1%}, beam {figures['beam_right']:.1%})")
-    print(f"wrote {out / 'decoding.json'}")
+    print(f"wrote {written}")
     return 0
 
 

@@ -12,6 +12,7 @@ TRAIN_LOG = "train_log.jsonl"
 METRICS = "metrics.json"
 TRUST = "trust.json"
 DECODING = "decoding.json"  # written by `vizcap decoding` (vizcap.spread)
+DECODING_INDEPENDENT = "decoding_independent.json"  # written by `vizcap decoding --independent`
 
 
 def read_json(path) -> dict | None:
@@ -64,9 +65,10 @@ def stamp(folder, name: str):
         return None
 
 
-def decoding_spread(folder) -> dict | None:
-    """The checkpoint's decoding.json (`vizcap decoding`: how much strategies differ), or None."""
-    return read_json(Path(folder) / DECODING)
+def decoding_spread(folder, independent: bool = False) -> dict | None:
+    """The checkpoint's decoding.json (`vizcap decoding`: how much strategies differ), or None; with
+    independent=True, decoding_independent.json (the same on the independent renderer's scenes)."""
+    return read_json(Path(folder) / (DECODING_INDEPENDENT if independent else DECODING))
 
 
 def _number(value) -> bool:

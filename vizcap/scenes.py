@@ -258,6 +258,21 @@ def _is_related_pair(objects: list[SceneObject]) -> bool:
     return len(objects) == 2 and objects[0].name != objects[1].name
 
 
+PAIR_MARGIN = 1.3  # a pair is drawn only where its dominant axis is this many times the other (`_unambiguous`)
+
+
+def clear_cut(objects: list[SceneObject]) -> bool:
+    """Whether the grammar's right captions are beyond doubt: True unless the scene is a related pair
+    set nearly diagonally (neither axis PAIR_MARGIN times the other), where `_relation` reads "above"
+    or "left of" from a few pixels' difference. ShapeScenes never draws such a pair; another renderer
+    (vizcap/independent_renderer.py) may, and there either axis would be a fair description."""
+    if not _is_related_pair(objects):
+        return True
+    (x1, y1), (x2, y2) = objects[0].centre, objects[1].centre
+    dx, dy = abs(x2 - x1), abs(y2 - y1)
+    return max(dx, dy) >= PAIR_MARGIN * min(dx, dy)
+
+
 def pair_relation(objects: list[SceneObject], config: SceneConfig = SceneConfig()) -> str | None:
     """Where the first of a related pair (objects in caption order) is from the second ("left of"
     or "above"), or None when the scene names no relation."""
@@ -395,7 +410,7 @@ def _unambiguous(box: tuple[float, ...], others: list[tuple[float, ...]]) -> boo
     for b in others:
         dx, dy = abs(cx - (b[0] + b[2]) / 2), abs(cy - (b[1] + b[3]) / 2)
         if len(others) == 1:  # a pair: its relation must be clear-cut (dominant axis)
-            if max(dx, dy) < 1.3 * min(dx, dy):
+            if max(dx, dy) < PAIR_MARGIN * min(dx, dy):
                 return False
         if dx < 0.08 * max(b[2] - b[0], box[2] - box[0]):  # left-to-right order must be clear
             if len(others) > 1 or dx >= dy:
