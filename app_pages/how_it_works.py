@@ -41,6 +41,7 @@ facts = records.training_facts(ckpt)  # from this checkpoint's metrics.json: nev
 bound = cfg.mode != "cross" and facts.get("bind_weight", 0) > 0
 supervised = facts.get("attend_weight", 0) > 0
 named = facts.get("named_weight", 0) > 0  # train shapes --named-weight: a head that plays no part in captioning
+repeats = facts.get("repeat_weight", 0) > 0  # train shapes --repeat-weight: a loss on the words, not on a map
 if bound:
     b.markdown(f"**Mapper and prefix.** {P} learned *queries* each read the grid with attention and become "
                f"**{P} prefix tokens**, placed before the words. While training, a *binding loss* pulled the "
@@ -135,6 +136,7 @@ st.markdown(
     + (f" + {facts['bind_weight']} × binding loss" if bound else "")
     + (f" + {facts['attend_weight']} × supervised-attention loss" if supervised else "")
     + (f" + {facts['named_weight']} × named-so-far loss" if named else "")
+    + (f" + {facts['repeat_weight']} × repeat loss" if repeats else "")
     + "`" + (" (both described above)" if bound and supervised else " (described above)" if bound or supervised else "")
     + ". This dense supervision stands in for a pretrained encoder; "
     "the heads play no part in writing captions, but they make each cell of the grid *about* its own patch of "
@@ -142,7 +144,10 @@ st.markdown(
     + (" The *named-so-far loss* comes from one more training-only head, on the decoder's last hidden state: at "
        "every word it predicts which of the scene's objects the caption has named so far, so that the model "
        "keeps count of what it has said. It is a label on what the decoder carries, not on where any map points, "
-       "and it is not saved with the model." if named else ""))
+       "and it is not saved with the model." if named else "")
+    + (" The *repeat loss* lowers the probability of a shape word that would name a phrase the caption has "
+       "already named (after \"a pink cross and a pink\", the word \"cross\"): a loss on the words the decoder "
+       "writes, not on where any map points." if repeats else ""))
 if info["aux"]:
     cols = st.columns(len(info["aux"]))
     for col, (name, aux) in zip(cols, info["aux"].items()):

@@ -236,6 +236,25 @@ def test_how_it_works_names_the_named_so_far_loss_when_a_model_was_trained_with_
     assert ("not on where any map points" in text) == (weight > 0)
 
 
+@pytest.mark.parametrize("weight", [0.5, 0.0])
+def test_how_it_works_names_the_repeat_loss_when_a_model_was_trained_with_it(app_checkpoint, tmp_path, monkeypatch, weight):
+    """A model trained with --repeat-weight: How it works writes that loss into its formula and says it
+    is a loss on the words, not on any map."""
+    import shutil
+
+    folder = tmp_path / "repeat"
+    shutil.copytree(app_checkpoint, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["args"].update(repeat_weight=weight)
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("VIZCAP_CHECKPOINT", str(folder))
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    how = ok(at.switch_page("app_pages/how_it_works.py").run())
+    text = " ".join(m.value for m in how.markdown)
+    assert (f"+ {weight} × repeat loss" in text) == (weight > 0)
+    assert ("The *repeat loss* lowers the probability" in text) == (weight > 0)
+
+
 def test_home_gallery_and_any_example(app):
     at = ok(app.run())
     first = caption_of(at)

@@ -48,6 +48,9 @@ def test_training_facts_read_only_what_metrics_json_records(tmp_path):
     for args, want in (({"named_weight": 1.0}, 1.0), ({"named_weight": 0}, 0), ({"named_weight": "1"}, None), ({}, None)):
         (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
         assert records.training_facts(tmp_path).get("named_weight") == want, args
+    for args, want in (({"repeat_weight": 0.5}, 0.5), ({"repeat_weight": None}, None), ({}, None)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"args": args}))
+        assert records.training_facts(tmp_path).get("repeat_weight") == want, args
 
 
 @pytest.mark.parametrize("content", [None, "not json", "[1, 2]", '"text"'])

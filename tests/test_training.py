@@ -543,3 +543,67 @@ def test_named_targets_follow_the_objects_each_shape_word_names(tmp_path):
     assert "named_loss" in json.loads((tmp_path / "n" / "train_log.jsonl").read_text().splitlines()[-1])
     assert not any(k.startswith("named") for k in load_file(tmp_path / "n" / "model.safetensors"))
     Captioner.from_pretrained(tmp_path / "n")
+
+
+def test_repeat_targets_ban_the_shape_that_would_name_a_named_phrase_again(tmp_path):
+    """--repeat-weight: at the position before a shape word, the banned tokens are both forms of every
+    shape already named in the colour being written; an oracle that reads the words agrees on samples
+    drawn from every phrasing, the right word is never banned, and one gradient step on the loss lowers
+    the banned probability. A run with it records its weight and the loss."""
+    from train.shapes import ShapeScenesData, collate, default_config, repeat_loss, repeat_targets
+    from vizcap.model import CaptionModel
+    from vizcap.scenes import COLOURS, PLURALS, SHAPE_WORDS, VOCABULARY
+    from vizcap.tokenizer import CaptionTokenizer
+
+    tokenizer = CaptionTokenizer.word_level(VOCABULARY)
+    singular = {plural: shape for shape, plural in PLURALS.items()}
+    kind = {tokenizer.encode(w)[0]: singular.get(w, w) for w in SHAPE_WORDS}
+    colours = {tokenizer.encode(c)[0] for c in COLOURS}
+    V = tokenizer.vocab_size
+
+    def banned_words(caption: str) -> list[set[str]]:
+        ids = torch.tensor([[tokenizer.bos_id, *tokenizer.encode(caption), tokenizer.eos_id]])
+        banned = repeat_targets(ids, colours, kind, V)[0]
+        return [{tokenizer.token_text(i) for i in row.nonzero().flatten().tolist()} for row in banned]
+
+    got = banned_words("a pink cross and a pink star and a blue circle")  # position t predicts word t + 1
+    assert got[6] == {"cross", "crosses"} and sum(map(len, got)) == 2  # before "star" only (<bos> is token 0)
+    got = banned_words("two red circles and a red square")
+    assert got[6] == {"circle", "circles"} and sum(map(len, got)) == 2
+    assert sum(map(len, banned_words("a red circle left of a blue circle"))) == 0  # another colour: fine
+
+    cfg = default_config(tokenizer, "vit", relation=True)
+    data = ShapeScenesData(cfg, CaptionModel(cfg).grid, tokenizer, first_seed=0, captions="all")
+    items = [data[k] for k in range(60)]
+    ids = collate(items, tokenizer.pad_id)[1]
+    banned = repeat_targets(ids, colours, kind, V)
+    some = 0
+    for b in range(60):
+        words = [tokenizer.token_text(i) for i in ids[b].tolist()]
+        named, colour = set(), None
+        for t in range(len(words) - 1):
+            colour = words[t] if words[t] in COLOURS else colour
+            want = set()
+            if words[t + 1] in SHAPE_WORDS:
+                for c, s in named:
+                    if c == colour:
+                        want |= {s, PLURALS[s]}
+                named.add((colour, singular.get(words[t + 1], words[t + 1])))
+                assert not banned[b, t, ids[b, t + 1]]  # the right word is never banned
+            assert {tokenizer.token_text(i) for i in banned[b, t].nonzero().flatten().tolist()} == want, (words, t)
+            some += bool(want)
+    assert some > 0  # these samples hold repeated colours
+
+    logits = torch.zeros(1, 8, V, requires_grad=True)
+    one = torch.zeros(1, 8, V, dtype=torch.bool)
+    one[0, 3, [4, 5]] = True
+    loss = repeat_loss(logits, one)
+    assert torch.isclose(loss, -torch.log1p(torch.tensor(-2 / V)))
+    loss.backward()
+    after = (logits - 10.0 * logits.grad).softmax(-1)[0, 3, [4, 5]].sum()
+    assert after < 2 / V and logits.grad[0, :3].abs().sum() == 0  # only the banned position moves
+    assert repeat_loss(logits, torch.zeros_like(one)) == 0
+
+    run(ShapesArgs(out=str(tmp_path / "r"), repeat_weight=1.0, steps=2, save_every=1000, seed=1, **{**FAST, "eval_n": 2}))
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["args"]["repeat_weight"] == 1.0
+    assert "repeat_loss" in json.loads((tmp_path / "r" / "train_log.jsonl").read_text().splitlines()[-1])

@@ -62,6 +62,9 @@ def _shapes_parser(sub) -> None:
     p.add_argument("--named-weight", type=float, default=d.named_weight,
                    help="weight of a training-only head on the decoder's output that learns which of the scene's "
                         "objects the caption has named so far (default 0: none; not a loss on any map)")
+    p.add_argument("--repeat-weight", type=float, default=d.repeat_weight,
+                   help="weight of an unlikelihood term against a shape word that would name an already-named "
+                        "phrase again (default 0: none; a loss on the caption's words, not on any map)")
     p.add_argument("--decoder-layers", type=int, default=d.decoder_layers,
                    help=f"GPT-2 blocks of the caption decoder (default {d.decoder_layers}, the shipped models)")
 
@@ -178,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                     parser.error(f"--{flag.replace('_', '-')} must be at least 1")
             if args.workers < 0 or args.lr <= 0 or args.hard_every < 0 or args.bind_weight < 0 or args.attend_weight < 0:
                 parser.error("--workers, --hard-every, --bind-weight and --attend-weight must be >= 0 and --lr > 0")
-            if args.named_weight < 0:
-                parser.error("--named-weight must be >= 0")
+            if args.named_weight < 0 or args.repeat_weight < 0:
+                parser.error("--named-weight and --repeat-weight must be >= 0")
             if args.device == "cuda":
                 import torch
 

@@ -40,6 +40,11 @@ object, and their maps are meant to look like that object. Which object, `--bind
   0.917; 28 of 187 three-object captions wrong against 4), so it is not the default.
 With `--captions canonical` both bind the same objects.
 
+With `--repeat-weight` above 0 an unlikelihood term (`repeat_loss`, Welleck et al. 2019) lowers, before each
+shape word, the probability of a shape that would name a phrase the caption has already named in the
+colour being written (`repeat_targets`): a fact of the grammar read off the right caption, a loss on the
+words and on no map. It aims at the twin's sampled captions that name one object twice.
+
 Supervised attention (`attend_loss`, Liu et al. 2017) teaches the decoder where to look while it writes
 an object's colour or shape word: its cross-attention towards that object's cells, its attention over
 the prefix tokens towards that object's bound token. The cross-attention and prefix heatmaps of the
@@ -68,7 +73,7 @@ from vizcap.captioner import Captioner
 from vizcap.files import DEFAULT_CHECKPOINT, write_json
 from vizcap.evaluate import caption_metrics, scene_scores
 from vizcap.model import CaptionerConfig, CaptionModel, caption_loss
-from vizcap.scenes import (COLOURS, HARD, MIRRORED, RELATIONS, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Phrasing, Scene,
+from vizcap.scenes import (COLOURS, HARD, MIRRORED, PLURALS, RELATIONS, SHAPE_WORDS, SHAPES, SIZES, VOCABULARY, Phrasing, Scene,
                            SceneConfig, cell_coverage, cells_from_coverage, name_groups, ordered_phrasings,
                            pair_relation, render_scene)
 from vizcap.tokenizer import CaptionTokenizer
@@ -112,6 +117,7 @@ class ShapesArgs:
     relation_weight: float = 1.0  # the relation head's weight among the dense heads (times aux_weight); 0 = no head
     decoder_layers: int = 2  # GPT-2 blocks of the caption decoder (both shipped models: 2)
     named_weight: float = 0.0  # weight of a training-only head: which objects has the caption named so far (0 = none)
+    repeat_weight: float = 0.0  # weight of an unlikelihood term against a shape word that repeats a named phrase (0 = none)
 
 
 ENCODERS = {
@@ -374,6 +380,39 @@ def named_loss(head: torch.nn.Linear, hidden: torch.Tensor, ids: torch.Tensor, p
     return (bce * mask).sum() / mask.sum().clamp(min=1)
 
 
+def repeat_targets(ids: torch.Tensor, colour_ids: set[int], shape_kind: dict[int, str], vocab_size: int) -> torch.Tensor:
+    """[B, T, V] True at position t on the shape-word tokens that would make token t + 1 repeat a phrase
+    the caption has already named: where token t + 1 is a shape word, every singular or plural form of
+    a shape already named in the colour of the phrase being written ("a pink cross and a pink" must not
+    go on "cross"; the grammar names each kind of object once, identical ones counted). Read from the
+    right caption alone, so the word it holds is never among them."""
+    forms: dict[str, list[int]] = {}
+    for token, kind in shape_kind.items():
+        forms.setdefault(kind, []).append(token)
+    banned = torch.zeros((*ids.shape, vocab_size), dtype=torch.bool)
+    for b, row in enumerate(ids.tolist()):
+        colour, named = None, set()
+        for t in range(len(row) - 1):
+            if row[t] in colour_ids:
+                colour = row[t]
+            if row[t + 1] in shape_kind:
+                for kind in {k for c, k in named if c == colour}:
+                    banned[b, t, forms[kind]] = True
+                named.add((colour, shape_kind[row[t + 1]]))
+    return banned.to(ids.device)
+
+
+def repeat_loss(logits: torch.Tensor, banned: torch.Tensor) -> torch.Tensor:
+    """Unlikelihood (Welleck et al. 2019) of the banned tokens: −log(1 − p(banned)) at the caption
+    positions that have any, averaged over them. `logits` are the caption positions' ([B, T, V],
+    position t predicting token t + 1). A loss on the words the decoder writes, not on any map."""
+    where = banned.any(-1)
+    if not where.any():
+        return logits.sum() * 0.0
+    p_banned = (logits.softmax(-1) * banned).sum(-1).clamp(max=1 - 1e-6)
+    return -(torch.log1p(-p_banned) * where).sum() / where.sum()
+
+
 def normalise(pixels: torch.Tensor, cfg: CaptionerConfig) -> torch.Tensor:
     mean = torch.tensor(cfg.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(cfg.image_std).view(1, 3, 1, 1)
@@ -436,6 +475,9 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
             yield (normalise(pixels, cfg).to(device), ids.to(device), *(d.to(device) for d in dense))
 
     shape_ids = torch.tensor([tokenizer.encode(w)[0] for w in sorted(SHAPE_WORDS)], device=device)
+    singular = {plural: shape for shape, plural in PLURALS.items()}
+    shape_kind = {tokenizer.encode(w)[0]: singular.get(w, w) for w in sorted(SHAPE_WORDS)}
+    colour_ids = {tokenizer.encode(c)[0] for c in COLOUR_NAMES}
     trained = NamedHead(model).to(device) if args.named_weight > 0 else model  # no head: the RNG draws stay as before
 
     def loss_fn(trained, batch):
@@ -460,6 +502,11 @@ def run(args: ShapesArgs, argv: list[str] | None = None) -> dict:
             named = named_loss(trained.named, out["hidden"], ids, tokenizer.pad_id, targets, exists)
             total = total + args.named_weight * named
             parts["named_loss"] = named.detach()
+        if args.repeat_weight > 0:
+            banned = repeat_targets(ids, colour_ids, shape_kind, cfg.vocab_size)
+            repeat = repeat_loss(out["logits"][:, cfg.n_prefix:], banned)
+            total = total + args.repeat_weight * repeat
+            parts["repeat_loss"] = repeat.detach()
         return total, parts
 
     loop = LoopConfig(steps=args.steps, lr=args.lr, warmup=args.warmup, weight_decay=args.weight_decay,

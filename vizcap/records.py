@@ -78,7 +78,8 @@ def _number(value) -> bool:
 def training_facts(folder) -> dict:
     """What the checkpoint's metrics.json says about its training: steps, batch_size, samples (the
     pictures it saw: samples_seen, or steps × batch size), aux_weight, bind_weight, attend_weight,
-    named_weight (a training-only head that learned which objects the caption has named so far), captions
+    named_weight (a training-only head that learned which objects the caption has named so far), repeat_weight
+    (an unlikelihood term against a shape word that names an already-named phrase again), captions
     ("canonical": one caption per scene; "all": every right phrasing; a ShapeScenes run that predates the
     choice is "canonical"), bind_to ("named" | "place": train/shapes.py; a run that predates the choice is
     "named"), attend_relations (the supervised attention also at a pair's relation word; absent = a run from
@@ -93,7 +94,7 @@ def training_facts(folder) -> dict:
         facts["samples"] = recorded["samples_seen"]
     elif "steps" in facts and "batch_size" in facts:
         facts["samples"] = facts["steps"] * facts["batch_size"]
-    for key in ("aux_weight", "bind_weight", "attend_weight", "named_weight"):
+    for key in ("aux_weight", "bind_weight", "attend_weight", "named_weight", "repeat_weight"):
         if _number(args.get(key)):
             facts[key] = args[key]
     if args.get("captions") in ("canonical", "all"):
