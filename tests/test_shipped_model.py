@@ -173,4 +173,5 @@ def _assert_the_default_command_reproduces_it(metrics: dict) -> None:
     recorded = metrics["args"]
     differ = {k: (recorded.get(k), v) for k, v in defaults.items() if k != "out" and recorded.get(k, v) != v}
     assert not differ, differ
-    assert set(defaults) - set(recorded) <= {"named_weight"}, set(defaults) - set(recorded)
+    assert set(defaults) - set(recorded) <= {"named_weight", "repeat_weight"}, set(defaults) - set(recorded)
+    assert defaults["named_weight"] == defaults["repeat_weight"] == 0  # off: the run that predates them is the same run
