@@ -43,7 +43,9 @@ With `--captions canonical` both bind the same objects.
 With `--repeat-weight` above 0 an unlikelihood term (`repeat_loss`, Welleck et al. 2019) lowers, before each
 shape word, the probability of a shape that would name a phrase the caption has already named in the
 colour being written (`repeat_targets`): a fact of the grammar read off the right caption, a loss on the
-words and on no map. It aims at the twin's sampled captions that name one object twice.
+words and on no map. It aimed at the twin's sampled captions that name one object twice; tried once on the
+twin's recipe (2026-12-05, `--repeat-weight 1`), every figure fell (held-out exact 0.949, sampled captions
+right 0.87; README, the twin's variants), so no shipped model uses it.
 
 Supervised attention (`attend_loss`, Liu et al. 2017) teaches the decoder where to look while it writes
 an object's colour or shape word: its cross-attention towards that object's cells, its attention over
