@@ -80,21 +80,24 @@ def decoding_spread(captioner, n: int = 200, draws: int = 5, beams: int = 5, fir
         seed += 1
     bar.close()
     differ = [r for r in records if r["greedy"] != r["beam"]]
-    sampled = [ok for r in records for ok in r["samples_right"]]
     sure = [r for r in records if r["clear_cut"]]
     return {
         "source": source, "n_scenes": n, "draws": draws, "beams": beams, "first_seed": first_seed,
         "two_distinct_samples": round(sum(len(set(r["samples"])) >= 2 for r in records) / n, 4),
-        "samples_right": round(sum(sampled) / len(sampled), 4),
-        "greedy_right": round(sum(r["greedy_right"] for r in records) / n, 4),
-        "beam_right": round(sum(r["beam_right"] for r in records) / n, 4),
+        **_right_shares(records),
         "greedy_beam_differ": round(len(differ) / n, 4),
         # the same shares on the scenes whose right captions are beyond doubt (scenes.clear_cut): every
         # held-out ShapeScenes scene; the independent renderer also draws nearly diagonal pairs
-        "clear_cut": {"n_scenes": len(sure),
-                      "samples_right": round(sum(ok for r in sure for ok in r["samples_right"]) / max(1, draws * len(sure)), 4),
-                      "greedy_right": round(sum(r["greedy_right"] for r in sure) / max(1, len(sure)), 4),
-                      "beam_right": round(sum(r["beam_right"] for r in sure) / max(1, len(sure)), 4)},
+        "clear_cut": {"n_scenes": len(sure), **_right_shares(sure)},
         "examples": [{"seed": r["seed"], "greedy": r["greedy"], "beam": r["beam"]} for r in differ[:5]],
         "records": records,
     }
+
+
+def _right_shares(records: list[dict]) -> dict:
+    """The shares of right sampled, greedy and beam captions over `records` (0 where there are none)."""
+    sampled = [ok for r in records for ok in r["samples_right"]]
+    n = max(1, len(records))
+    return {"samples_right": round(sum(sampled) / max(1, len(sampled)), 4),
+            "greedy_right": round(sum(r["greedy_right"] for r in records) / n, 4),
+            "beam_right": round(sum(r["beam_right"] for r in records) / n, 4)}
