@@ -119,7 +119,7 @@ class Evidence:
     without_top: tuple[str, float, float]  # (likeliest word, its p, p of the caption's word) with the top cell grey
     without_object: tuple[str, float, float]  # the same with the object's cells grey
     found_by: dict  # method -> does its hottest cell touch the object's box?
-    object_peak: float = 0.0  # the map's hottest cell on the object's box ÷ its hottest cell anywhere
+    object_peak: float  # the map's hottest cell on the object's box ÷ its hottest cell anywhere
 
     @property
     def teaches(self) -> bool:
