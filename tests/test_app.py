@@ -27,6 +27,7 @@ from vizcap import figures, render
 from vizcap import maps as vizcap_maps
 from vizcap.captioner import Captioner
 from vizcap.decoding import DecodingParams, params_for
+from vizcap.links import DEFAULT_SCENE
 from transformers import GPT2Model
 from vizcap.model import CaptionModel
 
@@ -170,7 +171,7 @@ def test_home_default_flow(app, app_checkpoint):
     at = ok(app.run())
     assert at.title[0].value.startswith("vizcap")
     assert len(caption_of(at)) > len("<p></p>")
-    assert at.session_state["vz_image"]["id"] == "scene:7"
+    assert at.session_state["vz_image"]["id"] == f"scene:{DEFAULT_SCENE}"
     assert at.radio(key="vz_ckpt_choice").value == "directory"
     assert at.text_input(key="vz_ckpt_dir").value == str(app_checkpoint)
     assert any("True caption" in w.value for w in [*at.warning, *at.success])

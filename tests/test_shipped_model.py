@@ -163,8 +163,7 @@ def test_readme_quotes_metrics_json():
 
 def _assert_the_default_command_reproduces_it(metrics: dict) -> None:
     """`python -m train shapes` is the shipped run: every training argument metrics.json records (the flags
-    its command passed included) is today's default, the output folder aside; an argument the run predates
-    must be one whose default changes nothing."""
+    its command passed included) is today's default, the output folder aside, and it records them all."""
     from dataclasses import asdict
 
     from train.shapes import ShapesArgs
@@ -173,5 +172,4 @@ def _assert_the_default_command_reproduces_it(metrics: dict) -> None:
     recorded = metrics["args"]
     differ = {k: (recorded.get(k), v) for k, v in defaults.items() if k != "out" and recorded.get(k, v) != v}
     assert not differ, differ
-    assert set(defaults) - set(recorded) <= {"named_weight", "repeat_weight"}, set(defaults) - set(recorded)
-    assert defaults["named_weight"] == defaults["repeat_weight"] == 0  # off: the run that predates them is the same run
+    assert set(defaults) <= set(recorded), set(defaults) - set(recorded)

@@ -38,13 +38,15 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
+    # scene 70: every head of the last layer finds the shape word's object, and no two alike (scene 42 until the
+    # default of 2026-12-05, on which two heads drew nearly one map; tests/test_shipped_model.py holds it)
     Step("1 · Predict, then reveal",
          "The model is about to write the shape word of this caption: point at the screen where you think it "
-         "will look, then press Reveal.", "scene:42", "predict"),
+         "will look, then press Reveal.", "scene:70", "predict"),
     Step("2 · One word, every head",
          "The map you just saw is an average: here is the same word seen by each attention head of the last "
          "layer. This model was trained to look at the object it names, so every head finds it — but each "
-         "spreads its attention in its own way.", "scene:42", "heads"),
+         "spreads its attention in its own way.", "scene:70", "heads"),
     Step("3 · Is attention an explanation?",
          "This twin learned from captions alone, and here its attention's hottest cell misses the object: grey "
          "that cell and the word stays, grey the object and the word changes — relevancy and occlusion, which "

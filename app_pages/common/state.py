@@ -17,10 +17,10 @@ from dataclasses import astuple
 
 import streamlit as st
 
+from vizcap.links import DEFAULT_SCENE
 from vizcap.strategies import DecodingParams
 from vizcap.scenes import render_scene
 
-DEFAULT_SCENE = 7
 MAX_EXPLANATIONS = 16
 MAX_MEMO = 8
 
